@@ -1,0 +1,38 @@
+"""archbench: what a vision architecture costs, from one command.
+
+The library never prints; :mod:`archbench.cli` is the only module that does. Importing this package
+does not import torch.
+"""
+
+from archbench.errors import (
+    ArchbenchError,
+    DeviceUnavailableError,
+    ModelRunError,
+    SpecError,
+    StudyError,
+    UnknownModelError,
+    UsageError,
+)
+from archbench.registry import build_model, count_params, get_spec, list_models, register_family
+from archbench.results import ResultRow
+from archbench.spec import ModelSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchbenchError",
+    "DeviceUnavailableError",
+    "ModelRunError",
+    "ModelSpec",
+    "ResultRow",
+    "SpecError",
+    "StudyError",
+    "UnknownModelError",
+    "UsageError",
+    "__version__",
+    "build_model",
+    "count_params",
+    "get_spec",
+    "list_models",
+    "register_family",
+]

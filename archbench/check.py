@@ -1,0 +1,46 @@
+"""Parameter-count regression checks (``archbench check``): build each model on the ``meta`` device
+(no memory, no init cost) and compare its parameter count with the one its spec expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from archbench.registry import build_model, count_params
+from archbench.spec import ModelSpec, set_expected_params
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    model: str
+    source: str
+    expected_params: int | None
+    params: int
+    path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.expected_params == self.params
+
+    @property
+    def difference(self) -> int | None:
+        return None if self.expected_params is None else self.params - self.expected_params
+
+
+def check_model(spec: ModelSpec) -> CheckResult:
+    params = count_params(build_model(spec, device="meta"))
+    return CheckResult(spec.name, spec.source, spec.params, params, str(spec.path) if spec.path else None)
+
+
+def check_models(specs: Iterable[ModelSpec]) -> Iterable[CheckResult]:
+    """Lazily check each spec (so a caller can show progress)."""
+    return (check_model(spec) for spec in specs)
+
+
+def accept(spec: ModelSpec, result: CheckResult) -> bool:
+    """Write the built count into the spec file (``check --update``); False when there is no file to
+    update (torchvision models take their count from torchvision's metadata)."""
+    if result.ok or spec.path is None:
+        return False
+    set_expected_params(spec, result.params)
+    return True

@@ -1,0 +1,34 @@
+"""What every command shares: the consoles, option types and small renderers (no torch import)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+# Data (tables, JSON) goes to stdout; progress, summaries and errors to stderr.
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+SpecsOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--specs", help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+def print_json(data: Any) -> None:
+    """JSON to stdout, unwrapped and uncoloured (safe to pipe)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_int(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"

@@ -1,0 +1,118 @@
+"""Typed results: one frozen dataclass per kind of result, units in the field names (no torch import).
+
+* :class:`ResultRow` — one timing cell of a sweep (the CSV contract read by the report).
+* rows <-> CSV / pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+STATUSES = ("ok", "oom", "error")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One measured cell: a model at one device/mode/batch/input/dtype/options point.
+
+    Times are per step (one forward for ``infer``, forward+loss+backward for ``train``). A cell that ran
+    out of memory or failed is still a row (``status`` ``oom``/``error`` with ``error``), never a crash.
+    """
+
+    model: str
+    device: str  # "cpu" | "cuda" (the device name is in the environment fingerprint)
+    mode: str  # "infer" | "train"
+    batch: int
+    input: str  # "3x32x32"
+    dtype: str  # "fp32" | "bf16" | "fp16"
+    channels_last: bool = False
+    compiled: bool = False
+    threads: int = 0
+    status: str = "ok"
+    error: str = ""
+    n_samples: int = 0
+    median_ms: float = math.nan
+    iqr_ms: float = math.nan
+    ci_low_ms: float = math.nan
+    ci_high_ms: float = math.nan
+    min_ms: float = math.nan
+    samples_per_s: float = math.nan
+    flops_per_step: float = math.nan
+    achieved_tflops: float = math.nan
+    peak_fraction: float = math.nan
+    peak_mem_mb: float = math.nan
+    noisy: bool = False  # IQR/median > 10%
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
+
+    def key(self) -> tuple:
+        """Identity of the cell, used by ``--resume`` to skip cells already measured."""
+        return cell_key(self.model, self.device, self.mode, self.batch, self.input, self.dtype, self.channels_last, self.compiled, self.threads)
+
+
+def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool, compiled: bool, threads: int) -> tuple:
+    return (model, device, mode, int(batch), input, dtype, bool(channels_last), bool(compiled), int(threads))
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.name != "samples_ms")
+_TYPES = {f.name: f.type for f in fields(ResultRow)}
+
+
+def row_to_csv_dict(row: ResultRow) -> dict[str, Any]:
+    data = dataclasses.asdict(row)
+    data.pop("samples_ms")
+    return {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+
+
+def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
+    """Parse one CSV record back into a typed row (extra columns, e.g. per-model counts, are ignored)."""
+    values: dict[str, Any] = {}
+    for name in CSV_COLUMNS:
+        raw = data.get(name, "")
+        kind = _TYPES[name]
+        if kind == "bool":
+            values[name] = str(raw).strip().lower() in ("true", "1", "yes")
+        elif kind == "int":
+            values[name] = int(float(raw)) if str(raw).strip() else 0
+        elif kind == "float":
+            values[name] = float(raw) if str(raw).strip() else math.nan
+        else:
+            values[name] = raw if raw is not None else ""
+    return ResultRow(**values)
+
+
+def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
+    """Append rows to a CSV file (writing the header first if the file is new) and flush to disk, so a
+    finished cell survives a crash or Ctrl-C."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow(row_to_csv_dict(row))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_rows_csv(path: str | Path) -> list[ResultRow]:
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        return [row_from_csv_dict(rec) for rec in csv.DictReader(fh)]
+
+
+def iter_keys(rows: Iterable[ResultRow]) -> Iterator[tuple]:
+    return (r.key() for r in rows)
+
+
+def rows_to_frame(rows: Iterable[ResultRow]):
+    """Rows as a pandas DataFrame with the CSV columns (raw samples dropped)."""
+    import pandas as pd
+
+    return pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=[*CSV_COLUMNS]).astype({"batch": int})

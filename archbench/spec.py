@@ -1,0 +1,179 @@
+"""Model specs: frozen data loaded from TOML files (no torch import).
+
+A spec file describes one model::
+
+    name = "wrn-40-10"                  # kebab-case, unique
+    family = "wrn"                      # a registered builder family
+    description = "Wide ResNet 40-10 (Zagoruyko & Komodakis 2016, CIFAR)"
+    input = "3x32x32"                   # default input, CxHxW
+    params = 55_841_754                 # expected parameter count (`archbench check`)
+    # overrides = true                  # only in a user spec that replaces a built-in one
+
+    [args]                              # keyword arguments of the family's builder
+    depth = 40
+    widen_factor = 10
+
+Built-in specs ship with the package; users add directories with ``--specs DIR`` or the
+``ARCHBENCH_SPECS`` path list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from archbench.errors import SpecError, UsageError
+from archbench.options import InputShape, format_input, parse_input
+
+SPECS_ENV = "ARCHBENCH_SPECS"
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+_KEYS = {"name", "family", "description", "input", "params", "overrides", "args"}
+_REQUIRED = ("name", "family", "description", "input")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build (family + arguments), on what input by default, and how many parameters to expect."""
+
+    name: str
+    family: str
+    input: InputShape
+    description: str = ""
+    args: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    params: int | None = None
+    source: str = "specs"  # "specs" (built in), "user" (--specs / ARCHBENCH_SPECS) or "torchvision"
+    path: Path | None = None
+    overrides: bool = False
+
+    @property
+    def input_str(self) -> str:
+        return format_input(self.input)
+
+    def with_args(self, overrides: Mapping[str, Any] | None) -> "ModelSpec":
+        """A copy with ``overrides`` merged into the builder arguments (``None`` values are dropped so they
+        never override a default, as timm's ``create_model`` does)."""
+        extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if not extra:
+            return self
+        return replace(self, args={**self.args, **extra})
+
+
+def builtin_specs_dir() -> Path:
+    """The specs that ship with archbench: ``archbench/_specs`` in a wheel, ``<repo>/specs`` in a checkout."""
+    packaged = Path(__file__).resolve().parent / "_specs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "specs"
+
+
+def user_spec_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """``ARCHBENCH_SPECS`` (an ``os.pathsep``-separated list) followed by the ``--specs`` directories."""
+    env = [p for p in os.environ.get(SPECS_ENV, "").split(os.pathsep) if p.strip()]
+    dirs = [Path(p).expanduser() for p in [*env, *extra]]
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(f"spec directory '{d}' does not exist (from --specs or {SPECS_ENV}).")
+    return dirs
+
+
+def load_spec_file(path: Path, source: str = "specs") -> ModelSpec:
+    """Load and validate one spec file; errors name the file (and line, for TOML syntax)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file: {exc.strerror}.") from exc
+    return spec_from_mapping(data, path=path, source=source)
+
+
+def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source: str = "specs") -> ModelSpec:
+    where = str(path) if path else "spec"
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; a spec may contain {', '.join(sorted(_KEYS))}.")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise SpecError(f"{where}: missing required key(s) {', '.join(missing)}.")
+    name = data["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise SpecError(f"{where}: name {name!r} is not kebab-case (lower-case letters, digits and dashes).")
+    for key in ("family", "description", "input"):
+        if not isinstance(data[key], str):
+            raise SpecError(f"{where}: model '{name}': {key} must be a string, got {data[key]!r}.")
+    try:
+        shape = parse_input(data["input"], option="input")
+    except UsageError as exc:
+        raise SpecError(f"{where}: model '{name}': {exc}") from exc
+    params = data.get("params")
+    if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
+        raise SpecError(f"{where}: model '{name}': params must be a non-negative integer, got {params!r}.")
+    args = data.get("args", {})
+    if not isinstance(args, dict):
+        raise SpecError(f"{where}: model '{name}': [args] must be a table of keyword arguments.")
+    overrides = data.get("overrides", False)
+    if not isinstance(overrides, bool):
+        raise SpecError(f"{where}: model '{name}': overrides must be true or false.")
+    return ModelSpec(
+        name=name,
+        family=data["family"],
+        input=shape,
+        description=data["description"],
+        args=dict(args),
+        params=params,
+        source=source,
+        path=path,
+        overrides=overrides,
+    )
+
+
+def _load_dir(directory: Path, source: str) -> list[ModelSpec]:
+    return [load_spec_file(p, source) for p in sorted(directory.glob("*.toml"))]
+
+
+def load_catalog(extra_dirs: Iterable[str | Path] = ()) -> dict[str, ModelSpec]:
+    """Every spec by name: built-in ones, then user directories (which may replace a built-in spec only
+    when the user spec says ``overrides = true``)."""
+    catalog: dict[str, ModelSpec] = {}
+    for spec in _load_dir(builtin_specs_dir(), "specs"):
+        _add(catalog, spec, builtin=True)
+    for directory in user_spec_dirs(extra_dirs):
+        for spec in _load_dir(directory, "user"):
+            _add(catalog, spec, builtin=False)
+    return catalog
+
+
+def _add(catalog: dict[str, ModelSpec], spec: ModelSpec, builtin: bool) -> None:
+    previous = catalog.get(spec.name)
+    if previous is None:
+        catalog[spec.name] = spec
+    elif not builtin and previous.source == "specs" and spec.overrides:
+        catalog[spec.name] = spec
+    elif not builtin and previous.source == "specs":
+        raise SpecError(
+            f"{spec.path}: model '{spec.name}' has the name of a built-in spec ({previous.path}). "
+            "Rename it, or add `overrides = true` to replace the built-in one."
+        )
+    else:
+        raise SpecError(f"{spec.path}: model '{spec.name}' is already defined in {previous.path}; names must be unique.")
+
+
+def set_expected_params(spec: ModelSpec, params: int) -> None:
+    """Rewrite the ``params = ...`` line of a spec file (how ``archbench check --update`` accepts a change).
+
+    Only that line changes, so comments and layout survive (tomllib cannot write TOML)."""
+    if spec.path is None:
+        raise SpecError(f"model '{spec.name}' has no spec file to update (source: {spec.source}).")
+    text = spec.path.read_text(encoding="utf-8")
+    line = f"params = {params:_}"
+    pattern = re.compile(r"^params\s*=.*$", re.MULTILINE)
+    head, sep, tail = text.partition("\n[")  # only the top-level table, never a key inside [args]
+    if pattern.search(head):
+        head = pattern.sub(line, head, count=1)
+    else:
+        head = head.rstrip("\n") + f"\n{line}\n"
+    spec.path.write_text(head + sep + tail, encoding="utf-8")
