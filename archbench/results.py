@@ -1,5 +1,6 @@
 """Typed results: one frozen dataclass per kind of result, units in the field names (no torch import).
 
+* :class:`ModelStats` — what a model costs at one input and batch: counts and memory (``archbench summary``).
 * :class:`ResultRow` — one timing cell of a sweep (the CSV contract read by the report).
 * rows <-> CSV / pandas DataFrame.
 """
@@ -15,6 +16,36 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 STATUSES = ("ok", "oom", "error")
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Counts and memory of one model at one input and batch.
+
+    MAC/FLOP convention: 1 multiply-accumulate = 1 MAC = 2 FLOPs. ``macs`` is fvcore's forward count
+    (fvcore calls a MAC a "flop"); ``flops_forward`` = 2 x ``macs``; ``flops_backward`` is the FLOPs of
+    a training step's backward pass (grouped-convolution weight gradients counted correctly).
+    ``uncounted_ops`` lists the ops no counter accounted for (op name -> how often it ran).
+    """
+
+    model: str
+    input: str  # "3x32x32"
+    batch: int
+    device: str
+    dtype: str
+    params_total: int
+    params_trainable: int
+    buffers: int  # buffer elements (e.g. BatchNorm running statistics)
+    param_bytes: int  # parameters + buffers
+    macs: int  # forward, at this batch
+    flops_forward: int
+    flops_backward: int
+    activation_bytes: int  # measured: bytes autograd saves for backward at this input and batch
+    uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
+
+    @property
+    def activation_bytes_per_sample(self) -> float:
+        return self.activation_bytes / self.batch
 
 
 @dataclass(frozen=True)

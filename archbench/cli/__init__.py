@@ -11,7 +11,7 @@ import sys
 import typer
 
 from archbench import __version__
-from archbench.cli import catalog
+from archbench.cli import bench, catalog, compare, summary
 from rich.markup import escape
 
 from archbench.cli._common import err
@@ -45,6 +45,10 @@ def _root(
 
 app.command("list")(catalog.list_command)
 app.command("check")(catalog.check_command)
+app.command("summary")(summary.summary_command)
+app.command("bench")(bench.bench_command)
+app.command("compare")(compare.compare_command)
+app.command("report")(compare.report_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any, Optional
 
@@ -10,8 +11,10 @@ import typer
 from rich.console import Console
 
 # Data (tables, JSON) goes to stdout; progress, summaries and errors to stderr.
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# Piped output gets a wide console (rich assumes 80 columns) so tables are not wrapped cell by cell.
+_PIPE_WIDTH = int(os.environ.get("COLUMNS", "160"))
+out = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 SpecsOption = Annotated[
     Optional[list[str]],
