@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -78,7 +79,12 @@ def list_models(
         specs += [torchvision_zoo.spec(n) for n in torchvision_zoo.names() if n not in taken]
     if pattern:
         specs = [s for s in specs if fnmatch.fnmatchcase(s.name, pattern)]
-    return specs
+    return sorted(specs, key=lambda s: (s.source != "specs", s.source, s.family, _natural_key(s.name)))
+
+
+def _natural_key(name: str) -> list:
+    """``wrn-40-2`` before ``wrn-40-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def get_spec(name: str, extra_dirs: Iterable[str] = ()) -> ModelSpec:
@@ -117,8 +123,10 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     with placement:
         try:
             return builder(**spec.args)
+        except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
+            raise SpecError(f"{_where(spec)}: model '{spec.name}': {exc}") from exc
         except (TypeError, ValueError) as exc:
-            raise SpecError(f"model '{spec.name}' ({_where(spec)}): cannot be built with {dict(spec.args)}: {exc}") from exc
+            raise SpecError(f"{_where(spec)}: model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
 
 
 @contextlib.contextmanager

@@ -54,11 +54,13 @@ app.command("report")(compare.report_command)
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one error base class -> one short message and exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # non-standalone click returns typer.Exit's code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ArchbenchError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if _state["debug"]:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SpecsOption, err, fmt_int, out, print_json
 from archbench.errors import UsageError
-from archbench.registry import SOURCES, list_models
+from archbench.registry import SOURCES, get_spec, list_models
 
 
 def _select(pattern: str | None, source: str, specs: list[str] | None):
@@ -17,6 +17,8 @@ def _select(pattern: str | None, source: str, specs: list[str] | None):
         raise UsageError(f"--source '{source}' is not one of: {', '.join(SOURCES)}.")
     models = list_models(pattern, source=source, extra_dirs=specs or ())
     if not models and pattern:
+        if not any(ch in pattern for ch in "*?["):
+            get_spec(pattern, extra_dirs=specs or ())  # an exact name: raises UnknownModelError with suggestions
         raise UsageError(f"no model matches '{pattern}' (source: {source}); patterns use shell wildcards, e.g. 'wrn-*'.")
     return models
 
@@ -39,7 +41,7 @@ def list_command(
         )
         return
     table = Table(title=f"{len(models)} models", title_justify="left")
-    for name, kw in (("name", {"style": "bold"}), ("family", {}), ("source", {}), ("input", {}),
+    for name, kw in (("name", {"style": "bold", "no_wrap": True}), ("family", {}), ("source", {}), ("input", {}),
                      ("params", {"justify": "right"}), ("description", {"overflow": "fold"})):
         table.add_column(name, **kw)
     for m in models:
@@ -96,10 +98,8 @@ def check_command(
         if updated:
             err.print(f"updated the expected count of {len(updated)} spec file(s): {', '.join(updated)}")
         if drift:
-            err.print(
-                f"{len(drift)} model(s) drifted. If the change is intended, accept it with "
-                f"`archbench check {' '.join(r.model for r in drift) if len(drift) < 4 else (pattern or '')} --update`."
-                .replace("  ", " ")
-            )
+            names = ", ".join(r.model for r in drift)
+            err.print(f"{len(drift)} model(s) drifted: {names}. If the change is intended, accept it by re-running "
+                      "this command with --update (rewrites `params` in their spec files).")
     if drift:
         raise typer.Exit(1)
