@@ -79,6 +79,8 @@ class ResultRow:
     peak_fraction: float = math.nan
     peak_mem_mb: float = math.nan
     noisy: bool = False  # IQR/median > 10%
+    stop_reason: str = ""  # why sampling stopped: "precision" (CI within target), "max_time" or "max_samples"
+    warmup_iters: int = 0
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
     def key(self) -> tuple:

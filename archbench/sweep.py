@@ -1,0 +1,537 @@
+"""A grid of timing cells -> streamed :class:`~archbench.results.ResultRow` s, appended to a CSV as each
+cell finishes, resumable, surviving OOMs, failing models and Ctrl-C.
+
+* :func:`plan_cells` expands models x devices x inputs x dtypes x batches x modes into :class:`Cell` s;
+* :func:`measure_cell` builds one cell's model and step, times it with :mod:`archbench.measure` and
+  returns its row — an OOM or a failing model is a row with status ``oom``/``error``, never an
+  exception;
+* :func:`run_sweep` runs the cells in order, appends each row to the CSV at once (flushed), skips the
+  cells already in the file with ``resume=True``, and on Ctrl-C returns what it finished with
+  ``interrupted=True``. Progress goes to an optional listener (:class:`SweepListener`); nothing prints.
+
+torch is imported inside functions only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from archbench.devices import require_device
+from archbench.errors import ArchbenchError, ModelRunError, UsageError
+from archbench.options import InputShape, format_input
+from archbench.results import CSV_COLUMNS, ResultRow, append_rows_csv, cell_key, read_rows_csv
+from archbench.spec import ModelSpec
+
+MODES = ("infer", "train")
+DTYPES = ("fp32", "bf16", "fp16")
+CUDNN_BENCHMARK = True  # cuDNN autotuning is on for CUDA cells (the warm-up absorbs the tuning)
+_KEY_COLUMNS = ("model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a sweep: which model (``spec``, overrides already applied), where and how to time it.
+
+    ``model`` is the name written to the rows (normally ``spec.name``); ``threads`` is torch's intra-op
+    thread count for the cell (always a number, so resumed runs match)."""
+
+    model: str
+    spec: ModelSpec
+    device: str
+    mode: str
+    batch: int
+    input: InputShape
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compiled: bool = False
+    threads: int = 1
+
+    @property
+    def input_str(self) -> str:
+        return format_input(self.input)
+
+    def key(self) -> tuple:
+        """Same identity as :meth:`ResultRow.key` (what ``--resume`` matches on)."""
+        return cell_key(self.model, self.device, self.mode, self.batch, self.input_str, self.dtype,
+                        self.channels_last, self.compiled, self.threads)
+
+    def label(self) -> str:
+        extras = [x for x, on in (("channels-last", self.channels_last), ("compiled", self.compiled)) if on]
+        return " ".join([self.model, self.device, self.mode, f"batch {self.batch}", self.input_str, self.dtype, *extras])
+
+
+def default_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def plan_cells(
+    specs: Sequence[ModelSpec],
+    devices: Sequence[str],
+    batches: Sequence[int],
+    inputs: Sequence[InputShape] | None,
+    modes: Sequence[str],
+    dtypes: Sequence[str],
+    channels_last: bool = False,
+    compiled: bool = False,
+    threads: int | None = None,
+) -> list[Cell]:
+    """Every combination, in run order: model, device, input, dtype, batch, mode (the mode varies
+    fastest, so both modes of a model/input/batch share one FLOP count). ``inputs=None`` uses each
+    model's default input; ``threads=None`` records torch's current thread count."""
+    _check_values(batches, modes, dtypes, threads)
+    for device in devices:
+        require_device(device)
+    n_threads = int(threads) if threads is not None else default_threads()
+    return [
+        Cell(spec.name, spec, device, mode, int(batch), tuple(shape), dtype, bool(channels_last), bool(compiled), n_threads)
+        for spec in specs
+        for device in devices
+        for shape in (inputs or [spec.input])
+        for dtype in dtypes
+        for batch in batches
+        for mode in modes
+    ]
+
+
+def _check_values(batches, modes, dtypes, threads) -> None:
+    for mode in modes:
+        if mode not in MODES:
+            raise UsageError(f"mode '{mode}' is not one of: {', '.join(MODES)}.")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UsageError(f"dtype '{dtype}' is not one of: {', '.join(DTYPES)}.")
+    for batch in batches:
+        if int(batch) <= 0:
+            raise UsageError(f"batch {batch} is not a positive integer.")
+    if threads is not None and int(threads) <= 0:
+        raise UsageError(f"threads {threads} is not a positive integer.")
+
+
+# ----------------------------------------------------------------------------------------- listener
+
+
+class SweepListener:
+    """Progress callbacks of :func:`run_sweep` (all optional; the CLI draws its progress bar from them).
+
+    A listener may be any object; missing methods are simply not called."""
+
+    def sweep_started(self, total: int, already_done: int) -> None:
+        """``total`` planned cells, ``already_done`` of them skipped (found in the CSV)."""
+
+    def cell_started(self, cell: Cell, index: int, todo: int) -> None:
+        """Cell ``index`` (0-based) of the ``todo`` cells this run measures."""
+
+    def cell_phase(self, cell: Cell, phase: str) -> None:
+        """``building``, ``counting FLOPs``, ``warming up``, ``sampling``, ``measuring device peak``."""
+
+    def cell_finished(self, cell: Cell, row: ResultRow, index: int, todo: int) -> None:
+        """The row is already on disk."""
+
+
+def _notify(listener: Any, method: str, *args: Any) -> None:
+    callback = getattr(listener, method, None) if listener is not None else None
+    if callback is not None:
+        callback(*args)
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep did: rows measured now, rows found from an earlier run, and whether Ctrl-C cut it."""
+
+    out_csv: Path
+    cells: tuple[Cell, ...]
+    measured: tuple[ResultRow, ...]  # this run, in order (raw samples included)
+    previous: tuple[ResultRow, ...]  # planned cells already in the CSV (resume), skipped
+    interrupted: bool = False
+    peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s
+
+    @property
+    def rows(self) -> list[ResultRow]:
+        """A row for every finished planned cell, in plan order."""
+        by_key = {r.key(): r for r in (*self.previous, *self.measured)}
+        return [by_key[c.key()] for c in self.cells if c.key() in by_key]
+
+    @property
+    def remaining(self) -> int:
+        return len(self.cells) - len(self.rows)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    out_csv: str | Path,
+    *,
+    resume: bool,
+    precision: float = 0.02,
+    max_time_s: float | None = None,
+    min_samples: int = 5,
+    max_samples: int = 10_000,
+    listener: Any = None,
+) -> SweepResult:
+    """Measure ``cells`` in order, appending each row to ``out_csv`` (flushed and fsynced) as it finishes.
+
+    ``resume=True`` skips cells already in ``out_csv`` (any status); ``resume=False`` refuses a file that
+    already holds rows rather than mixing or overwriting them. Unknown spec arguments fail before any cell
+    runs. Ctrl-C ends the sweep after the last finished row is saved and returns ``interrupted=True``."""
+    out_csv = Path(out_csv)
+    cells = tuple(cells)
+    previous_rows = _previous_rows(out_csv, resume)
+    done = {r.key(): r for r in previous_rows}
+    previous = tuple(done[c.key()] for c in cells if c.key() in done)
+    todo = [c for c in dict.fromkeys(cells) if c.key() not in done]
+    for device in dict.fromkeys(c.device for c in todo):
+        require_device(device)
+    check_buildable(todo)
+
+    _notify(listener, "sweep_started", len(cells), len(cells) - len(todo))
+    measured: list[ResultRow] = []
+    flops_cache: dict[tuple, tuple[float, str]] = {}
+    interrupted = False
+    with _sweep_settings(todo):
+        try:
+            for index, cell in enumerate(todo):
+                _notify(listener, "cell_started", cell, index, len(todo))
+                row = measure_cell(cell, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
+                                   max_samples=max_samples, flops_cache=flops_cache,
+                                   on_phase=lambda phase, c=cell: _notify(listener, "cell_phase", c, phase))
+                free_memory()
+                with _interrupt_deferred():  # a Ctrl-C never leaves half a CSV line
+                    append_rows_csv(out_csv, [row])
+                measured.append(row)
+                _notify(listener, "cell_finished", cell, row, index, len(todo))
+        except KeyboardInterrupt:
+            interrupted = True
+            free_memory()
+    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, measured_peaks())
+
+
+def _previous_rows(out_csv: Path, resume: bool) -> list[ResultRow]:
+    if not out_csv.exists() or out_csv.stat().st_size == 0:
+        return []
+    if not resume:
+        raise UsageError(
+            f"'{out_csv}' already holds results. Pass --resume to finish that sweep (finished cells are "
+            "skipped), or choose another --out file."
+        )
+    import csv
+
+    with out_csv.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    missing = [c for c in _KEY_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(
+            f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
+            "--resume needs the CSV an earlier `archbench bench --out` wrote."
+        )
+    return read_rows_csv(out_csv)
+
+
+def check_buildable(cells: Iterable[Cell]) -> None:
+    """Build each distinct spec on the ``meta`` device (no memory, no time), so a bad spec or override
+    is a :class:`~archbench.errors.SpecError` before anything runs."""
+    from archbench.registry import build_model
+
+    for spec in dict.fromkeys(c.spec for c in cells):
+        build_model(spec, device="meta")
+
+
+@contextlib.contextmanager
+def _sweep_settings(cells: Sequence[Cell]):
+    """Thread count and cuDNN autotuning as the sweep needs them, restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    if any(c.device.startswith("cuda") for c in cells):
+        torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+@contextlib.contextmanager
+def _interrupt_deferred():
+    """Hold a SIGINT that arrives inside the block and raise it as KeyboardInterrupt right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def measured_peaks() -> dict[str, float]:
+    """Device peaks measured so far in this process, as ``{"cpu/fp32": TFLOP/s}``."""
+    from archbench.measure import _PEAKS
+
+    return {f"{device}/{dtype}": value for (device, dtype, *_), value in _PEAKS.items()}
+
+
+# --------------------------------------------------------------------------------------------- a cell
+
+
+def measure_cell(
+    cell: Cell,
+    *,
+    precision: float = 0.02,
+    max_time_s: float | None = None,
+    min_samples: int = 5,
+    max_samples: int = 10_000,
+    flops_cache: dict | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> ResultRow:
+    """Time one cell. Out of memory -> a ``status="oom"`` row; a model that fails -> a
+    ``status="error"`` row whose message locates the failing module. KeyboardInterrupt propagates."""
+    import torch
+
+    from archbench.measure import MemoryTracker, measure
+    from archbench.registry import build_model
+
+    phase = on_phase or (lambda _: None)
+    torch.set_num_threads(cell.threads)
+    identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
+                    dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads)
+    model = inputs = None
+    try:
+        tracker = MemoryTracker(cell.device)
+        phase("building")
+        model = build_model(cell.spec, device=cell.device)
+        inputs = make_inputs(cell)
+        phase("counting FLOPs")
+        flops, flops_note = flops_per_step(cell, model, flops_cache if flops_cache is not None else {})
+        if cell.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step = make_step(model, inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
+        tracker.start()
+        measurement = measure(step, cell.device, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
+                              max_samples=max_samples, warmup=_warmup_policy(cell), on_phase=phase)
+        peak_mem = tracker.peak_bytes()
+        del step
+        peak = math.nan
+        if math.isfinite(flops):
+            phase("measuring device peak")
+            peak = _device_peak(cell)
+        return ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, flops_note)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its row, with the reason
+        if is_out_of_memory(exc):
+            return ResultRow(**identity, status="oom", error=oom_message(exc, cell))
+        message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, model, inputs, cell)
+        return ResultRow(**identity, status="error", error=message)
+
+
+def _warmup_policy(cell: Cell):
+    from archbench.measure import WarmupPolicy
+
+    return WarmupPolicy(min_iters=2) if cell.compiled else WarmupPolicy()
+
+
+def _device_peak(cell: Cell) -> float:
+    from archbench.measure import device_peak_tflops
+
+    return device_peak_tflops(cell.device, cell.dtype)
+
+
+def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak_mem_bytes: float, note: str) -> ResultRow:
+    median_s = m.median_ms / 1e3
+    ci_low, ci_high = m.ci_ms
+    achieved = flops / median_s / 1e12 if math.isfinite(flops) and median_s > 0 else math.nan
+    return ResultRow(
+        **identity,
+        status="ok",
+        error=note,
+        n_samples=m.n_samples,
+        median_ms=m.median_ms,
+        iqr_ms=m.iqr_ms,
+        ci_low_ms=ci_low,
+        ci_high_ms=ci_high,
+        min_ms=m.min_ms,
+        samples_per_s=batch / median_s if median_s > 0 else math.nan,
+        flops_per_step=flops,
+        achieved_tflops=achieved,
+        peak_fraction=achieved / peak_tflops if math.isfinite(achieved) and peak_tflops > 0 else math.nan,
+        peak_mem_mb=peak_mem_bytes / 2**20,
+        noisy=m.noisy,
+        stop_reason=m.stop_reason,
+        warmup_iters=len(m.warmup_ms),
+        samples_ms=tuple(m.samples_ms),
+    )
+
+
+# ------------------------------------------------------------------------------------- model and step
+
+
+def make_inputs(cell: Cell):
+    """Fixed random images (seed 0), ``batch x C x H x W`` fp32 on the cell's device."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(cell.batch, *cell.input, generator=generator).to(cell.device)
+    if cell.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _autocast(device: str, dtype: str):
+    """bf16/fp16 run under autocast (mixed precision: fp32 weights, convolutions and matmuls in the
+    dtype), as these dtypes are trained and commonly served; fp32 runs as is."""
+    import torch
+
+    if dtype == "fp32":
+        return contextlib.nullcontext
+    from archbench.measure import torch_dtype
+
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return lambda: torch.autocast(device_type=device_type, dtype=torch_dtype(dtype))
+
+
+def logits_of(output):
+    """The logits of a classifier's output: the tensor itself, ``.logits`` (torchvision's Inception /
+    GoogLeNet namedtuples in train mode) or the first element of a tuple."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ModelRunError(
+        f"the model returned {type(output).__name__}, not logits: train mode needs a tensor, a tuple whose "
+        "first element is the logits, or an object with .logits."
+    )
+
+
+def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool = False) -> Callable[[], None]:
+    """One timed iteration. ``infer``: ``eval()`` + ``inference_mode`` forward. ``train``: ``train()``,
+    gradients set to None, forward, cross-entropy on fixed random labels (seed 0), backward."""
+    import torch
+    import torch.nn.functional as F
+
+    autocast = _autocast(device, dtype)
+    module = model
+    model.train(mode == "train")
+    runner = torch.compile(model) if compiled else model
+    if mode == "infer":
+
+        def infer_step() -> None:
+            with torch.inference_mode(), autocast():
+                runner(inputs)
+
+        return infer_step
+
+    labels: list = []
+
+    def train_step() -> None:
+        module.zero_grad(set_to_none=True)
+        with autocast():
+            logits = logits_of(runner(inputs))
+            if not labels:
+                generator = torch.Generator().manual_seed(0)
+                labels.append(torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(logits.device))
+            loss = F.cross_entropy(logits.float(), labels[0])
+        loss.backward()
+
+    return train_step
+
+
+def flops_per_step(cell: Cell, model, cache: dict) -> tuple[float, str]:
+    """FLOPs of one step (forward for ``infer``, forward + backward for ``train``) from
+    :func:`archbench.inspect.model_stats`, counted once per model, input and batch; and a note saying why
+    when they could not be counted (the row then has no achieved FLOP/s, with that reason).
+
+    A model whose forward fails raises :class:`ModelRunError` from here (located by the inspector)."""
+    key = (cell.model, cell.spec, cell.input, cell.batch)
+    if key not in cache:
+        cache[key] = _count(cell, model)
+    forward, backward, note = cache[key]
+    total = forward if cell.mode == "infer" else forward + backward
+    return float(total), note
+
+
+def _count(cell: Cell, model) -> tuple[float, float, str]:
+    try:
+        from archbench.inspect import model_stats
+    except ImportError as exc:
+        return math.nan, math.nan, f"FLOPs not counted: {exc}"
+    try:
+        stats = model_stats(cell.spec, cell.input, cell.batch, cell.device, None, model=model)
+    except (ModelRunError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a counter failure must not lose the timing; its reason is kept
+        if is_out_of_memory(exc):
+            raise
+        return math.nan, math.nan, f"FLOPs not counted: {type(exc).__name__}: {exc}"
+    return float(stats.flops_forward), float(stats.flops_backward), ""
+
+
+# ------------------------------------------------------------------------------------------- failures
+
+_CPU_OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's ``torch.OutOfMemoryError``, Python's ``MemoryError``, and torch's CPU allocator failure
+    (a plain RuntimeError "DefaultCPUAllocator: can't allocate memory")."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _CPU_OOM_MARKERS)
+
+
+def oom_message(exc: BaseException, cell: Cell) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"out of memory on {cell.device} at batch {cell.batch} ({cell.mode}, {cell.input_str}, {cell.dtype}): {first_line}"
+
+
+def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:
+    """The failing module, from :func:`archbench.locate.forward_located` re-running the forward; the
+    original error when the forward alone succeeds (the failure is in the loss or backward)."""
+    plain = f"{type(exc).__name__}: {exc}"
+    if model is None or inputs is None:
+        return plain
+    try:
+        import torch
+
+        from archbench.locate import forward_located
+    except ImportError:
+        return plain
+    try:
+        with torch.no_grad(), _autocast(cell.device, cell.dtype)():
+            forward_located(model, inputs)
+    except ModelRunError as located:
+        return str(located)
+    except Exception:  # noqa: BLE001 - the locator itself failed: the original error is the best we have
+        return plain
+    return f"{cell.mode} step failed after a successful forward: {plain}"
