@@ -362,7 +362,15 @@ def _device_peak(cell: Cell) -> float:
     return device_peak_tflops(cell.device, cell.dtype)
 
 
+def _sig(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits (timer resolution is far coarser; keeps the CSV legible)."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak_mem_bytes: float, note: str) -> ResultRow:
+    """The row of a measured cell; ``peak_mem_mb`` is in MiB (2**20 bytes)."""
     median_s = m.median_ms / 1e3
     ci_low, ci_high = m.ci_ms
     achieved = flops / median_s / 1e12 if math.isfinite(flops) and median_s > 0 else math.nan
@@ -371,16 +379,16 @@ def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak
         status="ok",
         error=note,
         n_samples=m.n_samples,
-        median_ms=m.median_ms,
-        iqr_ms=m.iqr_ms,
-        ci_low_ms=ci_low,
-        ci_high_ms=ci_high,
-        min_ms=m.min_ms,
-        samples_per_s=batch / median_s if median_s > 0 else math.nan,
+        median_ms=_sig(m.median_ms),
+        iqr_ms=_sig(m.iqr_ms),
+        ci_low_ms=_sig(ci_low),
+        ci_high_ms=_sig(ci_high),
+        min_ms=_sig(m.min_ms),
+        samples_per_s=_sig(batch / median_s) if median_s > 0 else math.nan,
         flops_per_step=flops,
-        achieved_tflops=achieved,
-        peak_fraction=achieved / peak_tflops if math.isfinite(achieved) and peak_tflops > 0 else math.nan,
-        peak_mem_mb=peak_mem_bytes / 2**20,
+        achieved_tflops=_sig(achieved),
+        peak_fraction=_sig(achieved / peak_tflops) if math.isfinite(achieved) and peak_tflops > 0 else math.nan,
+        peak_mem_mb=_sig(peak_mem_bytes / 2**20),
         noisy=m.noisy,
         stop_reason=m.stop_reason,
         warmup_iters=len(m.warmup_ms),

@@ -1,10 +1,273 @@
-"""`archbench bench` (placeholder until implemented)."""
+"""``archbench bench``: time models across devices, modes, batches, inputs and dtypes.
+
+Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.sweep) with a
+rich progress bar and a live table of finished cells, then print the table (or JSON) and where the CSV
+is. Ctrl-C keeps every finished cell and prints the command that resumes the sweep (exit 130).
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
+from archbench.options import parse_choices, parse_inputs, parse_positive_ints
+from archbench.sweep import DTYPES, MODES  # no torch import: the sweep module imports torch lazily
+
+DEFAULT_MAX_TIME_S = 10.0
 
 
-def bench_command() -> None:
-    """Not implemented yet."""
-    raise UsageError("`archbench bench` is not implemented yet.")
+def bench_command(
+    models: Annotated[list[str], typer.Argument(help="Model names (see `archbench list`).", show_default=False)],
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cpu,cuda or auto (CPU plus CUDA when present).")] = "cpu",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
+    input: Annotated[Optional[str], typer.Option("--input", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
+    mode: Annotated[str, typer.Option("--mode", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = "fp32",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="Time torch.compile(model).")] = False,
+    threads: Annotated[Optional[str], typer.Option("--threads", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = "0.02",
+    max_time: Annotated[str, typer.Option("--max-time", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
+    json: JsonOption = False,
+    specs: SpecsOption = None,
+) -> None:
+    """Time forward (infer) and forward+backward (train) steps of each model on every combination of the
+    options; every finished cell is appended to the CSV at once."""
+    batches = parse_positive_ints(batch, "--batch")
+    inputs = parse_inputs(input, "--input") if input is not None else None
+    modes = parse_choices(mode, "--mode", MODES)
+    dtypes = parse_choices(dtype, "--dtype", DTYPES)
+    n_threads = parse_positive_ints(threads, "--threads")[0] if threads is not None else None
+    precision_value = _parse_fraction(precision, "--precision")
+    max_time_s = _parse_seconds(max_time, "--max-time")
+    if resume and out_file is None:
+        raise UsageError("--resume needs --out FILE: the CSV of the sweep to continue.")
+
+    from archbench.devices import parse_devices
+    from archbench.registry import get_spec
+
+    devices = parse_devices(device)
+    model_specs = [get_spec(name, extra_dirs=specs or ()) for name in dict.fromkeys(models)]
+    out_csv = out_file if out_file is not None else _default_out()
+
+    from archbench.envinfo import append_environment, environment
+    from archbench.sweep import plan_cells, run_sweep
+
+    cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
+    env = environment(devices, cells[0].threads if cells else n_threads)
+    with _LiveProgress() as listener:
+        result = run_sweep(cells, out_csv, resume=resume, precision=precision_value, max_time_s=max_time_s, listener=listener)
+    if result.measured:
+        append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
+
+    if json:
+        print_json({"environment": env, "peaks_tflops": result.peaks_tflops, "csv": str(out_csv),
+                    "interrupted": result.interrupted, "rows": [_json_row(r) for r in result.rows]})
+    else:
+        out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
+        _print_failures(result.rows)
+        _print_peaks(result.peaks_tflops)
+    _print_saved(result, out_csv)
+    if result.interrupted:
+        command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
+                                  cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs)
+        err.print(f"interrupted: {len(result.rows)} of {len(cells)} cells are saved in {escape(str(out_csv))}. Resume with:")
+        err.print(f"  {escape(command)}", soft_wrap=True)
+        raise typer.Exit(130)
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def _parse_fraction(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
+    return value
+
+
+def _parse_seconds(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 10.")
+    return value
+
+
+def _default_out() -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"bench-{stamp}.csv"
+
+
+def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs) -> str:
+    parts = ["archbench", "bench", *models, "--device", device, "--batch", batch]
+    if input is not None:
+        parts += ["--input", input]
+    parts += ["--mode", mode, "--dtype", dtype]
+    parts += ["--channels-last"] if channels_last else []
+    parts += ["--compile"] if compile else []
+    parts += ["--threads", str(threads)] if threads is not None else []
+    parts += ["--precision", precision, "--max-time", max_time]
+    for directory in specs or ():
+        parts += ["--specs", directory]
+    parts += ["--out", str(out_csv), "--resume"]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+class _LiveProgress:
+    """Sweep listener drawing a progress bar (cells done/total, current cell and phase, time left) above
+    a live table of the finished cells, on stderr. Without a terminal, one line per finished cell."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.live_display = err.is_terminal
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=err)
+        self.task = None
+        self.rows: list = []
+        self.live = None
+
+    def __enter__(self) -> "_LiveProgress":
+        if self.live_display:
+            from rich.live import Live
+
+            self.live = Live(self._renderable(), console=err, transient=True, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _renderable(self):
+        from rich.console import Group
+
+        if not self.rows:
+            return self.progress
+        return Group(rows_table(self.rows[-15:], title=None), self.progress)
+
+    def sweep_started(self, total: int, already_done: int) -> None:
+        self.task = self.progress.add_task("starting", total=total, completed=already_done)
+        if already_done:
+            err.print(f"resuming: {already_done} of {total} cells are already in the CSV and are skipped.")
+
+    def cell_started(self, cell, index: int, todo: int) -> None:
+        self.progress.update(self.task, description=escape(cell.label()))
+
+    def cell_phase(self, cell, phase: str) -> None:
+        self.progress.update(self.task, description=f"{escape(cell.label())}: {phase}")
+
+    def cell_finished(self, cell, row, index: int, todo: int) -> None:
+        self.rows.append(row)
+        self.progress.advance(self.task)
+        if self.live is not None:
+            self.live.update(self._renderable())
+        else:
+            done = int(self.progress.tasks[0].completed)
+            err.print(f"[{done}/{int(self.progress.tasks[0].total)}] {escape(cell.label())}: {escape(_short_outcome(row))}")
+
+
+def _short_outcome(row) -> str:
+    if row.status != "ok":
+        return row.status
+    return f"{_fmt_ms(row.median_ms)} ms (n={row.n_samples}{', noisy' if row.noisy else ''})"
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def _fmt_ms(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    for limit, digits in ((100, 0), (10, 1), (1, 2)):
+        if abs(value) >= limit:
+            return f"{value:.{digits}f}"
+    return f"{value:.3f}"
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "—" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def rows_table(rows, title: str | None) -> Table:
+    """Finished cells: median with its 95% CI and IQR, samples, throughput, FLOP/s, memory, status."""
+    table = Table(title=title, title_justify="left")
+    options = any(r.channels_last or r.compiled for r in rows)
+    columns = ["model", "device", "mode", "batch", "input", "dtype", *(["options"] if options else []), "threads",
+               "median ms", "95% CI ms", "IQR ms", "n", "samples/s", "TFLOP/s", "% peak", "peak MB", "status"]
+    for name in columns:
+        numeric = name in ("batch", "threads", "median ms", "95% CI ms", "IQR ms", "n", "samples/s", "TFLOP/s", "% peak", "peak MB")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=name in ("model", "95% CI ms", "status"))
+    for r in rows:
+        opts = [", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on)] if options else []
+        ok = r.status == "ok"
+        status = {"ok": "[yellow]ok, noisy[/]" if r.noisy else "ok", "oom": "[red]oom[/]"}.get(r.status, "[red]error[/]")
+        if ok and r.stop_reason == "max_time":
+            status += " (time limit)"
+        table.add_row(
+            escape(r.model), r.device, r.mode, str(r.batch), r.input, r.dtype, *opts, str(r.threads),
+            _fmt_ms(r.median_ms) if ok else "—",
+            f"{_fmt_ms(r.ci_low_ms)}–{_fmt_ms(r.ci_high_ms)}" if ok else "—",
+            _fmt_ms(r.iqr_ms) if ok else "—",
+            str(r.n_samples) if ok else "—",
+            _fmt(r.samples_per_s, ",.1f") if ok else "—",
+            _fmt(r.achieved_tflops, ".3f") if ok else "—",
+            _fmt(100 * r.peak_fraction, ".1f") if ok else "—",
+            _fmt(r.peak_mem_mb, ",.1f") if ok else "—",
+            status,
+        )
+    return table
+
+
+def _print_failures(rows) -> None:
+    """Each failure with its cell; a note shared by many ok rows (e.g. FLOPs not counted) once."""
+    notes: dict[str, int] = {}
+    for r in rows:
+        if r.status != "ok":
+            label = f"{r.model} {r.device} {r.mode} batch {r.batch} {r.input} {r.dtype}"
+            err.print(f"[red]{r.status}[/] ({escape(label)}): {escape(r.error)}")
+        elif r.error:
+            notes[r.error] = notes.get(r.error, 0) + 1
+    for note, count in notes.items():
+        err.print(f"note ({count} cell{'s' if count > 1 else ''}): {escape(note)}")
+
+
+def _print_peaks(peaks: dict[str, float]) -> None:
+    if peaks:
+        text = ", ".join(f"{k} {v:.3f} TFLOP/s" for k, v in peaks.items())
+        err.print(f"measured device peak (large matmul): {text}")
+
+
+def _print_saved(result, out_csv: Path) -> None:
+    parts = [f"{len(result.measured)} cell(s) measured"]
+    if result.previous:
+        parts.append(f"{len(result.previous)} already in the file")
+    err.print(f"{', '.join(parts)}; results: {escape(str(out_csv))}")
+
+
+def _json_row(row) -> dict[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(row)
+    data["samples_ms"] = list(row.samples_ms)
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
