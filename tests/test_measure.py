@@ -1,0 +1,187 @@
+"""The timing engine: statistics on raw samples, the warm-up and stopping rules, peak memory, device peak.
+
+Steps here are ``time.sleep`` calls or plain Python, so the expected behaviour follows from the rules
+(how many samples, why sampling stopped), not from how fast this machine is."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from fractions import Fraction
+
+import pytest
+
+from archbench.measure import (
+    Measurement,
+    MemoryTracker,
+    WarmupPolicy,
+    ci_within,
+    device_peak_tflops,
+    measure,
+    median,
+    median_ci,
+    median_ci_ranks,
+    quantile,
+)
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def _exact_ranks(n: int, confidence=Fraction(95, 100)) -> tuple[int, int, Fraction]:
+    """Brute force with exact fractions: the largest k with P(B <= k-1) <= (1-c)/2, B ~ Bin(n, 1/2)."""
+    alpha_half = (1 - confidence) / 2
+    cdf = [Fraction(sum(math.comb(n, i) for i in range(j + 1)), 2**n) for j in range(n)]
+    ks = [k for k in range(1, n + 1) if cdf[k - 1] <= alpha_half and k <= n - k + 1]
+    if not ks:
+        return 1, n, 1 - 2 * Fraction(1, 2**n)
+    k = max(ks)
+    return k, n - k + 1, 1 - 2 * cdf[k - 1]
+
+
+@pytest.mark.parametrize("n", [*range(1, 41), 57, 100, 250])
+def test_median_ci_ranks_match_the_exact_binomial_interval(n):
+    lo, hi, coverage = median_ci_ranks(n)
+    e_lo, e_hi, e_cov = _exact_ranks(n)
+    assert (lo, hi) == (e_lo, e_hi)
+    assert coverage == pytest.approx(float(e_cov), abs=1e-12)
+
+
+def test_median_ci_ranks_textbook_values():
+    # Hand-computed: n=10 -> P(B<=1) = 11/1024, interval [x(2), x(9)], coverage 1 - 22/1024.
+    assert median_ci_ranks(10) == (2, 9, pytest.approx(1 - 22 / 1024))
+    # n=5: no 95% interval exists; the range [x(1), x(5)] covers with 1 - 2/32 = 93.75%.
+    assert median_ci_ranks(5) == (1, 5, pytest.approx(0.9375))
+    # n=100: the classic table gives ranks 40 and 61.
+    assert median_ci_ranks(100)[:2] == (40, 61)
+
+
+def test_quantiles_are_linear_interpolation():
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert median(values) == 4.5
+    assert quantile(values, 0.25) == 2.75 and quantile(values, 0.75) == 6.25  # numpy's default method
+    assert math.isnan(quantile([], 0.5))
+
+
+def test_measurement_derives_its_statistics_from_the_raw_samples():
+    samples = (10.0, 12.0, 11.0, 13.0, 9.0, 30.0, 10.5, 11.5, 10.0, 12.5)
+    m = Measurement(samples, warmup_ms=(50.0,), stop_reason="max_time", wall_s=0.2, precision=0.02)
+    assert m.n_samples == 10
+    assert m.median_ms == statistics.median(samples) == 11.25
+    ordered = sorted(samples)
+    assert m.ci_ms == (ordered[1], ordered[8])  # ranks 2 and 9 at n=10
+    assert m.min_ms == 9.0
+    assert m.iqr_ms == pytest.approx(12.375 - 10.125)
+    assert m.noisy  # IQR/median = 2.25/11.25 = 20% > 10%
+    steady = Measurement((10.0, 10.1, 9.9, 10.0, 10.2, 9.8), (), "precision", 0.1, 0.02)
+    assert not steady.noisy
+
+
+def test_ci_within_needs_full_coverage_and_both_ends_close():
+    tight = [100.0 + 0.1 * i for i in range(20)]
+    assert ci_within(tight, 0.02)
+    assert not ci_within(tight[:5], 0.5)  # 5 samples never give a 95% interval
+    wide = [100.0] * 10 + [150.0] * 10
+    lo, hi, _ = median_ci(wide)
+    assert (lo, hi) == (100.0, 150.0) and not ci_within(wide, 0.02)
+
+
+# ------------------------------------------------------------------------------------------- stopping
+
+
+def _sleeper(seconds_list):
+    """A step sleeping for the given durations in turn (the last one repeats); counts its calls."""
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(seconds_list[min(len(calls) - 1, len(seconds_list) - 1)])
+
+    return step, calls
+
+
+def test_a_sleeping_step_is_never_measured_shorter_than_it_sleeps():
+    step, calls = _sleeper([0.002])
+    m = measure(step, precision=0.5, max_time_s=2.0)
+    assert m.min_ms >= 1.99  # time.sleep never returns early
+    assert len(calls) == len(m.warmup_ms) + m.n_samples
+
+
+def test_precision_reached_stops_at_the_first_check():
+    # Six samples are the fewest with a 95% CI; a ±50% target is met by any 2 ms sleep.
+    step, _ = _sleeper([0.002])
+    m = measure(step, precision=0.5, max_time_s=30.0)
+    assert m.stop_reason == "precision" and m.n_samples == 6
+
+
+def test_min_samples_and_one_warmup_even_when_the_budget_is_spent():
+    step, calls = _sleeper([0.02])
+    m = measure(step, precision=1e-9, max_time_s=0.001)
+    assert len(m.warmup_ms) == 1 and m.n_samples == 5 and m.stop_reason == "max_time"
+    assert len(calls) == 6
+
+
+def test_max_time_bounds_the_cell_beyond_the_mandatory_samples():
+    step, _ = _sleeper([0.01])
+    began = time.perf_counter()
+    m = measure(step, precision=1e-9, max_time_s=0.4)  # a precision that is never reached
+    wall = time.perf_counter() - began
+    assert m.stop_reason == "max_time"
+    assert m.n_samples >= 5
+    assert wall < 0.4 + 0.1  # no iteration is started that the budget cannot finish (+ timer slack)
+    assert m.wall_s <= wall
+
+
+def test_max_samples_cap():
+    m = measure(lambda: None, precision=1e-12, max_time_s=None, max_samples=50)
+    assert m.stop_reason == "max_samples" and m.n_samples == 50
+
+
+def test_slow_first_iteration_gets_one_warmup_unless_compiled():
+    # A 0.3 s first iteration (think: compilation) blows a 0.25 x 0.4 s = 0.1 s warm-up budget.
+    step, _ = _sleeper([0.3, 0.005])
+    m = measure(step, precision=0.5, max_time_s=0.4)
+    assert len(m.warmup_ms) == 1
+    step, _ = _sleeper([0.3, 0.005])
+    m = measure(step, precision=0.5, max_time_s=0.4, warmup=WarmupPolicy(min_iters=2))
+    assert len(m.warmup_ms) == 2 and m.warmup_ms[0] >= 300 and m.warmup_ms[1] < 300
+
+
+def test_warmup_runs_until_steady_when_time_allows():
+    # Durations fall 40 -> 20 -> 10 ms then stay at 10 ms: the last three agree only from the 5th call.
+    step, _ = _sleeper([0.04, 0.02, 0.01, 0.01, 0.01, 0.01])
+    policy = WarmupPolicy(steady_tolerance=0.8, min_time_s=0.0)  # tolerant: sleeps jitter on a busy machine
+    m = measure(step, precision=0.5, max_time_s=20.0, warmup=policy)
+    assert len(m.warmup_ms) == 5
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+
+def test_cpu_peak_memory_counts_what_lives_before_the_window_and_the_peak_inside():
+    torch = pytest.importorskip("torch")
+    tracker = MemoryTracker("cpu")  # baseline: before the "weights" exist
+    weights = torch.ones(10 * 2**20)  # 40 MiB, touched
+    tracker.start()
+    scratch = torch.ones(25 * 2**20)  # 100 MiB peak inside the window, then freed
+    del scratch
+    peak_mib = tracker.peak_bytes() / 2**20
+    assert 140 <= peak_mib < 140 + 48, peak_mib
+    del weights
+
+
+# ---------------------------------------------------------------------------------------- device peak
+
+
+def test_device_peak_is_measured_once_and_beats_a_small_matmul():
+    torch = pytest.importorskip("torch")
+    first = device_peak_tflops("cpu", "fp32")
+    began = time.perf_counter()
+    assert device_peak_tflops("cpu", "fp32") == first  # cached
+    assert time.perf_counter() - began < 0.01
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    start = time.perf_counter()
+    for _ in range(10):
+        torch.mm(a, b)
+    small = 10 * 2 * 64**3 / (time.perf_counter() - start) / 1e12
+    assert first > small  # a 64x64 product is dominated by call overhead
