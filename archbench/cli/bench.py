@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
+from rich import box
 from rich.table import Table
 
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
@@ -210,32 +211,40 @@ def _fmt(value: float, spec: str) -> str:
 
 
 def rows_table(rows, title: str | None) -> Table:
-    """Finished cells: median with its 95% CI and IQR, samples, throughput, FLOP/s, memory, status."""
-    table = Table(title=title, title_justify="left")
+    """Finished cells: median with its 95% CI and IQR, samples, throughput, FLOP/s, memory, status.
+
+    Device, dtype and threads get a column only when they vary; otherwise they are named in the title."""
+    shared = [f"{name} {values.pop()}" if name == "threads" else str(values.pop())
+              for name in ("device", "dtype", "threads") if len(values := {getattr(r, name) for r in rows}) == 1]
+    varying = [name for name in ("device", "dtype", "threads") if len({getattr(r, name) for r in rows}) > 1]
     options = any(r.channels_last or r.compiled for r in rows)
-    columns = ["model", "device", "mode", "batch", "input", "dtype", *(["options"] if options else []), "threads",
-               "median ms", "95% CI ms", "IQR ms", "n", "samples/s", "TFLOP/s", "% peak", "peak MB", "status"]
+    unconverged = any(r.status == "ok" and r.stop_reason == "max_time" for r in rows)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=" · ".join([title, *shared]) if title else None,
+        title_justify="left",
+        caption="† time limit reached before the 95% CI was within --precision of the median" if unconverged else None,
+        caption_justify="left",
+    )
+    columns = ["model", "mode", "batch", "input", *varying, *(["options"] if options else []),
+               "median\nms", "95% CI\nms", "IQR\nms", "n", "samples\n/s", "TFLOP\n/s", "%\npeak", "peak\nMB", "status"]
+    numeric = {"batch", "threads", "n", *(c for c in columns if "\n" in c)}
     for name in columns:
-        numeric = name in ("batch", "threads", "median ms", "95% CI ms", "IQR ms", "n", "samples/s", "TFLOP/s", "% peak", "peak MB")
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=name in ("model", "95% CI ms", "status"))
+        table.add_column(name, justify="right" if name in numeric else "left", no_wrap=True)
     for r in rows:
-        opts = [", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on)] if options else []
         ok = r.status == "ok"
-        status = {"ok": "[yellow]ok, noisy[/]" if r.noisy else "ok", "oom": "[red]oom[/]"}.get(r.status, "[red]error[/]")
-        if ok and r.stop_reason == "max_time":
-            status += " (time limit)"
-        table.add_row(
-            escape(r.model), r.device, r.mode, str(r.batch), r.input, r.dtype, *opts, str(r.threads),
-            _fmt_ms(r.median_ms) if ok else "—",
-            f"{_fmt_ms(r.ci_low_ms)}–{_fmt_ms(r.ci_high_ms)}" if ok else "—",
-            _fmt_ms(r.iqr_ms) if ok else "—",
-            str(r.n_samples) if ok else "—",
-            _fmt(r.samples_per_s, ",.1f") if ok else "—",
-            _fmt(r.achieved_tflops, ".3f") if ok else "—",
-            _fmt(100 * r.peak_fraction, ".1f") if ok else "—",
-            _fmt(r.peak_mem_mb, ",.1f") if ok else "—",
-            status,
-        )
+        cells = [escape(r.model), r.mode, str(r.batch), r.input, *(str(getattr(r, name)) for name in varying)]
+        if options:
+            cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
+        if ok:
+            dagger = "†" if r.stop_reason == "max_time" else ""
+            cells += [_fmt_ms(r.median_ms), f"{_fmt_ms(r.ci_low_ms)}–{_fmt_ms(r.ci_high_ms)}{dagger}", _fmt_ms(r.iqr_ms),
+                      str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
+                      _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"),
+                      "[yellow]noisy[/]" if r.noisy else "ok"]
+        else:
+            cells += ["—"] * 8 + [f"[red]{r.status}[/]"]
+        table.add_row(*cells)
     return table
 
 

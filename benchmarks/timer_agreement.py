@@ -1,0 +1,91 @@
+"""Fidelity and efficiency of archbench's timing engine (a benchmark, not a test: it prints figures).
+
+For a few fixed cells (default: wrn-16-8 and resnext-50 at 3x32x32, batch 8, infer and train, CPU, a fixed
+thread count), on the same model, input and step function, in the same process:
+
+1. agreement: archbench's median vs ``torch.utils.benchmark.Timer(...).blocked_autorange()``'s median
+   (target: within ±3%);
+2. efficiency: the wall time archbench spends on a cell (warm-up + sampling until the 95% CI of the
+   median is within --precision) vs a fixed 10-warm-up + 40-iteration loop (target: no slower), with
+   the CI half-width each one reaches.
+
+Usage: python benchmarks/timer_agreement.py [--device cpu] [--threads 2] [--precision 0.02]
+Figures taken on a shared machine are noisy; run it when the machine is otherwise idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.utils.benchmark as tb
+
+from archbench.measure import Measurement, make_sampler, measure, median_ci
+from archbench.registry import build_model, get_spec
+from archbench.sweep import make_inputs, make_step, plan_cells
+
+
+def ci_half_width(samples) -> float:
+    low, high, _ = median_ci(samples)
+    mid = statistics.median(samples)
+    return max(mid - low, high - mid) / mid
+
+
+def fixed_loop(step, device: str, warmup: int = 10, iterations: int = 40) -> tuple[list[float], float]:
+    """The hand-written baseline: 10 warm-up iterations, then 40 timed ones."""
+    sample = make_sampler(step, device)
+    began = time.perf_counter()
+    for _ in range(warmup):
+        sample()
+    samples = [sample() for _ in range(iterations)]
+    return samples, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="wrn-16-8,resnext-50")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--input", default="3x32x32")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", type=float, default=0.02)
+    parser.add_argument("--max-time", type=float, default=120.0, help="archbench's per-cell budget (s)")
+    parser.add_argument("--timer-min-run-time", type=float, default=5.0, help="blocked_autorange min_run_time (s)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(d) for d in args.input.split("x"))
+    specs = [get_spec(name) for name in args.models.split(",")]
+    cells = plan_cells(specs, [args.device], [args.batch], [shape], ["infer", "train"], ["fp32"], threads=args.threads)
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, precision ±{args.precision:.0%}, "
+          f"Timer min_run_time {args.timer_min_run_time} s")
+    header = (f"{'cell':<34} {'archbench ms':>12} {'Timer ms':>9} {'diff':>7} | {'archbench s':>11} {'n':>3} {'warm':>4} "
+              f"{'CI±':>6} {'stop':>9} | {'fixed s':>7} {'CI±':>6} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+    for cell in cells:
+        model = build_model(cell.spec, device=cell.device)
+        inputs = make_inputs(cell)
+        step = make_step(model, inputs, cell.mode, cell.dtype, cell.device)
+
+        ours: Measurement = measure(step, cell.device, precision=args.precision, max_time_s=args.max_time)
+        timer = tb.Timer(stmt="step()", globals={"step": step}, num_threads=args.threads,
+                         label=cell.model, sub_label=cell.mode)
+        reference = timer.blocked_autorange(min_run_time=args.timer_min_run_time)
+        fixed, fixed_wall = fixed_loop(step, cell.device)
+
+        ref_ms = reference.median * 1e3
+        diff = ours.median_ms / ref_ms - 1
+        label = f"{cell.model} {cell.mode} b{cell.batch} {cell.input_str}"
+        print(f"{label:<34} {ours.median_ms:>12.2f} {ref_ms:>9.2f} {diff:>+7.1%} | {ours.wall_s:>11.1f} "
+              f"{ours.n_samples:>3} {len(ours.warmup_ms):>4} {ci_half_width(ours.samples_ms):>6.1%} {ours.stop_reason:>9} | "
+              f"{fixed_wall:>7.1f} {ci_half_width(fixed):>6.1%} {ours.wall_s / fixed_wall:>6.2f}", flush=True)
+        del model, inputs, step
+    print("diff: archbench median / Timer median - 1 (target within ±3%). ratio: archbench wall / fixed-loop wall "
+          "(target <= 1). CI±: half-width of the 95% CI of the median, relative.")
+
+
+if __name__ == "__main__":
+    main()
