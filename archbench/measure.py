@@ -136,7 +136,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class WarmupPolicy:
-    """When the warm-up stops: after ``min_iters`` iterations (1; 2 for ``torch.compile``, whose first
+    """When the warm-up stops: after ``min_iters`` iterations (1; 3 for ``torch.compile``, whose first
     call compiles) once the last ``steady_window`` iterations agree within ``steady_tolerance`` and at
     least ``min_time_s`` has passed; or, whatever the agreement, once ``budget_share`` of the cell's time
     budget (``default_budget_s`` without one) is spent — a step that takes 15 s gets one warm-up

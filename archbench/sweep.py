@@ -370,7 +370,7 @@ def measure_cell(
 def _warmup_policy(cell: Cell):
     from archbench.measure import WarmupPolicy
 
-    return WarmupPolicy(min_iters=2) if cell.compiled else WarmupPolicy()
+    return WarmupPolicy(min_iters=3) if cell.compiled else WarmupPolicy()  # compile, recompile, steady
 
 
 def _device_peak(cell: Cell) -> float:

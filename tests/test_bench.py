@@ -121,7 +121,8 @@ def test_csv_schema_and_row_statistics(cli, specs, tmp_path):
         assert r.samples_per_s == pytest.approx(r.batch / (r.median_ms / 1e3), rel=1e-4)
         assert r.noisy == (r.iqr_ms / r.median_ms > 0.10)
         assert r.peak_mem_mb >= 0
-    assert "tnet" in result.stdout and "median ms" in result.stdout  # the table
+    assert "4 of 4 cells · cpu · fp32 · threads 1" in result.stdout  # the table; shared values in its title
+    assert "tnet" in result.stdout and "median" in result.stdout
     assert str(out) in result.stderr
 
 
@@ -320,3 +321,28 @@ def test_default_out_is_under_reports(cli, specs, tmp_path, monkeypatch):
     [written] = list((tmp_path / "reports").glob("bench-*.csv"))
     assert [r.model for r in read_rows_csv(written)] == ["tnet"]
     assert (tmp_path / "reports" / (written.stem + ".env.json")).exists()
+
+
+def test_a_real_sigint_saves_finished_rows_and_exits_130(tmp_path):
+    """Ctrl-C as the terminal sends it: SIGINT to a separate `python -m archbench` process."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archbench", "bench", "mnist-cnn", "--batch", ",".join(map(str, range(1, 41))),
+         "--mode", "infer", "--max-time", "0.3", "--threads", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    rows = read_rows_csv(out)
+    assert 2 <= len(rows) < 40 and [r.batch for r in rows] == list(range(1, len(rows) + 1))
+    assert all(r.status == "ok" and r.n_samples >= 5 for r in rows)
+    assert f"{len(rows)} of 40 cells are saved" in stderr and "--resume" in stderr
