@@ -346,3 +346,14 @@ def test_a_real_sigint_saves_finished_rows_and_exits_130(tmp_path):
     assert 2 <= len(rows) < 40 and [r.batch for r in rows] == list(range(1, len(rows) + 1))
     assert all(r.status == "ok" and r.n_samples >= 5 for r in rows)
     assert f"{len(rows)} of 40 cells are saved" in stderr and "--resume" in stderr
+
+
+def test_argument_errors_do_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom archbench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('TORCH=' + str('torch' in sys.modules), file=sys.stderr)\n")
+    for args in (["bench", "mnist-cnn", "--batch", "0"], ["bench", "mnist-cnn", "--dtype", "fp64"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert "error:" in proc.stderr and "TORCH=False" in proc.stderr, proc.stderr
