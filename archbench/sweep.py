@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 from archbench.devices import require_device
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.options import InputShape, format_input
-from archbench.results import CSV_COLUMNS, ResultRow, append_rows_csv, cell_key, read_rows_csv
+from archbench.results import ResultRow, append_rows_csv, cell_key, read_rows_csv
 from archbench.spec import ModelSpec
 
 MODES = ("infer", "train")
