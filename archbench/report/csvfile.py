@@ -1,0 +1,66 @@
+"""``results.csv``: the tidy rows of the bench contract (:data:`archbench.results.CSV_COLUMNS`) plus the
+model's counts at the row's input (batch 1, per sample), units in the column names.
+
+:func:`archbench.results.read_rows_csv` reads it back (it ignores the count columns)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archbench.report.files import atomic_write_text
+from archbench.results import CSV_COLUMNS, ModelStats, row_to_csv_dict
+
+if TYPE_CHECKING:
+    from archbench.report import ReportData
+
+MIB = 2**20
+COUNT_COLUMNS: tuple[str, ...] = (
+    "params",
+    "params_trainable",
+    "param_mb",
+    "macs_per_sample",
+    "flops_forward_per_sample",
+    "flops_backward_per_sample",
+    "activation_mb_per_sample",
+)
+
+
+def count_columns(stats: ModelStats | None) -> dict[str, Any]:
+    """The count columns of one (model, input); blank when the model did not run on that input."""
+    if stats is None:
+        return {name: "" for name in COUNT_COLUMNS}
+    per_sample = 1 / stats.batch
+    return {
+        "params": stats.params_total,
+        "params_trainable": stats.params_trainable,
+        "param_mb": round(stats.param_bytes / MIB, 4),
+        "macs_per_sample": _per_sample(stats.macs, per_sample),
+        "flops_forward_per_sample": _per_sample(stats.flops_forward, per_sample),
+        "flops_backward_per_sample": _per_sample(stats.flops_backward, per_sample),
+        "activation_mb_per_sample": round(stats.activation_bytes_per_sample / MIB, 4),
+    }
+
+
+def _per_sample(value: float, scale: float) -> int | float:
+    result = value * scale
+    return int(result) if float(result).is_integer() else result
+
+
+def results_csv_text(data: "ReportData") -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *COUNT_COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for row in data.rows:
+        writer.writerow({**row_to_csv_dict(row), **count_columns(data.stats_for(row.model, row.input))})
+    return buffer.getvalue()
+
+
+class CsvFormat:
+    name = "csv"
+    filename = "results.csv"
+
+    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+        return [atomic_write_text(Path(out_dir) / self.filename, results_csv_text(data))]

@@ -1,0 +1,240 @@
+"""``report.md``: the comparison report as GitHub-flavoured Markdown.
+
+A pure function of :class:`~archbench.report.ReportData` (:func:`render_markdown`): nothing depends on
+"now" or on the machine that renders it, so ``archbench report`` reproduces it byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from archbench.report import tables
+from archbench.report.files import atomic_write_text
+from archbench.report.tables import Footnotes, fmt_int, fmt_sig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from archbench.report import ReportData
+
+MAC_CONVENTION = (
+    "1 MAC = one multiply-accumulate = 2 FLOPs. MACs are fvcore's forward count (fvcore calls a MAC a "
+    "\"flop\"); forward FLOPs = 2 × MACs; backward FLOPs are those of a training step's backward pass. "
+    "MB = 2^20 bytes."
+)
+TIMING_CONVENTION = (
+    "Times are per step: `infer` = one forward pass in eval mode under `torch.inference_mode`; `train` = "
+    "forward + cross-entropy loss + backward in train mode. Each cell shows the median step time with its "
+    "95% confidence interval (distribution-free, from order statistics of the raw samples) and the "
+    "throughput in samples/s = batch / median."
+)
+UNCERTAINTY_FORMULA = (
+    "r = m_ref / m (ratio of the median step times; r > 1 means faster than the reference). Each median's "
+    "uncertainty is the half-width h of its 95% CI; relative uncertainties combine in quadrature: "
+    "u = r · √((h_ref/m_ref)² + (h/m)²). A model slower than the reference is shown as 1/r ± u/r² × slower."
+)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
+    """A GitHub table; ``align`` holds ``l``/``r`` per column (default: first left, others right)."""
+    align = align or ["l", *["r"] * (len(headers) - 1)]
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(_escape(h) for h in headers) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def frame_table(frame: "pd.DataFrame", first: str = "model") -> str:
+    """A text DataFrame (index = first column) as a GitHub table."""
+    return md_table([first, *frame.columns], ([index, *values] for index, values in zip(frame.index, frame.values.tolist())))
+
+
+def pretty_date(iso: str) -> str:
+    """``2026-11-22T12:34:56+00:00`` -> ``2026-11-22 12:34 UTC`` (the stored date, as stored otherwise)."""
+    import datetime as dt
+
+    try:
+        stamp = dt.datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return iso or "unknown date"
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {v}" for k, v in value.items()) or "—"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def header_section(data: "ReportData") -> list[str]:
+    lines = [f"# {data.study.title}", ""]
+    models = ", ".join(f"`{m}`" for m in data.study.models)
+    lines += [f"Models: {models}; reference: `{data.study.reference}`. Measured {pretty_date(data.date)}."]
+    if not data.complete:
+        lines += ["", f"**Incomplete:** {len(data.rows)} of {data.planned_cells} cells were measured."]
+    lines += ["", "Reproduce with:", "", "```sh", data.command or "archbench compare", "```", ""]
+    lines += [f"**Conventions.** {MAC_CONVENTION} {TIMING_CONVENTION}", ""]
+    return lines
+
+
+def precision_section(data: "ReportData") -> list[str]:
+    options = data.study.options
+    summary = tables.precision_summary(data.rows)
+    budget = f"{options.max_time_s:g} s" if options.max_time_s else "no time limit"
+    lines = [
+        f"**Precision.** Each cell is warmed up, then sampled until the 95% CI of its median is within "
+        f"±{100 * options.precision:g}% of the median or the cell's budget ({budget}, warm-up included) is spent; "
+        f"at least {options.min_samples} samples are always taken."
+    ]
+    if summary.cells_ok:
+        widest = summary.widest
+        lines[0] += (
+            f" {summary.converged} of {summary.cells_ok} measured cells reached ±{100 * options.precision:g}% "
+            f"(the others are marked {tables.NOT_CONVERGED}). The CI half-width is {100 * summary.median_rel_half_width:.1f}% "
+            f"of the median for the typical cell and {100 * summary.max_rel_half_width:.1f}% at worst "
+            f"({widest.model}, {tables.cell_context(widest, True)}, {widest.n_samples} samples); "
+            f"{summary.noisy} cell(s) are noisy (IQR > 10% of the median)."
+        )
+    return lines + [""]
+
+
+def environment_section(data: "ReportData") -> list[str]:
+    env = dict(data.environment)
+    lines = ["## Environment", ""]
+    if not env:
+        return lines + ["No environment was recorded.", ""]
+    rows = [(key, _value(value)) for key, value in env.items() if key != "date"]
+    rows += [("device peak (large matmul)", _value({k: f"{v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()}))] if data.peaks_tflops else []
+    lines += [md_table(["setting", "value"], rows, ["l", "l"]), ""]
+    if len(data.environments) > 1:
+        dates = ", ".join(pretty_date(e.get("date", "")) for e in data.environments)
+        changed = sorted({k for e in data.environments[1:] for k, v in e.items() if k != "date" and env.get(k) != v})
+        note = f" Settings that differ between sessions: {', '.join(changed)}." if changed else " The settings above held in every session."
+        lines += [f"The cells were measured in {len(data.environments)} sessions (the run was resumed), started {dates}.{note}", ""]
+    return lines
+
+
+def architecture_section(data: "ReportData", notes: Footnotes) -> list[str]:
+    frame = tables.architecture_table(data)
+    rows = []
+    for record in frame.to_dict("records"):
+        stats = data.stats_for(record["model"], record["input"])
+        failure = data.stats_error(record["model"], record["input"])
+        mark = ""
+        if stats and stats.uncounted_ops:
+            ops = ", ".join(f"{op} ×{n}" for op, n in sorted(stats.uncounted_ops.items()))
+            mark = notes.mark(f"{record['model']} at {record['input']}: ops no counter accounted for (not in the MACs/FLOPs): {ops}.")
+        elif failure:
+            mark = notes.mark(f"{record['model']} at {record['input']}: {failure}")
+        rows.append([
+            f"`{record['model']}`", fmt_int(record["params"]), fmt_sig(record["param_mb"]), fmt_sig(record["gmacs"]) + mark,
+            fmt_sig(record["gflops_forward"]), fmt_sig(record["gflops_backward"]), fmt_sig(record["activation_mb_per_sample"]),
+            record["input"],
+        ])
+    headers = ["model", "params", "param memory (MB)", "forward GMACs", "forward GFLOPs", "backward GFLOPs",
+               "activations (MB/sample)", "default input"]
+    lines = ["## Models", "", "Counts at each model's default input, batch 1 (MACs/FLOPs per sample; 1 MAC = 2 FLOPs). "
+             "Parameter memory counts parameters and buffers; activation memory is what autograd saves for the "
+             "backward pass, measured.", "", md_table(headers, rows, ["l", *["r"] * 6, "l"]), ""]
+    inputs = tables.grid_inputs(data)
+    defaults = {m.input for m in data.models}
+    if inputs and set(inputs) != defaults:
+        per_input = tables.macs_per_input_table(data)
+        body = []
+        for model, values in zip(per_input.index, per_input.values.tolist()):
+            cells = []
+            for column, value in zip(per_input.columns, values):
+                failure = data.stats_error(model, column)
+                cells.append(fmt_sig(value) if math.isfinite(value) else ("error" + notes.mark(f"{model} at {column}: {failure}") if failure else "—"))
+            body.append([f"`{model}`", *cells])
+        lines += ["Forward GMACs per sample at each input of the grid:", "", md_table(["model", *per_input.columns], body), ""]
+    return lines
+
+
+def speed_section(data: "ReportData", notes: Footnotes) -> list[str]:
+    lines = ["## Speed", "", "Median time per step (95% CI) · samples/s. Columns: input · batch size. "
+             f"{tables.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision target; "
+             "`OOM`/`error`: the cell failed (see the footnote); —: not measured.", ""]
+    for key, frame in tables.speed_tables(data, notes):
+        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+    return lines
+
+
+def relative_section(data: "ReportData") -> list[str]:
+    frame = tables.relative_speeds(data)
+    lines = [f"## Relative speed (reference: `{data.study.reference}`)", "", f"{UNCERTAINTY_FORMULA}", ""]
+    if frame.empty:
+        return lines + ["No cell was measured successfully for both a model and the reference.", ""]
+    return lines + [f"- {sentence}" for sentence in frame["sentence"]] + [""]
+
+
+def efficiency_section(data: "ReportData", notes: Footnotes) -> list[str]:
+    peaks = ", ".join(f"{k}: {v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()) or "not measured"
+    lines = ["## Achieved FLOP rate", "",
+             "Achieved TFLOP/s (FLOPs per step / median time; train steps count forward + backward FLOPs) and, in "
+             f"parentheses, the fraction of the device's measured peak (a large matmul in the same dtype: {peaks}).", ""]
+    for key, frame in tables.efficiency_tables(data, notes):
+        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+    return lines
+
+
+def plots_section(data: "ReportData") -> list[str]:
+    from archbench.report.plots import planned_plots
+
+    lines = ["## Plots", ""]
+    for stem, caption in planned_plots(data):
+        lines += [f"### {caption}", "", f"![{caption}]({stem}.png)", "", f"[SVG]({stem}.svg)", ""]
+    return lines
+
+
+def files_section() -> list[str]:
+    return ["## Data", "",
+            "[`results.csv`](results.csv): one row per cell (median, CI, IQR, samples/s, TFLOP/s, peak memory, status) "
+            "with the model's counts at that input. [`results.json`](results.json): the same rows with the raw "
+            "samples, the counts, the environment and the study. `archbench report results.csv` re-renders this "
+            "report from them.", ""]
+
+
+def footnotes_section(notes: Footnotes) -> list[str]:
+    return [f"[^{number}]: {_escape(message)}" for number, message in notes.items()] + ([""] if notes.messages else [])
+
+
+def render_markdown(data: "ReportData") -> str:
+    notes = Footnotes("markdown")
+    lines = [
+        *header_section(data),
+        *precision_section(data),
+        *environment_section(data),
+        *architecture_section(data, notes),
+        *speed_section(data, notes),
+        *relative_section(data),
+        *efficiency_section(data, notes),
+        *plots_section(data),
+        *files_section(),
+        *footnotes_section(notes),
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+class MarkdownFormat:
+    name = "markdown"
+    filename = "report.md"
+
+    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+        return [atomic_write_text(Path(out_dir) / self.filename, render_markdown(data))]

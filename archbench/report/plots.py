@@ -1,0 +1,202 @@
+"""The report's plots, each as PNG (embedded in the Markdown) and SVG (for papers):
+
+* ``throughput`` — samples/s against batch size, a line per model and input, a panel per device and mode;
+* ``time_vs_input`` — median time per step against input resolution, a line per model and batch;
+* ``params_vs_macs`` — parameters against forward MACs, one labelled point per model.
+
+Rendered with matplotlib's Agg canvas on :class:`~matplotlib.figure.Figure` objects (never pyplot, so no
+global backend or figure state is touched). SVGs are made reproducible: fixed hash salt, no date.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archbench.report import tables
+from archbench.report.files import atomic_path
+
+if TYPE_CHECKING:
+    from archbench.report import ReportData
+    from archbench.results import ResultRow
+
+THROUGHPUT = ("throughput", "Throughput against batch size")
+TIME_VS_INPUT = ("time_vs_input", "Time per step against input resolution")
+PARAMS_VS_MACS = ("params_vs_macs", "Parameters against forward MACs")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _ok_rows(data: "ReportData") -> list["ResultRow"]:
+    return [r for r in data.rows if r.status == "ok" and math.isfinite(r.median_ms) and r.median_ms > 0]
+
+
+def planned_plots(data: "ReportData") -> list[tuple[str, str]]:
+    """``(file stem, caption)`` of each plot this data can draw (the Markdown embeds exactly these)."""
+    plots = []
+    if _ok_rows(data):
+        plots += [THROUGHPUT, TIME_VS_INPUT]
+    arch = tables.architecture_table(data)
+    if not arch.empty and arch[["params", "gmacs"]].notna().all(axis=1).any():
+        plots.append(PARAMS_VS_MACS)
+    return plots
+
+
+def _figure(n_rows: int, n_cols: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2 * n_cols, 3.9 * n_rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    paths = []
+    with matplotlib.rc_context({"svg.hashsalt": "archbench"}):
+        for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
+            path = Path(out_dir) / f"{stem}.{ext}"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=ext, dpi=150, metadata=metadata)
+            paths.append(path)
+    return paths
+
+
+def _plain_numbers(*axes) -> None:
+    """Tick labels as plain numbers (``200``, ``0.5``) rather than matplotlib's ``2 x 10^2`` on log axes."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    formatter = FuncFormatter(lambda value, _pos: f"{value:g}")
+    for axis in axes:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(formatter)
+        axis.set_minor_formatter(FuncFormatter(lambda value, _pos: ""))
+
+
+def _styles(data: "ReportData"):
+    models = list(data.study.models) or sorted({r.model for r in data.rows})
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    return models, colors
+
+
+def _panels(data: "ReportData"):
+    keys = tables.table_keys(_ok_rows(data))
+    devices = list(dict.fromkeys((k.device, k.dtype) for k in keys))
+    modes = list(dict.fromkeys(k.mode for k in keys))
+    return keys, devices, modes
+
+
+def throughput_figure(data: "ReportData"):
+    """Samples/s (with the 95% CI as error bars) against batch size: a panel per device/dtype (rows)
+    and mode (columns), a line per model (colour) and input (marker and line style)."""
+    rows = _ok_rows(data)
+    _, devices, modes = _panels(data)
+    models, colors = _styles(data)
+    inputs = sorted({r.input for r in rows}, key=tables.input_order)
+    fig, axes = _figure(len(devices), len(modes))
+    for i, (device, dtype) in enumerate(devices):
+        for j, mode in enumerate(modes):
+            ax = axes[i][j]
+            cell_rows = [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
+            for model in models:
+                for k, shape in enumerate(inputs):
+                    line = sorted((r for r in cell_rows if r.model == model and r.input == shape), key=lambda r: r.batch)
+                    if not line:
+                        continue
+                    x = [r.batch for r in line]
+                    y = [r.samples_per_s for r in line]
+                    low = [max(0.0, v - r.batch / r.ci_high_ms * 1e3) for v, r in zip(y, line)]
+                    high = [max(0.0, r.batch / r.ci_low_ms * 1e3 - v) for v, r in zip(y, line)]
+                    ax.errorbar(x, y, yerr=[low, high], color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
+                                linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · {shape}")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            batches = sorted({r.batch for r in cell_rows})
+            _plain_numbers(ax.yaxis)
+            ax.set_xticks(batches, [str(b) for b in batches])
+            ax.set_title(f"{device} · {mode} · {dtype}")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("samples / s")
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+    return fig
+
+
+def time_vs_input_figure(data: "ReportData"):
+    """Median time per step (95% CI error bars) against the input's pixel count: a panel per
+    device/dtype and mode, a line per model (colour) and batch size (marker and line style)."""
+    rows = _ok_rows(data)
+    _, devices, modes = _panels(data)
+    models, colors = _styles(data)
+    batches = sorted({r.batch for r in rows})
+    inputs = sorted({r.input for r in rows}, key=tables.input_order)
+    pixels = {shape: tables.input_order(shape)[0] for shape in inputs}
+    fig, axes = _figure(len(devices), len(modes))
+    for i, (device, dtype) in enumerate(devices):
+        for j, mode in enumerate(modes):
+            ax = axes[i][j]
+            cell_rows = [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
+            for model in models:
+                for k, batch in enumerate(batches):
+                    line = sorted((r for r in cell_rows if r.model == model and r.batch == batch), key=lambda r: pixels[r.input])
+                    if not line:
+                        continue
+                    x = [pixels[r.input] for r in line]
+                    y = [r.median_ms for r in line]
+                    err = [[max(0.0, r.median_ms - r.ci_low_ms) for r in line], [max(0.0, r.ci_high_ms - r.median_ms) for r in line]]
+                    ax.errorbar(x, y, yerr=err, color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
+                                linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · batch {batch}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            shown = sorted({r.input for r in cell_rows}, key=tables.input_order)
+            _plain_numbers(ax.yaxis)
+            ax.set_xticks([pixels[s] for s in shown], shown)
+            ax.minorticks_off()
+            ax.set_title(f"{device} · {mode} · {dtype}")
+            ax.set_xlabel("input (C×H×W)")
+            ax.set_ylabel("median time per step (ms)")
+            ax.grid(True, which="major", alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+    return fig
+
+
+def params_vs_macs_figure(data: "ReportData"):
+    """One labelled point per model: forward GMACs (x) against millions of parameters (y), at each
+    model's default input, batch 1."""
+    arch = tables.architecture_table(data)
+    arch = arch[arch[["params", "gmacs"]].notna().all(axis=1)]
+    models, colors = _styles(data)
+    fig, axes = _figure(1, 1)
+    ax = axes[0][0]
+    for record in arch.to_dict("records"):
+        x, y = record["gmacs"], record["params"] / 1e6
+        ax.scatter([x], [y], color=colors.get(record["model"]), s=40, zorder=3)
+        ax.annotate(f"{record['model']} ({record['input']})", (x, y), textcoords="offset points", xytext=(6, 6), fontsize="small")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.margins(0.25)
+    _plain_numbers(ax.xaxis, ax.yaxis)
+    ax.set_xlabel("forward GMACs per sample (1 MAC = 2 FLOPs)")
+    ax.set_ylabel("parameters (millions)")
+    ax.set_title("Parameters against MACs (default input, batch 1)")
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+_FIGURES = {THROUGHPUT[0]: throughput_figure, TIME_VS_INPUT[0]: time_vs_input_figure, PARAMS_VS_MACS[0]: params_vs_macs_figure}
+
+
+class PlotsFormat:
+    name = "plots"
+
+    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+        written: list[Path] = []
+        for stem, _caption in planned_plots(data):
+            written += _save(_FIGURES[stem](data), Path(out_dir), stem)
+        return written
