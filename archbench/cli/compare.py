@@ -1,15 +1,241 @@
-"""`archbench compare` (placeholder until implemented)."""
+"""``archbench compare`` (run a study, write its report) and ``archbench report`` (re-render a stored one).
+
+Thin: parse the options with the shared parsers into a :class:`~archbench.study.Study`, run it with
+:func:`archbench.compare.run_compare` under a progress display, then print a summary — the architecture
+table, the speed tables of the first device, the relative speeds — and the paths written.
+"""
 
 from __future__ import annotations
 
+import math
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from archbench.cli._common import SpecsOption, err, out
 from archbench.errors import UsageError
+from archbench.options import parse_choices, parse_inputs, parse_positive_ints
+from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
+
+_GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
 
 
-def compare_command() -> None:
-    """Not implemented yet."""
-    raise UsageError("`archbench compare` is not implemented yet.")
+def compare_command(
+    models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (see `archbench list`); none: the default study.", show_default=False)] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cpu,cuda or auto [default: cpu].", show_default=False)] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="infer and/or train [default: infer,train].", show_default=False)] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Model the others are compared against [default: the first].", show_default=False)] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Seconds per cell, warm-up included [default: the study's, 8].", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
+    specs: SpecsOption = None,
+) -> None:
+    """Compare models cell by cell (devices x inputs x batches x modes x dtypes) and write a report:
+    report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
+    grid_given = {name: value for name, value in zip(_GRID_OPTIONS, (batch, input, device, mode, dtype, reference, title))
+                  if value is not None}
+    max_time_s = _parse_seconds(max_time, "--max-time") if max_time is not None else None
+    precision_value = _parse_fraction(precision, "--precision") if precision is not None else None
+    if models and study is not None:
+        raise UsageError("give either models to compare or --study FILE, not both.")
+    if not models and grid_given:
+        verb = "applies" if len(grid_given) == 1 else "apply"
+        raise UsageError(f"{', '.join(grid_given)} {verb} only to an ad-hoc comparison: name the models "
+                         "(archbench compare MODEL MODEL ...), or edit the study file.")
+
+    from archbench.study import adhoc_study, default_study_path, find_study, load_study
+
+    if models:
+        the_study = adhoc_study(
+            models,
+            devices=_devices(device),
+            inputs=parse_inputs(input, "--input") if input is not None else None,
+            batches=parse_positive_ints(batch or "1,8", "--batch"),
+            modes=parse_choices(mode or "infer,train", "--mode", MODE_CHOICES),
+            dtypes=parse_choices(dtype or "fp32", "--dtype", DTYPE_CHOICES),
+            reference=reference,
+            title=title or "",
+        )
+    else:
+        the_study = load_study(find_study(study) if study is not None else default_study_path())
+    the_study = _with_options(the_study, max_time_s, precision_value)
+    command = reproduce_command(models, study, grid_given, max_time, precision, out_dir, specs)
+
+    from archbench.compare import run_compare
+
+    with _CompareProgress() as listener:
+        result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
+                             extra_dirs=specs or (), listener=listener)
+    if result.interrupted:
+        err.print(f"interrupted: {len(result.data.rows)} of {result.data.planned_cells} cells are saved in "
+                  f"{escape(str(result.partial_csv))}; the report is written when every cell is done. Resume with:")
+        err.print(f"  {escape(command)} --resume", soft_wrap=True)
+        raise typer.Exit(130)
+    print_summary(result.data)
+    _print_files(result.files, result.out_dir)
 
 
-def report_command() -> None:
-    """Not implemented yet."""
-    raise UsageError("`archbench report` is not implemented yet.")
+def report_command(
+    results_csv: Annotated[Path, typer.Argument(help="The results.csv of an `archbench compare` report.", show_default=False)],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
+) -> None:
+    """Re-render a report from stored results (results.csv and the results.json beside it) without
+    measuring again: the same report.md and plots as the run that produced them."""
+    from archbench.compare import rerender
+
+    data, files = rerender(results_csv, out_dir)
+    print_summary(data)
+    _print_files(files, out_dir if out_dir is not None else results_csv.parent)
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def _devices(text: str | None) -> list[str]:
+    from archbench.devices import parse_devices
+
+    return parse_devices(text or "cpu")
+
+
+def _parse_fraction(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.03 for ±3%.")
+    return value
+
+
+def _parse_seconds(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 8.")
+    return value
+
+
+def _with_options(study, max_time_s: float | None, precision: float | None):
+    import dataclasses
+
+    changes = {k: v for k, v in (("max_time_s", max_time_s), ("precision", precision)) if v is not None}
+    if not changes:
+        return study
+    options: StudyOptions = dataclasses.replace(study.options, **changes)
+    return dataclasses.replace(study, options=options)
+
+
+def reproduce_command(models, study, grid_given: dict, max_time, precision, out_dir, specs) -> str:
+    """The command line that reruns this comparison (what the report prints under "Reproduce with")."""
+    parts = ["archbench", "compare", *(models or [])]
+    if study is not None:
+        parts += ["--study", study]
+    for option, value in grid_given.items():
+        parts += [option, value]
+    parts += ["--max-time", max_time] if max_time is not None else []
+    parts += ["--precision", precision] if precision is not None else []
+    for directory in specs or ():
+        parts += ["--specs", directory]
+    parts += ["--out", str(out_dir)] if out_dir is not None else []
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+def _progress_base():
+    from archbench.cli.bench import _LiveProgress  # the bench command's progress bar and live table
+
+    return _LiveProgress
+
+
+class _CompareProgress:
+    """The bench progress display, plus a line per model/input while the models are counted."""
+
+    def __init__(self):
+        self.inner = _progress_base()()
+
+    def __enter__(self) -> "_CompareProgress":
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.inner.__exit__(*exc)
+
+    def counting(self, model: str, input: str) -> None:
+        err.print(f"counting {escape(model)} at {input} (parameters, MACs, activation memory)")
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)  # sweep_started, cell_started, cell_phase, cell_finished
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def _rich_table(frame, title: str, first: str = "model") -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column(first, no_wrap=True)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for index, values in zip(frame.index, frame.values.tolist()):
+        table.add_row(escape(str(index)), *(escape(str(v)) for v in values))
+    return table
+
+
+def architecture_rich_table(data) -> Table:
+    import pandas as pd
+
+    from archbench.report.tables import architecture_table, fmt_int, fmt_sig
+
+    arch = architecture_table(data)
+    text = pd.DataFrame({
+        "params": arch["params"].map(fmt_int),
+        "param MB": arch["param_mb"].map(fmt_sig),
+        "GMACs": arch["gmacs"].map(fmt_sig),
+        "fwd GFLOPs": arch["gflops_forward"].map(fmt_sig),
+        "bwd GFLOPs": arch["gflops_backward"].map(fmt_sig),
+        "act. MB/sample": arch["activation_mb_per_sample"].map(fmt_sig),
+        "input": arch["input"],
+    }).set_axis(arch["model"])
+    return _rich_table(text, "Models (default input, batch 1; 1 MAC = 2 FLOPs)")
+
+
+def print_summary(data) -> None:
+    """Architecture table, the speed tables of the first device and dtype, the relative speeds and the
+    failures, on stdout."""
+    from archbench.report.tables import Footnotes, relative_speeds, speed_tables
+
+    out.print(architecture_rich_table(data))
+    notes = Footnotes("plain")
+    tables = speed_tables(data, notes)
+    first = tables[0][0] if tables else None
+    for key, frame in tables:
+        if (key.device, key.dtype) == (first.device, first.dtype):
+            out.print(_rich_table(frame, f"{key.title()}: median ms (95% CI) · samples/s"))
+    relative = relative_speeds(data)
+    if not relative.empty:
+        out.print(f"Relative speed (reference {escape(data.study.reference)}):")
+        for sentence in relative["sentence"]:
+            out.print(f"  {escape(sentence)}")
+    for number, message in notes.items():
+        out.print(f"[{number}] {escape(message)}")
+
+
+def _print_files(files, out_dir: Path) -> None:
+    names = ", ".join(sorted({p.name for p in files}, key=lambda n: (not n.endswith(".md"), n)))
+    err.print(f"wrote {len(files)} files to {escape(str(out_dir))}/: {escape(names)}")
+    err.print(f"report: {escape(str(Path(out_dir) / 'report.md'))}")

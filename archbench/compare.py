@@ -1,0 +1,309 @@
+"""``archbench compare``: run a study and write its report directory. Nothing here prints; progress
+goes to an optional listener.
+
+:func:`run_compare` resolves the models, counts each one (batch 1, at its default input and at every
+input of the grid), runs the sweep into ``results.partial.csv`` (each cell on disk as soon as it is
+measured; the raw samples go to ``results.partial.samples.jsonl``) and, once every cell is done, writes
+the report (``results.csv``, ``results.json``, ``report.md``, plots) and removes the partial files.
+
+The report directory belongs to one study:
+
+* a directory holding another study's report is never written to (unless ``force``);
+* an interrupted run leaves its partial files, and the finished report of an earlier run (if any)
+  untouched; ``resume=True`` finishes it (same study definition), ``force=True`` discards it;
+* re-running a finished study replaces its report only when the new run finishes.
+
+:func:`rerender` re-renders a report from a stored ``results.csv`` without measuring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from archbench.errors import ModelRunError, UsageError
+from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
+from archbench.results import ModelStats, ResultRow
+from archbench.spec import ModelSpec
+from archbench.study import Study, resolve_models
+
+REPORTS_DIR = Path("reports")
+PARTIAL_CSV = "results.partial.csv"
+PARTIAL_JSON = "results.partial.json"
+PARTIAL_SAMPLES = "results.partial.samples.jsonl"
+COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is measured on the CPU
+
+
+class CompareListener:
+    """Progress callbacks (all optional): :meth:`counting` while the models are counted, then those of
+    :class:`archbench.sweep.SweepListener` while the cells are measured."""
+
+    def counting(self, model: str, input: str) -> None:
+        """``model`` is being counted at ``input`` (batch 1)."""
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What a run did. ``files`` is empty when the run was interrupted (the report is written only
+    when every cell is done); the finished cells are then in ``partial_csv``."""
+
+    out_dir: Path
+    data: ReportData
+    files: tuple[Path, ...]
+    interrupted: bool
+    measured: int  # cells measured by this run
+    previous: int  # cells found from an interrupted run (``resume``)
+    partial_csv: Path
+
+    @property
+    def report_md(self) -> Path:
+        return self.out_dir / MARKDOWN_NAME
+
+
+def report_dir(study: Study, base: str | Path = REPORTS_DIR) -> Path:
+    """Where a study's report goes by default: ``reports/<study name>/``."""
+    return Path(base) / study.name
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _notify(listener: Any, method: str, *args: Any) -> None:
+    callback = getattr(listener, method, None) if listener is not None else None
+    if callback is not None:
+        callback(*args)
+
+
+# -------------------------------------------------------------------------------------- planning
+
+
+def study_devices(study: Study) -> list[str]:
+    """The study's devices with ``auto`` resolved (raises when CUDA is named but absent)."""
+    from archbench.devices import parse_devices
+
+    return parse_devices(",".join(study.grid.devices), option="grid.devices")
+
+
+def plan_study(study: Study, specs: Sequence[ModelSpec]) -> list:
+    """The cells of the study, device by device (each device with its own grid values)."""
+    from archbench.sweep import plan_cells
+
+    options = study.options
+    cells = []
+    for device in study_devices(study):
+        grid = study.grid.for_device(device)
+        cells += plan_cells(specs, [device], grid.batches, grid.inputs, grid.modes, grid.dtypes,
+                            options.channels_last, options.compiled, options.threads)
+    return cells
+
+
+# -------------------------------------------------------------------------------------- counting
+
+
+def count_models(specs: Sequence[ModelSpec], cells: Sequence, listener: Any = None):
+    """Batch-1 counts of each model at its default input and at every input it is timed at.
+
+    Returns ``(model infos, stats, errors)``; a model that does not run on an input is an error entry
+    ``(model, input, message)``, not an exception (its cells fail the same way in the sweep)."""
+    from archbench.inspect import model_stats
+    from archbench.options import format_input
+    from archbench.registry import build_model
+
+    infos, stats, errors = [], [], []
+    for spec in specs:
+        infos.append(ModelInfo(spec.name, spec.family, spec.description, spec.input_str))
+        shapes = list(dict.fromkeys([spec.input, *(c.input for c in cells if c.spec == spec)]))
+        model = build_model(spec, device=COUNT_DEVICE)
+        for shape in shapes:
+            _notify(listener, "counting", spec.name, format_input(shape))
+            try:
+                stats.append(model_stats(spec, shape, 1, COUNT_DEVICE, None, model=model))
+            except ModelRunError as exc:
+                errors.append((spec.name, format_input(shape), str(exc)))
+        del model
+    return tuple(infos), tuple(stats), tuple(errors)
+
+
+# ----------------------------------------------------------------------------------- directories
+
+
+def _study_identity(study: Study) -> dict[str, Any]:
+    """What must match for ``--resume`` to continue a run: everything but the title and file path."""
+    data = study.to_dict()
+    data.pop("title")
+    data.pop("path")
+    return data
+
+
+def _stored_study_name(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["study"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _partial_files(out_dir: Path) -> list[Path]:
+    return [out_dir / name for name in (PARTIAL_CSV, PARTIAL_JSON, PARTIAL_SAMPLES) if (out_dir / name).exists()]
+
+
+def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> ReportData | None:
+    """Check that ``out_dir`` may hold this run, per the rules in the module docstring; returns the
+    stored data of the interrupted run to resume, if any. Raises :class:`UsageError` otherwise."""
+    owner = _stored_study_name(out_dir / JSON_NAME)
+    if owner is not None and owner != study.name and not force:
+        raise UsageError(
+            f"'{out_dir}' holds the report of study '{owner}', not '{study.name}': choose another --out, "
+            "or pass --force to replace it."
+        )
+    foreign = [n for n in (MARKDOWN_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
+    if owner is None and foreign and not _partial_files(out_dir) and not force:
+        raise UsageError(
+            f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report: choose another "
+            "--out, or pass --force to overwrite those files."
+        )
+    partial = _partial_files(out_dir)
+    if not partial:
+        if resume:
+            raise UsageError(f"nothing to resume in '{out_dir}': no interrupted run of study '{study.name}' is there. "
+                             "Run without --resume.")
+        return None
+    if force:
+        for path in partial:
+            path.unlink()
+        return None
+    if not resume:
+        raise UsageError(
+            f"'{out_dir}' holds an interrupted run ({out_dir / PARTIAL_CSV}). Pass --resume to finish it (finished "
+            "cells are kept), or --force to discard it and start over."
+        )
+    from archbench.report.jsonfile import read_json
+
+    if not (out_dir / PARTIAL_JSON).exists():
+        raise UsageError(f"cannot resume in '{out_dir}': {PARTIAL_JSON} is missing. Pass --force to start over.")
+    stored = read_json(out_dir / PARTIAL_JSON)
+    if _study_identity(stored.study) != _study_identity(study):
+        raise UsageError(
+            f"the interrupted run in '{out_dir}' is of a different study definition (study '{stored.study.name}'; "
+            "models, grid or options changed). Resume it with its own definition, or pass --force to start over."
+        )
+    return stored
+
+
+# ----------------------------------------------------------------------------------------- samples
+
+
+class _SampleRecorder:
+    """Forwards the sweep's callbacks to ``listener`` and appends each finished cell's raw samples to a
+    JSON-lines file (flushed), so a resumed run still has every sample for ``results.json``."""
+
+    def __init__(self, path: Path, listener: Any):
+        self.path = path
+        self.listener = listener
+
+    def sweep_started(self, total: int, already_done: int) -> None:
+        _notify(self.listener, "sweep_started", total, already_done)
+
+    def cell_started(self, cell, index: int, todo: int) -> None:
+        _notify(self.listener, "cell_started", cell, index, todo)
+
+    def cell_phase(self, cell, phase: str) -> None:
+        _notify(self.listener, "cell_phase", cell, phase)
+
+    def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": list(row.key()), "samples_ms": list(row.samples_ms)}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        _notify(self.listener, "cell_finished", cell, row, index, todo)
+
+
+def _read_samples(path: Path) -> dict[tuple, tuple[float, ...]]:
+    samples: dict[tuple, tuple[float, ...]] = {}
+    if not path.exists():
+        return samples
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash: that cell's samples are lost, its row is not
+        samples[tuple(record["key"])] = tuple(record["samples_ms"])
+    return samples
+
+
+def _with_samples(rows: Iterable[ResultRow], samples: dict[tuple, tuple[float, ...]]) -> tuple[ResultRow, ...]:
+    return tuple(r if r.samples_ms else dataclasses.replace(r, samples_ms=samples.get(r.key(), ())) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def run_compare(
+    study: Study,
+    out_dir: str | Path | None = None,
+    *,
+    command: str,
+    resume: bool = False,
+    force: bool = False,
+    extra_dirs: Iterable[str] = (),
+    listener: Any = None,
+) -> CompareResult:
+    """Run ``study`` and write its report to ``out_dir`` (default ``reports/<study name>/``).
+
+    ``command`` is the command line that reproduces the run (it goes into the report). Bad models,
+    devices or directories raise before anything is measured; Ctrl-C returns ``interrupted=True`` with
+    every finished cell saved."""
+    from archbench.envinfo import environment
+    from archbench.report.jsonfile import write_json
+    from archbench.sweep import run_sweep
+
+    out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
+    specs = resolve_models(study, extra_dirs)
+    cells = plan_study(study, specs)
+    if not cells:
+        raise UsageError(f"study '{study.name}' has no cells to measure.")
+    previous = prepare_dir(out_dir, study, resume=resume, force=force)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)
+    if previous is not None:
+        meta = dataclasses.replace(previous, study=study, command=command, environments=(*previous.environments, env),
+                                   planned_cells=len(cells))
+    else:
+        infos, stats, errors = count_models(specs, cells, listener)
+        meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
+    write_json(out_dir / PARTIAL_JSON, meta)
+
+    options = study.options
+    sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, precision=options.precision,
+                      max_time_s=options.max_time_s, min_samples=options.min_samples,
+                      listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
+    rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
+    data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
+    if sweep.interrupted or sweep.remaining:
+        write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
+        return CompareResult(out_dir, data, (), True, len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
+
+    files = write_report(data, out_dir)
+    for path in _partial_files(out_dir):
+        path.unlink()
+    return CompareResult(out_dir, data, tuple(files), False, len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
+
+
+def rerender(results_csv: str | Path, out_dir: str | Path | None = None) -> tuple[ReportData, list[Path]]:
+    """Re-render the report of a stored ``results.csv`` (with its ``results.json``) into ``out_dir``
+    (default: the CSV's folder) without measuring: the same Markdown as the run that produced it.
+    Into another folder, the CSV and JSON are written too so the report's links hold."""
+    from archbench.report import all_formats, load_report_data
+
+    results_csv = Path(results_csv)
+    data = load_report_data(results_csv)
+    target = Path(out_dir) if out_dir is not None else results_csv.parent
+    same_place = target.resolve() == results_csv.parent.resolve()
+    formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
+    return data, write_report(data, target, formats)
