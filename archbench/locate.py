@@ -1,0 +1,295 @@
+"""Where a forward pass fails: the innermost module, what it received, and input sizes that do work.
+
+:func:`forward_located` runs a model like ``model(*inputs)``; when the forward raises, it raises
+:class:`~archbench.errors.ModelRunError` whose message names the innermost module that was running
+(its dotted path, type and settings), the shape(s) it received, the last submodule that finished inside
+it, the underlying error in one line and, where a few cheap probes on the ``meta`` device find them,
+square input sizes that do run (or that no size does, when the failure does not depend on it).
+
+:class:`ModuleTrace` is the instrument: forward hooks on every submodule (removed on exit) recording each
+module's output shapes, and for an exception, the first module it left. It works in train and eval
+mode, under ``torch.no_grad()`` and ``torch.inference_mode()``. Out-of-memory errors pass through
+unchanged (callers classify them).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+from archbench.errors import ModelRunError
+
+# Square sizes probed (on meta) for a failing image model, and how many working ones to name.
+PROBE_SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+_WORKING_TO_NAME = 3
+
+Shapes = tuple[tuple[int, ...], ...]
+
+
+def format_shapes(shapes: Shapes) -> str:
+    """``((1, 16, 32, 32),)`` -> ``'1x16x32x32'``; several tensors are comma-separated."""
+    if not shapes:
+        return "no tensor"
+    return ", ".join("x".join(map(str, s)) if s else "scalar" for s in shapes)
+
+
+def tensor_shapes(value: Any) -> Shapes:
+    """Shapes of every tensor in a (nested) value, in order."""
+    return tuple(tuple(t.shape) for t in tree_leaves(value) if isinstance(t, torch.Tensor))
+
+
+@dataclass
+class _Frame:
+    name: str
+    received: Shapes
+    last_child: tuple[str, Shapes] | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Where a forward pass failed (the innermost module that the exception left first)."""
+
+    module: str  # dotted path; "" for the model itself
+    module_type: str
+    settings: str  # the module's extra_repr(): kernel sizes, channels, ...
+    received: Shapes
+    after: tuple[str, Shapes] | None  # the last submodule that finished inside it, and its output
+    error: str  # the underlying error in one line
+    working_inputs: tuple[str, ...] = ()  # e.g. ("3x64x64", "3x96x96")
+    smallest_input: str | None = None  # smallest square input that runs, e.g. "3x57x57"
+    size_independent: bool = False  # every probed size fails the same way
+
+    def message(self) -> str:
+        where = f"`{self.module}`" if self.module else "the model's own forward"
+        kind = f"{self.module_type}({self.settings})" if self.settings else self.module_type
+        text = f"the forward pass failed in {where} ({kind}), which received {format_shapes(self.received)}"
+        if self.after is not None:
+            text += f", after `{self.after[0]}` returned {format_shapes(self.after[1])}"
+        text += f": {self.error}"
+        return text + self._hint()
+
+    def _hint(self) -> str:
+        if self.working_inputs:
+            hint = f". Inputs that run: {', '.join(self.working_inputs)}"
+            if self.smallest_input:
+                hint += f" (smallest square input that runs: {self.smallest_input})"
+            return hint + "."
+        if self.size_independent:
+            lo, hi = PROBE_SIZES[0], PROBE_SIZES[-1]
+            return f". It fails the same way at every square input from {lo}x{lo} to {hi}x{hi}: the input size is not the cause."
+        return "."
+
+
+class ModuleTrace:
+    """Context manager: hooks on every submodule of ``model`` recording output shapes per call
+    (``outputs``) and, for each exception, the first module it left (:meth:`failure_of`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.outputs: dict[str, list[Shapes]] = {}
+        self._stack: list[_Frame] = []
+        self._failures: dict[int, tuple[BaseException, Failure]] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> "ModuleTrace":
+        for name, module in self.model.named_modules():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(name), with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post_hook(name), always_call=True))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _pre_hook(self, name: str):
+        def hook(module, args, kwargs):
+            self._stack.append(_Frame(name, tensor_shapes((args, kwargs))))
+
+        return hook
+
+    def _post_hook(self, name: str):
+        def hook(module, args, output):
+            frame = self._stack.pop() if self._stack else _Frame(name, tensor_shapes(args))
+            error = sys.exc_info()[1]
+            if error is not None and output is None:  # leaving because of an exception
+                if id(error) not in self._failures:  # the first module it leaves is the innermost
+                    self._failures[id(error)] = (error, _failure(name, module, frame, error))
+                return
+            shapes = tensor_shapes(output)
+            self.outputs.setdefault(name, []).append(shapes)
+            if self._stack:
+                self._stack[-1].last_child = (name, shapes)
+
+        return hook
+
+    def failure_of(self, error: BaseException) -> Failure | None:
+        entry = self._failures.get(id(error))
+        return entry[1] if entry is not None and entry[0] is error else None
+
+
+def _failure(name: str, module: nn.Module, frame: _Frame, error: BaseException) -> Failure:
+    try:
+        settings = module.extra_repr()
+    except Exception:  # noqa: BLE001 - a broken extra_repr must not hide the real error
+        settings = ""
+    return Failure(name, type(module).__name__, settings, frame.received, frame.last_child, one_line(error))
+
+
+def one_line(error: BaseException) -> str:
+    """``RuntimeError: <first non-empty line of the message>``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+# ------------------------------------------------------------------------------------------- API
+
+
+def forward_located(model: nn.Module, *inputs: Any) -> Any:
+    """``model(*inputs)``; if it raises, :class:`ModelRunError` locating the failure (see the module
+    docstring). Out-of-memory errors and KeyboardInterrupt propagate unchanged; no hooks stay behind."""
+    with ModuleTrace(model) as trace:
+        try:
+            return model(*inputs)
+        except Exception as error:  # noqa: BLE001 - re-raised, located
+            if is_out_of_memory(error):
+                raise
+            failed, failure = error, trace.failure_of(error)
+    raise ModelRunError(describe_failure(model, inputs, failed, failure)) from failed
+
+
+def locate_failure(model: nn.Module, *inputs: Any) -> str | None:
+    """The located message of the failure of ``model(*inputs)``, or ``None`` when it runs."""
+    try:
+        forward_located(model, *inputs)
+    except ModelRunError as error:
+        return str(error)
+    return None
+
+
+def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, failure: Failure | None) -> str:
+    """The message for a failed ``model(*inputs)``; with the working input sizes probed (after the trace's
+    hooks are gone, so the meta twin does not copy them)."""
+    if failure is None:  # raised outside any module call (e.g. before the model's forward ran)
+        return f"the forward pass failed on {format_shapes(tensor_shapes(inputs))}: {one_line(error)}."
+    return with_working_inputs(model, inputs, failure).message()
+
+
+# --------------------------------------------------------------------------------------- probing
+
+
+def meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on ``meta``: the same modules and shapes,
+    no memory and no arithmetic (hooks registered on ``model`` are copied too)."""
+    with torch.inference_mode(False):
+        memo: dict[int, Any] = {}
+        for p in model.parameters():
+            memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        for b in model.buffers():
+            memo[id(b)] = torch.empty_like(b, device="meta")
+        return copy.deepcopy(model, memo)
+
+
+def with_working_inputs(model: nn.Module, inputs: tuple, failure: Failure) -> Failure:
+    """``failure`` with the square input sizes that run, probed on a meta twin of the model (shape
+    checks only, no arithmetic). Only for one image batch (N, C, H, W), and only when the meta twin
+    reproduces the failure in the same module; otherwise ``failure`` unchanged."""
+    images = [x for x in inputs if isinstance(x, torch.Tensor)]
+    if len(images) != 1 or len(inputs) != 1 or images[0].dim() != 4:
+        return failure
+    batch, channels, height, width = images[0].shape
+    try:
+        twin = meta_twin(model)
+        probe = _Prober(twin, batch, channels, failure)
+        # eval mode first: meta BatchNorm in training mode runs a slow Python decomposition
+        if not any(probe.same_failure(height, width, training) for training in (False, True)):
+            return failure
+        working = probe.working_sizes()
+    except Exception:  # noqa: BLE001 - probing is a courtesy: the located failure stands without it
+        return failure
+    if not working:
+        return _replace(failure, size_independent=probe.all_failed_alike)
+    names = tuple(f"{channels}x{s}x{s}" for s in working[:_WORKING_TO_NAME])
+    smallest = probe.smallest_working(working[0])
+    return _replace(failure, working_inputs=names, smallest_input=f"{channels}x{smallest}x{smallest}" if smallest else None)
+
+
+def _replace(failure: Failure, **changes) -> Failure:
+    from dataclasses import replace
+
+    return replace(failure, **changes)
+
+
+@dataclass
+class _Prober:
+    twin: nn.Module
+    batch: int
+    channels: int
+    failure: Failure
+    outcomes: dict[int, str | None] = field(default_factory=dict)  # size -> failing module, None: runs
+    all_failed_alike: bool = True
+
+    def attempt(self, height: int, width: int) -> str | None:
+        """``None`` if the twin runs on this size, else the name of the module where it failed."""
+        x = torch.empty(self.batch, self.channels, height, width, device="meta")
+        with torch.inference_mode(False), torch.no_grad(), ModuleTrace(self.twin) as trace:
+            try:
+                self.twin(x)
+                return None
+            except Exception as error:  # noqa: BLE001 - a probe's failure is its answer
+                where = trace.failure_of(error)
+                return where.module if where is not None else "?"
+
+    def same_failure(self, height: int, width: int, training: bool) -> bool:
+        """Whether the twin, in this mode, fails at the original size in the same module (then it
+        stays in this mode for the probes)."""
+        self.twin.train(training)
+        return self.attempt(height, width) == self.failure.module
+
+    def square(self, size: int) -> str | None:
+        if size not in self.outcomes:
+            self.outcomes[size] = self.attempt(size, size)
+        return self.outcomes[size]
+
+    def working_sizes(self) -> list[int]:
+        """Probed sizes that run, in order; stops after a few, or where a working range ends (e.g. a
+        fixed-size pooling that needs 64 to 127)."""
+        working: list[int] = []
+        for size in PROBE_SIZES:
+            outcome = self.square(size)
+            if outcome is None:
+                working.append(size)
+                if len(working) >= _WORKING_TO_NAME:
+                    break
+            elif working:
+                break
+            elif outcome != self.failure.module:
+                self.all_failed_alike = False
+        return working
+
+    def smallest_working(self, first_working: int) -> int | None:
+        """Bisect between the largest probed size below ``first_working`` (which fails) and it."""
+        below = [s for s in self.outcomes if s < first_working]
+        if not below:
+            return None
+        lo, hi = max(below), first_working  # lo fails, hi runs
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.square(mid) is None:
+                hi = mid
+            else:
+                lo = mid
+        return hi
