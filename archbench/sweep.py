@@ -199,7 +199,6 @@ def run_sweep(
 
     _notify(listener, "sweep_started", len(cells), len(cells) - len(todo))
     measured: list[ResultRow] = []
-    flops_cache: dict[tuple, tuple[float, str]] = {}
     interrupted = False
     with _sweep_settings(todo):
         try:
@@ -208,7 +207,7 @@ def run_sweep(
             for index, cell in enumerate(todo):
                 _notify(listener, "cell_started", cell, index, len(todo))
                 row = measure_cell(cell, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
-                                   max_samples=max_samples, flops_cache=flops_cache,
+                                   max_samples=max_samples,
                                    on_phase=lambda phase, c=cell: _notify(listener, "cell_phase", c, phase))
                 free_memory()
                 with _interrupt_deferred():  # a Ctrl-C never leaves half a CSV line
@@ -323,7 +322,6 @@ def measure_cell(
     max_time_s: float | None = None,
     min_samples: int = 5,
     max_samples: int = 10_000,
-    flops_cache: dict | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> ResultRow:
     """Time one cell. Out of memory -> a ``status="oom"`` row; a model that fails -> a
@@ -344,7 +342,7 @@ def measure_cell(
         model = build_model(cell.spec, device=cell.device)
         inputs = make_inputs(cell)
         phase("counting FLOPs")
-        flops, flops_note = flops_per_step(cell, model, flops_cache if flops_cache is not None else {})
+        flops, flops_note = flops_per_step(cell, model)
         if cell.channels_last:
             model = model.to(memory_format=torch.channels_last)
         step = make_step(model, inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
@@ -490,34 +488,49 @@ def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool 
     return train_step
 
 
-def flops_per_step(cell: Cell, model, cache: dict) -> tuple[float, str]:
+_FLOP_COUNTS: dict[tuple, tuple[float, float, str]] = {}  # (spec, input[, batch]) -> per-sample fwd, bwd, note
+
+
+def flops_per_step(cell: Cell, model) -> tuple[float, str]:
     """FLOPs of one step (forward for ``infer``, forward + backward for ``train``) from
-    :func:`archbench.inspect.model_stats`, counted once per model, input and batch; and a note saying why
-    when they could not be counted (the row then has no achieved FLOP/s, with that reason).
+    :func:`archbench.inspect.model_stats`, and a note saying why when they could not be counted (the row
+    then has no achieved FLOP/s, with that reason; whether the cell itself runs is for its timing to say).
 
-    A model whose forward fails raises :class:`ModelRunError` from here (located by the inspector)."""
-    key = (cell.model, cell.spec, cell.input, cell.batch)
-    if key not in cache:
-        cache[key] = _count(cell, model)
-    forward, backward, note = cache[key]
-    total = forward if cell.mode == "infer" else forward + backward
-    return float(total), note
+    Counted once per model and input in this process (not per batch, dtype or mode), at batch 1 and
+    multiplied by the batch: the batch is an outer dimension of every op the counters have a formula for
+    (convolutions, matrix products, attention), so the count is exactly linear in it, and counting at
+    batch 8 would cost a whole extra training step of a large model. A model that cannot run a training
+    step at batch 1 (BatchNorm over a single value) is counted at the cell's batch instead."""
+    key = (cell.spec, cell.input)
+    if key not in _FLOP_COUNTS:
+        counted = _count_per_sample(cell, model, 1)
+        if math.isnan(counted[0]) and cell.batch > 1:
+            retry = _count_per_sample(cell, model, cell.batch)
+            counted = retry if not math.isnan(retry[0]) else counted
+        if math.isnan(counted[0]):
+            _FLOP_COUNTS[(*key, cell.batch)] = counted  # may work at another batch: not cached for the model
+        else:
+            _FLOP_COUNTS[key] = counted
+    forward, backward, note = _FLOP_COUNTS.get(key) or _FLOP_COUNTS[(*key, cell.batch)]
+    per_sample = forward if cell.mode == "infer" else forward + backward
+    return per_sample * cell.batch, note
 
 
-def _count(cell: Cell, model) -> tuple[float, float, str]:
+def _count_per_sample(cell: Cell, model, batch: int) -> tuple[float, float, str]:
     try:
         from archbench.inspect import model_stats
     except ImportError as exc:
         return math.nan, math.nan, f"FLOPs not counted: {exc}"
     try:
-        stats = model_stats(cell.spec, cell.input, cell.batch, cell.device, None, model=model)
-    except (ModelRunError, KeyboardInterrupt):
+        stats = model_stats(cell.spec, cell.input, batch, cell.device, None, model=model)
+    except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a counter failure must not lose the timing; its reason is kept
         if is_out_of_memory(exc):
             raise
-        return math.nan, math.nan, f"FLOPs not counted: {type(exc).__name__}: {exc}"
-    return float(stats.flops_forward), float(stats.flops_backward), ""
+        reason = str(exc) if isinstance(exc, ArchbenchError) else f"{type(exc).__name__}: {exc}"
+        return math.nan, math.nan, f"FLOPs not counted: {reason}"
+    return float(stats.flops_forward) / batch, float(stats.flops_backward) / batch, ""
 
 
 # ------------------------------------------------------------------------------------------- failures
