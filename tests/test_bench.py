@@ -357,3 +357,20 @@ def test_argument_errors_do_not_import_torch(tmp_path):
     for args in (["bench", "mnist-cnn", "--batch", "0"], ["bench", "mnist-cnn", "--dtype", "fp64"]):
         proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
         assert "error:" in proc.stderr and "TORCH=False" in proc.stderr, proc.stderr
+
+
+def test_flops_and_peak_fraction(cli, specs, tmp_path):
+    """tnet is one Linear(64 -> 10) on a 1x8x8 input: 64 x 10 MACs = 1,280 FLOPs per sample forward; the
+    backward computes only the weight gradient (the input needs none): another 1,280."""
+    pytest.importorskip("archbench.inspect")
+    result = bench(cli, specs, "tnet", "--batch", "1,4", "--threads", "1", "--out", tmp_path / "r.csv", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    flops = {(r["mode"], r["batch"]): r["flops_per_step"] for r in data["rows"]}
+    assert flops == {("infer", 1): 1280, ("train", 1): 2560, ("infer", 4): 5120, ("train", 4): 10240}
+    peak = data["peaks_tflops"]["cpu/fp32"]
+    assert peak > 0
+    for r in data["rows"]:
+        assert r["error"] == ""
+        assert r["achieved_tflops"] == pytest.approx(r["flops_per_step"] / (r["median_ms"] / 1e3) / 1e12, rel=1e-4)
+        assert r["peak_fraction"] == pytest.approx(r["achieved_tflops"] / peak, rel=1e-4)
