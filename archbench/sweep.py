@@ -155,7 +155,7 @@ class SweepResult:
     measured: tuple[ResultRow, ...]  # this run, in order (raw samples included)
     previous: tuple[ResultRow, ...]  # planned cells already in the CSV (resume), skipped
     interrupted: bool = False
-    peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s
+    peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s used by its rows
 
     @property
     def rows(self) -> list[ResultRow]:
@@ -199,6 +199,7 @@ def run_sweep(
 
     _notify(listener, "sweep_started", len(cells), len(cells) - len(todo))
     measured: list[ResultRow] = []
+    peaks: dict[str, float] = {}
     interrupted = False
     with _sweep_settings(todo):
         try:
@@ -213,11 +214,13 @@ def run_sweep(
                 with _interrupt_deferred():  # a Ctrl-C never leaves half a CSV line
                     append_rows_csv(out_csv, [row])
                 measured.append(row)
+                if math.isfinite(row.peak_fraction):
+                    peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)  # cached: the value the row used
                 _notify(listener, "cell_finished", cell, row, index, len(todo))
         except KeyboardInterrupt:
             interrupted = True
             free_memory()
-    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, measured_peaks())
+    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks)
 
 
 def _previous_rows(out_csv: Path, resume: bool) -> list[ResultRow]:
@@ -303,13 +306,6 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-
-
-def measured_peaks() -> dict[str, float]:
-    """Device peaks measured so far in this process, as ``{"cpu/fp32": TFLOP/s}``."""
-    from archbench.measure import _PEAKS
-
-    return {f"{device}/{dtype}": value for (device, dtype, *_), value in _PEAKS.items()}
 
 
 # --------------------------------------------------------------------------------------------- a cell
