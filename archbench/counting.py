@@ -22,6 +22,7 @@ statistics, the RNG).
 from __future__ import annotations
 
 import contextlib
+import sys
 import math
 import warnings
 from collections import Counter
@@ -31,7 +32,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 aten = torch.ops.aten
 
@@ -145,7 +146,47 @@ def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
     return flops
 
 
-GROUPED_CONV_FIX = {aten.convolution_backward: conv_backward_flops}
+def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of CPU's fused attention kernel (torch's formula for the other sdpa kernels)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def cpu_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# Formulas torch's FlopCounterMode gets wrong (grouped convolution backward) or lacks (CPU attention,
+# which it would count as zero).
+FORMULA_FIXES = {
+    aten.convolution_backward: conv_backward_flops,
+    aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_attention_backward_flops,
+}
+
+
+def _defer_dynamo_import(mode_cls: type) -> None:
+    """Keep a TorchDispatchMode from importing torch._dynamo (~1.5 s) on first use.
+
+    torch wraps every dispatch mode's ``__torch_dispatch__`` in ``torch._disable_dynamo``, which imports
+    torch._dynamo on its first call only to mark the function as not compilable. Nothing can be compiling
+    while torch._dynamo is not imported, so we call the raw function until then, and the disabled one
+    once torch._dynamo is loaded (same behaviour, without the import)."""
+    raw = getattr(mode_cls.__dict__.get("__torch_dispatch__"), "__wrapped__", None)
+    if raw is None or getattr(raw, "__dynamo_disable", None) is not None:
+        return
+    disabled = []
+
+    def dispatch(*args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            return raw(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch._dynamo.disable(raw, recursive=True, wrapping=False))
+        return disabled[0](*args, **kwargs)
+
+    raw.__dynamo_disable = dispatch
+
+
+_defer_dynamo_import(_FlopCounterMode)
 
 
 class _CoverageFlopCounter(FlopCounterMode):
@@ -153,7 +194,7 @@ class _CoverageFlopCounter(FlopCounterMode):
     silently; we list them)."""
 
     def __init__(self) -> None:
-        super().__init__(display=False, custom_mapping=GROUPED_CONV_FIX)
+        super().__init__(display=False, custom_mapping=FORMULA_FIXES)
         self.uncounted: Counter = Counter()
 
     def _count_flops(self, func_packet, out, args, kwargs):

@@ -72,12 +72,12 @@ class Failure:
         if self.after is not None:
             text += f", after `{self.after[0]}` returned {format_shapes(self.after[1])}"
         text += f": {self.error}"
-        return text + self._hint()
+        return text.rstrip(".!") + self._hint()
 
     def _hint(self) -> str:
         if self.working_inputs:
             hint = f". Inputs that run: {', '.join(self.working_inputs)}"
-            if self.smallest_input:
+            if self.smallest_input and self.smallest_input not in self.working_inputs:
                 hint += f" (smallest square input that runs: {self.smallest_input})"
             return hint + "."
         if self.size_independent:

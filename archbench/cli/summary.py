@@ -1,10 +1,241 @@
-"""`archbench summary` (placeholder until implemented)."""
+"""``archbench summary``: one model at one input and batch — the layer table, MACs/FLOPs (forward and
+backward), parameter and activation memory, counter coverage and a cross-check.
+
+Thin: parse the options with the shared parsers, call :func:`archbench.inspect.summarize`, render it
+with rich (default), as JSON (``--json``) or as GitHub-flavoured Markdown (``--markdown``).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
+from archbench.options import format_input, parse_choices, parse_input, parse_positive_ints, parse_set
+
+if TYPE_CHECKING:
+    from archbench.inspect import LayerRow, ModelSummary
+
+DEVICES = ("cpu", "cuda")
+MIB = 2**20
 
 
-def summary_command() -> None:
-    """Not implemented yet."""
-    raise UsageError("`archbench summary` is not implemented yet.")
+def summary_command(
+    model: Annotated[str, typer.Argument(help="Model name (see `archbench list`).", show_default=False)],
+    input: Annotated[Optional[str], typer.Option("--input", help="Input CxHxW; default: the model's own.", show_default=False)] = None,
+    batch: Annotated[str, typer.Option("--batch", help="Batch size (counts are for the whole batch).")] = "1",
+    depth: Annotated[int, typer.Option("--depth", help="Deepest layer level shown (0: no layer table).")] = 3,
+    set_: SetOption = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown to stdout.")] = False,
+    specs: SpecsOption = None,
+) -> None:
+    """Layer table, MACs/FLOPs (forward and backward), parameter and activation memory of one model.
+
+    MACs are fvcore's count (1 multiply-accumulate = 1 MAC = 2 FLOPs); backward FLOPs come from torch's
+    FlopCounterMode (grouped convolutions corrected); activation memory is measured. A model that does
+    not run on the input gets an error naming the module where it failed."""
+    shape = parse_input(input) if input is not None else None
+    batches = parse_positive_ints(batch, "--batch")
+    if len(batches) != 1:
+        raise UsageError(f"--batch '{batch}' must be one batch size for a summary (use `archbench bench` for several).")
+    if depth < 0:
+        raise UsageError(f"--depth {depth} must be 0 or more (0 shows no layer table).")
+    if json and markdown:
+        raise UsageError("--json and --markdown are exclusive: choose one output format.")
+    overrides = parse_set(set_)
+    devices = parse_choices(device, "--device", DEVICES)
+    if len(devices) != 1:
+        raise UsageError(f"--device '{device}' must be one device for a summary: cpu or cuda.")
+
+    from archbench.devices import require_device
+    from archbench.registry import get_spec
+
+    require_device(devices[0])
+    spec = get_spec(model, extra_dirs=specs or ())
+    from archbench.inspect import summarize  # imports torch
+
+    with err.status(f"summarising {spec.name} at {format_input(shape or spec.input)}, batch {batches[0]} ...",
+                    spinner="dots"):
+        summary = summarize(spec, shape, batches[0], devices[0], overrides, depth)
+
+    if json:
+        from archbench.inspect import summary_to_json
+
+        print_json(summary_to_json(summary))
+    elif markdown:
+        out.file.write(summary_markdown(summary))
+        out.file.flush()
+    else:
+        print_summary(summary)
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+def si(value: float, unit: str = "") -> str:
+    """``32325736704`` -> ``'32.33 G'`` (three or four significant digits)."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value:g} {unit}".rstrip()
+
+
+def mib(value: int) -> str:
+    """Bytes in binary units: ``'213.0 MiB'``, ``'34.5 KiB'``."""
+    for factor, unit in ((2**30, "GiB"), (MIB, "MiB"), (2**10, "KiB")):
+        if value >= factor:
+            return f"{value / factor:,.1f} {unit}"
+    return f"{value:,} B"
+
+
+def shapes_text(row: "LayerRow") -> str:
+    from archbench.locate import format_shapes
+
+    if row.output_shapes is None:
+        return "—"
+    text = format_shapes(row.output_shapes)
+    return text + (f" (×{row.calls})" if row.calls > 1 else "")
+
+
+def macs_text(row: "LayerRow") -> str:
+    """MACs of a layer: '—' if it never ran; a '*' when it ran ops that no counter counted."""
+    if row.macs is None:
+        return "—"
+    return f"{row.macs:,}" + ("*" if row.uncounted_ops else "")
+
+
+def share_text(row: "LayerRow", total: int) -> str:
+    if row.macs is None or not total:
+        return "—"
+    return f"{100 * row.macs / total:.2f}%"
+
+
+def ops_text(ops: dict[str, int], limit: int = 12) -> str:
+    items = [f"{op} ×{n}" for op, n in ops.items()]
+    if len(items) > limit:
+        items = items[:limit] + [f"… {len(items) - limit} more"]
+    return ", ".join(items) if items else "none"
+
+
+def header_lines(s: "ModelSummary") -> list[tuple[str, str]]:
+    lines = [("model", s.model), ("family", s.family)]
+    if s.description:
+        lines.append(("reproduces", s.description))
+    if s.overrides:
+        lines.append(("overrides", ", ".join(f"{k}={v!r}" for k, v in s.overrides.items())))
+    lines += [("input", f"{format_input(s.input)}, batch {s.batch}"), ("device", f"{s.device}, {s.dtype}"),
+              ("torch", s.torch_version)]
+    return lines
+
+
+def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
+    """(quantity, value, convention) rows of the totals."""
+    st = s.stats
+    return [
+        ("parameters", f"{st.params_total:,}",
+         f"trainable {st.params_trainable:,}, non-trainable {s.params_non_trainable:,}"),
+        ("buffers", f"{st.buffers:,}", "elements (e.g. BatchNorm running statistics)"),
+        ("parameter memory", mib(st.param_bytes), "parameters + buffers"),
+        ("forward MACs", f"{st.macs:,} ({si(st.macs)})", "fvcore: 1 multiply-accumulate = 1 MAC"),
+        ("forward FLOPs", si(st.flops_forward), "2 × MACs"),
+        ("backward FLOPs", si(st.flops_backward),
+         "training step; torch FlopCounterMode (conv, matmul, attention gradients; grouped convs corrected)"),
+        ("activation memory", mib(st.activation_bytes),
+         f"measured: saved for backward, training mode, batch {s.batch}"),
+    ]
+
+
+def coverage_lines(s: "ModelSummary") -> list[tuple[str, str]]:
+    return [
+        ("not counted in MACs", ops_text(s.stats.uncounted_ops)),
+        ("no formula in backward FLOPs", ops_text(s.backward_uncounted_ops)),
+    ]
+
+
+_FOOTNOTE = "* the layer also ran ops that were not counted (see coverage); — the layer never ran"
+
+
+# -------------------------------------------------------------------------------------- rich
+
+
+def print_summary(s: "ModelSummary") -> None:
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column(overflow="fold")
+    for key, value in header_lines(s):
+        header.add_row(key, escape(value))
+    out.print(header)
+
+    if s.layers:
+        out.print(layer_table(s))
+        out.print(f"[dim]{escape(_FOOTNOTE)}[/]")
+
+    totals = Table(title="totals", title_justify="left", box=box.SIMPLE_HEAD)
+    totals.add_column("quantity", style="bold")
+    totals.add_column("value", justify="right")
+    totals.add_column("convention", style="dim", overflow="fold")
+    for row in total_lines(s):
+        totals.add_row(*map(escape, row))
+    out.print(totals)
+
+    notes = Table.grid(padding=(0, 2))
+    notes.add_column(style="bold")
+    notes.add_column(overflow="fold")
+    for key, value in coverage_lines(s):
+        notes.add_row(key, escape(value))
+    mark = "[green]agrees[/]" if s.cross_check.agrees else "[yellow]differs[/]"
+    notes.add_row("cross-check", f"{mark}: {escape(s.cross_check.note)}")
+    out.print(notes)
+
+
+def layer_table(s: "ModelSummary") -> Table:
+    depth = f" (depth ≤ {s.depth})" if s.depth is not None else ""
+    table = Table(title=f"layers{depth}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("type")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("share", justify="right")
+    total = s.stats.macs
+    for row in s.layers:
+        table.add_row("  " * (row.depth - 1) + escape(row.name), escape(row.type), shapes_text(row),
+                      f"{row.params:,}", macs_text(row), share_text(row, total))
+    return table
+
+
+# ----------------------------------------------------------------------------------- Markdown
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def summary_markdown(s: "ModelSummary") -> str:
+    """The summary as GitHub-flavoured Markdown (the same content as the rich view)."""
+    lines = [f"## archbench summary: {s.model}", "", "| | |", "|:--|:--|"]
+    lines += [f"| **{key}** | {_cell(value)} |" for key, value in header_lines(s)]
+    if s.layers:
+        depth = f" (depth ≤ {s.depth})" if s.depth is not None else ""
+        lines += ["", f"### Layers{depth}", "", "| layer | type | output shape | params | MACs | share |",
+                  "|:--|:--|:--|--:|--:|--:|"]
+        total = s.stats.macs
+        for row in s.layers:
+            indent = "\u00a0\u00a0" * (row.depth - 1)  # no-break spaces: Markdown keeps them
+            lines.append(f"| {indent}{_cell(row.name)} | {_cell(row.type)} | {shapes_text(row)} | {row.params:,} | "
+                         f"{_cell(macs_text(row))} | {share_text(row, total)} |")
+        lines += ["", f"<sub>{_cell(_FOOTNOTE)}</sub>"]
+    lines += ["", "### Totals", "", "| quantity | value | convention |", "|:--|--:|:--|"]
+    lines += [f"| {q} | {v} | {_cell(c)} |" for q, v, c in total_lines(s)]
+    lines += ["", "### Coverage and cross-check", ""]
+    lines += [f"- **{key}**: {value}" for key, value in coverage_lines(s)]
+    verdict = "agrees" if s.cross_check.agrees else "differs"
+    lines.append(f"- **cross-check** ({verdict}): {s.cross_check.note}")
+    return "\n".join(lines) + "\n"
