@@ -166,7 +166,10 @@ def test_cpu_peak_memory_counts_what_lives_before_the_window_and_the_peak_inside
     scratch = torch.ones(25 * 2**20)  # 100 MiB peak inside the window, then freed
     del scratch
     peak_mib = tracker.peak_bytes() / 2**20
-    assert 140 <= peak_mib < 140 + 48, peak_mib
+    # RSS is page-granular and other pages of the process come and go between the baseline and the
+    # peak (seen: 139.7 MiB), so allow a few MiB either way; missing the weights (~100) or the scratch
+    # peak (~40) still fails.
+    assert 140 - 4 <= peak_mib < 140 + 48, peak_mib
     del weights
 
 
