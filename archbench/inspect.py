@@ -4,8 +4,8 @@ parameter and activation memory, counter coverage and a cross-check (``archbench
 Two passes over the model, each feeding several counters:
 
 1. one real training step (:func:`archbench.counting.count_training_step`): its forward runs under
-   :class:`archbench.locate.ModuleTrace` (output shapes per layer; a failure is located to the module)
-   and the saved-tensor meter (activation memory, measured); forward and backward run under torch's
+   torchinfo's hooks (:class:`archbench.layers.TorchinfoLayers`: the layer table), ModuleTrace
+   (:class:`archbench.locate.ModuleTrace`: a failure is located to its module) and the saved-tensor meter (activation memory, measured); forward and backward run under torch's
    ``FlopCounterMode`` (backward FLOPs, grouped convolutions counted correctly; the cross-check);
 2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): MACs in total, per layer
    and per operator, and the ops it could not count.
@@ -46,7 +46,8 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -54,6 +55,7 @@ from torch import nn
 
 from archbench.counting import FVCORE_KINDS, count_training_step, fvcore_counts
 from archbench.errors import ArchbenchError, ModelRunError
+from archbench.layers import LayerRow, TorchinfoLayers, layer_rows
 from archbench.locate import ModuleTrace, describe_failure, is_out_of_memory, one_line
 from archbench.options import format_input
 from archbench.results import ModelStats
@@ -75,20 +77,6 @@ _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
 
 class CounterError(ArchbenchError):
     """A model that runs but a counter (fvcore's trace) cannot analyse."""
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One module of the layer table (counts are for its whole subtree)."""
-
-    name: str  # dotted path, e.g. "layer4.0.conv1"
-    type: str
-    depth: int  # 1 for the model's direct children
-    output_shapes: tuple[tuple[int, ...], ...] | None  # of its first call; None if it never ran
-    calls: int
-    params: int
-    macs: int | None  # None if it never ran
-    uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -156,7 +144,8 @@ def summarize(
     x = example_input(model, shape, batch, device)
 
     trace = ModuleTrace(model)
-    step = _training_step(spec, model, x, trace, overrides)
+    layers = TorchinfoLayers(model) if depth != 0 else None
+    step = _training_step(spec, model, x, trace, layers, overrides)
     counts = _fvcore(spec, model, x)
     stats = _stats(spec, model, shape, batch, device, counts, step)
     return ModelSummary(
@@ -170,7 +159,7 @@ def summarize(
         torch_version=torch.__version__,
         overrides=overrides,
         stats=stats,
-        layers=tuple(layer_rows(model, trace, counts, depth)) if depth != 0 else (),
+        layers=tuple(layer_rows(model, layers, counts.by_module, counts.uncounted_by_module, depth)) if layers is not None else (),
         macs_by_operator=dict(sorted(counts.by_operator.items(), key=lambda kv: -kv[1])),
         backward_flops_by_op=dict(sorted(step.backward_by_op.items(), key=lambda kv: -kv[1])),
         backward_uncounted_ops=step.backward_uncounted,
@@ -202,9 +191,10 @@ def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: 
 # ------------------------------------------------------------------------------------------ passes
 
 
-def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, trace: ModuleTrace, overrides: dict):
+def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, trace: ModuleTrace,
+                   layers: TorchinfoLayers | None, overrides: dict):
     def forward():
-        with trace:
+        with trace, layers or nullcontext():
             return model(x)
 
     try:
@@ -257,25 +247,6 @@ def _stats(spec, model: nn.Module, shape, batch: int, device: str, counts, step)
 
 
 # ------------------------------------------------------------------------------------- layer table
-
-
-def layer_rows(model: nn.Module, trace: ModuleTrace, counts, depth: int | None):
-    """One row per module down to ``depth`` (the model itself excluded), in definition order."""
-    for name, module in model.named_modules():
-        level = name.count(".") + 1
-        if not name or (depth is not None and level > depth):
-            continue
-        calls = trace.outputs.get(name, [])
-        yield LayerRow(
-            name=name,
-            type=type(module).__name__,
-            depth=level,
-            output_shapes=calls[0] if calls else None,
-            calls=len(calls),
-            params=sum(p.numel() for p in module.parameters()),
-            macs=counts.by_module.get(name, 0) if calls else None,
-            uncounted_ops=counts.uncounted_by_module.get(name, {}),
-        )
 
 
 # ------------------------------------------------------------------------------------- cross-check
@@ -377,7 +348,7 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "depth": summary.depth,
         "layers": [
             {"name": row.name, "type": row.type, "depth": row.depth,
-             "output_shape": list(row.output_shapes[0]) if row.output_shapes else None,
+             "output_shape": list(row.output_shape) if row.output_shape is not None else None,
              "calls": row.calls, "params": row.params, "macs": row.macs, "uncounted_ops": row.uncounted_ops}
             for row in summary.layers
         ],

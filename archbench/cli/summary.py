@@ -96,11 +96,9 @@ def mib(value: int) -> str:
 
 
 def shapes_text(row: "LayerRow") -> str:
-    from archbench.locate import format_shapes
-
-    if row.output_shapes is None:
+    if row.output_shape is None:
         return "—"
-    text = format_shapes(row.output_shapes)
+    text = "x".join(map(str, row.output_shape)) or "scalar"
     return text + (f" (×{row.calls})" if row.calls > 1 else "")
 
 
@@ -159,7 +157,8 @@ def coverage_lines(s: "ModelSummary") -> list[tuple[str, str]]:
     ]
 
 
-_FOOTNOTE = "* the layer also ran ops that were not counted (see coverage); — the layer never ran"
+_FOOTNOTE = ("output shape and params: torchinfo; MACs: fvcore (1 multiply-accumulate = 1 MAC); "
+             "* the layer also ran ops that were not counted (see coverage); — the layer never ran")
 
 
 # -------------------------------------------------------------------------------------- rich
