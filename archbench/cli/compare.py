@@ -35,7 +35,7 @@ def compare_command(
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Model the others are compared against [default: the first].", show_default=False)] = None,
     title: Annotated[Optional[str], typer.Option("--title", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Seconds per cell, warm-up included [default: the study's, 8].", show_default=False)] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
