@@ -18,11 +18,11 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 SpecsOption = Annotated[
     Optional[list[str]],
-    typer.Option("--specs", help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
+    typer.Option("--specs", metavar="DIR", help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
 ]
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 

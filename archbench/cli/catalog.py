@@ -24,8 +24,8 @@ def _select(pattern: str | None, source: str, specs: list[str] | None):
 
 
 def list_command(
-    pattern: Annotated[Optional[str], typer.Argument(help="Shell-style pattern, e.g. 'wrn-*' or '*resnext*'.")] = None,
-    source: Annotated[str, typer.Option("--source", help="specs, torchvision or all.")] = "all",
+    pattern: Annotated[Optional[str], typer.Argument(metavar="PATTERN", help="Shell-style pattern, e.g. 'wrn-*' or '*resnext*'.")] = None,
+    source: Annotated[str, typer.Option("--source", metavar="SOURCE", help="specs, torchvision or all.")] = "all",
     json: JsonOption = False,
     specs: SpecsOption = None,
 ) -> None:
@@ -50,8 +50,8 @@ def list_command(
 
 
 def check_command(
-    pattern: Annotated[Optional[str], typer.Argument(help="Shell-style pattern; default: every model.")] = None,
-    source: Annotated[str, typer.Option("--source", help="specs, torchvision or all.")] = "all",
+    pattern: Annotated[Optional[str], typer.Argument(metavar="PATTERN", help="Shell-style pattern; default: every model.")] = None,
+    source: Annotated[str, typer.Option("--source", metavar="SOURCE", help="specs, torchvision or all.")] = "all",
     update: Annotated[bool, typer.Option("--update", help="Accept drifted counts: rewrite `params` in the spec files.")] = False,
     json: JsonOption = False,
     specs: SpecsOption = None,

@@ -26,18 +26,18 @@ _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--refer
 
 
 def compare_command(
-    models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (see `archbench list`); none: the default study.", show_default=False)] = None,
-    study: Annotated[Optional[str], typer.Option("--study", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
-    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
-    input: Annotated[Optional[str], typer.Option("--input", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cpu,cuda or auto [default: cpu].", show_default=False)] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="infer and/or train [default: infer,train].", show_default=False)] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
-    reference: Annotated[Optional[str], typer.Option("--reference", help="Model the others are compared against [default: the first].", show_default=False)] = None,
-    title: Annotated[Optional[str], typer.Option("--title", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
+    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", help="Models to compare (see `archbench list`); none: the default study.", show_default=False)] = None,
+    study: Annotated[Optional[str], typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
+    batch: Annotated[Optional[str], typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cpu,cuda or auto [default: cpu].", show_default=False)] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", metavar="MODES", help="infer and/or train [default: infer,train].", show_default=False)] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", metavar="MODEL", help="Model the others are compared against [default: the first].", show_default=False)] = None,
+    title: Annotated[Optional[str], typer.Option("--title", metavar="TEXT", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", metavar="FRACTION", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
     specs: SpecsOption = None,
@@ -88,8 +88,8 @@ def compare_command(
 
 
 def report_command(
-    results_csv: Annotated[Path, typer.Argument(help="The results.csv of an `archbench compare` report.", show_default=False)],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
+    results_csv: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="The results.csv of an `archbench compare` report.", show_default=False)],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
 ) -> None:
     """Re-render a report from stored results (results.csv and the results.json beside it) without
     measuring again: the same report.md and plots as the run that produced them."""

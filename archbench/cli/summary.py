@@ -26,12 +26,12 @@ MIB = 2**20
 
 
 def summary_command(
-    model: Annotated[str, typer.Argument(help="Model name (see `archbench list`).", show_default=False)],
-    input: Annotated[Optional[str], typer.Option("--input", help="Input CxHxW; default: the model's own.", show_default=False)] = None,
-    batch: Annotated[str, typer.Option("--batch", help="Batch size (counts are for the whole batch).")] = "1",
-    depth: Annotated[int, typer.Option("--depth", help="Deepest layer level shown (0: no layer table).")] = 3,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model name (see `archbench list`).", show_default=False)],
+    input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW", help="Input CxHxW; default: the model's own.", show_default=False)] = None,
+    batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size (counts are for the whole batch).")] = "1",
+    depth: Annotated[int, typer.Option("--depth", metavar="D", help="Deepest layer level shown (0: no layer table).")] = 3,
     set_: SetOption = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", metavar="cpu|cuda", help="cpu or cuda.")] = "cpu",
     json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown to stdout.")] = False,
     specs: SpecsOption = None,
