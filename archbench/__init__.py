@@ -7,6 +7,7 @@ does not import torch.
 from archbench.errors import (
     ArchbenchError,
     DeviceUnavailableError,
+    ModelOutOfMemoryError,
     ModelRunError,
     SpecError,
     StudyError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArchbenchError",
     "DeviceUnavailableError",
+    "ModelOutOfMemoryError",
     "ModelRunError",
     "ModelSpec",
     "ResultRow",

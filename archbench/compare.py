@@ -111,7 +111,7 @@ def count_models(specs: Sequence[ModelSpec], cells: Sequence, listener: Any = No
 
     Returns ``(model infos, stats, errors)``; a model that does not run on an input is an error entry
     ``(model, input, message)``, not an exception (its cells fail the same way in the sweep)."""
-    from archbench.inspect import model_stats
+    from archbench.inspect import CounterError, model_stats
     from archbench.options import format_input
     from archbench.registry import build_model
 
@@ -124,7 +124,7 @@ def count_models(specs: Sequence[ModelSpec], cells: Sequence, listener: Any = No
             _notify(listener, "counting", spec.name, format_input(shape))
             try:
                 stats.append(model_stats(spec, shape, 1, COUNT_DEVICE, None, model=model))
-            except ModelRunError as exc:
+            except (ModelRunError, CounterError) as exc:  # out of memory included: the cells say the rest
                 errors.append((spec.name, format_input(shape), str(exc)))
         del model
     return tuple(infos), tuple(stats), tuple(errors)

@@ -40,6 +40,10 @@ class ModelRunError(ArchbenchError):
     """A model that fails to run on the given input (the message locates the failing module)."""
 
 
+class ModelOutOfMemoryError(ModelRunError):
+    """A model that ran out of memory on the given input, batch and device."""
+
+
 class DeviceUnavailableError(ArchbenchError):
     """A device that was asked for but is not available (e.g. ``--device cuda`` with no GPU)."""
 

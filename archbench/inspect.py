@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from archbench.counting import FVCORE_KINDS, count_training_step, fvcore_counts
-from archbench.errors import ArchbenchError, ModelRunError
+from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
 from archbench.layers import LayerRow, TorchinfoLayers, layer_rows
 from archbench.locate import ModuleTrace, describe_failure, is_out_of_memory, one_line
 from archbench.options import format_input
@@ -145,8 +145,16 @@ def summarize(
 
     trace = ModuleTrace(model)
     layers = TorchinfoLayers(model) if depth != 0 else None
-    step = _training_step(spec, model, x, trace, layers, overrides)
-    counts = _fvcore(spec, model, x)
+    try:
+        step = _training_step(spec, model, x, trace, layers, overrides)
+        counts = _fvcore(spec, model, x)
+    except Exception as error:  # noqa: BLE001 - only out-of-memory is translated; the rest propagates
+        if not is_out_of_memory(error):
+            raise
+        raise ModelOutOfMemoryError(
+            f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
+            f"{batch} (a training step is counted): {one_line(error)}. Try a smaller --batch or --input, or "
+            "another --device.") from error
     stats = _stats(spec, model, shape, batch, device, counts, step)
     return ModelSummary(
         model=spec.name,

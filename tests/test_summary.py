@@ -12,7 +12,7 @@ from torch import nn
 
 from archbench.errors import ModelRunError
 from archbench.inspect import SCHEMA, summarize
-from archbench.registry import build_model, get_spec
+from archbench.registry import build_model, get_spec, register_family
 from archbench.spec import ModelSpec
 
 from conftest import run_subprocess
@@ -262,3 +262,29 @@ def test_no_third_party_warnings_reach_the_user():
     assert result.exit_code == 0, result.stderr
     assert "Warning" not in result.stderr and "warn" not in result.stderr.lower()
     assert "Units." not in result.output  # torchinfo's enum label, never shown
+
+
+class _GreedyNet(nn.Module):
+    """Asks torch's CPU allocator for 4 PiB in its forward: a real out-of-memory error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        torch.empty(1 << 50)
+        return self.fc(x.flatten(1))
+
+
+@register_family("summary-test-greedy")
+def _greedy_net() -> nn.Module:
+    return _GreedyNet()
+
+
+def test_out_of_memory_is_a_short_message_naming_model_input_and_batch(cli, tmp_path):
+    (tmp_path / "greedy.toml").write_text(
+        'name = "greedy"\nfamily = "summary-test-greedy"\ndescription = "allocates 4 PiB"\ninput = "1x2x2"\n')
+    result = cli("summary", "greedy", "--batch", "3", "--specs", tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "model 'greedy' ran out of memory on cpu at input 1x2x2, batch 3" in result.stderr
+    assert "Try a smaller --batch or --input" in result.stderr
