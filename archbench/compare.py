@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from archbench.errors import ModelRunError, UsageError
 from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
-from archbench.results import ModelStats, ResultRow
+from archbench.results import ResultRow
 from archbench.spec import ModelSpec
 from archbench.study import Study, resolve_models
 

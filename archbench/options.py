@@ -6,6 +6,7 @@ Each parser takes the raw string a user typed and returns a typed value, or rais
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from typing import Any
@@ -106,3 +107,25 @@ def _unique(values: list) -> list:
         if value not in seen:
             seen.append(value)
     return seen
+
+
+def parse_fraction(text: str, option: str) -> float:
+    """A fraction strictly between 0 and 1 (``--precision 0.02`` means ±2%)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
+    return value
+
+
+def parse_seconds(text: str, option: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 10.")
+    return value

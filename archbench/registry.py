@@ -136,7 +136,6 @@ def _parameters_on_meta():
     ``with torch.device("meta")`` would also put the tensors a constructor computes its configuration
     with on ``meta`` (torchvision's RegNets call ``.tolist()`` on one and fail), so instead, like
     accelerate's ``init_empty_weights``, move each parameter/buffer to ``meta`` as it is registered."""
-    import torch
     from torch import nn
 
     register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer

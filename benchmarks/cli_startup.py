@@ -41,7 +41,8 @@ def main() -> None:
     runs = parser.parse_args().runs
     import_torch = time_command_python("import torch", runs)
     print(f"{'command':<40} {'median_s':>9} {'min_s':>7} {'max_s':>7}  (runs={runs})")
-    print(f"{'python -c \"import torch\" (reference)':<40} {statistics.median(import_torch):9.3f} {min(import_torch):7.3f} {max(import_torch):7.3f}")
+    reference = 'python -c "import torch" (reference)'
+    print(f"{reference:<40} {statistics.median(import_torch):9.3f} {min(import_torch):7.3f} {max(import_torch):7.3f}")
     for args in COMMANDS:
         times = time_command(args, runs if args[0] != "check" or len(args) > 1 else max(1, runs // 2))
         label = "archbench " + " ".join(args)

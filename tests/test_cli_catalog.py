@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
-
-import pytest
 
 from conftest import REPO, run_subprocess
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
-from archbench.options import parse_choices, parse_inputs, parse_positive_ints
+from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.sweep import DTYPES, MODES  # no torch import: the sweep module imports torch lazily
 
 DEFAULT_MAX_TIME_S = 10.0
@@ -50,8 +50,8 @@ def bench_command(
     modes = parse_choices(mode, "--mode", MODES)
     dtypes = parse_choices(dtype, "--dtype", DTYPES)
     n_threads = parse_positive_ints(threads, "--threads")[0] if threads is not None else None
-    precision_value = _parse_fraction(precision, "--precision")
-    max_time_s = _parse_seconds(max_time, "--max-time")
+    precision_value = parse_fraction(precision, "--precision")
+    max_time_s = parse_seconds(max_time, "--max-time")
     if resume and out_file is None:
         raise UsageError("--resume needs --out FILE: the CSV of the sweep to continue.")
 
@@ -89,26 +89,6 @@ def bench_command(
 
 
 # ------------------------------------------------------------------------------------------ options
-
-
-def _parse_fraction(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
-    return value
-
-
-def _parse_seconds(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 10.")
-    return value
 
 
 def _default_out() -> Path:

@@ -7,7 +7,6 @@ table, the speed tables of the first device, the relative speeds — and the pat
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from archbench.cli._common import SpecsOption, err, out
 from archbench.errors import UsageError
-from archbench.options import parse_choices, parse_inputs, parse_positive_ints
+from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
@@ -46,8 +45,8 @@ def compare_command(
     report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
     grid_given = {name: value for name, value in zip(_GRID_OPTIONS, (batch, input, device, mode, dtype, reference, title))
                   if value is not None}
-    max_time_s = _parse_seconds(max_time, "--max-time") if max_time is not None else None
-    precision_value = _parse_fraction(precision, "--precision") if precision is not None else None
+    max_time_s = parse_seconds(max_time, "--max-time") if max_time is not None else None
+    precision_value = parse_fraction(precision, "--precision") if precision is not None else None
     if models and study is not None:
         raise UsageError("give either models to compare or --study FILE, not both.")
     if not models and grid_given:
@@ -107,26 +106,6 @@ def _devices(text: str | None) -> list[str]:
     from archbench.devices import parse_devices
 
     return parse_devices(text or "cpu")
-
-
-def _parse_fraction(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.03 for ±3%.")
-    return value
-
-
-def _parse_seconds(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 8.")
-    return value
 
 
 def _with_options(study, max_time_s: float | None, precision: float | None):
