@@ -253,6 +253,19 @@ class TrainingStepCounts:
     forward_uncounted: dict[str, int] = field(default_factory=dict)
     backward_uncounted: dict[str, int] = field(default_factory=dict)
 
+    def scaled(self, numerator: int, denominator: int) -> "TrainingStepCounts":
+        """The counts at another batch: ``numerator / denominator`` of these (op run counts unchanged)."""
+        scale = lambda value: round(value * numerator / denominator)  # noqa: E731
+        return TrainingStepCounts(
+            forward_flops=scale(self.forward_flops),
+            backward_flops=scale(self.backward_flops),
+            activation_bytes=scale(self.activation_bytes),
+            forward_by_op={op: scale(v) for op, v in self.forward_by_op.items()},
+            backward_by_op={op: scale(v) for op, v in self.backward_by_op.items()},
+            forward_uncounted=self.forward_uncounted,
+            backward_uncounted=self.backward_uncounted,
+        )
+
 
 def count_training_step(model: nn.Module, forward: Callable[[], Any]) -> TrainingStepCounts:
     """Run ``forward()`` (a call of ``model``) in training mode and its backward, counting FLOPs with

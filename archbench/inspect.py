@@ -1,14 +1,15 @@
 """What a model costs at one input and batch: the layer table, MACs/FLOPs (forward and backward),
 parameter and activation memory, counter coverage and a cross-check (``archbench summary``).
 
-Two passes over the model, each feeding several counters:
+Three passes over the model, each feeding one or more counters:
 
 1. one real training step (:func:`archbench.counting.count_training_step`): its forward runs under
-   torchinfo's hooks (:class:`archbench.layers.TorchinfoLayers`: the layer table), ModuleTrace
-   (:class:`archbench.locate.ModuleTrace`: a failure is located to its module) and the saved-tensor meter (activation memory, measured); forward and backward run under torch's
-   ``FlopCounterMode`` (backward FLOPs, grouped convolutions counted correctly; the cross-check);
+   :class:`archbench.locate.ModuleTrace` (a failure is located to its module) and the saved-tensor meter
+   (activation memory, measured); forward and backward run under torch's ``FlopCounterMode`` (backward FLOPs, grouped convolutions counted correctly; the cross-check);
 2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): MACs in total, per layer
-   and per operator, and the ops it could not count.
+   and per operator, and the ops it could not count;
+3. ``torchinfo.summary`` in eval mode, no gradients (:func:`archbench.layers.torchinfo_records`): the
+   layer table's types, output shapes and parameters (skipped when no table is asked for).
 
 The model is left as it was: modes, buffers (BatchNorm statistics), gradients, RNG, no hooks.
 
@@ -29,6 +30,8 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
                        matrix-product and attention gradients; grouped convolutions fixed)
 ``activation_bytes``   bytes autograd saved for backward in a training-mode forward (measured;
                        parameters excluded, each storage once)
+``training_batch``     the batch the training step was counted at: ``batch``, or 2 (then scaled to
+                       batch 1) for a model whose BatchNorm cannot train on one sample (inception_v3)
 ``uncounted_ops``      ``{op: times run}``: forward ops that fvcore ran but did not count in ``macs``
 ``macs_by_operator``   ``{fvcore operator: MACs}``
 ``backward_flops_by_op``    ``{aten op: FLOPs}``; ``backward_uncounted_ops``: ``{aten op: times run}``
@@ -38,15 +41,15 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
                        over the kinds both counters know (convolution, matrix product, attention)
 ``depth``              the deepest layer level listed (``null``: all)
 ``layers``             list of ``{"name": dotted path, "type": class name, "depth": 1 for the model's
-                       children, "output_shape": [dims] of the first output tensor or null if the layer
-                       never ran, "calls": times run, "params": parameters in the subtree, "macs": fvcore
-                       MACs in the subtree or null if it never ran, "uncounted_ops": {op: times run}}``
+                       children, "output_shape": [dims] of the first output tensor in the eval-mode
+                       forward, or null if the layer never ran (e.g. an auxiliary head), "calls": times
+                       run, "params": parameters in the subtree, "macs": fvcore MACs in the subtree or null
+                       if it never ran, "uncounted_ops": {op: times run}}``
 ====================== ===============================================================================
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -55,7 +58,7 @@ from torch import nn
 
 from archbench.counting import FVCORE_KINDS, count_training_step, fvcore_counts
 from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
-from archbench.layers import LayerRow, TorchinfoLayers, layer_rows
+from archbench.layers import LayerRow, layer_rows, torchinfo_records
 from archbench.locate import ModuleTrace, describe_failure, is_out_of_memory, one_line
 from archbench.options import format_input
 from archbench.results import ModelStats
@@ -110,6 +113,7 @@ class ModelSummary:
     backward_uncounted_ops: dict[str, int]
     cross_check: CrossCheck
     depth: int | None
+    training_batch: int  # the batch the training step was counted at (2 where BatchNorm cannot train on 1)
 
     @property
     def params_non_trainable(self) -> int:
@@ -143,11 +147,10 @@ def summarize(
         model = build_model(spec, device=device, overrides=overrides)
     x = example_input(model, shape, batch, device)
 
-    trace = ModuleTrace(model)
-    layers = TorchinfoLayers(model) if depth != 0 else None
     try:
-        step = _training_step(spec, model, x, trace, layers, overrides)
+        step, training_batch = _training_step_counts(spec, model, x, overrides)
         counts = _fvcore(spec, model, x)
+        records = torchinfo_records(model, x) if depth != 0 else None
     except Exception as error:  # noqa: BLE001 - only out-of-memory is translated; the rest propagates
         if not is_out_of_memory(error):
             raise
@@ -167,12 +170,13 @@ def summarize(
         torch_version=torch.__version__,
         overrides=overrides,
         stats=stats,
-        layers=tuple(layer_rows(model, layers, counts.by_module, counts.uncounted_by_module, depth)) if layers is not None else (),
+        layers=tuple(layer_rows(model, records, counts.by_module, counts.uncounted_by_module, depth)) if records else (),
         macs_by_operator=dict(sorted(counts.by_operator.items(), key=lambda kv: -kv[1])),
         backward_flops_by_op=dict(sorted(step.backward_by_op.items(), key=lambda kv: -kv[1])),
         backward_uncounted_ops=step.backward_uncounted,
         cross_check=cross_check(counts.by_operator, step.forward_by_op, counts.uncounted_ops),
         depth=depth,
+        training_batch=training_batch,
     )
 
 
@@ -199,10 +203,30 @@ def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: 
 # ------------------------------------------------------------------------------------------ passes
 
 
-def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, trace: ModuleTrace,
-                   layers: TorchinfoLayers | None, overrides: dict):
+def _training_step_counts(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict):
+    """``(counts, batch they were taken at)`` of one training step on ``x``, scaled to ``x``'s batch.
+
+    A model with BatchNorm on a 1x1 map (e.g. inception_v3's auxiliary head) cannot train on one
+    sample; at batch 1 its training step is then counted at batch 2 and halved (FLOPs are linear in the
+    batch; activation memory very nearly)."""
+    try:
+        return _training_step(spec, model, x, overrides), x.shape[0]
+    except ModelRunError as error:
+        if x.shape[0] != 1 or not _batch_norm_needs_two_samples(error.__cause__):
+            raise
+    pair = example_input(model, tuple(x.shape[1:]), 2, str(x.device))
+    return _training_step(spec, model, pair, overrides).scaled(1, 2), 2
+
+
+def _batch_norm_needs_two_samples(error: BaseException | None) -> bool:
+    return isinstance(error, ValueError) and "Expected more than 1 value per channel when training" in str(error)
+
+
+def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict):
+    trace = ModuleTrace(model)
+
     def forward():
-        with trace, layers or nullcontext():
+        with trace:
             return model(x)
 
     try:
@@ -347,6 +371,7 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "flops_forward": s.flops_forward,
         "flops_backward": s.flops_backward,
         "activation_bytes": s.activation_bytes,
+        "training_batch": summary.training_batch,
         "uncounted_ops": dict(s.uncounted_ops),
         "macs_by_operator": summary.macs_by_operator,
         "backward_flops_by_op": summary.backward_flops_by_op,

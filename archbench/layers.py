@@ -1,27 +1,30 @@
-"""The layer table: torchinfo's per-layer records (type, output size, parameters), gathered during the
-training-mode forward pass that ``archbench summary`` already makes.
+"""The layer table: torchinfo's per-layer records (type, output size, parameters) with fvcore's MACs.
 
-Where torchinfo falls short we wrap it rather than rewrite it:
+torchinfo is used as it is meant to be (``torchinfo.summary`` on the real input, in eval mode, its
+default); we wrap it where it falls short:
 
-* ``torchinfo.summary`` runs a forward pass of its own, under ``torch.no_grad()``: one more pass over the
-  model than the summary needs, and one autograd cannot use for the backward count. So
-  :class:`TorchinfoLayers` registers torchinfo's own hooks (``torchinfo.torchinfo.apply_hooks``, stable
-  since torchinfo 1.6) around archbench's forward, then lets torchinfo complete its list
-  (``add_missing_container_layers``, ``set_children_layers``) as ``torchinfo.summary`` does.
-* torchinfo's text rendering is not used: on current Python it labels sizes ``Units.GIGABYTES`` and
-  so on, and its MACs are an estimate from parameter counts (archbench shows fvcore's count per layer).
-* torchinfo names a layer by its attribute only (``conv1``); rows are named by their full dotted path
-  (``stage2.0.conv1``) so they can be found in the model and passed to other tools.
+* its text rendering is not used: on current Python it labels sizes ``Units.GIGABYTES`` and so on, and
+  its MACs are an estimate from parameter counts (archbench shows fvcore's count per layer instead);
+* it names a layer by its attribute only (``conv1``); rows are named by their full dotted path
+  (``stage2.0.conv1``) so they can be found in the model and passed to other tools;
+* it restores only the root module's train/eval flag afterwards, and prints unless told not to: the call
+  runs quietly inside :func:`archbench.counting.preserved_state`.
+
+(Its hooks cannot ride along on fvcore's jit trace, where sizes are traced tensors, nor on the training
+step, which may run at another batch or run auxiliary heads that inference skips.)
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
 
+import torch
+import torchinfo
 from torch import nn
-from torchinfo import torchinfo as _torchinfo
 from torchinfo.layer_info import LayerInfo
+
+from archbench.counting import preserved_state
 
 
 @dataclass(frozen=True)
@@ -38,45 +41,30 @@ class LayerRow:
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
 
 
-class TorchinfoLayers:
-    """Context manager: torchinfo's forward hooks on every module of ``model`` while it is active
-    (removed on exit, also on an exception); afterwards :attr:`records` holds torchinfo's
-    ``LayerInfo`` list, completed as ``torchinfo.summary`` completes it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.records: list[LayerInfo] = []
-        self._hooks: dict[int, Any] = {}
-
-    def __enter__(self) -> "TorchinfoLayers":
-        # apply_hooks registers hooks only when it is told there is input data; the data itself is unused.
-        self.records, _, self._hooks = _torchinfo.apply_hooks(type(self.model).__name__, self.model, [None], None)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for pre_hook, hook in self._hooks.values():
-            pre_hook.remove()
-            hook.remove()
-        self._hooks = {}
-        if exc[0] is None:
-            _torchinfo.add_missing_container_layers(self.records)
-            _torchinfo.set_children_layers(self.records)
-
-    def executed_by_module(self) -> dict[int, list[LayerInfo]]:
-        """The records of each module that ran, by ``id(module)``, one per call (torchinfo lists a
-        module called twice twice, marked recursive)."""
-        by_module: dict[int, list[LayerInfo]] = {}
-        for record in self.records:
-            if record.executed:
-                by_module.setdefault(record.layer_id, []).append(record)
-        return by_module
+def torchinfo_records(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
+    """torchinfo's ``LayerInfo`` list for one eval-mode forward of ``model`` on ``x`` (no gradients)."""
+    with preserved_state(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        statistics = torchinfo.summary(model, input_data=[x], mode="eval", verbose=0, device=x.device)
+    return statistics.summary_list
 
 
-def layer_rows(model: nn.Module, layers: TorchinfoLayers, macs_by_module: dict[str, int],
+def _executed_by_module(records: list[LayerInfo]) -> dict[int, list[LayerInfo]]:
+    """The records of each module that ran, by ``id(module)``, one per call (torchinfo lists a module
+    called twice twice, marked recursive)."""
+    by_module: dict[int, list[LayerInfo]] = {}
+    for record in records:
+        if record.executed:
+            by_module.setdefault(record.layer_id, []).append(record)
+    return by_module
+
+
+def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[str, int],
                uncounted_by_module: dict[str, dict[str, int]], depth: int | None):
     """One row per module down to ``depth`` (the model itself excluded), in definition order: type,
-    output size and parameters from torchinfo, MACs and uncounted ops from fvcore (per dotted path)."""
-    executed = layers.executed_by_module()
+    output size and parameters from torchinfo's records, MACs and uncounted ops from fvcore (both taken
+    on eval-mode forwards of the same input)."""
+    executed = _executed_by_module(records)
     for name, module in model.named_modules():
         level = name.count(".") + 1
         if not name or (depth is not None and level > depth):

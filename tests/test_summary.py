@@ -288,3 +288,16 @@ def test_out_of_memory_is_a_short_message_naming_model_input_and_batch(cli, tmp_
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "model 'greedy' ran out of memory on cpu at input 1x2x2, batch 3" in result.stderr
     assert "Try a smaller --batch or --input" in result.stderr
+
+
+def test_batch_norm_that_cannot_train_on_one_sample_is_counted_at_batch_2_and_halved():
+    """Like inception_v3's auxiliary head: BatchNorm after global pooling sees one value per channel at batch 1."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4), nn.Flatten(),
+                          nn.Linear(4, 2, bias=False))
+    s = summarize(ModelSpec(name="pooled-bn", family="test", input=(3, 6, 6)), model=model, depth=None)
+    assert s.batch == 1 and s.training_batch == 2
+    conv, linear = 4 * 4 * 4 * 27, 4 * 2  # MACs per sample
+    # per sample: the conv's weight gradient (its input needs none), the linear's input and weight gradients
+    assert s.stats.flops_backward == 2 * conv + 4 * linear
+    assert s.layers[0].output_shape == (1, 4, 4, 4)  # the layer table stays at batch 1 (eval mode)
+    assert s.stats.activation_bytes > 0

@@ -146,7 +146,9 @@ def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
         ("backward FLOPs", si(st.flops_backward),
          "training step; torch FlopCounterMode (conv, matmul, attention gradients; grouped convs corrected)"),
         ("activation memory", mib(st.activation_bytes),
-         f"measured: saved for backward, training mode, batch {s.batch}"),
+         f"measured: saved for backward, training mode, batch {s.batch}" + (
+             f" (counted at batch {s.training_batch} and scaled: BatchNorm cannot train on one sample)"
+             if s.training_batch != s.batch else "")),
     ]
 
 
