@@ -97,6 +97,7 @@ class FvcoreCounts:
     by_operator: dict[str, int]
     uncounted_ops: dict[str, int]
     uncounted_by_module: dict[str, dict[str, int]]
+    uncalled_modules: frozenset[str] = frozenset()  # modules the eval-mode forward never called
 
 
 def fvcore_counts(model: nn.Module, inputs: tuple) -> FvcoreCounts:
@@ -119,7 +120,8 @@ def fvcore_counts(model: nn.Module, inputs: tuple) -> FvcoreCounts:
             by_operator = {name: int(v) for name, v in analysis.by_operator().items() if v}
             uncounted = _strip_aten(analysis.unsupported_ops())
             per_module = {name: _strip_aten(analysis.unsupported_ops(name)) for name in by_module}
-    return FvcoreCounts(macs, by_module, by_operator, uncounted, {k: v for k, v in per_module.items() if v})
+            uncalled = frozenset(analysis.uncalled_modules())
+    return FvcoreCounts(macs, by_module, by_operator, uncounted, {k: v for k, v in per_module.items() if v}, uncalled)
 
 
 def _strip_aten(ops: Counter) -> dict[str, int]:

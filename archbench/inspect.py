@@ -1,15 +1,16 @@
 """What a model costs at one input and batch: the layer table, MACs/FLOPs (forward and backward),
 parameter and activation memory, counter coverage and a cross-check (``archbench summary``).
 
-Three passes over the model, each feeding one or more counters:
+Two passes over the model, each feeding several counters:
 
 1. one real training step (:func:`archbench.counting.count_training_step`): its forward runs under
-   :class:`archbench.locate.ModuleTrace` (a failure is located to its module) and the saved-tensor meter
-   (activation memory, measured); forward and backward run under torch's ``FlopCounterMode`` (backward FLOPs, grouped convolutions counted correctly; the cross-check);
+   :class:`archbench.locate.ModuleTrace` (a failure is located to its module), torchinfo's hooks
+   (:class:`archbench.layers.TorchinfoHooks`: the layer table) and the saved-tensor meter (activation
+   memory, measured); forward and backward run under torch's ``FlopCounterMode`` (backward FLOPs,
+   grouped convolutions counted correctly; the cross-check);
 2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): MACs in total, per layer
-   and per operator, and the ops it could not count;
-3. ``torchinfo.summary`` in eval mode, no gradients (:func:`archbench.layers.torchinfo_records`): the
-   layer table's types, output shapes and parameters (skipped when no table is asked for).
+   and per operator, the ops it could not count and the modules inference does not run (shown as not
+   run in the layer table).
 
 The model is left as it was: modes, buffers (BatchNorm statistics), gradients, RNG, no hooks.
 
@@ -50,6 +51,7 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -58,7 +60,7 @@ from torch import nn
 
 from archbench.counting import FVCORE_KINDS, count_training_step, fvcore_counts
 from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
-from archbench.layers import LayerRow, layer_rows, torchinfo_records
+from archbench.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
 from archbench.locate import ModuleTrace, describe_failure, is_out_of_memory, one_line
 from archbench.options import format_input
 from archbench.results import ModelStats
@@ -147,10 +149,13 @@ def summarize(
         model = build_model(spec, device=device, overrides=overrides)
     x = example_input(model, shape, batch, device)
 
+    hooks = TorchinfoHooks(model) if depth != 0 else None
     try:
-        step, training_batch = _training_step_counts(spec, model, x, overrides)
+        step, training_batch = _training_step_counts(spec, model, x, overrides, hooks)
         counts = _fvcore(spec, model, x)
-        records = torchinfo_records(model, x) if depth != 0 else None
+        records = None
+        if hooks is not None:  # torchinfo's records from the training forward, if it ran at this batch
+            records = hooks.records if training_batch == batch else torchinfo_records(model, x)
     except Exception as error:  # noqa: BLE001 - only out-of-memory is translated; the rest propagates
         if not is_out_of_memory(error):
             raise
@@ -170,7 +175,8 @@ def summarize(
         torch_version=torch.__version__,
         overrides=overrides,
         stats=stats,
-        layers=tuple(layer_rows(model, records, counts.by_module, counts.uncounted_by_module, depth)) if records else (),
+        layers=tuple(layer_rows(model, records, counts.by_module, counts.uncounted_by_module,
+                                skipped_at_inference(model, counts.uncalled_modules), depth)) if records else (),
         macs_by_operator=dict(sorted(counts.by_operator.items(), key=lambda kv: -kv[1])),
         backward_flops_by_op=dict(sorted(step.backward_by_op.items(), key=lambda kv: -kv[1])),
         backward_uncounted_ops=step.backward_uncounted,
@@ -203,14 +209,15 @@ def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: 
 # ------------------------------------------------------------------------------------------ passes
 
 
-def _training_step_counts(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict):
+def _training_step_counts(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict,
+                          hooks: TorchinfoHooks | None = None):
     """``(counts, batch they were taken at)`` of one training step on ``x``, scaled to ``x``'s batch.
 
     A model with BatchNorm on a 1x1 map (e.g. inception_v3's auxiliary head) cannot train on one
     sample; at batch 1 its training step is then counted at batch 2 and halved (FLOPs are linear in the
     batch; activation memory very nearly)."""
     try:
-        return _training_step(spec, model, x, overrides), x.shape[0]
+        return _training_step(spec, model, x, overrides, hooks), x.shape[0]
     except ModelRunError as error:
         if x.shape[0] != 1 or not _batch_norm_needs_two_samples(error.__cause__):
             raise
@@ -222,11 +229,12 @@ def _batch_norm_needs_two_samples(error: BaseException | None) -> bool:
     return isinstance(error, ValueError) and "Expected more than 1 value per channel when training" in str(error)
 
 
-def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict):
+def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict,
+                   hooks: TorchinfoHooks | None = None):
     trace = ModuleTrace(model)
 
     def forward():
-        with trace:
+        with trace, hooks if hooks is not None else nullcontext():
             return model(x)
 
     try:

@@ -1,27 +1,32 @@
 """The layer table: torchinfo's per-layer records (type, output size, parameters) with fvcore's MACs.
 
-torchinfo is used as it is meant to be (``torchinfo.summary`` on the real input, in eval mode, its
-default); we wrap it where it falls short:
+We use torchinfo's own machinery and wrap it where it falls short:
 
-* its text rendering is not used: on current Python it labels sizes ``Units.GIGABYTES`` and so on, and
-  its MACs are an estimate from parameter counts (archbench shows fvcore's count per layer instead);
-* it names a layer by its attribute only (``conv1``); rows are named by their full dotted path
-  (``stage2.0.conv1``) so they can be found in the model and passed to other tools;
-* it restores only the root module's train/eval flag afterwards, and prints unless told not to: the call
-  runs quietly inside :func:`archbench.counting.preserved_state`.
-
-(Its hooks cannot ride along on fvcore's jit trace, where sizes are traced tensors, nor on the training
-step, which may run at another batch or run auxiliary heads that inference skips.)
+* ``torchinfo.summary`` runs a forward pass of its own under ``torch.no_grad()``: on top of the training
+  step and fvcore's trace that the summary needs anyway, a third pass (+10% of ``archbench summary
+  wrn-40-10``'s time). So :class:`TorchinfoHooks` registers torchinfo's hooks
+  (``torchinfo.torchinfo.apply_hooks``, stable since torchinfo 1.6) around the training step's forward
+  and completes the list as ``torchinfo.summary`` does. (They cannot ride on fvcore's jit trace, where
+  sizes are traced tensors.) Where that forward ran at another batch than the summary's, a plain
+  ``torchinfo.summary`` in eval mode is used instead (:func:`torchinfo_records`).
+* A layer that runs in training but not at inference (an auxiliary head) is shown as not run, as in
+  fvcore's eval-mode trace, so its shape and its MACs come from the same kind of pass.
+* Its text rendering is not used: on current Python it labels sizes ``Units.GIGABYTES`` and so on, and
+  its MACs are an estimate from parameter counts (archbench shows fvcore's count per layer).
+* It names a layer by its attribute only (``conv1``); rows are named by their full dotted path
+  (``stage2.0.conv1``) so they can be found in the model and passed to other tools.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, Collection
 
 import torch
 import torchinfo
 from torch import nn
+from torchinfo import torchinfo as _torchinfo
 from torchinfo.layer_info import LayerInfo
 
 from archbench.counting import preserved_state
@@ -41,8 +46,35 @@ class LayerRow:
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
 
 
+class TorchinfoHooks:
+    """Context manager: torchinfo's forward hooks on every module of ``model`` while it is active
+    (removed on exit, also on an exception); after a clean exit :attr:`records` holds torchinfo's
+    ``LayerInfo`` list, completed as ``torchinfo.summary`` completes it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.records: list[LayerInfo] = []
+        self._hooks: dict[int, Any] = {}
+
+    def __enter__(self) -> "TorchinfoHooks":
+        # apply_hooks registers hooks only when told there is input data; the data itself is not used.
+        self.records, _, self._hooks = _torchinfo.apply_hooks(type(self.model).__name__, self.model, [None], None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for pre_hook, hook in self._hooks.values():
+            pre_hook.remove()
+            hook.remove()
+        self._hooks = {}
+        if exc[0] is None:
+            _torchinfo.add_missing_container_layers(self.records)
+            _torchinfo.set_children_layers(self.records)
+
+
 def torchinfo_records(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
-    """torchinfo's ``LayerInfo`` list for one eval-mode forward of ``model`` on ``x`` (no gradients)."""
+    """torchinfo's ``LayerInfo`` list from ``torchinfo.summary`` itself: one eval-mode forward of
+    ``model`` on ``x``, no gradients, quiet, every module's train/eval flag restored afterwards (torchinfo
+    restores only the root's)."""
     with preserved_state(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         statistics = torchinfo.summary(model, input_data=[x], mode="eval", verbose=0, device=x.device)
@@ -59,17 +91,28 @@ def _executed_by_module(records: list[LayerInfo]) -> dict[int, list[LayerInfo]]:
     return by_module
 
 
+def skipped_at_inference(model: nn.Module, uncalled: Collection[str]) -> set[str]:
+    """The modules that inference does not run (e.g. an auxiliary head), from the modules fvcore's
+    eval-mode trace saw no op of: those with parameters, and everything below them. (fvcore also calls a
+    module "uncalled" when it ran but left no op in the graph: an identity shortcut, stochastic depth or
+    dropout in eval mode. Those have no parameters, so they are kept.)"""
+    roots = {name for name, module in model.named_modules()
+             if name in uncalled and next(module.parameters(), None) is not None}
+    return {name for name, _ in model.named_modules() if any(name == r or name.startswith(r + ".") for r in roots)}
+
+
 def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[str, int],
-               uncounted_by_module: dict[str, dict[str, int]], depth: int | None):
+               uncounted_by_module: dict[str, dict[str, int]], not_run_at_inference: Collection[str],
+               depth: int | None):
     """One row per module down to ``depth`` (the model itself excluded), in definition order: type,
-    output size and parameters from torchinfo's records, MACs and uncounted ops from fvcore (both taken
-    on eval-mode forwards of the same input)."""
+    output size and parameters from torchinfo's records; MACs and uncounted ops from fvcore's eval-mode
+    trace, which did not call the modules in ``not_run_at_inference`` (those rows show as not run)."""
     executed = _executed_by_module(records)
     for name, module in model.named_modules():
         level = name.count(".") + 1
         if not name or (depth is not None and level > depth):
             continue
-        calls = executed.get(id(module), [])
+        calls = [] if name in not_run_at_inference else executed.get(id(module), [])
         first = calls[0] if calls else None
         yield LayerRow(
             name=name,
@@ -79,5 +122,5 @@ def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[
             calls=len(calls),
             params=first.num_params if first else sum(p.numel() for p in module.parameters()),
             macs=macs_by_module.get(name, 0) if calls else None,
-            uncounted_ops=uncounted_by_module.get(name, {}),
+            uncounted_ops=uncounted_by_module.get(name, {}) if calls else {},
         )

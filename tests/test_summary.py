@@ -122,6 +122,32 @@ def test_layer_table_folds_repeated_calls_and_marks_layers_that_never_ran():
     assert s.stats.params_total == 104
 
 
+class _WithAuxHead(nn.Module):
+    """An auxiliary head that runs in training only (as inception_v3's), and an eval-mode no-op (dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, bias=False)
+        self.drop = nn.Dropout()
+        self.aux = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 2, bias=False))
+
+    def forward(self, x):
+        y = self.drop(self.body(x))
+        return (y, self.aux(y)) if self.training else y
+
+
+def test_layers_that_inference_skips_show_as_not_run():
+    s = summarize(ModelSpec(name="aux", family="test", input=(3, 6, 6)), model=_WithAuxHead(), depth=None)
+    rows = {row.name: row for row in s.layers}
+    assert rows["body"].output_shape == (1, 4, 4, 4) and rows["body"].macs == 4 * 16 * 27
+    assert rows["drop"].calls == 1 and rows["drop"].output_shape == (1, 4, 4, 4)  # ran, as an identity
+    for name in ("aux", "aux.0", "aux.1"):
+        assert (rows[name].calls, rows[name].output_shape, rows[name].macs) == (0, None, None), name
+    assert rows["aux"].params == 128 and s.stats.macs == 4 * 16 * 27  # forward MACs: inference only
+    # the training step runs the head: its input and weight gradients are in the backward count
+    assert s.stats.flops_backward == 2 * (4 * 16 * 27) + 4 * 128
+
+
 def test_depth_limits_the_layer_table():
     spec = get_spec("wrn-16-8")
     assert {row.depth for row in summarize(spec, depth=1).layers} == {1}
