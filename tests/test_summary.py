@@ -12,6 +12,7 @@ from torch import nn
 
 from archbench.errors import ModelRunError
 from archbench.inspect import SCHEMA, summarize
+from archbench.models.resnet_cifar import ResBlock
 from archbench.registry import build_model, get_spec, register_family
 from archbench.spec import ModelSpec
 
@@ -170,31 +171,14 @@ def test_resnet_cifar_at_32x32_names_the_avgpool_and_the_inputs_that_run(cli):
     assert "3x64x64" in message  # an input size that does run
 
 
-class _SeedResBlockWithoutPadding(nn.Module):
-    """The first ResBlock of seed 002, before its author padded the shortcut: ``out += residual``."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu2 = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        out += x
-        return self.relu2(out)
-
-
 def _seed_resnet_draft() -> nn.Module:
-    """Stem, then the draft's layer1 (16 -> 16) and layer2 (16 -> 32, stride 2)."""
-    return nn.Sequential(*[
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
-        nn.Sequential(_SeedResBlockWithoutPadding(16, 16)),
-        nn.Sequential(_SeedResBlockWithoutPadding(16, 32, stride=2)),
-    ])
+    """Seed 002's first draft: stem, then layer1 (16 -> 16) and layer2 (16 -> 32, stride 2) of ResBlocks
+    whose shortcut is the bare ``out += residual``, before its author padded it."""
+    def block(c_in, c_out, stride):
+        return ResBlock(c_in, c_out, stride, shortcut="identity")
+
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                         nn.Sequential(block(16, 16, 1)), nn.Sequential(block(16, 32, 2)))
 
 
 def test_unpadded_shortcut_is_located_to_the_block_with_the_shapes_it_received():
@@ -203,7 +187,7 @@ def test_unpadded_shortcut_is_located_to_the_block_with_the_shapes_it_received()
         summarize(spec, model=_seed_resnet_draft())
     message = str(info.value)
     assert "The size of tensor a (16) must match the size of tensor b (32)" in message
-    assert "`4.0` (_SeedResBlockWithoutPadding" in message  # the block, by its path in the model
+    assert "`4.0` (ResBlock" in message  # the block, by its path in the model
     assert "received 1x16x32x32" in message
     assert "after `4.0.bn2` returned 1x32x16x16" in message
     assert "the input size is not the cause" in message  # the meta probes fail alike at every size
