@@ -42,7 +42,7 @@ class LayerRow:
     output_shape: tuple[int, ...] | None  # first output tensor of its first call; None if it never ran
     calls: int
     params: int
-    macs: int | None  # fvcore's count for the subtree; None if it never ran
+    macs: int | None  # fvcore's count for the subtree; None if it never ran (containers: if no child ran)
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
 
 
@@ -114,6 +114,8 @@ def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[
             continue
         calls = [] if name in not_run_at_inference else executed.get(id(module), [])
         first = calls[0] if calls else None
+        # a ModuleList/ModuleDict is never called itself, but its children are: their MACs add up in it
+        counted = bool(calls) or (isinstance(module, (nn.ModuleList, nn.ModuleDict)) and name not in not_run_at_inference)
         yield LayerRow(
             name=name,
             type=first.class_name if first else type(module).__name__,
@@ -121,6 +123,6 @@ def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[
             output_shape=tuple(first.output_size) if first else None,
             calls=len(calls),
             params=first.num_params if first else sum(p.numel() for p in module.parameters()),
-            macs=macs_by_module.get(name, 0) if calls else None,
-            uncounted_ops=uncounted_by_module.get(name, {}) if calls else {},
+            macs=macs_by_module.get(name, 0) if counted else None,
+            uncounted_ops=uncounted_by_module.get(name, {}) if counted else {},
         )

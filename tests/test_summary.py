@@ -149,6 +149,15 @@ def test_layers_that_inference_skips_show_as_not_run():
     assert s.stats.flops_backward == 2 * (4 * 16 * 27) + 4 * 128
 
 
+def test_a_module_list_is_never_called_but_adds_up_its_childrens_macs():
+    model = nn.Sequential(nn.ModuleList([nn.Conv2d(3, 3, 1, bias=False)]))
+    model.forward = lambda x: model[0][0](x)  # the list is only a container
+    s = summarize(ModelSpec(name="listed", family="test", input=(3, 4, 4)), model=model, depth=None)
+    rows = {row.name: row for row in s.layers}
+    assert (rows["0"].calls, rows["0"].output_shape, rows["0"].macs) == (0, None, 3 * 16 * 3)
+    assert rows["0.0"].calls == 1 and rows["0.0"].macs == 3 * 16 * 3
+
+
 def test_depth_limits_the_layer_table():
     spec = get_spec("wrn-16-8")
     assert {row.depth for row in summarize(spec, depth=1).layers} == {1}

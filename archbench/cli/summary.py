@@ -160,7 +160,8 @@ def coverage_lines(s: "ModelSummary") -> list[tuple[str, str]]:
 
 
 _FOOTNOTE = ("output shape and params: torchinfo; MACs: fvcore (1 multiply-accumulate = 1 MAC); "
-             "* the layer also ran ops that were not counted (see coverage); — the layer never ran")
+             "* the layer also ran ops that were not counted (see coverage); — not run at inference "
+             "(a ModuleList is never called itself)")
 
 
 # -------------------------------------------------------------------------------------- rich
