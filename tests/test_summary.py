@@ -228,12 +228,12 @@ def test_json_schema(cli):
         "model": str, "family": str, "description": str, "input": list, "batch": int, "device": str, "dtype": str,
         "torch": str, "overrides": dict, "conventions": dict, "params_total": int, "params_trainable": int,
         "params_non_trainable": int, "buffers": int, "param_bytes": int, "macs": int, "flops_forward": int,
-        "flops_backward": int, "activation_bytes": int, "uncounted_ops": dict, "macs_by_operator": dict,
+        "flops_backward": int, "activation_bytes": int, "training_batch": int, "uncounted_ops": dict, "macs_by_operator": dict,
         "backward_flops_by_op": dict, "backward_uncounted_ops": dict, "cross_check": dict, "layers": list,
     }
     for key, kind in expected.items():
         assert isinstance(data[key], kind), key
-    assert data["model"] == "mnist-cnn" and data["input"] == [1, 28, 28] and data["batch"] == 1
+    assert data["model"] == "mnist-cnn" and data["input"] == [1, 28, 28] and data["batch"] == data["training_batch"] == 1
     assert data["params_total"] == 44_426 and data["macs"] == MNIST_MACS
     assert data["flops_forward"] == 2 * MNIST_MACS and data["flops_backward"] == MNIST_BACKWARD_FLOPS
     assert {"macs", "flops_forward", "flops_backward", "activation_bytes"} <= set(data["conventions"])
