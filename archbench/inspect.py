@@ -42,10 +42,10 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
                        over the kinds both counters know (convolution, matrix product, attention)
 ``depth``              the deepest layer level listed (``null``: all)
 ``layers``             list of ``{"name": dotted path, "type": class name, "depth": 1 for the model's
-                       children, "output_shape": [dims] of the first output tensor in the eval-mode
-                       forward, or null if the layer never ran (e.g. an auxiliary head), "calls": times
-                       run, "params": parameters in the subtree, "macs": fvcore MACs in the subtree or null
-                       if it never ran, "uncounted_ops": {op: times run}}``
+                       children, "output_shape": [dims] of its first output tensor, or null if the
+                       layer does not run at inference (e.g. an auxiliary head; a ModuleList), "calls":
+                       times run, "params": parameters in the subtree, "macs": fvcore MACs in the subtree
+                       or null if it does not run, "uncounted_ops": {op: times run}}``
 ====================== ===============================================================================
 """
 
@@ -284,9 +284,6 @@ def _stats(spec, model: nn.Module, shape, batch: int, device: str, counts, step)
         activation_bytes=step.activation_bytes,
         uncounted_ops=counts.uncounted_ops,
     )
-
-
-# ------------------------------------------------------------------------------------- layer table
 
 
 # ------------------------------------------------------------------------------------- cross-check
