@@ -4,8 +4,9 @@ For a few fixed cells (default: wrn-16-8 and resnext-50 at 3x32x32, batch 8, inf
 thread count), on the same model, input and step function, in the same process:
 
 1. agreement: archbench's median vs ``torch.utils.benchmark.Timer(...).blocked_autorange()``'s median
-   (target: within ±3%). Order: archbench, Timer, archbench again; the difference uses the mean of the two
-   archbench medians, which cancels a linear drift of the machine's speed (it is shared);
+   (target: within ±3%), in --rounds back-to-back pairs whose order alternates (archbench first, then
+   Timer first, ...): a shared machine's speed drifts by more than 3% within a minute, so each pair is
+   compared on its own and the median of the pairs' differences is reported;
 2. efficiency: a fixed 10-warm-up + 40-iteration loop (what hand-written scripts do) against archbench
    asked for the precision that loop reached (the half-width of its median's 95% CI): the wall time
    each spends (target: archbench no slower). archbench's own run at --precision is shown as well.
@@ -55,7 +56,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", type=float, default=0.02)
-    parser.add_argument("--max-time", type=float, default=120.0, help="archbench's per-cell budget (s)")
+    parser.add_argument("--max-time", type=float, default=120.0, help="archbench's per-cell budget (s), efficiency runs")
+    parser.add_argument("--rounds", type=int, default=3, help="archbench/Timer pairs for the agreement")
+    parser.add_argument("--round-time", type=float, default=10.0, help="archbench's budget (s) in an agreement round")
     parser.add_argument("--timer-min-run-time", type=float, default=5.0, help="blocked_autorange min_run_time (s)")
     args = parser.parse_args()
 
@@ -65,8 +68,8 @@ def main() -> None:
     cells = plan_cells(specs, [args.device], [args.batch], [shape], ["infer", "train"], ["fp32"], threads=args.threads)
     print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, precision ±{args.precision:.0%}, "
           f"Timer min_run_time {args.timer_min_run_time} s")
-    header = (f"{'cell':<34} {'archbench ms 1/2':>16} {'Timer ms':>9} {'diff':>7} | {'archbench s':>11} {'n':>3} {'warm':>4} "
-              f"{'CI±':>6} {'stop':>9} | {'fixed s':>7} {'CI±':>6} | {'same CI s':>9} {'CI±':>6} {'ratio':>6}")
+    header = (f"{'cell':<30} {'archbench ms':>12} {'Timer ms':>9} {'diff':>6} {'(rounds)':<20} | {'archbench s':>11} {'n':>3} "
+              f"{'warm':>4} {'CI±':>6} {'stop':>9} | {'fixed s':>7} {'CI±':>6} | {'same CI s':>9} {'CI±':>6} {'ratio':>6}")
     print(header)
     print("-" * len(header))
     for cell in cells:
@@ -74,25 +77,34 @@ def main() -> None:
         inputs = make_inputs(cell)
         step = make_step(model, inputs, cell.mode, cell.dtype, cell.device)
 
-        ours: Measurement = measure(step, cell.device, precision=args.precision, max_time_s=args.max_time)
         timer = tb.Timer(stmt="step()", globals={"step": step}, num_threads=args.threads,
                          label=cell.model, sub_label=cell.mode)
-        reference = timer.blocked_autorange(min_run_time=args.timer_min_run_time)
-        again: Measurement = measure(step, cell.device, precision=args.precision, max_time_s=args.max_time)
+        pairs = []  # (archbench median ms, Timer median ms), one per round
+        for round_ in range(args.rounds):
+            timer_first = round_ % 2 == 1
+            if timer_first:
+                ref_ms = timer.blocked_autorange(min_run_time=args.timer_min_run_time).median * 1e3
+            ours_ms = measure(step, cell.device, precision=args.precision, max_time_s=args.round_time).median_ms
+            if not timer_first:
+                ref_ms = timer.blocked_autorange(min_run_time=args.timer_min_run_time).median * 1e3
+            pairs.append((ours_ms, ref_ms))
+        diffs = [a / t - 1 for a, t in pairs]
+
+        ours: Measurement = measure(step, cell.device, precision=args.precision, max_time_s=args.max_time)
         fixed, fixed_wall = fixed_loop(step, cell.device)
         fixed_ci = ci_half_width(fixed)
         matched: Measurement = measure(step, cell.device, precision=max(fixed_ci, 0.002), max_time_s=args.max_time)
 
-        ref_ms = reference.median * 1e3
-        ours_ms = (ours.median_ms + again.median_ms) / 2
-        diff = ours_ms / ref_ms - 1
         label = f"{cell.model} {cell.mode} b{cell.batch} {cell.input_str}"
-        print(f"{label:<34} {ours.median_ms:>8.2f}/{again.median_ms:<7.2f} {ref_ms:>9.2f} {diff:>+7.1%} | {ours.wall_s:>11.1f} "
+        rounds = "/".join(f"{d:+.1%}" for d in diffs)
+        print(f"{label:<30} {statistics.median(a for a, _ in pairs):>12.2f} {statistics.median(t for _, t in pairs):>9.2f} "
+              f"{statistics.median(diffs):>+6.1%} {rounds:<20} | {ours.wall_s:>11.1f} "
               f"{ours.n_samples:>3} {len(ours.warmup_ms):>4} {ci_half_width(ours.samples_ms):>6.1%} {ours.stop_reason:>9} | "
               f"{fixed_wall:>7.1f} {fixed_ci:>6.1%} | {matched.wall_s:>9.1f} {ci_half_width(matched.samples_ms):>6.1%} "
               f"{matched.wall_s / fixed_wall:>6.2f}", flush=True)
         del model, inputs, step
-    print("diff: mean of the two archbench medians / Timer median - 1 (target within ±3%). same CI: archbench asked for the "
+    print("diff: median over the rounds of archbench's median / Timer's median - 1 (target within ±3%). archbench s, n, warm, "
+          "CI±, stop: one archbench run at --precision. same CI: archbench asked for the "
           "fixed loop's CI±; ratio: its wall time / the fixed loop's (target <= 1). CI±: half-width of the 95% CI of the "
           "median, relative.")
 
