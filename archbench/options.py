@@ -109,12 +109,16 @@ def _unique(values: list) -> list:
     return seen
 
 
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def parse_fraction(text: str, option: str) -> float:
     """A fraction strictly between 0 and 1 (``--precision 0.02`` means ±2%)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float_or_nan(text)
     if not 0 < value < 1:
         raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
     return value
@@ -122,10 +126,7 @@ def parse_fraction(text: str, option: str) -> float:
 
 def parse_seconds(text: str, option: str) -> float:
     """A positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _float_or_nan(text)
     if not (value > 0 and math.isfinite(value)):
         raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 10.")
     return value
