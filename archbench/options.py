@@ -124,9 +124,13 @@ def parse_fraction(text: str, option: str) -> float:
     return value
 
 
+MAX_SECONDS = 86_400.0  # one day per cell: anything longer is a typo (1e99), not a budget
+
+
 def parse_seconds(text: str, option: str) -> float:
-    """A positive, finite number of seconds."""
+    """A positive number of seconds, at most :data:`MAX_SECONDS`."""
     value = _float_or_nan(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{option} '{text}' is not a positive number of seconds: e.g. {option} 10.")
+    if not 0 < value <= MAX_SECONDS:
+        raise UsageError(f"{option} '{text}' is not a number of seconds between 0 and {MAX_SECONDS:,.0f} (a day): "
+                         f"e.g. {option} 10.")
     return value

@@ -81,6 +81,12 @@ class ResultRow:
     noisy: bool = False  # IQR/median > 10%
     stop_reason: str = ""  # why sampling stopped: "precision" (CI within target), "max_time" or "max_samples"
     warmup_iters: int = 0
+    ci_coverage: float = math.nan  # the exact coverage of [ci_low_ms, ci_high_ms] (0.9375 with 5 samples)
+    under_load: bool = False  # measured while something else loaded the machine (see load_ratio)
+    load_ratio: float = math.nan  # calibration kernel time around the cell / the sweep's first calibration
+    precision: float = math.nan  # the measurement options the cell ran with (resume refuses other ones)
+    max_time_s: float = math.nan
+    min_samples: int = 0
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
     def key(self) -> tuple:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from archbench.devices import require_device
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
+from archbench.interrupts import interrupts_deferred
 from archbench.options import InputShape, format_input
 from archbench.results import ResultRow, append_rows_csv, cell_key, read_rows_csv
 from archbench.spec import ModelSpec
@@ -211,7 +210,7 @@ def run_sweep(
                                    max_samples=max_samples,
                                    on_phase=lambda phase, c=cell: _notify(listener, "cell_phase", c, phase))
                 free_memory()
-                with _interrupt_deferred():  # a Ctrl-C never leaves half a CSV line
+                with interrupts_deferred():  # Ctrl-C or SIGTERM never leaves half a CSV line
                     append_rows_csv(out_csv, [row])
                 measured.append(row)
                 if math.isfinite(row.peak_fraction):
@@ -267,22 +266,6 @@ def _sweep_settings(cells: Sequence[Cell]):
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
-
-
-@contextlib.contextmanager
-def _interrupt_deferred():
-    """Hold a SIGINT that arrives inside the block and raise it as KeyboardInterrupt right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def warm_process(device: str) -> None:
@@ -545,8 +528,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def oom_message(exc: BaseException, cell: Cell) -> str:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"out of memory on {cell.device} at batch {cell.batch} ({cell.mode}, {cell.input_str}, {cell.dtype}): {first_line}"
+    return (f"out of memory on {cell.device} at batch {cell.batch} ({cell.mode}, {cell.input_str}, {cell.dtype}): "
+            f"{oom_reason(exc)}")
+
+
+def oom_reason(exc: BaseException) -> str:
+    """The informative part of an allocator's message: torch's CPU allocator puts an "[enforce fail at
+    alloc_cpu.cpp]" line before the sentence that says how much it tried to allocate."""
+    text = " ".join(str(exc).split())
+    for marker in _CPU_OOM_MARKERS:
+        at = text.find(marker)
+        if at >= 0:
+            start = text.rfind(": ", 0, at)
+            return text[start + 2 if start >= 0 else at:]
+    return text or type(exc).__name__
 
 
 def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from archbench.cli._common import err
 from archbench.errors import ArchbenchError
+from archbench.interrupts import sigterm_as_interrupt
 
 app = typer.Typer(
     name="archbench",
@@ -26,7 +27,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "terminated": False}
 
 
 def _version(value: bool) -> None:
@@ -51,12 +52,23 @@ app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)
 
 
+# typer >= 0.22 vendors click (``typer._click``) and no longer installs it, older typer uses click itself:
+# find click's base exception through typer's public BadParameter instead of importing click.
+_CLICK_EXCEPTION = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one error base class -> one short message and exit code."""
+    """Console-script entry point: one error base class -> one short message and exit code.
+
+    Exit codes: 0 ok, 1 a check failed or every cell of a run failed, 2 bad input (usage errors
+    included), 130 Ctrl-C, 143 SIGTERM. SIGTERM stops a run as Ctrl-C does: finished cells are kept and
+    the command that resumes it is printed."""
+    _state["terminated"] = False
     try:
-        code = app(args=argv, standalone_mode=False)  # non-standalone click returns typer.Exit's code
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        with sigterm_as_interrupt(on_signal=lambda: _state.update(terminated=True)):
+            code = app(args=argv, prog_name="archbench", standalone_mode=False)  # returns typer.Exit's code
     except ArchbenchError as exc:
         if _state["debug"]:
             raise
@@ -65,17 +77,19 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
-        err.print("interrupted.")
-        sys.exit(130)
+        err.print("terminated (SIGTERM)." if _state["terminated"] else "interrupted.")
+        sys.exit(_interrupted_exit_code())
     except typer.Exit as exc:  # --help, --version, explicit exits
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except typer.Abort:
         err.print("aborted.")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
+        sys.exit(EXIT_INTERRUPTED)
+    except _CLICK_EXCEPTION as exc:  # usage errors: unknown option, missing argument, bad choice ...
+        exc.show()  # click's own rendering: usage line, --help hint, error line
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(_interrupted_exit_code() if code == EXIT_INTERRUPTED else code)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _interrupted_exit_code() -> int:
+    return EXIT_TERMINATED if _state["terminated"] else EXIT_INTERRUPTED

@@ -16,9 +16,17 @@ _PIPE_WIDTH = int(os.environ.get("COLUMNS", "160"))
 out = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
+def _non_empty(values: Optional[list[str]]) -> Optional[list[str]]:
+    """An empty --specs would silently mean the current directory."""
+    if values and any(not v.strip() for v in values):
+        raise typer.BadParameter("empty: give a directory of spec files, e.g. --specs ./specs.")
+    return values
+
+
 SpecsOption = Annotated[
     Optional[list[str]],
-    typer.Option("--specs", metavar="DIR", help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
+    typer.Option("--specs", metavar="DIR", callback=_non_empty,
+                 help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
 ]
 SetOption = Annotated[
     Optional[list[str]],

@@ -61,9 +61,9 @@ def compare_command(
             models,
             devices=_devices(device),
             inputs=parse_inputs(input, "--input") if input is not None else None,
-            batches=parse_positive_ints(batch or "1,8", "--batch"),
-            modes=parse_choices(mode or "infer,train", "--mode", MODE_CHOICES),
-            dtypes=parse_choices(dtype or "fp32", "--dtype", DTYPE_CHOICES),
+            batches=parse_positive_ints(_or_default(batch, "1,8"), "--batch"),
+            modes=parse_choices(_or_default(mode, "infer,train"), "--mode", MODE_CHOICES),
+            dtypes=parse_choices(_or_default(dtype, "fp32"), "--dtype", DTYPE_CHOICES),
             reference=reference,
             title=title or "",
         )
@@ -102,10 +102,15 @@ def report_command(
 # ------------------------------------------------------------------------------------------ options
 
 
+def _or_default(value: str | None, default: str) -> str:
+    """The option's value, or its default when it was not given (an empty value is given, and invalid)."""
+    return default if value is None else value
+
+
 def _devices(text: str | None) -> list[str]:
     from archbench.devices import parse_devices
 
-    return parse_devices(text or "cpu")
+    return parse_devices(_or_default(text, "cpu"))
 
 
 def _with_options(study, max_time_s: float | None, precision: float | None):
