@@ -1,11 +1,36 @@
-"""Device names and availability (``--device cpu,cuda``); checked before anything runs."""
+"""Device names and availability (``--device cpu,cuda:1``); checked before anything runs.
+
+A device is ``cpu``, ``cuda`` (torch's current GPU, normally ``cuda:0``) or ``cuda:N``. ``auto`` means the
+CPU plus CUDA when a usable GPU is present. Whether a GPU is usable is said precisely: no CUDA in this
+torch build, a driver torch cannot use, an index beyond the GPUs present, or a GPU whose compute
+capability this torch build has no kernels for.
+"""
 
 from __future__ import annotations
 
-from archbench.errors import DeviceUnavailableError
-from archbench.options import parse_choices
+import os
+import re
 
-DEVICES = ("cpu", "cuda")
+from archbench.errors import DeviceUnavailableError, UsageError
+from archbench.options import split_list
+
+DEVICE_KINDS = ("cpu", "cuda")
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def device_type(device: str) -> str:
+    """``cuda:1`` -> ``cuda``; ``cpu`` -> ``cpu``."""
+    return str(device).split(":", 1)[0]
+
+
+def parse_device(text: str, option: str = "--device") -> str:
+    """One device name, normalised (``cuda:01`` -> ``cuda:1``); syntax only, no availability check."""
+    match = _DEVICE_RE.match(str(text).strip())
+    if not match or (match.group(1) == "cpu" and match.group(2) is not None):
+        raise UsageError(f"{option} value '{text}' is not a device: expected cpu, cuda or cuda:N (e.g. cuda:1), "
+                         "or auto.")
+    kind, index = match.groups()
+    return kind if index is None else f"{kind}:{int(index)}"
 
 
 def cuda_available() -> bool:
@@ -15,21 +40,80 @@ def cuda_available() -> bool:
 
 
 def parse_devices(text: str, option: str = "--device") -> list[str]:
-    """Parse ``cpu``, ``cuda``, ``cpu,cuda`` or ``auto`` (CPU, plus CUDA when a GPU is present), and
-    fail before anything runs when CUDA is asked for but absent."""
-    if text.strip() == "auto":
-        return ["cpu", "cuda"] if cuda_available() else ["cpu"]
-    devices = parse_choices(text, option, (*DEVICES, "auto"))
-    if "auto" in devices:
-        devices = [d for d in devices if d != "auto"] + (["cuda"] if cuda_available() else [])
-    for device in devices:
+    """Parse ``cpu``, ``cuda``, ``cuda:N``, a comma-separated list of them, or ``auto`` (CPU, plus CUDA
+    when a GPU is present), and fail before anything runs when a GPU is asked for but not usable."""
+    items = split_list(text)
+    if not items:
+        raise UsageError(f"{option} is empty: choose from cpu, cuda, cuda:N or auto.")
+    devices: list[str] = []
+    for item in items:
+        if item == "auto":
+            devices += ["cpu", "cuda"] if cuda_available() else ["cpu"]
+        else:
+            devices.append(parse_device(item, option))
+    for device in dict.fromkeys(devices):
         require_device(device)
     return list(dict.fromkeys(devices))
 
 
 def require_device(device: str) -> None:
-    if device == "cuda" and not cuda_available():
-        raise DeviceUnavailableError(
-            "--device cuda was asked for, but torch sees no CUDA GPU on this machine "
-            "(torch.cuda.is_available() is False). Use --device cpu, or run on a machine with a GPU."
-        )
+    """Raise :class:`DeviceUnavailableError` saying exactly why ``device`` cannot be used."""
+    if device_type(device) != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"--device {device} was asked for, but {_why_no_cuda(torch)} "
+                                     "Use --device cpu, or run on a machine with a GPU.")
+    index = cuda_index(device)
+    count = torch.cuda.device_count()
+    if index >= count:
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        raise DeviceUnavailableError(f"--device {device} was asked for, but torch sees {count} GPU(s): {names}.")
+    unsupported = unsupported_capability(torch, index)
+    if unsupported:
+        raise DeviceUnavailableError(f"--device {device}: {unsupported}")
+
+
+def cuda_index(device: str) -> int:
+    """``cuda:1`` -> 1; plain ``cuda`` -> torch's current device."""
+    if ":" in device:
+        return int(device.split(":", 1)[1])
+    import torch
+
+    return torch.cuda.current_device()
+
+
+def _why_no_cuda(torch) -> str:
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support; install a CUDA build of torch."
+    if _nvidia_driver_present():
+        return (f"torch cannot use the GPU although an NVIDIA driver is loaded: the driver may be too old for "
+                f"this torch build's CUDA {torch.version.cuda} (see `nvidia-smi`), or CUDA_VISIBLE_DEVICES hides it.")
+    return "torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False)."
+
+
+def _nvidia_driver_present() -> bool:
+    return os.path.exists("/proc/driver/nvidia/version")
+
+
+def unsupported_capability(torch, index: int) -> str | None:
+    """A message when GPU ``index``'s compute capability has no kernels in this torch build."""
+    arch_list = torch.cuda.get_arch_list()
+    if not arch_list:
+        return None
+    major, minor = torch.cuda.get_device_capability(index)
+    return capability_message(torch.cuda.get_device_name(index), (major, minor), arch_list, torch.__version__)
+
+
+def capability_message(name: str, capability: tuple[int, int], arch_list: list[str], torch_version: str) -> str | None:
+    """``None`` when ``arch_list`` (e.g. ``['sm_80', 'sm_90', 'compute_90']``) can run ``capability``:
+    an exact ``sm_XY``, or PTX (``compute_XY``) for an older or equal capability, which the driver JIT-compiles."""
+    major, minor = capability
+    code = major * 10 + minor
+    sm = {int(a[3:]) for a in arch_list if a.startswith("sm_") and a[3:].isdigit()}
+    ptx = {int(a[8:]) for a in arch_list if a.startswith("compute_") and a[8:].isdigit()}
+    if code in sm or any(p <= code for p in ptx):
+        return None
+    return (f"{name} has compute capability {major}.{minor}, which this torch build ({torch_version}) has no "
+            f"kernels for (it supports {', '.join(arch_list)}); install a torch build for this GPU.")

@@ -87,6 +87,7 @@ class ResultRow:
     precision: float = math.nan  # the measurement options the cell ran with (resume refuses other ones)
     max_time_s: float = math.nan
     min_samples: int = 0
+    compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
     def key(self) -> tuple:

@@ -67,7 +67,8 @@ class Grid:
 
     def for_device(self, device: str) -> "Grid":
         """This grid with ``device``'s own values (``[grid.<device>]``) applied."""
-        return replace(self, devices=(device,), per_device={}, **dict(self.per_device.get(device, {})))
+        own = self.per_device.get(device) or self.per_device.get(device.split(":", 1)[0], {})  # cuda:1 -> [grid.cuda]
+        return replace(self, devices=(device,), per_device={}, **dict(own))
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,13 @@ def _inputs(where: str, key: str, value: Any) -> tuple[InputShape, ...]:
 
 
 def _devices(where: str, key: str, value: Any) -> tuple[str, ...]:
-    return _choices(where, key, value, (*DEVICE_CHOICES, "auto"))
+    from archbench.devices import parse_device
+
+    items = _str_list(where, key, value)
+    try:
+        return tuple(dict.fromkeys(item if item == "auto" else parse_device(item, key) for item in items))
+    except UsageError as exc:
+        raise StudyError(f"{where}: {exc}") from exc
 
 
 def _grid_value(where: str, key: str, name: str, value: Any) -> tuple:

@@ -15,15 +15,18 @@ torch is imported inside functions only, so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from archbench.compiled import compile_model, no_recompiles, run_compiling_call
 from archbench.devices import require_device
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.interrupts import interrupts_deferred
+from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import InputShape, format_input
 from archbench.results import ResultRow, append_rows_csv, cell_key, read_rows_csv
 from archbench.spec import ModelSpec
@@ -325,16 +328,22 @@ def measure_cell(
         if cell.channels_last:
             model = model.to(memory_format=torch.channels_last)
         step = make_step(model, inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
+        compile_s = math.nan
+        if cell.compiled:
+            phase("compiling")
+            compile_s = run_compiling_call(step)  # before the budget and the memory window start
         tracker.start()
-        measurement = measure(step, cell.device, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
-                              max_samples=max_samples, warmup=_warmup_policy(cell), on_phase=phase)
+        with no_recompiles(cell.compiled):
+            measurement = measure(step, cell.device, precision=precision, max_time_s=max_time_s,
+                                  min_samples=min_samples, max_samples=max_samples, on_phase=phase)
         peak_mem = tracker.peak_bytes()
         del step
         peak = math.nan
         if math.isfinite(flops):
             phase("measuring device peak")
             peak = _device_peak(cell)
-        return ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, flops_note)
+        row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, flops_note)
+        return dataclasses.replace(row, compile_s=_sig(compile_s))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its row, with the reason
@@ -342,12 +351,6 @@ def measure_cell(
             return ResultRow(**identity, status="oom", error=oom_message(exc, cell))
         message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, model, inputs, cell)
         return ResultRow(**identity, status="error", error=message)
-
-
-def _warmup_policy(cell: Cell):
-    from archbench.measure import WarmupPolicy
-
-    return WarmupPolicy(min_iters=3) if cell.compiled else WarmupPolicy()  # compile, recompile, steady
 
 
 def _device_peak(cell: Cell) -> float:
@@ -443,7 +446,7 @@ def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool 
     autocast = _autocast(device, dtype)
     module = model
     model.train(mode == "train")
-    runner = torch.compile(model) if compiled else model
+    runner = compile_model(model) if compiled else model
     if mode == "infer":
 
         def infer_step() -> None:
@@ -514,34 +517,9 @@ def _count_per_sample(cell: Cell, model, batch: int) -> tuple[float, float, str]
 
 # ------------------------------------------------------------------------------------------- failures
 
-_CPU_OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's ``torch.OutOfMemoryError``, Python's ``MemoryError``, and torch's CPU allocator failure
-    (a plain RuntimeError "DefaultCPUAllocator: can't allocate memory")."""
-    import torch
-
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _CPU_OOM_MARKERS)
-
-
 def oom_message(exc: BaseException, cell: Cell) -> str:
     return (f"out of memory on {cell.device} at batch {cell.batch} ({cell.mode}, {cell.input_str}, {cell.dtype}): "
             f"{oom_reason(exc)}")
-
-
-def oom_reason(exc: BaseException) -> str:
-    """The informative part of an allocator's message: torch's CPU allocator puts an "[enforce fail at
-    alloc_cpu.cpp]" line before the sentence that says how much it tried to allocate."""
-    text = " ".join(str(exc).split())
-    for marker in _CPU_OOM_MARKERS:
-        at = text.find(marker)
-        if at >= 0:
-            start = text.rfind(": ", 0, at)
-            return text[start + 2 if start >= 0 else at:]
-    return text or type(exc).__name__
 
 
 def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:

@@ -82,7 +82,7 @@ def test_find_study_by_name_or_path(tmp_path):
         ("batches = [1, 64]", 'batches = [1, "64"]', "grid.cuda.batches: '64' is not a positive integer"),
         ('inputs = ["3x32x32"]', 'inputs = ["3x32"]', "grid.inputs '3x32' is not an input shape"),
         ('modes = ["infer"]', 'modes = ["fit"]', "grid.modes: 'fit' is not one of infer, train"),
-        ('devices = "cpu"', 'devices = "tpu"', "grid.devices: 'tpu' is not one of cpu, cuda, auto"),
+        ('devices = "cpu"', 'devices = "tpu"', "grid.devices value 'tpu' is not a device: expected cpu, cuda or cuda:N"),
         ("precision = 0.05", "precision = 5", "options.precision: 5 is not a fraction"),
         ('reference = "wrn-40-1"', 'reference = "resnet18"', "reference: 'resnet18' is not one of the study's models"),
         ('[grid.cuda]', '[grid.tpu]', "unknown key 'grid.tpu'"),

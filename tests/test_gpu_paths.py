@@ -1,0 +1,181 @@
+"""GPU and torch.compile paths, proven on this CPU-only machine: real torch.compile (Dynamo, eager
+backend), real exceptions raised from a model's forward with the messages CUDA, cuDNN and cuBLAS use,
+and the device parsing and error paths for ``cuda:N``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from archbench.compiled import compiled_frames
+from archbench.devices import capability_message, parse_device, parse_devices
+from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
+from archbench.oom import is_out_of_memory, oom_reason
+from archbench.registry import register_family
+from archbench.spec import ModelSpec
+from archbench.sweep import plan_cells, run_sweep
+
+FAMILY = "gpu-paths-test-net"
+
+# What each library says when memory runs out (torch 2.14's own texts, and cuDNN v8/v9's).
+OOM_MESSAGES = [
+    "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total capacity)",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "Unable to find a valid cuDNN algorithm to run convolution",
+    "GET was unable to find an engine to execute this computation",
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+    "allocate 3686400000 bytes. Error code 12 (Cannot allocate memory)",
+]
+
+
+class ScriptedNet(nn.Module):
+    """A linear classifier whose forward raises ``RuntimeError(message)`` when given one, and whose
+    forward changes with a Python counter after ``drift_after`` calls (Dynamo must recompile then)."""
+
+    def __init__(self, message: str, drift_after: int):
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+        self.message, self.drift_after, self.calls = message, drift_after, 0
+
+    def forward(self, x):
+        if self.message and not torch.jit.is_tracing():
+            raise RuntimeError(self.message)
+        logits = self.head(x.flatten(1))
+        if self.drift_after:
+            self.calls += 1  # Dynamo guards on this Python int: every call needs another graph
+            if self.calls > self.drift_after:
+                logits = logits * 2
+        return logits
+
+
+@register_family(FAMILY)
+def scripted_net(message: str = "", drift_after: int = 0) -> nn.Module:
+    return ScriptedNet(message, drift_after)
+
+
+def spec(**args) -> ModelSpec:
+    return ModelSpec("scripted", FAMILY, (1, 8, 8), args=args)
+
+
+def sweep(tmp_path, model_spec, batches, *, mode=("infer",), compiled=False, listener=None):
+    cells = plan_cells([model_spec], ["cpu"], batches, None, list(mode), ["fp32"], compiled=compiled, threads=1)
+    return run_sweep(cells, tmp_path / "r.csv", resume=False, precision=0.5, max_time_s=0.3, listener=listener)
+
+
+# ------------------------------------------------------------------------------------------- compile
+
+
+class FramesPerCell:
+    def __init__(self):
+        self.frames: list[int] = []
+
+    def cell_finished(self, cell, row, index, todo):
+        self.frames.append(compiled_frames())
+
+
+@pytest.fixture
+def eager_backend(monkeypatch):
+    monkeypatch.setenv("ARCHBENCH_COMPILE_BACKEND", "eager")  # Dynamo's capture, no code generation
+
+
+def test_every_compiled_cell_is_compiled_statically_and_compile_time_is_not_sampled(tmp_path, eager_backend):
+    """12 batch sizes of one architecture: without a Dynamo reset per cell, the 9th would hit the
+    recompile limit and run eager, and the 2nd on would be compiled with a symbolic batch."""
+    listener = FramesPerCell()
+    result = sweep(tmp_path, spec(), list(range(1, 13)), mode=("infer", "train"), compiled=True, listener=listener)
+    rows = result.rows
+    assert len(rows) == 24 and all(r.status == "ok" and r.compiled for r in rows), [r.error for r in rows]
+    assert listener.frames == [1] * 24  # Dynamo's own counter: exactly one compiled frame per cell, none eager
+    for r in rows:
+        assert math.isfinite(r.compile_s) and r.compile_s > 0
+        assert r.compile_s * 1e3 > max(r.samples_ms)  # the compiling call is not among the samples
+        assert r.median_ms < 0.5 * r.compile_s * 1e3
+
+
+def test_a_recompile_while_sampling_is_an_error_row_not_a_silent_eager_run(tmp_path, eager_backend):
+    """The model's forward changes after a few calls (a Python attribute Dynamo guards on), so it must
+    recompile while being timed: that cell is an error row saying so."""
+    result = sweep(tmp_path, spec(drift_after=3), [1], compiled=True)
+    [row] = result.rows
+    assert row.status == "error" and "recompiled the model while it was being timed" in row.error
+
+
+def test_uncompiled_cells_have_no_compile_time(tmp_path):
+    [row] = sweep(tmp_path, spec(), [2]).rows
+    assert row.status == "ok" and math.isnan(row.compile_s)
+
+
+# ----------------------------------------------------------------------------------------------- oom
+
+
+@pytest.mark.parametrize("message", OOM_MESSAGES)
+def test_every_out_of_memory_message_is_an_oom_row(tmp_path, message):
+    result = sweep(tmp_path, spec(message=message), [1, 2])
+    assert [r.status for r in result.rows] == ["oom", "oom"], [r.error for r in result.rows]
+    assert oom_reason(RuntimeError(message)) in result.rows[0].error
+
+
+def test_other_runtime_errors_are_not_out_of_memory():
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x64 and 65x10)"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # only what allocators raise
+
+
+def test_out_of_memory_wrapped_by_archbench_or_chained_is_still_out_of_memory():
+    """An OOM while counting FLOPs arrives as ModelOutOfMemoryError (raised from the allocator's error):
+    the one classifier sees it, so it is an oom row, not a cached 'FLOPs not counted' note."""
+    cause = RuntimeError(OOM_MESSAGES[0])
+    try:
+        try:
+            raise cause
+        except RuntimeError as exc:
+            raise ModelOutOfMemoryError("model 'x' ran out of memory on cuda:0") from exc
+    except ModelOutOfMemoryError as wrapped:
+        assert is_out_of_memory(wrapped)
+        assert oom_reason(wrapped) == oom_reason(cause)
+    try:
+        try:
+            raise cause
+        except RuntimeError:
+            raise ValueError("while counting")  # noqa: B904 - an implicit chain, as library code leaves it
+    except ValueError as chained:
+        assert is_out_of_memory(chained)
+
+
+# ------------------------------------------------------------------------------------------- devices
+
+
+def test_cuda_n_is_a_device_name_everywhere():
+    assert parse_device("cuda:1") == "cuda:1" and parse_device("cuda:01") == "cuda:1"
+    assert parse_device(" cuda ") == "cuda" and parse_device("cpu") == "cpu"
+    for bad in ("cuda:", "cuda:x", "cuda:-1", "cpu:0", "gpu", "cuda1", ""):
+        with pytest.raises(UsageError, match="expected cpu, cuda or cuda:N"):
+            parse_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU error paths need a machine without a GPU")
+def test_cuda_n_without_a_gpu_says_why_before_anything_runs(cli):
+    with pytest.raises(DeviceUnavailableError, match="--device cuda:1 was asked for, but torch sees no CUDA GPU"):
+        parse_devices("cpu,cuda:1")
+    result = cli("bench", "mnist-cnn", "--device", "cuda:1")
+    assert result.exit_code == 2 and "cuda:1" in result.stderr and "Traceback" not in result.output
+
+
+def test_study_files_accept_cuda_n_and_apply_the_cuda_table():
+    from archbench.study import study_from_mapping
+
+    study = study_from_mapping({"models": ["mnist-cnn"], "grid": {"devices": ["cpu", "cuda:1"], "batches": [1],
+                                                                  "cuda": {"batches": [32]}}}, name="s")
+    assert study.grid.devices == ("cpu", "cuda:1")
+    assert study.grid.for_device("cuda:1").batches == (32,) and study.grid.for_device("cpu").batches == (1,)
+
+
+def test_a_gpu_this_torch_build_has_no_kernels_for_is_named():
+    arch = ["sm_75", "sm_80", "sm_86", "sm_90", "compute_90"]
+    assert capability_message("A100", (8, 0), arch, "2.14.1") is None
+    assert capability_message("H200", (10, 0), arch, "2.14.1") is None  # PTX for 9.0 is JIT-compiled
+    message = capability_message("Tesla P100", (6, 0), arch, "2.14.1")
+    assert "compute capability 6.0" in message and "Tesla P100" in message and "sm_75" in message
