@@ -117,3 +117,22 @@ def capability_message(name: str, capability: tuple[int, int], arch_list: list[s
         return None
     return (f"{name} has compute capability {major}.{minor}, which this torch build ({torch_version}) has no "
             f"kernels for (it supports {', '.join(arch_list)}); install a torch build for this GPU.")
+
+
+def unsupported_dtype(device: str, dtype: str) -> str | None:
+    """Why ``dtype`` cannot be timed fairly on ``device`` (``None`` when it can): bf16 on a GPU older
+    than Ampere is emulated, so its timing would describe the emulation, not the hardware."""
+    if device_type(device) != "cuda" or dtype != "bf16":
+        return None
+    import torch
+
+    index = cuda_index(device)
+    return bf16_message(torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index))
+
+
+def bf16_message(name: str, capability: tuple[int, int]) -> str | None:
+    if tuple(capability) >= (8, 0):
+        return None
+    major, minor = capability
+    return (f"bf16 needs compute capability 8.0 (Ampere) or newer; {name} has {major}.{minor}, where bf16 "
+            "is emulated: use fp16 or fp32 on this GPU.")

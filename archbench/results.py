@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-STATUSES = ("ok", "oom", "error")
+STATUSES = ("ok", "oom", "error", "unsupported")  # unsupported: the device cannot run the dtype natively
 
 
 @dataclass(frozen=True)

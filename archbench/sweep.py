@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from archbench.compiled import compile_model, no_recompiles, run_compiling_call
-from archbench.devices import require_device
+from archbench.devices import require_device, unsupported_dtype
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
@@ -318,6 +318,9 @@ def measure_cell(
     identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                     dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads)
     model = inputs = None
+    unsupported = unsupported_dtype(cell.device, cell.dtype)
+    if unsupported:
+        return ResultRow(**identity, status="unsupported", error=unsupported)
     try:
         tracker = MemoryTracker(cell.device)
         phase("building")

@@ -179,3 +179,46 @@ def test_a_gpu_this_torch_build_has_no_kernels_for_is_named():
     assert capability_message("H200", (10, 0), arch, "2.14.1") is None  # PTX for 9.0 is JIT-compiled
     message = capability_message("Tesla P100", (6, 0), arch, "2.14.1")
     assert "compute capability 6.0" in message and "Tesla P100" in message and "sm_75" in message
+
+
+def test_bf16_before_ampere_is_unsupported_not_emulated():
+    from archbench.devices import bf16_message, unsupported_dtype
+
+    assert bf16_message("NVIDIA A100", (8, 0)) is None and bf16_message("H100", (9, 0)) is None
+    message = bf16_message("Tesla V100", (7, 0))
+    assert "compute capability 8.0" in message and "Tesla V100 has 7.0" in message
+    assert unsupported_dtype("cpu", "bf16") is None and unsupported_dtype("cuda:0", "fp32") is None
+
+
+def test_tf32_is_read_through_the_new_api_without_raising():
+    """After the new API is used, torch raises on the legacy getters; archbench reads the new ones."""
+    from archbench.precision import Tf32Settings, dtype_label, resolve, tf32_settings
+
+    matmul = torch.backends.cuda.matmul.fp32_precision
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+            torch.get_float32_matmul_precision()
+        assert tf32_settings() == Tf32Settings(matmul=True, conv=torch.backends.cudnn.conv.fp32_precision == "tf32")
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        assert tf32_settings().matmul is False
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = matmul
+    assert resolve("none", "tf32", "ieee") == "tf32" and resolve("none", "none") == "ieee"
+    convs_only = Tf32Settings(matmul=False, conv=True)  # torch's defaults
+    assert dtype_label("cuda:0", "fp32", convs_only) == "fp32 (tf32)"
+    assert dtype_label("cpu", "fp32", convs_only) == "fp32" and dtype_label("cuda", "bf16", convs_only) == "bf16"
+
+
+def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
+    from archbench.gpuinfo import gpu_environment, nvidia_driver_version
+
+    record = gpu_environment()
+    assert set(record) == {"gpu_driver", "gpu_count", "gpus"}
+    if not torch.cuda.is_available():
+        assert record["gpu_count"] == 0 and record["gpus"] is None
+    sample = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\nGCC version: gcc"
+    assert nvidia_driver_version(sample) == "550.54.15"
+    open_module = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.10  Release Build"
+    assert nvidia_driver_version(open_module) == "570.86.10"
+    assert nvidia_driver_version("no driver here") is None
