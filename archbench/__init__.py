@@ -20,6 +20,13 @@ from archbench.spec import ModelSpec
 
 __version__ = "0.1.0"
 
+
+def register_flop_formula(op, fn, kind: str = "macs", source: str | None = None) -> None:
+    """Count the torch op ``op`` with ``fn`` (see :func:`archbench.formulas.register_flop_formula`)."""
+    from archbench.formulas import register_flop_formula as register  # imports torch
+
+    register(op, fn, kind, source)
+
 __all__ = [
     "ArchbenchError",
     "DeviceUnavailableError",
@@ -37,4 +44,5 @@ __all__ = [
     "get_spec",
     "list_models",
     "register_family",
+    "register_flop_formula",
 ]

@@ -8,7 +8,10 @@ the report (``results.csv``, ``results.json``, ``report.md``, plots) and removes
 
 The report directory belongs to one study:
 
-* a directory holding another study's report is never written to (unless ``force``);
+* a directory holding another study's report, or the report of a study of the same name that measured
+  other models, grid or cell options, is never written to (unless ``force``); neither is one holding
+  report files archbench did not write;
+* one run at a time: a second run into a folder that a run is writing is refused (an advisory lock);
 * an interrupted run leaves its partial files, and the finished report of an earlier run (if any)
   untouched; ``resume=True`` finishes it (same study definition), ``force=True`` discards it;
 * re-running a finished study replaces its report only when the new run finishes.
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from archbench.errors import ModelRunError, UsageError
+from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
 from archbench.spec import ModelSpec
@@ -50,7 +54,8 @@ class CompareListener:
 @dataclass(frozen=True)
 class CompareResult:
     """What a run did. ``files`` is empty when the run was interrupted (the report is written only
-    when every cell is done); the finished cells are then in ``partial_csv``."""
+    when every cell is done); the finished cells are then in ``partial_csv``, or nowhere when it was
+    interrupted while the models were counted (``counted`` False: nothing was measured or kept)."""
 
     out_dir: Path
     data: ReportData
@@ -59,10 +64,17 @@ class CompareResult:
     measured: int  # cells measured by this run
     previous: int  # cells found from an interrupted run (``resume``)
     partial_csv: Path
+    counted: bool = True
+    warnings: tuple[str, ...] = ()
 
     @property
     def report_md(self) -> Path:
         return self.out_dir / MARKDOWN_NAME
+
+    @property
+    def all_failed(self) -> bool:
+        """Every cell of a finished run failed (no ``ok`` row)."""
+        return not self.interrupted and bool(self.data.rows) and all(r.status != "ok" for r in self.data.rows)
 
 
 def report_dir(study: Study, base: str | Path = REPORTS_DIR) -> Path:
@@ -141,11 +153,55 @@ def _study_identity(study: Study) -> dict[str, Any]:
     return data
 
 
-def _stored_study_name(path: Path) -> str | None:
+_BUDGET_OPTIONS = ("max_time_s", "precision", "min_samples")  # how long a cell is measured, not which cells
+
+
+def _what_is_measured(study: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a study (as :meth:`Study.to_dict`) that decide its cells: a finished report is replaced
+    without ``force`` only by a run of the same cells (a longer time budget is the same study)."""
+    data = {k: v for k, v in study.items() if k not in ("name", "title", "path")}
+    data["options"] = {k: v for k, v in (study.get("options") or {}).items() if k not in _BUDGET_OPTIONS}
+    return data
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in sorted({*old, *new}) for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')} {old!r} -> {new!r}"]
+
+
+def _stored_study(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["study"]["name"]
+        study = json.loads(path.read_text(encoding="utf-8"))["study"]
+        return study if isinstance(study, dict) and isinstance(study.get("name"), str) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def check_report_owner(out_dir: Path, study: Study, *, force: bool) -> None:
+    """``out_dir`` may receive ``study``'s report: it holds no report of another study (by name, or by the
+    cells measured), and no report files archbench did not write. ``force`` skips the check."""
+    if force:
+        return
+    stored = _stored_study(out_dir / JSON_NAME)
+    if stored is not None and stored["name"] != study.name:
+        raise UsageError(
+            f"'{out_dir}' holds the report of study '{stored['name']}', not '{study.name}': choose another --out, "
+            "or pass --force to replace it."
+        )
+    if stored is not None:
+        changed = _differences(_what_is_measured(stored), _what_is_measured(study.to_dict()))
+        if changed:
+            raise UsageError(
+                f"'{out_dir}' holds a report of study '{study.name}' that measured other cells ({'; '.join(changed)}): "
+                "choose another --out, or pass --force to replace it."
+            )
+    foreign = [n for n in (MARKDOWN_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
+    if stored is None and foreign and not _partial_files(out_dir):
+        raise UsageError(
+            f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report: choose another "
+            "--out, or pass --force to overwrite those files."
+        )
 
 
 def _partial_files(out_dir: Path) -> list[Path]:
@@ -155,18 +211,7 @@ def _partial_files(out_dir: Path) -> list[Path]:
 def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> ReportData | None:
     """Check that ``out_dir`` may hold this run, per the rules in the module docstring; returns the
     stored data of the interrupted run to resume, if any. Raises :class:`UsageError` otherwise."""
-    owner = _stored_study_name(out_dir / JSON_NAME)
-    if owner is not None and owner != study.name and not force:
-        raise UsageError(
-            f"'{out_dir}' holds the report of study '{owner}', not '{study.name}': choose another --out, "
-            "or pass --force to replace it."
-        )
-    foreign = [n for n in (MARKDOWN_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
-    if owner is None and foreign and not _partial_files(out_dir) and not force:
-        raise UsageError(
-            f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report: choose another "
-            "--out, or pass --force to overwrite those files."
-        )
+    check_report_owner(out_dir, study, force=force)
     partial = _partial_files(out_dir)
     if not partial:
         if resume:
@@ -214,6 +259,9 @@ class _SampleRecorder:
 
     def cell_phase(self, cell, phase: str) -> None:
         _notify(self.listener, "cell_phase", cell, phase)
+
+    def warning(self, message: str) -> None:
+        _notify(self.listener, "warning", message)
 
     def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
@@ -263,47 +311,61 @@ def run_compare(
     from archbench.sweep import run_sweep
 
     out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
+    check_writable_dir(out_dir)
     specs = resolve_models(study, extra_dirs)
     cells = plan_study(study, specs)
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")
-    previous = prepare_dir(out_dir, study, resume=resume, force=force)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with owned_dir(out_dir):
+        previous = prepare_dir(out_dir, study, resume=resume, force=force)
+        env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)
+        if previous is not None:
+            meta = dataclasses.replace(previous, study=study, command=command, environments=(*previous.environments, env),
+                                       planned_cells=len(cells))
+        else:
+            try:
+                infos, stats, errors = count_models(specs, cells, listener)
+            except KeyboardInterrupt:  # nothing measured yet: nothing to keep (a folder this run made goes too)
+                meta = ReportData(study, (), (), planned_cells=len(cells), command=command)
+                return CompareResult(out_dir, meta, (), True, 0, 0, out_dir / PARTIAL_CSV, counted=False)
+            meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
+        write_json(out_dir / PARTIAL_JSON, meta)
 
-    env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)
-    if previous is not None:
-        meta = dataclasses.replace(previous, study=study, command=command, environments=(*previous.environments, env),
-                                   planned_cells=len(cells))
-    else:
-        infos, stats, errors = count_models(specs, cells, listener)
-        meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
-    write_json(out_dir / PARTIAL_JSON, meta)
+        options = study.options
+        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, precision=options.precision,
+                          max_time_s=options.max_time_s, min_samples=options.min_samples,
+                          listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
+        rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
+        data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
+        counts = (len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
+        if sweep.interrupted or sweep.remaining:
+            write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
+            return CompareResult(out_dir, data, (), True, *counts, warnings=sweep.warnings)
 
-    options = study.options
-    sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, precision=options.precision,
-                      max_time_s=options.max_time_s, min_samples=options.min_samples,
-                      listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
-    rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
-    data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
-    if sweep.interrupted or sweep.remaining:
-        write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
-        return CompareResult(out_dir, data, (), True, len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
-
-    files = write_report(data, out_dir)
-    for path in _partial_files(out_dir):
-        path.unlink()
-    return CompareResult(out_dir, data, tuple(files), False, len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
+        files = write_report(data, out_dir)
+        for path in _partial_files(out_dir):
+            path.unlink()
+        return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=sweep.warnings)
 
 
-def rerender(results_csv: str | Path, out_dir: str | Path | None = None) -> tuple[ReportData, list[Path]]:
+def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, force: bool = False
+             ) -> tuple[ReportData, list[Path], tuple[str, ...]]:
     """Re-render the report of a stored ``results.csv`` (with its ``results.json``) into ``out_dir``
     (default: the CSV's folder) without measuring: the same Markdown as the run that produced it.
-    Into another folder, the CSV and JSON are written too so the report's links hold."""
+    Into another folder, the CSV and JSON are written too so the report's links hold; that folder follows
+    the rules of a compare run's folder (:func:`check_report_owner`, one run at a time).
+
+    Returns the data, the files written and warnings (an unfinished last line of the CSV, skipped)."""
     from archbench.report import all_formats, load_report_data
+    from archbench.results import read_results_csv
 
     results_csv = Path(results_csv)
     data = load_report_data(results_csv)
+    warnings = read_results_csv(results_csv).warnings
     target = Path(out_dir) if out_dir is not None else results_csv.parent
-    same_place = target.resolve() == results_csv.parent.resolve()
-    formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
-    return data, write_report(data, target, formats)
+    check_writable_dir(target)
+    with owned_dir(target):
+        check_report_owner(target, data.study, force=force)
+        same_place = target.resolve() == results_csv.parent.resolve()
+        formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
+        return data, write_report(data, target, formats), warnings

@@ -1,19 +1,20 @@
-"""The counters behind ``archbench summary``: MACs (fvcore), forward/backward FLOPs (torch's
-``FlopCounterMode`` with grouped convolutions fixed) and measured activation memory.
+"""The counters behind ``archbench summary``: archbench's dispatch-level op counter (forward and backward,
+every op in a bucket of :mod:`archbench.formulas`), fvcore as an independent cross-check, and measured
+activation memory.
 
-Each counter runs at most one forward pass:
-
-* :func:`fvcore_counts` — fvcore's ``FlopCountAnalysis`` (one traced forward in eval mode, the convention
-  of published MAC counts: BatchNorm as inference). fvcore counts one multiply-accumulate as one "flop":
-  we call it a MAC.
-* :func:`count_training_step` — one real training step (forward + backward) under torch's
-  ``FlopCounterMode``, with its convolution-backward formula replaced by one that respects ``groups``,
-  and :class:`SavedTensorMeter` measuring the bytes of the distinct storages autograd saves for backward
+* :class:`OpCounter` — a ``TorchDispatchMode`` that counts every op with :mod:`archbench.formulas` and
+  attributes it to the innermost module running (module hooks installed only while it is active;
+  nothing of torch is patched). :func:`count_forward` counts one eval-mode forward (``meta`` works);
+  :func:`count_training_step` one real training step, forward and backward, with
+  :class:`SavedTensorMeter` measuring the bytes of the distinct storages autograd saves for backward
   (``saved_tensors_hooks``): a measurement, not an estimate.
+* :func:`fvcore_counts` — fvcore's ``FlopCountAnalysis`` (one traced forward in eval mode). fvcore counts
+  one multiply-accumulate as one "flop": we call it a MAC. It is the cross-check, and its trace tells
+  which modules inference does not run.
 
-(Counting on the ``meta`` device would avoid the arithmetic, but its first use imports torch._dynamo,
-~1.5 s, more than a real backward of most models at batch 1; and the kernels a device really runs, e.g.
-CPU attention, save different tensors than their meta versions.)
+(Counting the training step on the ``meta`` device would avoid the arithmetic, but its first use imports
+torch._dynamo, ~1.5 s, more than a real backward of most models at batch 1; and the kernels a device
+really runs, e.g. CPU attention, save different tensors than their meta versions.)
 
 :func:`preserved_state` makes every pass side-effect free (modes, buffers such as BatchNorm running
 statistics, the RNG).
@@ -23,45 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Collection, Iterator
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
+
+from archbench.formulas import FREE, MACS, evaluate, formula_for, is_free, load_plugins, op_name
 
 aten = torch.ops.aten
-
-# fvcore's operator names (``FlopCountAnalysis.by_operator``) that FlopCounterMode also counts, by kind.
-FVCORE_KINDS = {
-    "conv": "convolution",
-    "_convolution": "convolution",
-    "linear": "matrix product",
-    "addmm": "matrix product",
-    "mm": "matrix product",
-    "matmul": "matrix product",
-    "bmm": "matrix product",
-    "einsum": "matrix product",
-}
-# Ops that move or allocate data and do no arithmetic: not "uncounted" when a counter has no formula.
-_FREE_OPS = {
-    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "expand_as", "clone", "copy_",
-    "detach", "alias", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros",
-    "zeros_like", "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "fill_", "zero_",
-    "as_strided", "slice", "select", "cat", "stack", "split", "split_with_sizes", "chunk", "unbind",
-    "unsqueeze", "squeeze", "flatten", "unflatten", "_to_copy", "to", "contiguous", "lift_fresh", "arange",
-    "narrow", "index_select", "select_backward", "slice_backward", "_reshape_alias", "constant_pad_nd",
-    "pad", "native_dropout", "bernoulli_", "dropout", "scalar_tensor", "_local_scalar_dense", "sym_size",
-    "sym_stride", "sym_numel", "is_same_size", "_has_compatible_shallow_copy_type", "split_copy",
-    "view_copy", "squeeze_copy", "unsqueeze_copy", "new_empty_strided", "masked_fill_", "randn", "rand",
-    "randint", "normal_", "uniform_",
-}
-
 
 # --------------------------------------------------------------------------------------- side effects
 
@@ -89,14 +64,11 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FvcoreCounts:
-    """fvcore's forward count (MACs) in total, by module (recursive) and by operator, and the ops it ran
-    but could not count (overall and by module)."""
+    """fvcore's forward count (MACs) in total and by operator, and the ops it ran but could not count."""
 
     macs: int
-    by_module: dict[str, int]
     by_operator: dict[str, int]
     uncounted_ops: dict[str, int]
-    uncounted_by_module: dict[str, dict[str, int]]
     uncalled_modules: frozenset[str] = frozenset()  # modules the eval-mode forward never called
 
 
@@ -116,55 +88,17 @@ def fvcore_counts(model: nn.Module, inputs: tuple) -> FvcoreCounts:
             analysis = FlopCountAnalysis(model, inputs)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             macs = int(analysis.total())
-            by_module = {name: int(v) for name, v in analysis.by_module().items()}
             by_operator = {name: int(v) for name, v in analysis.by_operator().items() if v}
             uncounted = _strip_aten(analysis.unsupported_ops())
-            per_module = {name: _strip_aten(analysis.unsupported_ops(name)) for name in by_module}
             uncalled = frozenset(analysis.uncalled_modules())
-    return FvcoreCounts(macs, by_module, by_operator, uncounted, {k: v for k, v in per_module.items() if v}, uncalled)
+    return FvcoreCounts(macs, by_operator, uncounted, uncalled)
 
 
 def _strip_aten(ops: Counter) -> dict[str, int]:
     return {str(op).removeprefix("aten::"): int(n) for op, n in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
-# ----------------------------------------------------------------------------------- FlopCounterMode
-
-
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
-    """FLOPs of ``aten.convolution_backward``, correct for grouped and depthwise convolutions.
-
-    torch's own formula (torch <= 2.14) computes the weight-gradient term as a dense convolution of the
-    input with the output gradient, ignoring ``groups``: ``groups``x too high. Each weight element meets
-    each position it slid over once per sample, so that term is 2 * N * prod(weight) * prod(spatial of the
-    output gradient) (of the input, for a transposed convolution): exactly the forward count. The
-    input-gradient term is torch's (the weight shape already carries in_channels / groups)."""
-    flops = 0
-    if output_mask[0]:
-        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
-    if output_mask[1]:
-        slid_over = x_shape[2:] if transposed else grad_out_shape[2:]
-        flops += 2 * x_shape[0] * math.prod(w_shape) * math.prod(slid_over)
-    return flops
-
-
-def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of CPU's fused attention kernel (torch's formula for the other sdpa kernels)."""
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def cpu_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-# Formulas torch's FlopCounterMode gets wrong (grouped convolution backward) or lacks (CPU attention,
-# which it would count as zero).
-FORMULA_FIXES = {
-    aten.convolution_backward: conv_backward_flops,
-    aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_attention_backward_flops,
-}
+# ------------------------------------------------------------------------------ dispatch modes
 
 
 def _defer_dynamo_import(mode_cls: type) -> None:
@@ -187,9 +121,6 @@ def _defer_dynamo_import(mode_cls: type) -> None:
         return disabled[0](*args, **kwargs)
 
     raw.__dynamo_disable = dispatch
-
-
-_defer_dynamo_import(_FlopCounterMode)
 
 
 class _ShapesOnly(TorchDispatchMode):
@@ -223,79 +154,191 @@ class _ShapesOnly(TorchDispatchMode):
 _defer_dynamo_import(_ShapesOnly)
 
 
-class _CoverageFlopCounter(FlopCounterMode):
-    """FlopCounterMode that also records the ops it has no formula for (it counts those as zero,
-    silently; we list them)."""
+# ------------------------------------------------------------------------------- dispatch counter
 
-    def __init__(self) -> None:
-        super().__init__(display=False, custom_mapping=FORMULA_FIXES)
-        self.uncounted: Counter = Counter()
 
-    def _count_flops(self, func_packet, out, args, kwargs):
-        if func_packet not in self.flop_registry:
-            name = func_packet.__name__
-            if name not in _FREE_OPS and not name.endswith("_copy"):
-                self.uncounted[name] += 1
-        return super()._count_flops(func_packet, out, args, kwargs)
+@dataclass(frozen=True)
+class OpEntry:
+    """One op as run directly in one module's forward (not in a child): its bucket (``macs``,
+    ``norm_pool``, ``other``, ``free``, or ``None``: no formula), whose formula, how often it ran, and
+    its count (MACs; operations for ``other``; 0 for ``free`` and uncounted ops)."""
 
-    def by_op(self) -> dict[str, int]:
-        return {op.__name__: int(n) for op, n in self.flop_counts.get("Global", {}).items() if n}
+    module: str  # dotted path, "" for the model itself (and for backward ops)
+    op: str
+    kind: str | None
+    source: str
+    calls: int
+    value: int
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """What one counted pass ran, op by op and module by module (see :mod:`archbench.formulas`)."""
+
+    entries: tuple[OpEntry, ...] = ()
+
+    def total(self, kind: str, exclude: Collection[str] = ()) -> int:
+        return sum(e.value for e in self._kept(exclude) if e.kind == kind)
+
+    def by_op(self, kind: str | None, exclude: Collection[str] = ()) -> dict[str, int]:
+        """``{op: count}`` of ``kind`` (largest first); ``{op: times run}`` for ``free`` and uncounted
+        (``None``) ops."""
+        result: Counter = Counter()
+        for e in self._kept(exclude):
+            if e.kind == kind:
+                result[e.op] += e.calls if kind in (FREE, None) else e.value
+        return dict(sorted(result.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def sources(self, exclude: Collection[str] = ()) -> dict[str, tuple[str, str]]:
+        """``{op: (bucket, whose formula)}`` of the counted ops."""
+        return {e.op: (e.kind, e.source) for e in self._kept(exclude) if e.kind not in (FREE, None)}
+
+    def module_totals(self, kind: str, exclude: Collection[str] = ()) -> dict[str, int]:
+        """``{module: count of kind in its subtree}`` for every module on the path of a counted op."""
+        totals: Counter = Counter()
+        for e in self._kept(exclude):
+            if e.kind == kind:
+                for name in _ancestors(e.module):
+                    totals[name] += e.value
+        return dict(totals)
+
+    def self_totals(self, kind: str, exclude: Collection[str] = ()) -> dict[str, int]:
+        """``{module: count of kind run directly in its own forward}``."""
+        totals: Counter = Counter()
+        for e in self._kept(exclude):
+            if e.kind == kind:
+                totals[e.module] += e.value
+        return dict(totals)
+
+    def uncounted_by_module(self, exclude: Collection[str] = ()) -> dict[str, dict[str, int]]:
+        result: dict[str, Counter] = {}
+        for e in self._kept(exclude):
+            if e.kind is None:
+                for name in _ancestors(e.module):
+                    result.setdefault(name, Counter())[e.op] += e.calls
+        return {name: dict(ops) for name, ops in result.items()}
+
+    def scaled(self, numerator: int, denominator: int) -> "OpCounts":
+        """The counts at another batch (``numerator / denominator`` of these; run counts unchanged)."""
+        return OpCounts(tuple(replace(e, value=round(e.value * numerator / denominator)) for e in self.entries))
+
+    def _kept(self, exclude: Collection[str]):
+        if not exclude:
+            return self.entries
+        return [e for e in self.entries if e.module not in exclude]
+
+
+def _ancestors(module: str) -> list[str]:
+    """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``."""
+    parts = module.split(".") if module else []
+    return [""] + [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every op dispatched while active with :mod:`archbench.formulas`, attributed to the
+    innermost module of ``model`` whose forward was running (global module hooks, installed only while
+    the counter is active). Nothing of torch is patched."""
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        super().__init__()
+        load_plugins()
+        self._names = {id(m): name for name, m in model.named_modules()} if model is not None else {}
+        self._stack: list[str] = [""]
+        self._calls: Counter = Counter()
+        self._values: Counter = Counter()
+        self._formulas: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self._hooks: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        op, formula = op_name(func), formula_for(func)
+        key = (self._stack[-1], op)
+        self._calls[key] += 1
+        if formula is not None:
+            self._values[key] += evaluate(formula, args, kwargs, out)
+            self._formulas[key] = (formula.kind, formula.source)
+        elif key not in self._formulas:
+            self._formulas[key] = (FREE, "no arithmetic") if is_free(func) else (None, "no formula")
+        return out
+
+    def counts(self) -> OpCounts:
+        return OpCounts(tuple(OpEntry(module, op, *self._formulas[(module, op)], calls, self._values[(module, op)])
+                              for (module, op), calls in self._calls.items()))
+
+    def __enter__(self) -> "OpCounter":
+        if self._names:
+            self._hooks = [nn.modules.module.register_module_forward_pre_hook(self._enter_module),
+                           nn.modules.module.register_module_forward_hook(self._leave_module, always_call=True)]
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _enter_module(self, module: nn.Module, _inputs) -> None:
+        self._stack.append(self._names.get(id(module), self._stack[-1]))
+
+    def _leave_module(self, module: nn.Module, _inputs, _output) -> None:
+        if len(self._stack) > 1:
+            self._stack.pop()
+
+
+_defer_dynamo_import(OpCounter)
+
+
+def count_forward(model: nn.Module, *inputs: Any) -> OpCounts:
+    """The counts of one eval-mode forward of ``model`` on ``inputs`` (any device, ``meta`` included),
+    without gradients; modes, buffers and the RNG are restored on exit. Never under inference mode:
+    its tensors would hide the ops from the counter."""
+    with preserved_state(model), torch.inference_mode(False), torch.no_grad():
+        model.eval()
+        with OpCounter(model) as counter:
+            model(*inputs)
+    return counter.counts()
 
 
 @dataclass(frozen=True)
 class TrainingStepCounts:
-    """One real training step: FlopCounterMode's counts (2 FLOPs per MAC) of its forward and backward,
-    the ops those counts had no formula for, and the bytes autograd saved for backward."""
+    """One real training step: the counts of its forward and backward, and the bytes autograd saved
+    for backward."""
 
-    forward_flops: int
-    backward_flops: int
+    forward: OpCounts
+    backward: OpCounts
     activation_bytes: int
-    forward_by_op: dict[str, int] = field(default_factory=dict)
-    backward_by_op: dict[str, int] = field(default_factory=dict)
-    forward_uncounted: dict[str, int] = field(default_factory=dict)
-    backward_uncounted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def backward_flops(self) -> int:
+        return 2 * self.backward.total(MACS)
 
     def scaled(self, numerator: int, denominator: int) -> "TrainingStepCounts":
         """The counts at another batch: ``numerator / denominator`` of these (op run counts unchanged)."""
-        scale = lambda value: round(value * numerator / denominator)  # noqa: E731
-        return TrainingStepCounts(
-            forward_flops=scale(self.forward_flops),
-            backward_flops=scale(self.backward_flops),
-            activation_bytes=scale(self.activation_bytes),
-            forward_by_op={op: scale(v) for op, v in self.forward_by_op.items()},
-            backward_by_op={op: scale(v) for op, v in self.backward_by_op.items()},
-            forward_uncounted=self.forward_uncounted,
-            backward_uncounted=self.backward_uncounted,
-        )
+        return TrainingStepCounts(self.forward.scaled(numerator, denominator),
+                                  self.backward.scaled(numerator, denominator),
+                                  round(self.activation_bytes * numerator / denominator))
 
 
 def count_training_step(model: nn.Module, forward: Callable[[], Any]) -> TrainingStepCounts:
-    """Run ``forward()`` (a call of ``model``) in training mode and its backward, counting FLOPs with
-    FlopCounterMode (grouped-convolution fix) and measuring saved activations.
+    """Run ``forward()`` (a call of ``model``) in training mode and its backward, counting both with
+    :class:`OpCounter` and measuring saved activations.
 
     The backward is ``torch.autograd.grad`` of the outputs' sum with respect to the trainable parameters,
     so nothing accumulates into ``.grad``; modes, buffers and the RNG are restored on exit."""
     params = [p for p in model.parameters() if p.requires_grad]
     with preserved_state(model), torch.inference_mode(False), torch.enable_grad():
         model.train()
-        forward_counter, backward_counter = _CoverageFlopCounter(), _CoverageFlopCounter()
+        forward_counter, backward_counter = OpCounter(model), OpCounter()
         with SavedTensorMeter(model) as meter, forward_counter:
             output = forward()
         outputs = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.requires_grad]
+        losses = [t.float().sum() for t in outputs]  # the loss is not the model's: left uncounted
         if outputs and params:
-            loss = sum(t.float().sum() for t in outputs)  # the loss is not the model's: left uncounted
             with _ShapesOnly(), backward_counter:  # the counter sees each op first, then _ShapesOnly
-                torch.autograd.grad(loss, params, allow_unused=True)
-        del output, outputs
-    return TrainingStepCounts(
-        forward_flops=forward_counter.get_total_flops(),
-        backward_flops=backward_counter.get_total_flops(),
-        activation_bytes=meter.bytes,
-        forward_by_op=forward_counter.by_op(),
-        backward_by_op=backward_counter.by_op(),
-        forward_uncounted=dict(forward_counter.uncounted.most_common()),
-        backward_uncounted=dict(backward_counter.uncounted.most_common()),
-    )
+                torch.autograd.grad(sum(losses), params, allow_unused=True)
+        del output, outputs, losses
+    return TrainingStepCounts(forward_counter.counts(), backward_counter.counts(), meter.bytes)
 
 
 # -------------------------------------------------------------------------------- activation memory

@@ -11,16 +11,64 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+def cpu_model(cpuinfo: str | None = None, lscpu: str | None = None) -> str:
+    """The CPU's full name: ``/proc/cpuinfo``'s "model name", else ``lscpu``'s "Model name", else
+    ``platform.processor()``. A virtual machine often shows only a family name ("AMD EPYC"); then the
+    family, model and stepping numbers (which tell the generation apart) and the hypervisor are added:
+    ``AMD EPYC (family 25, model 1, stepping 1; KVM guest)``. The texts can be given (tests)."""
+    info = _fields(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo)
+    virtual = "hypervisor" in info.get("flags", "").split()
+    name = info.get("model name", "")
+    if _specific(name) and not virtual:
+        return name
+    listing = _fields(_lscpu() if lscpu is None else lscpu)
+    name = name or listing.get("model name") or platform.processor() or platform.machine()
+    if _specific(name) and not virtual:
+        return name
+    numbers = [(label, info.get(key) or listing.get(key)) for label, key in
+               (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))]
+    details = ", ".join(f"{label} {value}" for label, value in numbers if value)
+    guest = listing.get("hypervisor vendor")
+    host = f"{guest} guest" if guest else ("virtual machine" if virtual else "")
+    extra = "; ".join(x for x in (details, host) if x)
+    return f"{name} ({extra})" if extra else name
+
+
+def _specific(name: str) -> bool:
+    """Whether a CPU name carries a model number ("AMD EPYC 7763"), not only a family ("AMD EPYC")."""
+    return any(ch.isdigit() for ch in name)
+
+
+def _fields(text: str) -> dict[str, str]:
+    """``key: value`` lines of the first block (one processor of ``/proc/cpuinfo``), keys lower-cased."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _read(path: str) -> str:
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def _lscpu() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5, check=False,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def environment(devices: list[str], threads: int | None = None) -> dict[str, Any]:
@@ -30,9 +78,12 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
     import torch
 
     from archbench import __version__
+    from archbench.gpuinfo import gpu_environment
+    from archbench.precision import tf32_settings
     from archbench.sweep import CUDNN_BENCHMARK
 
     cuda = any(str(d).startswith("cuda") for d in devices)
+    tf32 = tf32_settings()  # the new fp32_precision API where it exists: the legacy getters may raise
     env: dict[str, Any] = {
         "archbench": __version__,
         "python": platform.python_version(),
@@ -45,17 +96,13 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
         "cpu_count": os.cpu_count(),
         "threads": int(threads) if threads is not None else torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "tf32_matmul": tf32.matmul,
+        "tf32_cudnn": tf32.conv,
         "cudnn_benchmark": CUDNN_BENCHMARK if cuda else bool(torch.backends.cudnn.benchmark),
+        **gpu_environment(),
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if cuda and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env["cuda_capability"] = f"{props.major}.{props.minor}"
-        env["cuda_memory_gb"] = round(props.total_memory / 2**30, 1)
     return env
 
 

@@ -5,47 +5,55 @@ Two passes over the model, each feeding several counters:
 
 1. one real training step (:func:`archbench.counting.count_training_step`): its forward runs under
    :class:`archbench.locate.ModuleTrace` (a failure is located to its module), torchinfo's hooks
-   (:class:`archbench.layers.TorchinfoHooks`: the layer table) and the saved-tensor meter (activation
-   memory, measured); forward and backward run under torch's ``FlopCounterMode`` (backward FLOPs,
-   grouped convolutions counted correctly; the cross-check);
-2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): MACs in total, per layer
-   and per operator, the ops it could not count and the modules inference does not run (shown as not
-   run in the layer table).
+   (:class:`archbench.layers.TorchinfoHooks`: the layer table), the saved-tensor meter (activation
+   memory, measured) and archbench's dispatch-level counter (:class:`archbench.counting.OpCounter`:
+   every op in a bucket of :mod:`archbench.formulas`, attributed to its module), which also counts the
+   backward over the same op set;
+2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): the independent
+   cross-check, and the modules inference does not run (an auxiliary head: shown as not run and left
+   out of the forward counts, as published counts leave it out).
 
 The model is left as it was: modes, buffers (BatchNorm statistics), gradients, RNG, no hooks.
 
 JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` =
-``"archbench.summary/1"``; every count is for the whole batch:
+``"archbench.summary/2"``; every count is for the whole batch:
 
 ====================== ===============================================================================
 ``model``              model name; ``family``, ``description`` (what the spec reproduces)
 ``input``              ``[C, H, W]``; ``batch`` (int); ``device``; ``dtype`` (``"fp32"``); ``torch``
 ``overrides``          the ``--set`` arguments applied (object)
-``conventions``        object: how ``macs``, ``flops_*`` and ``activation_bytes`` are defined (text)
+``conventions``        object: how every figure below is defined (text)
 ``params_total``       parameters (shared ones once); ``params_trainable``, ``params_non_trainable``
 ``buffers``            buffer elements (e.g. BatchNorm running statistics)
 ``param_bytes``        bytes of parameters and buffers
-``macs``               forward multiply-accumulates, fvcore's count (1 MAC = 1 fused multiply-add)
+``macs``               forward multiply-accumulates of convolutions, matrix products and attention
+                       (torchvision's ``_ops`` convention; 1 MAC = 2 FLOPs)
+``macs_with_norm``     ``macs`` + normalisation and pooling, fvcore's formulas (fvcore / timm convention)
+``other_ops``          activations, elementwise ops, softmax, max pooling: operations, one per element
 ``flops_forward``      2 x ``macs``
-``flops_backward``     FLOPs of a training step's backward (torch FlopCounterMode formulas: convolution,
-                       matrix-product and attention gradients; grouped convolutions fixed)
+``flops_backward``     2 x the backward MACs of a training step, over the op set of ``macs``
 ``activation_bytes``   bytes autograd saved for backward in a training-mode forward (measured;
-                       parameters excluded, each storage once)
+                       parameters and buffers excluded, each storage once)
 ``training_batch``     the batch the training step was counted at: ``batch``, or 2 (then scaled to
                        batch 1) for a model whose BatchNorm cannot train on one sample (inception_v3)
-``uncounted_ops``      ``{op: times run}``: forward ops that fvcore ran but did not count in ``macs``
-``macs_by_operator``   ``{fvcore operator: MACs}``
-``backward_flops_by_op``    ``{aten op: FLOPs}``; ``backward_uncounted_ops``: ``{aten op: times run}``
-                       for backward ops with no FLOP formula (not in ``flops_backward``)
-``cross_check``        ``{"fvcore_flops": {kind: FLOPs}, "torch_flops": {kind: FLOPs}, "difference":
-                       relative difference of the totals, "agrees": difference <= 0.02, "note": text}``
-                       over the kinds both counters know (convolution, matrix product, attention)
+``macs_by_op``         ``{aten op: MACs}`` of ``macs``; ``norm_pool_macs_by_op``: of the norm/pool part
+``other_ops_by_op``    ``{aten op: operations}``
+``free_ops``           ``{aten op: times run}``: ops that do no arithmetic (views, copies, fills)
+``uncounted_ops``      ``{aten op: times run}``: forward ops no formula counts
+``formulas``           ``{aten op: "bucket: whose formula"}`` (``torch``, ``archbench``, ``fvcore``,
+                       ``conventional``, ``user (...)``, ``plugin ...``)
+``backward_flops_by_op``    ``{aten op: FLOPs}``; ``backward_other_ops_by_op``; ``backward_uncounted_ops``
+``cross_check``        ``{"fvcore_macs": fvcore's total, "fvcore_by_kind": {kind: MACs}, "archbench_by_kind":
+                       {kind: MACs} (of ``macs_with_norm``), "difference": relative difference of the
+                       totals, "agrees": difference <= 0.02, "note": the difference, kind by kind}``
 ``depth``              the deepest layer level listed (``null``: all)
 ``layers``             list of ``{"name": dotted path, "type": class name, "depth": 1 for the model's
                        children, "output_shape": [dims] of its first output tensor, or null if the
                        layer does not run at inference (e.g. an auxiliary head; a ModuleList), "calls":
-                       times run, "params": parameters in the subtree, "macs": fvcore MACs in the subtree
-                       or null if it does not run, "uncounted_ops": {op: times run}}``
+                       times run, "params": parameters in the subtree, "macs", "macs_with_norm": in the
+                       subtree or null if it does not run, "uncounted_ops": {op: times run}}``; a row
+                       named ``"<module> (self)"`` holds the ops run in that module's own forward, so
+                       the rows of each level add up to their parent (and depth 1 to the total)
 ====================== ===============================================================================
 """
 
@@ -58,24 +66,32 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from archbench.counting import FVCORE_KINDS, count_training_step, fvcore_counts
+from archbench.counting import count_training_step, fvcore_counts
+from archbench.formulas import MACS, NORM_POOL, OTHER
 from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
 from archbench.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
-from archbench.locate import ModuleTrace, describe_failure, is_out_of_memory, one_line
+from archbench.locate import ModuleTrace, describe_failure, one_line
+from archbench.oom import is_out_of_memory
 from archbench.options import format_input
 from archbench.results import ModelStats
 from archbench.spec import ModelSpec
 
-SCHEMA = "archbench.summary/1"
+SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
 CONVENTIONS = {
-    "macs": "forward multiply-accumulates counted by fvcore (1 MAC = 1 fused multiply-add = 2 FLOPs); "
-            "fvcore counts convolutions, matrix products, normalisation, upsampling and adaptive pooling",
+    "macs": "forward multiply-accumulates (1 MAC = 1 fused multiply-add = 2 FLOPs) of convolutions, matrix "
+            "products (linear, matmul, einsum) and attention: torchvision's _ops convention",
+    "macs_with_norm": "macs + normalisation, adaptive average pooling and upsampling with fvcore's formulas "
+                      "(BatchNorm as at inference): the convention of fvcore and timm's infer_gmacs",
+    "other_ops": "activations, elementwise ops, softmax, max/average pooling: operations, one per output "
+                 "element (softmax 3, pooling one per window element); not MACs",
     "flops_forward": "2 x macs",
-    "flops_backward": "backward pass of a training step, torch FlopCounterMode (convolution, matrix-product "
-                      "and attention gradients; grouped-convolution weight gradients corrected)",
+    "flops_backward": "backward pass of a training step over the op set of macs (convolution, matrix-product "
+                      "and attention gradients; grouped-convolution weight gradients corrected), 2 FLOPs per MAC",
     "activation_bytes": "measured: bytes of the tensors autograd saves for backward in a training-mode "
-                        "forward (each storage once, parameters excluded)",
+                        "forward (each storage once, parameters and buffers excluded)",
+    "counted_on": "torch's dispatch level, eager, on the training step's forward (modules that inference "
+                  "does not run are left out; never under inference_mode)",
 }
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
 
@@ -86,13 +102,32 @@ class CounterError(ArchbenchError):
 
 @dataclass(frozen=True)
 class CrossCheck:
-    """fvcore against torch's FlopCounterMode (forward FLOPs), over the kinds of op both count."""
+    """fvcore's forward count against archbench's ``macs_with_norm`` (the same convention), kind by kind."""
 
-    fvcore_flops: dict[str, int]
-    torch_flops: dict[str, int]
+    fvcore_macs: int
+    fvcore_by_kind: dict[str, int]
+    archbench_by_kind: dict[str, int]
     difference: float
     agrees: bool
     note: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Every forward and backward op, in its bucket (see :mod:`archbench.formulas`)."""
+
+    macs_by_op: dict[str, int]
+    norm_pool_macs_by_op: dict[str, int]
+    other_ops_by_op: dict[str, int]
+    free_ops: dict[str, int]
+    formulas: dict[str, str]  # op -> "bucket: whose formula"
+    backward_flops_by_op: dict[str, int]
+    backward_other_ops_by_op: dict[str, int]
+    backward_uncounted_ops: dict[str, int]
+
+    @property
+    def user_formulas(self) -> dict[str, str]:
+        return {op: how for op, how in self.formulas.items() if ": user" in how or ": plugin" in how}
 
 
 @dataclass(frozen=True)
@@ -110,9 +145,7 @@ class ModelSummary:
     overrides: dict[str, Any]
     stats: ModelStats
     layers: tuple[LayerRow, ...]
-    macs_by_operator: dict[str, int]
-    backward_flops_by_op: dict[str, int]
-    backward_uncounted_ops: dict[str, int]
+    coverage: Coverage
     cross_check: CrossCheck
     depth: int | None
     training_batch: int  # the batch the training step was counted at (2 where BatchNorm cannot train on 1)
@@ -147,10 +180,9 @@ def summarize(
     overrides = dict(overrides or {})
     if model is None:
         model = build_model(spec, device=device, overrides=overrides)
-    x = example_input(model, shape, batch, device)
-
     hooks = TorchinfoHooks(model) if depth != 0 else None
     try:
+        x = example_input(model, shape, batch, device)  # the input alone may not fit (3x100000x100000)
         step, training_batch = _training_step_counts(spec, model, x, overrides, hooks)
         counts = _fvcore(spec, model, x)
         records = None
@@ -163,7 +195,9 @@ def summarize(
             f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
             f"{batch} (a training step is counted): {one_line(error)}. Try a smaller --batch or --input, or "
             "another --device.") from error
-    stats = _stats(spec, model, shape, batch, device, counts, step)
+    not_run = skipped_at_inference(model, counts.uncalled_modules)
+    forward = step.forward
+    stats = _stats(spec, model, shape, batch, device, forward, not_run, step)
     return ModelSummary(
         model=spec.name,
         family=spec.family,
@@ -175,12 +209,10 @@ def summarize(
         torch_version=torch.__version__,
         overrides=overrides,
         stats=stats,
-        layers=tuple(layer_rows(model, records, counts.by_module, counts.uncounted_by_module,
-                                skipped_at_inference(model, counts.uncalled_modules), depth)) if records else (),
-        macs_by_operator=dict(sorted(counts.by_operator.items(), key=lambda kv: -kv[1])),
-        backward_flops_by_op=dict(sorted(step.backward_by_op.items(), key=lambda kv: -kv[1])),
-        backward_uncounted_ops=step.backward_uncounted,
-        cross_check=cross_check(counts.by_operator, step.forward_by_op, counts.uncounted_ops),
+        layers=tuple(layer_rows(model, records, forward, not_run, depth)) if records else (),
+        coverage=_coverage(forward, step.backward, not_run),
+        cross_check=cross_check(counts.macs, counts.by_operator, counts.uncounted_ops, forward.by_op(MACS, not_run),
+                                forward.by_op(NORM_POOL, not_run)),
         depth=depth,
         training_batch=training_batch,
     )
@@ -264,7 +296,21 @@ def _model_label(spec: ModelSpec, overrides: dict) -> str:
     return f"model '{spec.name}'" + (f" ({settings})" if settings else "")
 
 
-def _stats(spec, model: nn.Module, shape, batch: int, device: str, counts, step) -> ModelStats:
+def _coverage(forward, backward, not_run) -> Coverage:
+    return Coverage(
+        macs_by_op=forward.by_op(MACS, not_run),
+        norm_pool_macs_by_op=forward.by_op(NORM_POOL, not_run),
+        other_ops_by_op=forward.by_op(OTHER, not_run),
+        free_ops=forward.by_op("free", not_run),
+        formulas={op: f"{kind}: {source}" for op, (kind, source) in
+                  sorted({**backward.sources(), **forward.sources(not_run)}.items())},
+        backward_flops_by_op={op: 2 * v for op, v in backward.by_op(MACS).items()},
+        backward_other_ops_by_op=backward.by_op(OTHER),
+        backward_uncounted_ops=backward.by_op(None),
+    )
+
+
+def _stats(spec, model: nn.Module, shape, batch: int, device: str, forward, not_run, step) -> ModelStats:
     params = list(model.parameters())
     buffers = list(model.buffers())
     dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
@@ -278,67 +324,73 @@ def _stats(spec, model: nn.Module, shape, batch: int, device: str, counts, step)
         params_trainable=sum(p.numel() for p in params if p.requires_grad),
         buffers=sum(b.numel() for b in buffers),
         param_bytes=sum(t.numel() * t.element_size() for t in [*params, *buffers]),
-        macs=counts.macs,
-        flops_forward=2 * counts.macs,
+        macs=(macs := forward.total(MACS, not_run)),
+        flops_forward=2 * macs,
         flops_backward=step.backward_flops,
         activation_bytes=step.activation_bytes,
-        uncounted_ops=counts.uncounted_ops,
+        uncounted_ops=forward.by_op(None, not_run),
+        macs_with_norm=macs + forward.total(NORM_POOL, not_run),
+        other_ops=forward.total(OTHER, not_run),
     )
 
 
 # ------------------------------------------------------------------------------------- cross-check
 
 
+# fvcore's operator names and aten op names, by the kind of work they do.
+_KINDS = {
+    "conv": "convolution", "_convolution": "convolution", "convolution": "convolution",
+    "linear": "matrix product", "addmm": "matrix product", "mm": "matrix product", "matmul": "matrix product",
+    "bmm": "matrix product", "baddbmm": "matrix product", "einsum": "matrix product",
+    "batch_norm": "normalisation", "native_batch_norm": "normalisation", "_native_batch_norm_legit": "normalisation",
+    "_native_batch_norm_legit_no_training": "normalisation", "layer_norm": "normalisation",
+    "native_layer_norm": "normalisation", "group_norm": "normalisation", "native_group_norm": "normalisation",
+    "instance_norm": "normalisation", "adaptive_avg_pool2d": "pooling", "_adaptive_avg_pool2d": "pooling",
+    "mean": "pooling", "upsample_nearest2d": "upsampling", "upsample_bilinear2d": "upsampling",
+}
+
+
 def op_kind(op: str) -> str:
-    """The kind of a counted op (fvcore operator or aten op name): convolution, matrix product, attention."""
-    if op in FVCORE_KINDS:
-        return FVCORE_KINDS[op]
+    """The kind of a counted op (fvcore operator or aten op name): convolution, matrix product, attention,
+    normalisation, pooling, upsampling (or the op itself)."""
     if "attention" in op:
         return "attention"
-    if op.startswith("convolution") or op == "_convolution":
-        return "convolution"
-    if op in ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "einsum"):
-        return "matrix product"
-    return op
+    return _KINDS.get(op, op)
 
 
-def cross_check(fvcore_by_operator: dict[str, int], torch_by_op: dict[str, int], fvcore_uncounted: dict[str, int]) -> CrossCheck:
-    """Compare fvcore's forward count with FlopCounterMode's over the kinds of op both know; elementwise
-    and normalisation ops (which only fvcore counts) are left out of the comparison, and named."""
-    fv: dict[str, int] = {}
-    extra: dict[str, int] = {}
-    for op, macs in fvcore_by_operator.items():
-        if op in FVCORE_KINDS:
-            fv[FVCORE_KINDS[op]] = fv.get(FVCORE_KINDS[op], 0) + 2 * macs
-        else:
-            extra[op] = macs
-    tc: dict[str, int] = {}
-    for op, flops in torch_by_op.items():
-        tc[op_kind(op)] = tc.get(op_kind(op), 0) + flops
-    fv_total, tc_total = sum(fv.values()), sum(tc.values())
-    difference = abs(fv_total - tc_total) / max(fv_total, tc_total) if max(fv_total, tc_total) else 0.0
+def _by_kind(by_op: dict[str, int]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for op, value in by_op.items():
+        kinds[op_kind(op)] = kinds.get(op_kind(op), 0) + value
+    return kinds
+
+
+def cross_check(fvcore_total: int, fvcore_by_operator: dict[str, int], fvcore_uncounted: dict[str, int],
+                macs_by_op: dict[str, int], norm_pool_by_op: dict[str, int]) -> CrossCheck:
+    """Compare fvcore's forward count with archbench's ``macs_with_norm`` (the same convention), kind by
+    kind, naming what one counts and the other does not."""
+    fv = _by_kind(fvcore_by_operator)
+    ours = _by_kind({**macs_by_op, **{op: v for op, v in norm_pool_by_op.items()}})
+    ours_total = sum(ours.values())
+    difference = abs(fvcore_total - ours_total) / max(fvcore_total, ours_total) if max(fvcore_total, ours_total) else 0.0
     agrees = difference <= AGREEMENT
-    if agrees:
-        note = (f"FlopCounterMode agrees with fvcore on convolutions and matrix products "
-                f"({difference:.2%} apart)")
-    else:
-        reasons = []
-        for kind in sorted(set(fv) | set(tc)):
-            a, b = fv.get(kind, 0), tc.get(kind, 0)
-            if a == b:
-                continue
-            if a == 0:
-                skipped = [op for op in fvcore_uncounted if op_kind(op) == kind]
-                why = f" (fvcore has no formula for {', '.join(skipped)})" if skipped else ""
-                reasons.append(f"FlopCounterMode counts {kind} ({_si(b)}FLOPs) that fvcore does not{why}")
-            elif b == 0:
-                reasons.append(f"fvcore counts {kind} ({_si(a)}FLOPs) that FlopCounterMode does not")
-            else:
-                reasons.append(f"{kind}: fvcore {_si(a)}FLOPs vs FlopCounterMode {_si(b)}FLOPs")
-        note = f"the counters differ by {difference:.1%}: " + "; ".join(reasons)
-    if extra:
-        note += f"; fvcore also counts {', '.join(sorted(extra))} ({_si(sum(extra.values()))}MACs), outside this comparison"
-    return CrossCheck(fv, tc, difference, agrees, note)
+    reasons = []
+    for kind in sorted(set(fv) | set(ours)):
+        a, b = fv.get(kind, 0), ours.get(kind, 0)
+        if abs(a - b) <= AGREEMENT * max(a, b):
+            continue
+        if a == 0:
+            skipped = [op for op in fvcore_uncounted if op_kind(op) == kind]
+            why = f" (fvcore has no formula for {', '.join(skipped)})" if skipped else ""
+            reasons.append(f"archbench counts {kind} ({_si(b)}MACs) that fvcore does not{why}")
+        elif b == 0:
+            reasons.append(f"fvcore counts {kind} ({_si(a)}MACs) that archbench does not")
+        else:
+            reasons.append(f"{kind}: fvcore {_si(a)}MACs vs archbench {_si(b)}MACs")
+    verdict = (f"fvcore's total ({_si(fvcore_total)}MACs) agrees with macs_with_norm ({difference:.2%} apart)" if agrees
+               else f"fvcore's total ({_si(fvcore_total)}MACs) and macs_with_norm differ by {difference:.1%}")
+    note = verdict + ("; " + "; ".join(reasons) if reasons else "")
+    return CrossCheck(fvcore_total, fv, ours, difference, agrees, note)
 
 
 def _si(value: float) -> str:
@@ -355,6 +407,7 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
     """The summary as one JSON-ready object (schema in the module docstring)."""
     s = summary.stats
     check = summary.cross_check
+    c = summary.coverage
     return {
         "schema": SCHEMA,
         "model": summary.model,
@@ -373,21 +426,30 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "buffers": s.buffers,
         "param_bytes": s.param_bytes,
         "macs": s.macs,
+        "macs_with_norm": s.macs_with_norm,
+        "other_ops": s.other_ops,
         "flops_forward": s.flops_forward,
         "flops_backward": s.flops_backward,
         "activation_bytes": s.activation_bytes,
         "training_batch": summary.training_batch,
+        "macs_by_op": c.macs_by_op,
+        "norm_pool_macs_by_op": c.norm_pool_macs_by_op,
+        "other_ops_by_op": c.other_ops_by_op,
+        "free_ops": c.free_ops,
         "uncounted_ops": dict(s.uncounted_ops),
-        "macs_by_operator": summary.macs_by_operator,
-        "backward_flops_by_op": summary.backward_flops_by_op,
-        "backward_uncounted_ops": summary.backward_uncounted_ops,
-        "cross_check": {"fvcore_flops": check.fvcore_flops, "torch_flops": check.torch_flops,
-                        "difference": round(check.difference, 6), "agrees": check.agrees, "note": check.note},
+        "formulas": c.formulas,
+        "backward_flops_by_op": c.backward_flops_by_op,
+        "backward_other_ops_by_op": c.backward_other_ops_by_op,
+        "backward_uncounted_ops": c.backward_uncounted_ops,
+        "cross_check": {"fvcore_macs": check.fvcore_macs, "fvcore_by_kind": check.fvcore_by_kind,
+                        "archbench_by_kind": check.archbench_by_kind, "difference": round(check.difference, 6),
+                        "agrees": check.agrees, "note": check.note},
         "depth": summary.depth,
         "layers": [
             {"name": row.name, "type": row.type, "depth": row.depth,
              "output_shape": list(row.output_shape) if row.output_shape is not None else None,
-             "calls": row.calls, "params": row.params, "macs": row.macs, "uncounted_ops": row.uncounted_ops}
+             "calls": row.calls, "params": row.params, "macs": row.macs, "macs_with_norm": row.macs_with_norm,
+             "uncounted_ops": row.uncounted_ops}
             for row in summary.layers
         ],
     }

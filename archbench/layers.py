@@ -1,4 +1,4 @@
-"""The layer table: torchinfo's per-layer records (type, output size, parameters) with fvcore's MACs.
+"""The layer table: torchinfo's per-layer records (type, output size, parameters) with archbench's MACs.
 
 We use torchinfo's own machinery and wrap it where it falls short:
 
@@ -12,7 +12,9 @@ We use torchinfo's own machinery and wrap it where it falls short:
 * A layer that runs in training but not at inference (an auxiliary head) is shown as not run, as in
   fvcore's eval-mode trace, so its shape and its MACs come from the same kind of pass.
 * Its text rendering is not used: on current Python it labels sizes ``Units.GIGABYTES`` and so on, and
-  its MACs are an estimate from parameter counts (archbench shows fvcore's count per layer).
+  its MACs are an estimate from parameter counts (archbench shows its own count per layer).
+* Ops a module runs in its own forward (not in a child: a functional pooling in the model's forward)
+  get a ``"<module> (self)"`` row, so the rows of each level add up to their parent exactly.
 * It names a layer by its attribute only (``conv1``); rows are named by their full dotted path
   (``stage2.0.conv1``) so they can be found in the model and passed to other tools.
 """
@@ -29,7 +31,8 @@ from torch import nn
 from torchinfo import torchinfo as _torchinfo
 from torchinfo.layer_info import LayerInfo
 
-from archbench.counting import preserved_state
+from archbench.counting import OpCounts, preserved_state
+from archbench.formulas import MACS, NORM_POOL
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,16 @@ class LayerRow:
     output_shape: tuple[int, ...] | None  # first output tensor of its first call; None if it never ran
     calls: int
     params: int
-    macs: int | None  # fvcore's count for the subtree; None if it never ran (containers: if no child ran)
+    macs: int | None  # the subtree's MACs; None if it never ran (containers: if no child ran)
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
+    macs_with_norm: int | None = None  # macs + normalisation and pooling
+
+    @property
+    def is_self(self) -> bool:
+        return self.name.endswith(SELF)
+
+
+SELF = "(self)"
 
 
 class TorchinfoHooks:
@@ -101,13 +112,17 @@ def skipped_at_inference(model: nn.Module, uncalled: Collection[str]) -> set[str
     return {name for name, _ in model.named_modules() if any(name == r or name.startswith(r + ".") for r in roots)}
 
 
-def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[str, int],
-               uncounted_by_module: dict[str, dict[str, int]], not_run_at_inference: Collection[str],
-               depth: int | None):
+def layer_rows(model: nn.Module, records: list[LayerInfo], counts: OpCounts, not_run_at_inference: Collection[str],
+               depth: int | None) -> list[LayerRow]:
     """One row per module down to ``depth`` (the model itself excluded), in definition order: type,
-    output size and parameters from torchinfo's records; MACs and uncounted ops from fvcore's eval-mode
-    trace, which did not call the modules in ``not_run_at_inference`` (those rows show as not run)."""
+    output size and parameters from torchinfo's records; MACs and uncounted ops from ``counts`` (the
+    modules in ``not_run_at_inference`` show as not run). A module whose children are listed and that
+    runs counted ops in its own forward is followed by its ``(self)`` row."""
     executed = _executed_by_module(records)
+    macs = counts.module_totals(MACS, not_run_at_inference)
+    norm = counts.module_totals(NORM_POOL, not_run_at_inference)
+    uncounted = counts.uncounted_by_module(not_run_at_inference)
+    rows: list[LayerRow] = []
     for name, module in model.named_modules():
         level = name.count(".") + 1
         if not name or (depth is not None and level > depth):
@@ -116,13 +131,37 @@ def layer_rows(model: nn.Module, records: list[LayerInfo], macs_by_module: dict[
         first = calls[0] if calls else None
         # a ModuleList/ModuleDict is never called itself, but its children are: their MACs add up in it
         counted = bool(calls) or (isinstance(module, (nn.ModuleList, nn.ModuleDict)) and name not in not_run_at_inference)
-        yield LayerRow(
+        rows.append(LayerRow(
             name=name,
             type=first.class_name if first else type(module).__name__,
             depth=level,
             output_shape=tuple(first.output_size) if first else None,
             calls=len(calls),
             params=first.num_params if first else sum(p.numel() for p in module.parameters()),
-            macs=macs_by_module.get(name, 0) if counted else None,
-            uncounted_ops=uncounted_by_module.get(name, {}) if counted else {},
-        )
+            macs=macs.get(name, 0) if counted else None,
+            uncounted_ops=uncounted.get(name, {}) if counted else {},
+            macs_with_norm=macs.get(name, 0) + norm.get(name, 0) if counted else None,
+        ))
+    return _with_self_rows(model, rows, counts, not_run_at_inference, depth)
+
+
+def _with_self_rows(model: nn.Module, rows: list[LayerRow], counts: OpCounts, not_run: Collection[str],
+                    depth: int | None) -> list[LayerRow]:
+    """``rows`` with a ``(self)`` row after the subtree of each listed module (and the model) whose own
+    forward ran counted ops while its children are listed."""
+    own_macs, own_norm = counts.self_totals(MACS, not_run), counts.self_totals(NORM_POOL, not_run)
+    modules = dict(model.named_modules())
+    for name in sorted(set(own_macs) | set(own_norm), key=len, reverse=True):  # deepest first
+        level = name.count(".") + 1 if name else 0
+        module = modules.get(name)
+        if module is None or next(module.children(), None) is None or (depth is not None and level >= depth):
+            continue
+        a, b = own_macs.get(name, 0), own_norm.get(name, 0)
+        if not (a or b):
+            continue
+        prefix = name + "." if name else ""
+        after = max((i for i, row in enumerate(rows) if row.name.startswith(prefix) or row.name == name), default=-1)
+        rows.insert(after + 1, LayerRow(
+            name=f"{name} {SELF}" if name else SELF, type="own forward", depth=level + 1, output_shape=None, calls=1,
+            params=sum(p.numel() for p in module.parameters(recurse=False)), macs=a, macs_with_norm=a + b))
+    return rows

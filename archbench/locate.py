@@ -24,9 +24,11 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from archbench.errors import ModelRunError
+from archbench.oom import is_out_of_memory
 
-# Square sizes probed (on meta) for a failing image model, and how many working ones to name.
-PROBE_SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+# Square sizes probed (on meta) for a failing image model, and how many working ones to name. The small
+# ones matter: an MNIST-style CNN with a fixed-size classifier runs at 28x28 only.
+PROBE_SIZES = (8, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 _WORKING_TO_NAME = 3
 
 Shapes = tuple[tuple[int, ...], ...]
@@ -146,13 +148,6 @@ def one_line(error: BaseException) -> str:
     """``RuntimeError: <first non-empty line of the message>``."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 # ------------------------------------------------------------------------------------------- API

@@ -7,7 +7,8 @@ Three layers, after ``torch/utils/benchmark/utils/{timer,common}.py``:
   on GPU, ``perf_counter_ns`` on CPU) until the 95% CI of the median is within ``precision`` of it, the
   time budget runs out, or ``max_samples`` is reached; it returns a :class:`Measurement` that keeps the
   raw samples and derives median/IQR/CI/min from them;
-* :class:`MemoryTracker` (peak memory of a cell) and :func:`device_peak_tflops` (a large matmul).
+* :class:`MemoryTracker` (peak memory of a cell) and :func:`device_peak_tflops` (a large matmul);
+  :func:`device_ceiling_tflops` keeps only peaks that are a real ceiling for their dtype.
 
 The CI of the median is the distribution-free order-statistic interval: with ``n`` sorted samples and
 ``B ~ Binomial(n, 1/2)``, ``[x_(k), x_(n-k+1)]`` covers the true median with probability
@@ -20,6 +21,7 @@ Nothing here imports torch at module level (the statistics are used without it).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -366,16 +368,68 @@ def torch_dtype(dtype: str):
 def device_peak_tflops(device: str, dtype: str) -> float:
     """The device's measured matmul throughput in TFLOP/s for ``dtype`` (``fp32``/``bf16``/``fp16``).
 
-    Measured once per device, dtype (and CPU thread count) in this process and cached: a square matmul
-    grown until one product takes ~0.1 s (up to 8192 on GPU, 4096 on CPU), best of several runs.
-    ``fp32`` on CUDA honours the current TF32 setting (reported in the environment)."""
+    Measured once per device, dtype, CPU thread count and TF32 setting in this process and cached: a
+    square matmul grown until one product takes ~0.1 s (up to 8192 on GPU, 4096 on CPU), best of several
+    runs. ``fp32`` on a GPU is measured under the precision the cells' fp32 work runs at: when cuDNN runs
+    fp32 convolutions as TF32 (torch's default), the ceiling is the TF32 matmul rate, not IEEE fp32's.
+    A peak that cannot be measured (out of memory) is NaN: no % of peak, never a failed cell."""
     import torch
 
-    key = (str(device), dtype, torch.get_num_threads() if not str(device).startswith("cuda") else 0,
-           torch.backends.cuda.matmul.allow_tf32)
+    from archbench.precision import tf32_settings
+
+    cuda = str(device).startswith("cuda")
+    tf32 = tf32_settings() if cuda else None
+    key = (str(device), dtype, 0 if cuda else torch.get_num_threads(), tf32)
     if key not in _PEAKS:
-        _PEAKS[key] = _measure_matmul_tflops(str(device), torch_dtype(dtype))
+        try:
+            with _matmul_as_tf32(cuda and dtype == "fp32" and tf32.any):
+                _PEAKS[key] = _measure_matmul_tflops(str(device), torch_dtype(dtype))
+        except (RuntimeError, MemoryError) as exc:
+            from archbench.oom import is_out_of_memory
+
+            if not is_out_of_memory(exc):
+                raise
+            _PEAKS[key] = math.nan
     return _PEAKS[key]
+
+
+@contextlib.contextmanager
+def _matmul_as_tf32(active: bool):
+    """fp32 matrix multiplies as TF32 within the block (torch's new API where it exists), restored after."""
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    if not active:
+        yield
+        return
+    name, value = ("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision") else ("allow_tf32", True)
+    previous = getattr(matmul, name)
+    setattr(matmul, name, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, previous)
+
+
+def device_ceiling_tflops(device: str, dtype: str) -> tuple[float, str]:
+    """The measured peak for ``dtype`` when it is a real throughput ceiling, else NaN and why not.
+
+    A low-precision matmul slower than fp32 on the same device (bf16/fp16 on most CPUs: ~0.001 TFLOP/s
+    here) is emulated or converted in software, so its "peak" is no ceiling: a batch-1 MNIST network
+    would run at ~100% of it. ``fp32`` always counts; other dtypes only when at least as fast as fp32."""
+    peak = device_peak_tflops(device, dtype)
+    if dtype == "fp32":
+        return peak, ""
+    note = emulated_peak_note(device, dtype, peak, device_peak_tflops(device, "fp32"))
+    return (math.nan, note) if note else (peak, "")
+
+
+def emulated_peak_note(device: str, dtype: str, peak_tflops: float, fp32_peak_tflops: float) -> str:
+    """Why ``dtype``'s measured peak is no throughput ceiling ('' when it is one): it is below fp32's."""
+    if dtype == "fp32" or peak_tflops >= fp32_peak_tflops:
+        return ""
+    return (f"no % of peak for {dtype} on {device}: its matmul peak ({peak_tflops:.3g} TFLOP/s) is below fp32's "
+            f"({fp32_peak_tflops:.3g} TFLOP/s), so {dtype} matrix products are emulated there and that peak is no ceiling")
 
 
 def _measure_matmul_tflops(device: str, dtype) -> float:

@@ -111,6 +111,7 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     ``device="meta"`` allocates nothing: use it when only counts are needed."""
     import torch
 
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     spec = spec.with_args(overrides)
     if spec.family == TORCHVISION:
         from archbench.models import torchvision_zoo
@@ -118,15 +119,16 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
         builder: Builder = torchvision_zoo.builder(spec.name)
     else:
         builder = _family_for(spec)
-        _check_arguments(spec, builder)
+        _check_arguments(spec, builder, given)
     placement = _parameters_on_meta() if device == "meta" else torch.device(device)
+    where = _where(spec, given)
     with placement:
         try:
             return builder(**spec.args)
         except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
-            raise SpecError(f"{_where(spec)}: model '{spec.name}': {exc}") from exc
+            raise SpecError(f"{where}: model '{spec.name}': {exc}") from exc
         except (TypeError, ValueError) as exc:
-            raise SpecError(f"{_where(spec)}: model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
+            raise SpecError(f"{where}: model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -179,20 +181,22 @@ def builder_arguments(builder: Builder) -> dict[str, inspect.Parameter]:
     }
 
 
-def _check_arguments(spec: ModelSpec, builder: Builder) -> None:
-    """Unknown arguments, missing required ones and values of the wrong type are errors naming the spec."""
+def _check_arguments(spec: ModelSpec, builder: Builder, overrides: Mapping[str, Any] = types.MappingProxyType({})) -> None:
+    """Unknown arguments, missing required ones and values of the wrong type are errors naming the spec,
+    or the override (``--set``) when the argument came from one."""
     params = builder_arguments(builder)
     hints = typing.get_type_hints(builder)
     valid = ", ".join(f"{n}: {_type_name(hints.get(n))}" for n in params)
     for key, value in spec.args.items():
+        where = _where(spec, {key: value} if key in overrides else {})
         if key not in params:
             raise SpecError(
-                f"{_where(spec)}: model '{spec.name}': family '{spec.family}' has no argument '{key}'. "
+                f"{where}: model '{spec.name}': family '{spec.family}' has no argument '{key}'. "
                 f"Valid arguments: {valid}."
             )
         if key in hints and not _matches(value, hints[key]):
             raise SpecError(
-                f"{_where(spec)}: model '{spec.name}': argument '{key}' = {value!r} should be "
+                f"{where}: model '{spec.name}': argument '{key}' = {value!r} should be "
                 f"{_type_name(hints[key])}."
             )
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in spec.args]
@@ -200,7 +204,10 @@ def _check_arguments(spec: ModelSpec, builder: Builder) -> None:
         raise SpecError(f"{_where(spec)}: model '{spec.name}': missing argument(s) {', '.join(missing)}. Valid arguments: {valid}.")
 
 
-def _where(spec: ModelSpec) -> str:
+def _where(spec: ModelSpec, overrides: Mapping[str, Any] = types.MappingProxyType({})) -> str:
+    """The spec file (or source), or the overrides (``--set``) when they are what was given."""
+    if overrides:
+        return "--set " + " ".join(f"{k}={v!r}" for k, v in overrides.items())
     return str(spec.path) if spec.path else spec.source
 
 

@@ -2,18 +2,22 @@
 
 * :class:`ModelStats` — what a model costs at one input and batch: counts and memory (``archbench summary``).
 * :class:`ResultRow` — one timing cell of a sweep (the CSV contract read by the report).
-* rows <-> CSV / pandas DataFrame.
+* rows <-> CSV / pandas DataFrame. The CSV reader skips an unfinished last line (what a crash while a row
+  was appended leaves) with a warning and refuses any other bad line naming ``file:line``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from archbench.errors import UsageError
 
 STATUSES = ("ok", "oom", "error", "unsupported")  # unsupported: the device cannot run the dtype natively
 
@@ -22,10 +26,13 @@ STATUSES = ("ok", "oom", "error", "unsupported")  # unsupported: the device cann
 class ModelStats:
     """Counts and memory of one model at one input and batch.
 
-    MAC/FLOP convention: 1 multiply-accumulate = 1 MAC = 2 FLOPs. ``macs`` is fvcore's forward count
-    (fvcore calls a MAC a "flop"); ``flops_forward`` = 2 x ``macs``; ``flops_backward`` is the FLOPs of
-    a training step's backward pass (grouped-convolution weight gradients counted correctly).
-    ``uncounted_ops`` lists the ops no counter accounted for (op name -> how often it ran).
+    MAC/FLOP convention: 1 multiply-accumulate = 1 MAC = 2 FLOPs. ``macs`` is the forward MACs of
+    convolutions, matrix products and attention (torchvision's ``_ops`` convention); ``macs_with_norm``
+    adds normalisation and pooling with fvcore's formulas (fvcore's and timm's ``infer_gmacs``
+    convention); ``other_ops`` counts the remaining arithmetic (activations, elementwise, softmax), one
+    operation per element. ``flops_forward`` = 2 x ``macs``; ``flops_backward`` is the FLOPs of a training
+    step's backward over the same op set (grouped-convolution weight gradients counted correctly).
+    ``uncounted_ops`` lists the ops no formula accounted for (op name -> how often it ran).
     """
 
     model: str
@@ -42,6 +49,9 @@ class ModelStats:
     flops_backward: int
     activation_bytes: int  # measured: bytes autograd saves for backward at this input and batch
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
+    macs_with_norm: int | None = None  # macs + normalisation and pooling (fvcore's formulas); None: not counted
+    other_ops: int | None = None  # activations, elementwise, softmax, one per element; None: not counted
+    # (None only in stats stored by an archbench that did not count them yet)
 
     @property
     def activation_bytes_per_sample(self) -> float:
@@ -87,6 +97,7 @@ class ResultRow:
     precision: float = math.nan  # the measurement options the cell ran with (resume refuses other ones)
     max_time_s: float = math.nan
     min_samples: int = 0
+    tf32: bool = False  # fp32 on a GPU whose convolutions or matmuls ran as TF32 (shown as "fp32 (tf32)")
     compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
@@ -110,20 +121,36 @@ def row_to_csv_dict(row: ResultRow) -> dict[str, Any]:
 
 
 def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
-    """Parse one CSV record back into a typed row (extra columns, e.g. per-model counts, are ignored)."""
+    """Parse one CSV record back into a typed row (extra columns, e.g. per-model counts, are ignored;
+    columns an older archbench did not write take their defaults). Raises ValueError naming the column
+    on a value that is not of the column's type."""
     values: dict[str, Any] = {}
     for name in CSV_COLUMNS:
         raw = data.get(name, "")
-        kind = _TYPES[name]
-        if kind == "bool":
-            values[name] = str(raw).strip().lower() in ("true", "1", "yes")
-        elif kind == "int":
-            values[name] = int(float(raw)) if str(raw).strip() else 0
-        elif kind == "float":
-            values[name] = float(raw) if str(raw).strip() else math.nan
-        else:
-            values[name] = raw if raw is not None else ""
+        if raw is None:
+            raise ValueError(f"column '{name}' is missing (the line has fewer fields than the header)")
+        values[name] = _parse_value(name, _TYPES[name], raw)
+    if values["status"] not in STATUSES:
+        raise ValueError(f"column 'status': {values['status']!r} is not one of {', '.join(STATUSES)}")
     return ResultRow(**values)
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
+
+
+def _parse_value(name: str, kind: str, raw: str) -> Any:
+    if kind not in ("bool", "int", "float"):
+        return raw
+    raw = raw.strip()
+    try:
+        if kind == "bool":
+            return _BOOLS[raw.lower()]
+        if kind == "int":
+            return int(float(raw)) if raw else 0
+        if kind == "float":
+            return float(raw) if raw else math.nan
+    except (KeyError, ValueError, OverflowError):
+        raise ValueError(f"column '{name}': {raw!r} is not a{'n' if kind == 'int' else ''} {kind}") from None
 
 
 def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
@@ -132,6 +159,8 @@ def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new and _header(path) != list(CSV_COLUMNS):
+        _rewrite_with_current_columns(path)
     with path.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         if new:
@@ -142,9 +171,112 @@ def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
         os.fsync(fh.fileno())
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _rewrite_with_current_columns(path: Path) -> None:
+    """A CSV of an older archbench (fewer columns) gets today's header before rows are appended, so every
+    line has the header's fields; its rows keep their values (new columns empty). Atomic."""
+    rows = read_rows_csv(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row_to_csv_dict(r) for r in rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """The rows of a results CSV, and warnings about what was skipped (an unfinished last line)."""
+
+    rows: tuple[ResultRow, ...]
+    warnings: tuple[str, ...] = ()
+    torn_at: int | None = None  # byte offset where the unfinished last line starts
+
+
+def read_results_csv(path: str | Path) -> CsvRows:
+    """Read a results CSV. An unfinished last line (no line end: what a crash while appending leaves) is
+    skipped with a warning naming ``file:line``; any other line that does not parse is a
+    :class:`UsageError` naming ``file:line``."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text CSV file ({exc.reason} at byte {exc.start}).") from exc
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    rows = tuple(_parse_rows(path, complete))
+    if complete == text:
+        return CsvRows(rows)
+    line = complete.count("\n") + 1
+    warning = (f"{path}:{line}: skipped an unfinished last line (cut off while it was written, e.g. by a crash); "
+               "its cell is not in the results.")
+    return CsvRows(rows, (warning,), len(complete.encode("utf-8")))
+
+
+def _parse_rows(path: Path, text: str) -> Iterator[ResultRow]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for record in reader:
+            try:
+                if None in record:
+                    raise ValueError(f"{len(reader.fieldnames) + len(record[None])} fields where the header has "
+                                     f"{len(reader.fieldnames)}")
+                yield row_from_csv_dict(record)
+            except ValueError as exc:
+                raise UsageError(f"{path}:{reader.line_num}: not a valid results row: {exc}. Fix or delete that line.") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}:{reader.line_num}: not a valid CSV line: {exc}. Fix or delete that line.") from None
+
+
 def read_rows_csv(path: str | Path) -> list[ResultRow]:
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        return [row_from_csv_dict(rec) for rec in csv.DictReader(fh)]
+    """The rows of a results CSV (see :func:`read_results_csv`; its warnings are dropped)."""
+    return list(read_results_csv(path).rows)
+
+
+def drop_torn_line(path: str | Path) -> tuple[str, ...]:
+    """Cut an unfinished last line off ``path`` (so rows appended next start on a line of their own);
+    returns the warnings saying so."""
+    contents = read_results_csv(path)
+    if contents.torn_at is not None:
+        os.truncate(path, contents.torn_at)
+    return contents.warnings
+
+
+KEY_FIELDS = ("model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads")  # cell_key's order
+
+
+def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,
+                     max_time_s: float | None, min_samples: int) -> None:
+    """A resumed sweep continues the sweep in ``path``: each of its rows must be a planned cell (a run may
+    plan more cells, never others) measured with the same options (rows of an older archbench that did not
+    record them are accepted). Raises :class:`UsageError` saying what differs and the stored value."""
+    planned = set(planned_keys)
+    asked = {"precision": precision, "max_time_s": math.inf if max_time_s is None else max_time_s, "min_samples": min_samples}
+    for row in rows:
+        if row.key() not in planned:
+            raise UsageError(f"'{path}' holds another sweep: {_not_planned(row, planned)}. Resuming would mix two "
+                             "sweeps in one file: repeat the original command, or write to another file.")
+        for name, value in asked.items():
+            stored = getattr(row, name)
+            if stored and not (isinstance(stored, float) and math.isnan(stored)) and not math.isclose(stored, value):
+                raise UsageError(f"'{path}' was measured with {name} = {stored:g} ({row.model}, {row.mode}, batch "
+                                 f"{row.batch}); this run asks for {value:g}. Resume with the original options, or "
+                                 "write to another file.")
+
+
+def _not_planned(row: ResultRow, planned: set[tuple]) -> str:
+    for index, name in enumerate(KEY_FIELDS):
+        values = {key[index] for key in planned}
+        if row.key()[index] not in values:
+            shown = ", ".join(map(str, sorted(values, key=str)))
+            return f"it has rows with {name} {row.key()[index]!r}, and this run plans {name} {shown}"
+    return f"its cell {dict(zip(KEY_FIELDS, row.key()))} is not one of this run's cells"
 
 
 def iter_keys(rows: Iterable[ResultRow]) -> Iterator[tuple]:

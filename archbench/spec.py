@@ -141,7 +141,11 @@ def load_catalog(extra_dirs: Iterable[str | Path] = ()) -> dict[str, ModelSpec]:
     catalog: dict[str, ModelSpec] = {}
     for spec in _load_dir(builtin_specs_dir(), "specs"):
         _add(catalog, spec, builtin=True)
+    loaded = {builtin_specs_dir().resolve()}
     for directory in user_spec_dirs(extra_dirs):
+        if directory.resolve() in loaded:  # e.g. --specs ./specs in a checkout: the same files, not duplicates
+            continue
+        loaded.add(directory.resolve())
         for spec in _load_dir(directory, "user"):
             _add(catalog, spec, builtin=False)
     return catalog
@@ -169,11 +173,10 @@ def set_expected_params(spec: ModelSpec, params: int) -> None:
     if spec.path is None:
         raise SpecError(f"model '{spec.name}' has no spec file to update (source: {spec.source}).")
     text = spec.path.read_text(encoding="utf-8")
-    line = f"params = {params:_}"
-    pattern = re.compile(r"^params\s*=.*$", re.MULTILINE)
+    pattern = re.compile(r"^(params\s*=\s*)[^#\n]*?(\s*#.*)?$", re.MULTILINE)  # the value; a trailing comment stays
     head, sep, tail = text.partition("\n[")  # only the top-level table, never a key inside [args]
     if pattern.search(head):
-        head = pattern.sub(line, head, count=1)
+        head = pattern.sub(lambda m: f"{m.group(1)}{params:_}{m.group(2) or ''}", head, count=1)
     else:
-        head = head.rstrip("\n") + f"\n{line}\n"
+        head = head.rstrip("\n") + f"\nparams = {params:_}\n"
     spec.path.write_text(head + sep + tail, encoding="utf-8")

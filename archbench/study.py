@@ -316,6 +316,9 @@ def _options(where: str, table: Any) -> StudyOptions:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise StudyError(f"{where}: options.precision: {value!r} is not a fraction between 0 and 1 (e.g. 0.03 for ±3%).")
         values["precision"] = float(value)
+    if isinstance(table.get("threads"), list):
+        raise StudyError(f"{where}: options.threads: {table['threads']!r}: give one thread count (e.g. threads = 2); "
+                         "a study does not sweep thread counts.")
     for key in ("min_samples", "threads"):
         if key in table:
             values[key] = _positive_int(where, f"options.{key}", table[key])

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import gc
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -26,9 +27,11 @@ from archbench.compiled import compile_model, no_recompiles, run_compiling_call
 from archbench.devices import require_device, unsupported_dtype
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.interrupts import interrupts_deferred
+from archbench.load import LoadMonitor, with_load
 from archbench.oom import is_out_of_memory, oom_reason
+from archbench.precision import dtype_label, tf32_settings
 from archbench.options import InputShape, format_input
-from archbench.results import ResultRow, append_rows_csv, cell_key, read_rows_csv
+from archbench.results import ResultRow, append_rows_csv, cell_key, check_same_sweep, drop_torn_line, read_rows_csv
 from archbench.spec import ModelSpec
 
 MODES = ("infer", "train")
@@ -138,6 +141,9 @@ class SweepListener:
     def cell_finished(self, cell: Cell, row: ResultRow, index: int, todo: int) -> None:
         """The row is already on disk."""
 
+    def warning(self, message: str) -> None:
+        """Something the user should know before the cells run (a skipped unfinished line, too many threads)."""
+
 
 def _notify(listener: Any, method: str, *args: Any) -> None:
     callback = getattr(listener, method, None) if listener is not None else None
@@ -158,6 +164,7 @@ class SweepResult:
     previous: tuple[ResultRow, ...]  # planned cells already in the CSV (resume), skipped
     interrupted: bool = False
     peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s used by its rows
+    warnings: tuple[str, ...] = ()  # also sent to the listener's ``warning`` as they arise
 
     @property
     def rows(self) -> list[ResultRow]:
@@ -192,12 +199,18 @@ def run_sweep(
     out_csv = Path(out_csv)
     cells = tuple(cells)
     previous_rows = _previous_rows(out_csv, resume)
+    check_same_sweep(out_csv, previous_rows, (c.key() for c in cells), precision=precision, max_time_s=max_time_s,
+                     min_samples=min_samples)
+    warnings = _previous_warnings(out_csv, resume)
     done = {r.key(): r for r in previous_rows}
     previous = tuple(done[c.key()] for c in cells if c.key() in done)
     todo = [c for c in dict.fromkeys(cells) if c.key() not in done]
     for device in dict.fromkeys(c.device for c in todo):
         require_device(device)
     check_buildable(todo)
+    warnings += threads_warnings(c.threads for c in todo)
+    for warning in warnings:
+        _notify(listener, "warning", warning)
 
     _notify(listener, "sweep_started", len(cells), len(cells) - len(todo))
     measured: list[ResultRow] = []
@@ -207,22 +220,60 @@ def run_sweep(
         try:
             for device in dict.fromkeys(c.device for c in todo):
                 warm_process(device)
+            measure_device_peaks(todo)
+            load = LoadMonitor() if todo else None
+            for threads in dict.fromkeys(c.threads for c in todo):
+                load.calibrate(threads)  # the baseline, before any cell runs
             for index, cell in enumerate(todo):
                 _notify(listener, "cell_started", cell, index, len(todo))
+                window = _LoadWindow(load, cell)
+
+                def on_phase(phase: str, c: Cell = cell, w: _LoadWindow = window) -> None:
+                    w.phase(phase)
+                    _notify(listener, "cell_phase", c, phase)
+
                 row = measure_cell(cell, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
-                                   max_samples=max_samples,
-                                   on_phase=lambda phase, c=cell: _notify(listener, "cell_phase", c, phase))
+                                   max_samples=max_samples, on_phase=on_phase)
+                row = with_load(row, window.reading())
                 free_memory()
                 with interrupts_deferred():  # Ctrl-C or SIGTERM never leaves half a CSV line
                     append_rows_csv(out_csv, [row])
                 measured.append(row)
                 if math.isfinite(row.peak_fraction):
-                    peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)  # cached: the value the row used
+                    peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)[0]  # cached: the value the row used
                 _notify(listener, "cell_finished", cell, row, index, len(todo))
         except KeyboardInterrupt:
             interrupted = True
             free_memory()
-    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks)
+    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks, warnings)
+
+
+class _LoadWindow:
+    """The load check's window over one cell. For a compiled cell it reopens when the warm-up starts:
+    torch.compile's worker processes are archbench's own work, not another process loading the machine."""
+
+    def __init__(self, load, cell: Cell):
+        self.load, self.cell = load, cell
+        self.window = load.before_cell(cell.threads)
+
+    def phase(self, name: str) -> None:
+        if name == "warming up" and self.cell.compiled:
+            self.window = self.load.before_cell(self.cell.threads)
+
+    def reading(self):
+        return self.load.after_cell(self.window)
+
+
+def _previous_warnings(out_csv: Path, resume: bool) -> tuple[str, ...]:
+    """On resume, an unfinished last line (a crash while it was written) is cut off, with a warning."""
+    return drop_torn_line(out_csv) if resume and out_csv.is_file() and out_csv.stat().st_size else ()
+
+
+def threads_warnings(threads: Iterable[int]) -> tuple[str, ...]:
+    """A warning for each thread count above the cores this process may run on (they would time-share)."""
+    cores = len(os.sched_getaffinity(0))
+    return tuple(f"threads {n} is more than the {cores} core(s) this process may use: the threads share cores, so "
+                 "the times measure oversubscription, not the model." for n in sorted(set(threads)) if n > cores)
 
 
 def _previous_rows(out_csv: Path, resume: bool) -> list[ResultRow]:
@@ -316,7 +367,9 @@ def measure_cell(
     phase = on_phase or (lambda _: None)
     torch.set_num_threads(cell.threads)
     identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
-                    dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads)
+                    dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
+                    precision=precision, max_time_s=math.inf if max_time_s is None else max_time_s, min_samples=min_samples)
+    identity["tf32"] = dtype_label(cell.device, cell.dtype, tf32_settings()) == "fp32 (tf32)"
     model = inputs = None
     unsupported = unsupported_dtype(cell.device, cell.dtype)
     if unsupported:
@@ -335,17 +388,18 @@ def measure_cell(
         if cell.compiled:
             phase("compiling")
             compile_s = run_compiling_call(step)  # before the budget and the memory window start
-        tracker.start()
         with no_recompiles(cell.compiled):
             measurement = measure(step, cell.device, precision=precision, max_time_s=max_time_s,
-                                  min_samples=min_samples, max_samples=max_samples, on_phase=phase)
+                                  min_samples=min_samples, max_samples=max_samples,
+                                  on_phase=_starting_window_at_sampling(tracker, phase))
         peak_mem = tracker.peak_bytes()
         del step
-        peak = math.nan
+        peak, peak_note = math.nan, ""
         if math.isfinite(flops):
             phase("measuring device peak")
-            peak = _device_peak(cell)
-        row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, flops_note)
+            peak, peak_note = _device_peak(cell)
+        note = "; ".join(n for n in (flops_note, peak_note) if n)
+        row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, note)
         return dataclasses.replace(row, compile_s=_sig(compile_s))
     except KeyboardInterrupt:
         raise
@@ -356,10 +410,34 @@ def measure_cell(
         return ResultRow(**identity, status="error", error=message)
 
 
-def _device_peak(cell: Cell) -> float:
-    from archbench.measure import device_peak_tflops
+def measure_device_peaks(cells: Sequence[Cell]) -> None:
+    """Each device/dtype's matmul peak (cached), before the first cell and with no cell's model alive:
+    measured inside a cell, its large matrices could run out of memory and discard a timed cell."""
+    from archbench.measure import device_ceiling_tflops
 
-    return device_peak_tflops(cell.device, cell.dtype)
+    for device, dtype in dict.fromkeys((c.device, c.dtype) for c in cells):
+        free_memory()
+        device_ceiling_tflops(device, dtype)
+
+
+def _starting_window_at_sampling(tracker, phase: Callable[[str], None]) -> Callable[[str], None]:
+    """The peak-memory window opens when sampling starts: warm-up (cuDNN autotuning's workspaces, the
+    allocator's first growth) is not in the figure; weights, gradients and inputs stay counted, being
+    allocated then."""
+
+    def on_phase(name: str) -> None:
+        if name == "sampling":
+            tracker.start()
+        phase(name)
+
+    return on_phase
+
+
+def _device_peak(cell: Cell) -> tuple[float, str]:
+    """The device's peak for the cell's dtype, or NaN and why it is no throughput ceiling."""
+    from archbench.measure import device_ceiling_tflops
+
+    return device_ceiling_tflops(cell.device, cell.dtype)
 
 
 def _sig(value: float, digits: int = 6) -> float:
@@ -392,6 +470,7 @@ def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak
         noisy=m.noisy,
         stop_reason=m.stop_reason,
         warmup_iters=len(m.warmup_ms),
+        ci_coverage=_sig(m.ci_coverage),
         samples_ms=tuple(m.samples_ms),
     )
 

@@ -37,7 +37,7 @@ MALFORMED: dict[str, list[str]] = {
     "CxHxW": ["", "0", "-1", "1e99", "nan", "abc", "ü中", "3x64", "0x32x32", "3x32x32x3", "3x-1x32"],
     "CxHxW[,...]": ["", "0", "-1", "1e99", "nan", "abc", "ü中", "3x64", "0x32x32", "3x32x32,abc"],
     "DEVICES": _WORDS + ["cuda:x", "cpu,abc"],
-    "cpu|cuda": _WORDS + ["cpu,cuda"],
+    "DEVICE": _WORDS + ["cpu,cuda", "cuda:x"],
     "MODES": _WORDS + ["infer,abc"],
     "DTYPES": _WORDS + ["fp64", "fp32,abc"],
     "SOURCE": _WORDS,

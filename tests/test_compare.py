@@ -113,14 +113,16 @@ def test_report_tables_hold_the_models_cells_and_failures(adhoc_report):
                     "## Models", "## Environment", "## Achieved FLOP rate"):
         assert section in text
     header = "| model | 3x32x32 · b1 | 3x32x32 · b2 | 3x64x64 · b1 | 3x64x64 · b2 |"
-    assert text.count(header) == 4  # speed and FLOP-rate tables, infer and train
+    assert text.count(header) == 8  # speed, relative-speed, peak-memory and FLOP-rate tables, infer and train
     res_lines = [line for line in text.splitlines() if line.startswith("| `tiny-res` | error[^")]
-    assert len(res_lines) == 4 and all(line.count("error[^") == 2 for line in res_lines)
-    footnotes = [line for line in text.splitlines() if line.startswith("[^") and "tiny-res, cpu" in line]
+    assert len(res_lines) == 6 and all(line.count("error[^") == 2 for line in res_lines)  # speed, memory, FLOP rate
+    footnotes = [line for line in text.splitlines()
+                 if line.startswith("[^") and "tiny-res, cpu" in line and "under load" not in line]  # load: by chance
     assert len(footnotes) == 4 and all("AvgPool2d" in line or "output size" in line.lower() for line in footnotes)
-    relative = [line for line in text.splitlines() if line.startswith("- tiny-res ran ")]
-    assert len(relative) == 4  # both modes x both batches at 3x64x64, the only input tiny-res runs at
-    assert all("than tiny-wrn (" in line and "3x64x64, cpu)" in line for line in relative)
+    relative = text[text.index("## Relative speed (reference: `tiny-wrn`)"):text.index("## Peak memory")]
+    rows = [line for line in relative.splitlines() if line.startswith("| `tiny-res` |")]
+    assert len(rows) == 2  # infer and train; tiny-res runs only at 3x64x64, so its 3x32x32 cells have no ratio
+    assert all(line.startswith("| `tiny-res` | — | — | ×") and line.count("×") == 2 for line in rows)
 
 
 def test_report_command_reproduces_the_markdown(cli, adhoc_report, tmp_path):

@@ -36,14 +36,19 @@ class ScriptedNet(nn.Module):
     """A linear classifier whose forward raises ``RuntimeError(message)`` when given one, and whose
     forward changes with a Python counter after ``drift_after`` calls (Dynamo must recompile then)."""
 
-    def __init__(self, message: str, drift_after: int):
+    def __init__(self, message: str, drift_after: int, warmup_scratch_mb: int):
         super().__init__()
         self.head = nn.Linear(64, 10)
         self.message, self.drift_after, self.calls = message, drift_after, 0
+        self.warmup_scratch_mb, self.timed_calls = warmup_scratch_mb, 0
 
     def forward(self, x):
         if self.message and not torch.jit.is_tracing():
             raise RuntimeError(self.message)
+        if self.warmup_scratch_mb and torch.is_inference_mode_enabled():  # timed infer calls (never counting)
+            self.timed_calls += 1
+            if self.timed_calls <= 3:  # like cuDNN autotuning: workspaces only while warming up
+                torch.ones(self.warmup_scratch_mb * 2**18).sum()
         logits = self.head(x.flatten(1))
         if self.drift_after:
             self.calls += 1  # Dynamo guards on this Python int: every call needs another graph
@@ -53,17 +58,17 @@ class ScriptedNet(nn.Module):
 
 
 @register_family(FAMILY)
-def scripted_net(message: str = "", drift_after: int = 0) -> nn.Module:
-    return ScriptedNet(message, drift_after)
+def scripted_net(message: str = "", drift_after: int = 0, warmup_scratch_mb: int = 0) -> nn.Module:
+    return ScriptedNet(message, drift_after, warmup_scratch_mb)
 
 
 def spec(**args) -> ModelSpec:
     return ModelSpec("scripted", FAMILY, (1, 8, 8), args=args)
 
 
-def sweep(tmp_path, model_spec, batches, *, mode=("infer",), compiled=False, listener=None):
+def sweep(tmp_path, model_spec, batches, *, mode=("infer",), compiled=False, listener=None, max_time_s=0.3):
     cells = plan_cells([model_spec], ["cpu"], batches, None, list(mode), ["fp32"], compiled=compiled, threads=1)
-    return run_sweep(cells, tmp_path / "r.csv", resume=False, precision=0.5, max_time_s=0.3, listener=listener)
+    return run_sweep(cells, tmp_path / "r.csv", resume=False, precision=0.5, max_time_s=max_time_s, listener=listener)
 
 
 # ------------------------------------------------------------------------------------------- compile
@@ -107,6 +112,37 @@ def test_a_recompile_while_sampling_is_an_error_row_not_a_silent_eager_run(tmp_p
 def test_uncompiled_cells_have_no_compile_time(tmp_path):
     [row] = sweep(tmp_path, spec(), [2]).rows
     assert row.status == "ok" and math.isnan(row.compile_s)
+
+
+# ------------------------------------------------------------------------------ peak memory and peak
+
+
+def test_peak_memory_leaves_out_what_only_the_warm_up_allocated(tmp_path):
+    """256 MiB touched in each of the first three timed calls (the warm-up), none after: the cell's peak
+    is the model and its activations, a few MiB, not the warm-up's workspace."""
+    [row] = sweep(tmp_path, spec(warmup_scratch_mb=256), [1], max_time_s=3).rows
+    assert row.status == "ok" and row.warmup_iters >= 3, row
+    assert row.peak_mem_mb < 64, row.peak_mem_mb
+
+
+class PeakBeforeCells:
+    def __init__(self):
+        self.cached_before: list[bool] = []
+
+    def cell_started(self, cell, index, todo):
+        from archbench import measure
+
+        self.cached_before.append(any(k[:2] == (cell.device, cell.dtype) for k in measure._PEAKS))
+
+
+def test_the_device_peak_is_measured_before_the_first_cell_not_inside_one(tmp_path):
+    from archbench import measure
+
+    measure._PEAKS.clear()  # this process may have measured it in another test
+    listener = PeakBeforeCells()
+    rows = sweep(tmp_path, spec(), [1, 2], listener=listener).rows
+    assert listener.cached_before == [True, True]
+    assert all(r.status == "ok" and r.peak_fraction > 0 for r in rows)
 
 
 # ----------------------------------------------------------------------------------------------- oom
@@ -192,6 +228,7 @@ def test_bf16_before_ampere_is_unsupported_not_emulated():
 
 def test_tf32_is_read_through_the_new_api_without_raising():
     """After the new API is used, torch raises on the legacy getters; archbench reads the new ones."""
+    from archbench.envinfo import environment
     from archbench.precision import Tf32Settings, dtype_label, resolve, tf32_settings
 
     matmul = torch.backends.cuda.matmul.fp32_precision
@@ -200,6 +237,7 @@ def test_tf32_is_read_through_the_new_api_without_raising():
         with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
             torch.get_float32_matmul_precision()
         assert tf32_settings() == Tf32Settings(matmul=True, conv=torch.backends.cudnn.conv.fp32_precision == "tf32")
+        assert environment(["cpu"])["tf32_matmul"] is True  # the run's record does not raise either
         torch.backends.cuda.matmul.fp32_precision = "ieee"
         assert tf32_settings().matmul is False
     finally:
@@ -211,10 +249,12 @@ def test_tf32_is_read_through_the_new_api_without_raising():
 
 
 def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
+    from archbench.envinfo import environment
     from archbench.gpuinfo import gpu_environment, nvidia_driver_version
 
     record = gpu_environment()
     assert set(record) == {"gpu_driver", "gpu_count", "gpus"}
+    assert set(record) <= set(environment(["cpu"]))
     if not torch.cuda.is_available():
         assert record["gpu_count"] == 0 and record["gpus"] is None
     sample = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\nGCC version: gcc"
@@ -222,3 +262,12 @@ def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
     open_module = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.10  Release Build"
     assert nvidia_driver_version(open_module) == "570.86.10"
     assert nvidia_driver_version("no driver here") is None
+
+
+def test_fp32_rows_that_ran_as_tf32_are_labelled_so():
+    from archbench.report.tables import table_keys
+    from archbench.results import ResultRow
+
+    rows = [ResultRow("m", "cuda:0", "infer", 1, "3x32x32", "fp32", tf32=True),
+            ResultRow("m", "cpu", "infer", 1, "3x32x32", "fp32")]
+    assert [k.title() for k in table_keys(rows)] == ["cuda:0 · infer · fp32 (tf32)", "cpu · infer · fp32"]

@@ -1,11 +1,12 @@
 """The report side on fixed, hand-made numbers (no torch, no measuring): relative speeds and their
-uncertainty checked by hand, tables holding the right models and cells, failed cells with footnotes,
+intervals checked by hand, CI coverage labels, cells measured under load, peak memory, tables holding the right models and cells, failed cells with footnotes,
 every file written atomically and read back, and the Markdown re-rendered identically."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import re
@@ -21,10 +22,14 @@ from archbench.report.markdown import render_markdown
 from archbench.report.tables import (
     Footnotes,
     architecture_table,
+    ci_label,
+    efficiency_tables,
+    load_message,
+    memory_tables,
     precision_summary,
     relative_speed,
     relative_speeds,
-    speed_phrase,
+    relative_tables,
     speed_tables,
 )
 from archbench.results import ModelStats, ResultRow, read_rows_csv
@@ -72,8 +77,8 @@ def data() -> ReportData:
                stats("wide", "3x64x64", 1_000_000, 8_000_000_000, 12 * 2**20),
                stats("slim", "3x32x32", 250_000, 500_000_000, 2**20, {"aten::add_": 3})),
         stats_errors=(("slim", "3x64x64", "ModelRunError: AvgPool2d(8) in pool: output size is too small"),),
-        environments=({"archbench": "0.1.0", "torch": "2.14.1", "devices": {"cpu": "Test CPU"}, "threads": 2,
-                       "date": "2026-01-01T09:00:00+00:00"},),
+        environments=({"archbench": "0.1.0", "torch": "2.14.1", "cuda": "13.0", "cudnn": 91000, "tf32_matmul": False,
+                       "devices": {"cpu": "Test CPU"}, "threads": 2, "date": "2026-01-01T09:00:00+00:00"},),
         peaks_tflops={"cpu/fp32": 0.5},
         command="archbench compare wide slim --input 3x32x32,3x64x64",
         date="2026-01-01T10:30:00+00:00",
@@ -84,40 +89,65 @@ def data() -> ReportData:
 # ------------------------------------------------------------------------------------ relative speed
 
 
-def test_relative_speed_and_uncertainty_by_hand():
-    ref = ok_row("a", "infer", 1, "3x32x32", 10.0, 9.5, 10.7)  # half-width 0.6 -> 6% of the median
-    fast = ok_row("b", "infer", 1, "3x32x32", 4.0, 3.9, 4.06)  # half-width 0.08 -> 2%
-    ratio, uncertainty = relative_speed(ref, fast)
-    assert ratio == pytest.approx(2.5)  # 10 / 4
-    assert uncertainty == pytest.approx(2.5 * math.sqrt(0.06**2 + 0.02**2))  # = 0.158114
-    assert uncertainty == pytest.approx(0.158114, abs=1e-6)
-    assert speed_phrase(ratio, uncertainty) == "2.50 ± 0.16 × faster"
+def test_relative_speed_interval_comes_from_the_ci_ends_by_hand():
+    ref = ok_row("a", "infer", 1, "3x32x32", 10.0, 9.5, 10.7)
+    fast = ok_row("b", "infer", 1, "3x32x32", 4.0, 3.9, 4.06)
+    speed = relative_speed(ref, fast)
+    assert speed.ratio == pytest.approx(2.5)  # 10 / 4
+    assert speed.low == pytest.approx(9.5 / 4.06)  # 2.3399: the reference as fast as it could be, b as slow
+    assert speed.high == pytest.approx(10.7 / 3.9)  # 2.7436: asymmetric around 2.5 (-0.16, +0.24)
+    # 9 samples: ranks 2 and 8, coverage 1 - 2 * 10/512 = 0.9609 each; both hold -> at least 0.9609^2
+    assert speed.coverage == pytest.approx((1 - 20 / 512) ** 2)
+    assert speed.text() == "×2.50 (2.34–2.74)"
 
 
-def test_slower_than_reference_is_phrased_as_slower_with_the_same_relative_uncertainty():
-    ref = ok_row("a", "train", 1, "3x32x32", 4.0, 3.9, 4.1)  # 2.5%
-    slow = ok_row("b", "train", 1, "3x32x32", 10.0, 9.6, 10.4)  # 4%
-    ratio, uncertainty = relative_speed(ref, slow)
-    assert ratio == pytest.approx(0.4)
-    assert uncertainty == pytest.approx(0.4 * math.sqrt(0.025**2 + 0.04**2))
-    # 1/r = 2.5; its uncertainty u/r^2 = 2.5 * sqrt(0.025^2 + 0.04^2) = 0.1179
-    assert speed_phrase(ratio, uncertainty) == "2.50 ± 0.12 × slower"
+def test_slower_than_reference_is_a_ratio_below_one():
+    ref = ok_row("a", "train", 1, "3x32x32", 4.0, 3.9, 4.1)
+    slow = ok_row("b", "train", 1, "3x32x32", 10.0, 9.6, 10.4)
+    speed = relative_speed(ref, slow)
+    assert (speed.ratio, speed.low, speed.high) == pytest.approx((0.4, 3.9 / 10.4, 4.1 / 9.6))
+    assert speed.text() == "×0.400 (0.375–0.427)"
+
+
+def test_the_issue_lopsided_interval_is_not_shown_symmetric():
+    # 1,536-6,292 ms around 4,865 ms (the issue's case) against a tight 236.7 ms reference
+    ref = ok_row("a", "train", 8, "3x64x64", 236.7, 236.0, 237.4)
+    wild = ok_row("b", "train", 8, "3x64x64", 4865.0, 1536.0, 6292.0)
+    speed = relative_speed(wild, ref)
+    assert speed.low < speed.ratio - 10 and speed.high > speed.ratio + 5  # far longer on the low side
+    assert speed.text() == "×20.6 (6.47–26.7)"
+
+
+def test_a_five_sample_ci_is_labelled_with_its_coverage_not_95():
+    five = dataclasses.replace(ok_row("a", "infer", 1, "3x32x32", 10.0, 9.0, 11.0), n_samples=5)  # old row: derived
+    assert ci_label(five) == "93.7% CI"  # 1 - 2^-4 = 93.75%, rounded down
+    assert ci_label(dataclasses.replace(five, ci_coverage=0.9375)) == "93.7% CI"
+    assert ci_label(dataclasses.replace(five, n_samples=6)) == "95% CI"  # 6 samples: 96.9%
+    assert ci_label(dataclasses.replace(five, n_samples=3)) == "75% CI"
+    ref = ok_row("r", "infer", 1, "3x32x32", 20.0, 19.0, 21.0)
+    assert relative_speed(ref, five).text() == "×2.00 (1.73–2.33; ≥90%)"  # 0.9375 x 0.9609 < 0.9025
 
 
 def test_relative_speeds_cover_exactly_the_cells_both_models_measured(data):
     frame = relative_speeds(data)
     # slim failed at infer b8 and infer 3x64x64: only infer b1 3x32x32 and train b1 3x32x32 remain
-    assert list(frame["sentence"]) == [
-        "slim ran 2.50 ± 0.16 × faster than wide (infer, batch 1, 3x32x32, cpu)",
-        "slim ran 2.50 ± 0.12 × slower than wide (train, batch 1, 3x32x32, cpu)",
-    ]
+    assert list(frame["text"]) == ["×2.50 (2.34–2.74)", "×0.400 (0.375–0.427)"]
+    assert list(frame["mode"]) == ["infer", "train"]
     assert set(frame["reference"]) == {"wide"}
+
+
+def test_relative_speed_tables_have_models_as_rows_and_cells_as_columns(data):
+    tables = {key.title(): frame for key, frame in relative_tables(data)}
+    assert list(tables) == ["cpu · infer · fp32", "cpu · train · fp32"]
+    infer = tables["cpu · infer · fp32"]
+    assert list(infer.index) == ["slim"]  # the reference is not a row
+    assert list(infer.columns) == ["3x32x32 · b1", "3x32x32 · b8", "3x64x64 · b1"]
+    assert list(infer.loc["slim"]) == ["×2.50 (2.34–2.74)", "—", "—"]
 
 
 def test_reference_can_be_another_model(data):
     data = dataclasses.replace(data, study=dataclasses.replace(data.study, reference="slim"))
-    sentences = list(relative_speeds(data)["sentence"])
-    assert sentences[0] == "wide ran 2.50 ± 0.16 × slower than slim (infer, batch 1, 3x32x32, cpu)"
+    assert relative_speeds(data)["text"][0] == "×0.400 (0.364–0.427)"  # 4.0/10.0, 3.9/10.7 = 0.3645, 4.06/9.5
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -140,6 +170,47 @@ def test_speed_tables_hold_the_models_and_cells_with_failures_footnoted(data):
         (2, "slim, cpu infer, batch 1, 3x64x64, fp32: ModelRunError: AvgPool2d(8) in pool: output size is too small"),
     ]
     assert list(tables["cpu · train · fp32"].columns) == ["3x32x32 · b1"]
+
+
+def test_cells_measured_under_load_and_short_intervals_are_marked(data):
+    rows = list(data.rows)
+    rows[0] = dataclasses.replace(rows[0], under_load=True, load_ratio=2.14)
+    rows[1] = dataclasses.replace(rows[1], n_samples=5, ci_coverage=0.9375)
+    notes = Footnotes("plain")
+    infer = speed_tables(dataclasses.replace(data, rows=tuple(rows)), notes)[0][1]
+    assert infer.loc["wide", "3x32x32 · b1"] == "10.0 ms (9.50–10.7) · 100 /s · under load [1]"
+    assert notes.messages[0].startswith("wide, cpu infer, batch 1, 3x32x32, fp32: measured under load")
+    assert "2.14× slower" in notes.messages[0]
+    crowded = dataclasses.replace(rows[0], load_ratio=1.1)  # flagged by other processes' CPU time
+    assert "other processes kept the CPU cores it needed busy" in load_message(crowded)
+    assert infer.loc["slim", "3x32x32 · b1"] == "4.00 ms (3.90–4.06; 93.7% CI) · 250 /s"
+
+
+def test_peak_memory_table(data):
+    memory = memory_tables(data, Footnotes("plain"))[0][1]
+    assert list(memory.loc["wide"]) == ["64.0", "64.0", "64.0"]
+    assert memory.loc["slim", "3x32x32 · b8"] == "OOM [1]"
+
+
+def test_an_emulated_peak_shows_no_fraction_and_says_why(data):
+    note = "no % of peak for bf16 on cpu: its matmul peak (0.00143 TFLOP/s) is below fp32's (0.187 TFLOP/s)"
+    rows = list(data.rows)
+    rows[0] = dataclasses.replace(rows[0], peak_fraction=math.nan, error=note)
+    notes = Footnotes("plain")
+    infer = efficiency_tables(dataclasses.replace(data, rows=tuple(rows)), notes)[0][1]
+    assert infer.loc["wide", "3x32x32 · b1"] == "0.200 [1]"  # 2 GFLOP / 10 ms, no "%"
+    assert notes.messages[0] == note
+
+
+def test_a_stored_emulated_peak_loses_its_fraction_in_an_old_report(data):
+    rows = (*data.rows, dataclasses.replace(data.rows[0], dtype="bf16", peak_fraction=0.996))  # stored before the rule
+    old = dataclasses.replace(data, rows=rows, peaks_tflops={"cpu/fp32": 0.5, "cpu/bf16": 0.001})
+    notes = Footnotes("plain")
+    bf16 = dict((key.title(), frame) for key, frame in efficiency_tables(old, notes))["cpu · infer · bf16"]
+    (number, message), = [(n, m) for n, m in notes.items() if m.startswith("no % of peak")]
+    assert bf16.loc["wide", "3x32x32 · b1"] == f"0.200 [{number}]"  # not 99.6%
+    assert message.startswith("no % of peak for bf16 on cpu: its matmul peak (0.001 TFLOP/s) is below fp32's")
+    assert "cpu/bf16: 0.001 TFLOP/s (emulated, no ceiling)" in render_markdown(old)
 
 
 def test_architecture_table_counts(data):
@@ -171,8 +242,17 @@ def test_markdown_names_conventions_command_date_environment_and_failures(data):
     assert "```sh\narchbench compare wide slim --input 3x32x32,3x64x64\n```" in text
     assert "Measured 2026-01-01 10:30 UTC." in text
     assert "| devices | cpu: Test CPU |" in text and "| torch | 2.14.1 |" in text
-    assert "- slim ran 2.50 ± 0.16 × faster than wide (infer, batch 1, 3x32x32, cpu)" in text
-    assert "u = r · √((h_ref/m_ref)² + (h/m)²)" in text
+    assert "| cuda |" not in text and "| cudnn |" not in text and "| tf32_matmul |" not in text  # CPU-only run
+    relative = text[text.index("## Relative speed (reference: `wide`)"):text.index("## Peak memory")]
+    assert "(ref_low / high – ref_high / low)" in relative
+    assert "| `slim` | ×2.50 (2.34–2.74) | — | — |" in relative
+    assert "| `slim` | ×0.400 (0.375–0.427) |" in relative
+    memory = text[text.index("## Peak memory"):text.index("## Achieved FLOP rate")]
+    assert "| `wide` | 64.0 | 64.0 | 64.0 |" in memory
+    assert "No checked cell was measured under load. 6 of 6 cell(s) were not checked" in text  # rows predating the check
+    checked = dataclasses.replace(data, rows=tuple(dataclasses.replace(r, load_ratio=1.1) for r in data.rows))
+    assert "No cell was measured under load." in render_markdown(checked)
+    assert "Error bars: the CI of each cell's median" in text
     oom_note = re.search(r"^\[\^(\d+)\]: slim, cpu infer, batch 8, 3x32x32, fp32: out of memory on cpu at batch 8$", text, re.M)
     assert oom_note and f"| `slim` | 4.00 ms (3.90–4.06) · 250 /s | OOM[^{oom_note.group(1)}] |" in text
     assert "ModelRunError: AvgPool2d(8)" in text
@@ -182,6 +262,12 @@ def test_markdown_names_conventions_command_date_environment_and_failures(data):
     assert "![Throughput against batch size](throughput.png)" in text
     assert "5 of 6 measured cells reached ±3%" in text
     assert text == render_markdown(data)  # deterministic
+
+
+def test_gpu_settings_are_shown_when_a_cuda_device_measured(data):
+    rows = (*data.rows, dataclasses.replace(data.rows[0], device="cuda"))
+    text = render_markdown(dataclasses.replace(data, rows=rows))
+    assert "| cuda | 13.0 |" in text and "| tf32_matmul | False |" in text
 
 
 def test_incomplete_data_says_so(data):
@@ -249,3 +335,63 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+# ------------------------------------------------------------------------------------------ console
+
+
+def _rendered(renderable) -> str:
+    from rich.console import Console
+
+    console = Console(width=250, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_bench_table_labels_short_intervals_and_cells_under_load(data):
+    from archbench.cli.bench import rows_table
+
+    five = dataclasses.replace(data.rows[1], n_samples=5, ci_coverage=0.9375)
+    loaded = dataclasses.replace(data.rows[0], under_load=True, load_ratio=2.14)
+    text = _rendered(rows_table([loaded, five, data.rows[2]], title="t"))
+    assert "3.90–4.06 [93.7%]" in text and "[N%]: the CI's exact coverage where it is below 95%" in text
+    assert "under load ×2.1" in text and "under load: a calibration kernel around the cell ran ×R" in text
+    assert "39.0–41.0 " in text  # a 95% interval carries no label
+    quiet = _rendered(rows_table([data.rows[2]], title="t"))
+    assert "[93.7%]" not in quiet and "under load" not in quiet
+
+
+def test_report_command_prints_the_relative_speed_table_and_the_notes(cli, data, tmp_path):
+    rows = list(data.rows)
+    rows[0] = dataclasses.replace(rows[0], under_load=True, load_ratio=2.14)
+    rows[1] = dataclasses.replace(rows[1], n_samples=5, ci_coverage=0.9375)
+    write_report(dataclasses.replace(data, rows=tuple(rows)), tmp_path / "first")
+    result = cli("report", tmp_path / "first" / "results.csv", "--out", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    assert "Relative speed (reference wide)" in result.stdout
+    assert re.search(r"slim\s+×2\.50 \(2\.34–2\.74; ≥90%\)\s+—\s+—", result.stdout)  # 0.9609 x 0.9375 < 0.9025
+    assert "4.00 ms (3.90–4.06; 93.7% CI) · 250 /s" in result.stdout
+    assert "measured under load — the calibration kernel ran 2.14× slower" in result.stdout
+
+
+# ------------------------------------------------------------------------------------- environment
+
+CPUINFO_VM = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu avx2 hypervisor\n\nprocessor\t: 1\nmodel name\t: other\n"
+LSCPU_VM = "Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nModel:         1\nStepping:      1\nHypervisor vendor:  KVM\n"
+
+
+def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():
+    from archbench.envinfo import cpu_model
+
+    bare = "processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\nflags\t\t: fpu avx2\n"
+    assert cpu_model(bare, lscpu="") == "AMD EPYC 7763 64-Core Processor"
+    assert cpu_model(CPUINFO_VM, LSCPU_VM) == "AMD EPYC (family 25, model 1, stepping 1; KVM guest)"
+    assert cpu_model(CPUINFO_VM, lscpu="") == "AMD EPYC (family 25, model 1, stepping 1; virtual machine)"
+    assert cpu_model("", LSCPU_VM) == "AMD EPYC (family 25, model 1, stepping 1; KVM guest)"  # no /proc/cpuinfo
+
+
+def test_this_machine_cpu_name_says_more_than_the_family():
+    from archbench.envinfo import cpu_model
+
+    name = cpu_model()
+    assert name and (any(ch.isdigit() for ch in name))  # a model number, or family/model/stepping numbers

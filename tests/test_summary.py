@@ -20,7 +20,7 @@ from conftest import run_subprocess
 
 # --------------------------------------------------------------------------------------------- counts
 
-# MNIST CNN of seed 002 at 1x28x28, by hand (fvcore: one MAC per multiply-accumulate, bias adds not counted):
+# MNIST CNN of seed 002 at 1x28x28, by hand (one MAC per multiply-accumulate, bias adds not counted):
 # conv1 6x24x24 outputs x 1*5*5 = 86,400; conv2 16x8x8 x 6*5*5 = 153,600; fc 256*120 + 120*84 + 84*10 = 41,640.
 MNIST_MACS = 86_400 + 153_600 + 256 * 120 + 120 * 84 + 84 * 10
 # Backward: the input needs no gradient, so conv1 computes only its weight gradient (2 x its MACs); every
@@ -35,17 +35,24 @@ def test_mnist_counts_by_hand():
     assert stats.macs == MNIST_MACS == 281_640
     assert stats.flops_forward == 2 * MNIST_MACS
     assert stats.flops_backward == MNIST_BACKWARD_FLOPS
-    # what fvcore ran but did not count is listed, never a silent zero
-    assert stats.uncounted_ops["max_pool2d"] == 2
+    # no normalisation or adaptive pooling: both totals agree; the rest is its own figure, op by op
+    assert stats.macs_with_norm == MNIST_MACS and stats.uncounted_ops == {}
+    # max pooling: 6x12x12 and 16x4x4 outputs, 2x2 windows; ReLU: one op per element of its outputs
+    assert s.coverage.other_ops_by_op == {"relu": 6 * 24 * 24 + 16 * 8 * 8 + 120 + 84,
+                                          "max_pool2d_with_indices": 4 * (6 * 12 * 12 + 16 * 4 * 4)}
+    assert stats.other_ops == sum(s.coverage.other_ops_by_op.values())
     # batch scales every count linearly
     assert summarize(get_spec("mnist-cnn"), batch=4, depth=0).stats.macs == 4 * MNIST_MACS
 
 
 @pytest.mark.parametrize("input, gmacs", [((3, 32, 32), 8.0814), ((3, 64, 64), 32.326)])
 def test_wrn_40_10_matches_fvcores_published_count(input, gmacs):
-    stats = summarize(get_spec("wrn-40-10"), input=input, depth=0).stats
+    s = summarize(get_spec("wrn-40-10"), input=input, depth=0)
+    stats = s.stats
     assert stats.params_total == 55_841_754
-    assert stats.macs / 1e9 == pytest.approx(gmacs, rel=1e-3)
+    assert stats.macs_with_norm / 1e9 == pytest.approx(gmacs, rel=1e-3)  # fvcore's convention: BatchNorm, pooling
+    assert stats.macs == s.coverage.macs_by_op["convolution"] + s.coverage.macs_by_op["addmm"]
+    assert s.cross_check.agrees and s.cross_check.fvcore_macs == stats.macs_with_norm
     # training-mode activations are measured, and grow with the input area (4x pixels -> ~4x bytes)
     assert stats.activation_bytes > 0
 
@@ -61,7 +68,7 @@ def test_resnet_cifar_and_resnext_counts():
     assert stats.params_total == 2_263_722
     resnext = summarize(get_spec("resnext-50"), input=(3, 32, 32), depth=0).stats
     assert resnext.params_total == 14_788_772
-    # torch's own counter says ~3.7x here (it ignores `groups` in the weight gradient); ~2x is right
+    # torch's own counter says 5.9x here (it ignores `groups` in the weight gradient); ~2x is right
     assert 1.9 < resnext.flops_backward / resnext.flops_forward < 2.05
 
 
@@ -89,7 +96,7 @@ def test_grouped_convolution_backward_flops_by_hand():
     # backward: the grouped conv's input gradient and weight gradient each cost its forward (2 FLOPs per MAC);
     # the first conv needs only its weight gradient. torch's formula would count the grouped weight gradient 4x.
     assert s.stats.flops_backward == 2 * dense + 2 * (2 * grouped)
-    assert s.backward_flops_by_op == {"convolution_backward": 2 * dense + 4 * grouped}
+    assert s.coverage.backward_flops_by_op == {"convolution_backward": 2 * dense + 4 * grouped}
 
 
 def test_depthwise_convolution_backward_flops_by_hand():
@@ -180,6 +187,14 @@ def test_resnet_cifar_at_32x32_names_the_avgpool_and_the_inputs_that_run(cli):
     assert "3x64x64" in message  # an input size that does run
 
 
+def test_mnist_at_32x32_names_the_only_input_that_runs(cli):
+    result = cli("summary", "mnist-cnn", "--input", "1x32x32")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "`fc1` (Linear" in result.stderr and "received 1x400" in result.stderr
+    assert "Inputs that run: 1x28x28." in result.stderr  # probed below 32 too
+    assert "not the cause" not in result.stderr
+
+
 def _seed_resnet_draft() -> nn.Module:
     """Seed 002's first draft: stem, then layer1 (16 -> 16) and layer2 (16 -> 32, stride 2) of ResBlocks
     whose shortcut is the bare ``out += residual``, before its author padded it."""
@@ -228,20 +243,25 @@ def test_json_schema(cli):
         "model": str, "family": str, "description": str, "input": list, "batch": int, "device": str, "dtype": str,
         "torch": str, "overrides": dict, "conventions": dict, "params_total": int, "params_trainable": int,
         "params_non_trainable": int, "buffers": int, "param_bytes": int, "macs": int, "flops_forward": int,
-        "flops_backward": int, "activation_bytes": int, "training_batch": int, "uncounted_ops": dict, "macs_by_operator": dict,
-        "backward_flops_by_op": dict, "backward_uncounted_ops": dict, "cross_check": dict, "layers": list,
+        "flops_backward": int, "activation_bytes": int, "training_batch": int, "uncounted_ops": dict,
+        "macs_with_norm": int, "other_ops": int, "macs_by_op": dict, "norm_pool_macs_by_op": dict,
+        "other_ops_by_op": dict, "free_ops": dict, "formulas": dict, "backward_flops_by_op": dict,
+        "backward_other_ops_by_op": dict, "backward_uncounted_ops": dict, "cross_check": dict, "layers": list,
     }
     for key, kind in expected.items():
         assert isinstance(data[key], kind), key
     assert data["model"] == "mnist-cnn" and data["input"] == [1, 28, 28] and data["batch"] == data["training_batch"] == 1
     assert data["params_total"] == 44_426 and data["macs"] == MNIST_MACS
     assert data["flops_forward"] == 2 * MNIST_MACS and data["flops_backward"] == MNIST_BACKWARD_FLOPS
-    assert {"macs", "flops_forward", "flops_backward", "activation_bytes"} <= set(data["conventions"])
+    assert {"macs", "macs_with_norm", "other_ops", "flops_forward", "flops_backward", "activation_bytes"} <= set(
+        data["conventions"])
+    assert "_ops" in data["conventions"]["macs"] and "fvcore" in data["conventions"]["macs_with_norm"]
     assert data["cross_check"]["agrees"] is True
     layers = {layer["name"]: layer for layer in data["layers"]}
     assert list(layers) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert layers["conv1"] == {"name": "conv1", "type": "Conv2d", "depth": 1, "output_shape": [1, 6, 24, 24],
-                               "calls": 1, "params": 156, "macs": 86_400, "uncounted_ops": {}}
+                               "calls": 1, "params": 156, "macs": 86_400, "macs_with_norm": 86_400,
+                               "uncounted_ops": {}}
     assert sum(layer["params"] for layer in data["layers"]) == 44_426
 
 
@@ -249,7 +269,8 @@ def test_markdown_output_is_a_table_with_the_conventions(cli):
     result = cli("summary", "mnist-cnn", "--markdown")
     assert result.exit_code == 0
     assert "| conv1 |" in result.stdout.replace("  ", " ") or "| `conv1`" in result.stdout
-    assert "1 multiply-accumulate = 1 MAC" in result.stdout
+    assert "torchvision _ops convention; 1 MAC = 2 FLOPs" in result.stdout
+    assert "| MACs with norm |" in result.stdout and "fvcore / timm infer_gmacs convention" in result.stdout
 
 
 # ------------------------------------------------------------------------------------------ no effects

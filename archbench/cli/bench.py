@@ -2,7 +2,8 @@
 
 Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.sweep) with a
 rich progress bar and a live table of finished cells, then print the table (or JSON) and where the CSV
-is. Ctrl-C keeps every finished cell and prints the command that resumes the sweep (exit 130).
+is. Ctrl-C keeps every finished cell and prints the command that resumes the sweep (exit 130); a sweep
+whose every cell failed exits 1. The CSV is checked (archbench.outputs) and locked before anything runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ DEFAULT_MAX_TIME_S = 10.0
 
 def bench_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model names (see `archbench list`).", show_default=False)],
-    device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cpu,cuda or auto (CPU plus CUDA when present).")] = "cpu",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = "cpu",
     batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated.")] = "1",
     input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
     mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
@@ -38,7 +39,7 @@ def bench_command(
     threads: Annotated[Optional[str], typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = "0.02",
     max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
-    out_file: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
+    out_file: Annotated[Optional[str], typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
     json: JsonOption = False,
     specs: SpecsOption = None,
@@ -49,7 +50,7 @@ def bench_command(
     inputs = parse_inputs(input, "--input") if input is not None else None
     modes = parse_choices(mode, "--mode", MODES)
     dtypes = parse_choices(dtype, "--dtype", DTYPES)
-    n_threads = parse_positive_ints(threads, "--threads")[0] if threads is not None else None
+    n_threads = _one_thread_count(threads)
     precision_value = parse_fraction(precision, "--precision")
     max_time_s = parse_seconds(max_time, "--max-time")
     if resume and out_file is None:
@@ -60,21 +61,23 @@ def bench_command(
 
     devices = parse_devices(device)
     model_specs = [get_spec(name, extra_dirs=specs or ()) for name in dict.fromkeys(models)]
-    out_csv = out_file if out_file is not None else _default_out()
+    out_csv = _checked_out(out_path(out_file, "--out"))
 
     from archbench.envinfo import append_environment, environment
+    from archbench.outputs import owned_file
     from archbench.sweep import plan_cells, run_sweep
 
     cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
     env = environment(devices, cells[0].threads if cells else n_threads)
-    with _LiveProgress() as listener:
+    with owned_file(out_csv), _LiveProgress() as listener:
         result = run_sweep(cells, out_csv, resume=resume, precision=precision_value, max_time_s=max_time_s, listener=listener)
-    if result.measured:
-        append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
+        if result.measured:
+            append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
 
     if json:
         print_json({"environment": env, "peaks_tflops": result.peaks_tflops, "csv": str(out_csv),
-                    "interrupted": result.interrupted, "rows": [_json_row(r) for r in result.rows]})
+                    "interrupted": result.interrupted, "warnings": list(result.warnings),
+                    "rows": [_json_row(r) for r in result.rows]})
     else:
         out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
         _print_failures(result.rows)
@@ -86,6 +89,9 @@ def bench_command(
         err.print(f"interrupted: {len(result.rows)} of {len(cells)} cells are saved in {escape(str(out_csv))}. Resume with:")
         err.print(f"  {escape(command)}", soft_wrap=True)
         raise typer.Exit(130)
+    if result.rows and all(r.status != "ok" for r in result.rows):
+        err.print(f"[red]every cell failed[/] ({len(result.rows)} of {len(result.rows)}).")
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -94,6 +100,39 @@ def bench_command(
 def _default_out() -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("reports") / f"bench-{stamp}.csv"
+
+
+def _checked_out(out_file: Path | None) -> Path:
+    """The CSV to write (``--out`` or the default), checked before anything is measured."""
+    from archbench.outputs import check_writable_file
+
+    if out_file is not None:
+        try:
+            return check_writable_file(out_file)
+        except UsageError as exc:
+            raise UsageError(f"--out: {exc}") from None
+    try:
+        return check_writable_file(_default_out())
+    except UsageError as exc:
+        raise UsageError(f"{str(exc).rstrip('.')} (the default location, in the working directory): pass --out FILE.csv "
+                         "to write elsewhere.") from None
+
+
+def out_path(text: str | None, option: str) -> Path | None:
+    """An output path option (an empty value would silently mean the working directory)."""
+    if text is not None and not text.strip():
+        raise UsageError(f"{option} is empty: give a path, or leave the option out for the default.")
+    return Path(text) if text is not None else None
+
+
+def _one_thread_count(text: str | None) -> int | None:
+    if text is None:
+        return None
+    counts = parse_positive_ints(text, "--threads")
+    if len(counts) > 1:
+        raise UsageError(f"--threads '{text}': give one thread count; bench does not sweep thread counts. Run one bench "
+                         "per count, each with its own --out, e.g. --threads 1 --out t1.csv.")
+    return counts[0]
 
 
 def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs) -> str:
@@ -147,6 +186,9 @@ class _LiveProgress:
             return self.progress
         return Group(rows_table(self.rows[-15:], title=None), self.progress)
 
+    def warning(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}")
+
     def sweep_started(self, total: int, already_done: int) -> None:
         self.task = self.progress.add_task("starting", total=total, completed=already_done)
         if already_done:
@@ -190,20 +232,54 @@ def _fmt(value: float, spec: str) -> str:
     return "—" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _caption(rows) -> str | None:
+    """What the table's marks mean, for the marks it shows."""
+    from archbench.load import LOAD_THRESHOLD
+    from archbench.report.tables import under_coverage
+
+    ok = [r for r in rows if r.status == "ok"]
+    lines = []
+    if any(r.stop_reason == "max_time" for r in ok):
+        lines.append("† time limit reached before the 95% CI was within --precision of the median")
+    if any(under_coverage(r) for r in ok):
+        lines.append("[N%]: the CI's exact coverage where it is below 95% (fewer than 6 samples: the interval is the sample range)")
+    if any(r.under_load for r in ok):
+        lines.append(f"under load: a calibration kernel around the cell ran ×R (> {LOAD_THRESHOLD:g}×) slower than at the "
+                     "start of the sweep, or other processes kept the cores it needed busy: the time is probably inflated")
+    return "\n".join(lines) or None
+
+
+def _ci_cell(row) -> str:
+    from archbench.report.tables import ci_coverage, coverage_percent, under_coverage
+
+    dagger = "†" if row.stop_reason == "max_time" else ""
+    coverage = f" [{coverage_percent(ci_coverage(row))}]" if under_coverage(row) else ""
+    return f"{_fmt_ms(row.ci_low_ms)}–{_fmt_ms(row.ci_high_ms)}{dagger}{coverage}"
+
+
+def _ok_status(row) -> str:
+    if row.under_load:
+        from archbench.load import LOAD_THRESHOLD
+
+        slowed = f" ×{row.load_ratio:.1f}" if row.load_ratio > LOAD_THRESHOLD else ""
+        return f"[yellow]under load{slowed}[/]"
+    return "[yellow]noisy[/]" if row.noisy else "ok"
+
+
 def rows_table(rows, title: str | None) -> Table:
-    """Finished cells: median with its 95% CI and IQR, samples, throughput, FLOP/s, memory, status.
+    """Finished cells: median with its CI (95%, or its coverage when lower) and IQR, samples, throughput,
+    FLOP/s, memory, status (``noisy``, ``under load``).
 
     Device, dtype and threads get a column only when they vary; otherwise they are named in the title."""
     shared = [f"{name} {values.pop()}" if name == "threads" else str(values.pop())
               for name in ("device", "dtype", "threads") if len(values := {getattr(r, name) for r in rows}) == 1]
     varying = [name for name in ("device", "dtype", "threads") if len({getattr(r, name) for r in rows}) > 1]
     options = any(r.channels_last or r.compiled for r in rows)
-    unconverged = any(r.status == "ok" and r.stop_reason == "max_time" for r in rows)
     table = Table(
         box=box.SIMPLE_HEAD,
         title=" · ".join([title, *shared]) if title else None,
         title_justify="left",
-        caption="† time limit reached before the 95% CI was within --precision of the median" if unconverged else None,
+        caption=_caption(rows),
         caption_justify="left",
     )
     columns = ["model", "mode", "batch", "input", *varying, *(["options"] if options else []),
@@ -217,11 +293,9 @@ def rows_table(rows, title: str | None) -> Table:
         if options:
             cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
         if ok:
-            dagger = "†" if r.stop_reason == "max_time" else ""
-            cells += [_fmt_ms(r.median_ms), f"{_fmt_ms(r.ci_low_ms)}–{_fmt_ms(r.ci_high_ms)}{dagger}", _fmt_ms(r.iqr_ms),
+            cells += [_fmt_ms(r.median_ms), _ci_cell(r), _fmt_ms(r.iqr_ms),
                       str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
-                      _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"),
-                      "[yellow]noisy[/]" if r.noisy else "ok"]
+                      _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"), _ok_status(r)]
         else:
             cells += ["—"] * 8 + [f"[red]{r.status}[/]"]
         table.add_row(*cells)

@@ -90,7 +90,7 @@ def check_command(
             if r.ok:
                 status = "[green]OK[/]"
             elif r.model in updated:
-                status = f"[yellow]UPDATED[/] ({r.difference:+,})"
+                status = f"[yellow]UPDATED[/] ({r.difference:+,})" if r.difference is not None else "[yellow]UPDATED[/] (was none)"
             else:
                 status = f"[red]DRIFT[/] ({r.difference:+,})" if r.difference is not None else "[red]NO EXPECTED COUNT[/]"
             table.add_row(r.model, r.source, fmt_int(r.expected_params), fmt_int(r.params), status)

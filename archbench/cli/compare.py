@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from archbench.cli._common import SpecsOption, err, out
+from archbench.cli.bench import out_path
 from archbench.errors import UsageError
 from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
@@ -29,14 +30,14 @@ def compare_command(
     study: Annotated[Optional[str], typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
     batch: Annotated[Optional[str], typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
     input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cpu,cuda or auto [default: cpu].", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto [default: cpu].", show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="MODES", help="infer and/or train [default: infer,train].", show_default=False)] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", metavar="MODEL", help="Model the others are compared against [default: the first].", show_default=False)] = None,
     title: Annotated[Optional[str], typer.Option("--title", metavar="TEXT", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", metavar="FRACTION", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
     specs: SpecsOption = None,
@@ -49,6 +50,9 @@ def compare_command(
     precision_value = parse_fraction(precision, "--precision") if precision is not None else None
     if models and study is not None:
         raise UsageError("give either models to compare or --study FILE, not both.")
+    if reference is not None and not reference.strip():
+        raise UsageError("--reference is empty: name one of the models compared.")
+    out_dir = out_path(out_dir, "--out")
     if not models and grid_given:
         verb = "applies" if len(grid_given) == 1 else "apply"
         raise UsageError(f"{', '.join(grid_given)} {verb} only to an ad-hoc comparison: name the models "
@@ -77,6 +81,10 @@ def compare_command(
     with _CompareProgress() as listener:
         result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
                              extra_dirs=specs or (), listener=listener)
+    if result.interrupted and not result.counted:
+        err.print(f"interrupted while counting the models: nothing was measured yet ({result.data.planned_cells} cell(s) "
+                  f"planned) and nothing was written to {escape(str(result.out_dir))}. Run the command again to start over.")
+        raise typer.Exit(130)
     if result.interrupted:
         err.print(f"interrupted: {len(result.data.rows)} of {result.data.planned_cells} cells are saved in "
                   f"{escape(str(result.partial_csv))}; the report is written when every cell is done. Resume with:")
@@ -84,17 +92,24 @@ def compare_command(
         raise typer.Exit(130)
     print_summary(result.data)
     _print_files(result.files, result.out_dir)
+    if result.all_failed:
+        err.print(f"[red]every cell failed[/] ({len(result.data.rows)} of {len(result.data.rows)}): see the errors in the report.")
+        raise typer.Exit(1)
 
 
 def report_command(
     results_csv: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="The results.csv of an `archbench compare` report.", show_default=False)],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a folder holding another report, or report files archbench did not write.")] = False,
 ) -> None:
     """Re-render a report from stored results (results.csv and the results.json beside it) without
     measuring again: the same report.md and plots as the run that produced them."""
     from archbench.compare import rerender
 
-    data, files = rerender(results_csv, out_dir)
+    out_dir = out_path(out_dir, "--out")
+    data, files, warnings = rerender(results_csv, out_dir, force=force)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     print_summary(data)
     _print_files(files, out_dir if out_dir is not None else results_csv.parent)
 
@@ -190,6 +205,7 @@ def architecture_rich_table(data) -> Table:
         "params": arch["params"].map(fmt_int),
         "param MB": arch["param_mb"].map(fmt_sig),
         "GMACs": arch["gmacs"].map(fmt_sig),
+        "GMACs w/ norm": arch["gmacs_with_norm"].map(fmt_sig),
         "fwd GFLOPs": arch["gflops_forward"].map(fmt_sig),
         "bwd GFLOPs": arch["gflops_backward"].map(fmt_sig),
         "act. MB/sample": arch["activation_mb_per_sample"].map(fmt_sig),
@@ -199,9 +215,9 @@ def architecture_rich_table(data) -> Table:
 
 
 def print_summary(data) -> None:
-    """Architecture table, the speed tables of the first device and dtype, the relative speeds and the
-    failures, on stdout."""
-    from archbench.report.tables import Footnotes, relative_speeds, speed_tables
+    """Architecture table, the speed and relative-speed tables of the first device and dtype, and the
+    footnotes (failures, cells measured under load), on stdout."""
+    from archbench.report.tables import Footnotes, relative_tables, speed_tables
 
     out.print(architecture_rich_table(data))
     notes = Footnotes("plain")
@@ -209,12 +225,13 @@ def print_summary(data) -> None:
     first = tables[0][0] if tables else None
     for key, frame in tables:
         if (key.device, key.dtype) == (first.device, first.dtype):
-            out.print(_rich_table(frame, f"{key.title()}: median ms (95% CI) · samples/s"))
-    relative = relative_speeds(data)
-    if not relative.empty:
-        out.print(f"Relative speed (reference {escape(data.study.reference)}):")
-        for sentence in relative["sentence"]:
-            out.print(f"  {escape(sentence)}")
+            out.print(_rich_table(frame, f"{key.title()}: median ms (95% CI unless stated) · samples/s"))
+    relative = [(key, frame) for key, frame in relative_tables(data) if (key.device, key.dtype) == (first.device, first.dtype)]
+    if relative:
+        out.print(f"Relative speed (reference {escape(data.study.reference)}): ×(reference median / median), "
+                  "interval from the CI ends (> 1: faster)")
+    for key, frame in relative:
+        out.print(_rich_table(frame, key.title()))
     for number, message in notes.items():
         out.print(f"[{number}] {escape(message)}")
 

@@ -16,12 +16,11 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
-from archbench.options import format_input, parse_choices, parse_input, parse_positive_ints, parse_set
+from archbench.options import format_input, parse_input, parse_positive_ints, parse_set
 
 if TYPE_CHECKING:
     from archbench.inspect import LayerRow, ModelSummary
 
-DEVICES = ("cpu", "cuda")
 MIB = 2**20
 
 
@@ -31,16 +30,17 @@ def summary_command(
     batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size (counts are for the whole batch).")] = "1",
     depth: Annotated[int, typer.Option("--depth", metavar="D", help="Deepest layer level shown (0: no layer table).")] = 3,
     set_: SetOption = None,
-    device: Annotated[str, typer.Option("--device", metavar="cpu|cuda", help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda or cuda:N.")] = "cpu",
     json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown to stdout.")] = False,
     specs: SpecsOption = None,
 ) -> None:
     """Layer table, MACs/FLOPs (forward and backward), parameter and activation memory of one model.
 
-    MACs are fvcore's count (1 multiply-accumulate = 1 MAC = 2 FLOPs); backward FLOPs come from torch's
-    FlopCounterMode (grouped convolutions corrected); activation memory is measured. A model that does
-    not run on the input gets an error naming the module where it failed."""
+    MACs (1 multiply-accumulate = 1 MAC = 2 FLOPs) of convolutions, matrix products and attention, as
+    torchvision's published counts; "MACs with norm" adds normalisation and pooling, as fvcore and timm;
+    backward FLOPs over the same ops; activation memory is measured. A model that does not run on the
+    input gets an error naming the module where it failed."""
     shape = parse_input(input) if input is not None else None
     batches = parse_positive_ints(batch, "--batch")
     if len(batches) != 1:
@@ -50,13 +50,12 @@ def summary_command(
     if json and markdown:
         raise UsageError("--json and --markdown are exclusive: choose one output format.")
     overrides = parse_set(set_)
-    devices = parse_choices(device, "--device", DEVICES)
-    if len(devices) != 1:
-        raise UsageError(f"--device '{device}' must be one device for a summary: cpu or cuda.")
-
-    from archbench.devices import require_device
+    from archbench.devices import parse_device, require_device
     from archbench.registry import get_spec
 
+    if "," in device:
+        raise UsageError(f"--device '{device}' must be one device for a summary: cpu, cuda or cuda:N.")
+    devices = [parse_device(device)]
     require_device(devices[0])
     spec = get_spec(model, extra_dirs=specs or ())
     from archbench.inspect import summarize  # imports torch
@@ -103,10 +102,14 @@ def shapes_text(row: "LayerRow") -> str:
 
 
 def macs_text(row: "LayerRow") -> str:
-    """MACs of a layer: '—' if it never ran; a '*' when it ran ops that no counter counted."""
+    """MACs of a layer: '—' if it never ran; a '*' when it ran ops that no formula counts."""
     if row.macs is None:
         return "—"
     return f"{row.macs:,}" + ("*" if row.uncounted_ops else "")
+
+
+def norm_text(row: "LayerRow") -> str:
+    return "—" if row.macs_with_norm is None else f"{row.macs_with_norm:,}"
 
 
 def share_text(row: "LayerRow", total: int) -> str:
@@ -141,10 +144,14 @@ def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
          f"trainable {st.params_trainable:,}, non-trainable {s.params_non_trainable:,}"),
         ("buffers", f"{st.buffers:,}", "elements (e.g. BatchNorm running statistics)"),
         ("parameter memory", mib(st.param_bytes), "parameters + buffers"),
-        ("forward MACs", f"{st.macs:,} ({si(st.macs)})", "fvcore: 1 multiply-accumulate = 1 MAC"),
+        ("forward MACs", f"{st.macs:,} ({si(st.macs)})",
+         "convolutions, matrix products, attention (torchvision _ops convention; 1 MAC = 2 FLOPs)"),
+        ("MACs with norm", f"{st.macs_with_norm:,} ({si(st.macs_with_norm)})",
+         "MACs + normalisation and pooling, fvcore's formulas (fvcore / timm infer_gmacs convention)"),
+        ("other ops", si(st.other_ops), "activations, elementwise, softmax, max pooling: one op per element"),
         ("forward FLOPs", si(st.flops_forward), "2 × MACs"),
         ("backward FLOPs", si(st.flops_backward),
-         "training step; torch FlopCounterMode (conv, matmul, attention gradients; grouped convs corrected)"),
+         "training step, same ops as MACs (conv, matmul, attention gradients; grouped convs corrected)"),
         ("activation memory", mib(st.activation_bytes),
          f"measured: saved for backward, training mode, batch {s.batch}" + (
              f" (counted at batch {s.training_batch} and scaled: BatchNorm cannot train on one sample)"
@@ -153,15 +160,24 @@ def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
 
 
 def coverage_lines(s: "ModelSummary") -> list[tuple[str, str]]:
-    return [
-        ("not counted in MACs", ops_text(s.stats.uncounted_ops)),
-        ("no formula in backward FLOPs", ops_text(s.backward_uncounted_ops)),
+    c = s.coverage
+    lines = [
+        ("MACs by op", ops_text({op: si(v) for op, v in c.macs_by_op.items()}).replace(" ×", " ")),
+        ("norm/pool MACs by op", ops_text({op: si(v) for op, v in c.norm_pool_macs_by_op.items()}).replace(" ×", " ")),
+        ("other ops by op", ops_text({op: si(v) for op, v in c.other_ops_by_op.items()}).replace(" ×", " ")),
+        ("no arithmetic (times run)", ops_text(c.free_ops)),
+        ("uncounted: no formula (times run)", ops_text(s.stats.uncounted_ops)),
+        ("uncounted in backward", ops_text(c.backward_uncounted_ops)),
     ]
+    if c.user_formulas:
+        lines.append(("user formulas", ", ".join(f"{op} ({how.split(': ', 1)[1]})" for op, how in c.user_formulas.items())))
+    return lines
 
 
-_FOOTNOTE = ("output shape and params: torchinfo; MACs: fvcore (1 multiply-accumulate = 1 MAC); "
-             "* the layer also ran ops that were not counted (see coverage); — not run at inference "
-             "(a ModuleList is never called itself)")
+_FOOTNOTE = ("output shape and params: torchinfo; MACs: convolutions, matrix products, attention "
+             "(torchvision _ops convention); with norm: + normalisation and pooling (fvcore's formulas); "
+             "(self): ops run in the module's own forward; * the layer also ran ops no formula counts (see "
+             "coverage); — not run at inference (a ModuleList is never called itself)")
 
 
 # -------------------------------------------------------------------------------------- rich
@@ -205,11 +221,12 @@ def layer_table(s: "ModelSummary") -> Table:
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
+    table.add_column("MACs with norm", justify="right")
     table.add_column("share", justify="right")
     total = s.stats.macs
     for row in s.layers:
         table.add_row("  " * (row.depth - 1) + escape(row.name), escape(row.type), shapes_text(row),
-                      f"{row.params:,}", macs_text(row), share_text(row, total))
+                      f"{row.params:,}", macs_text(row), norm_text(row), share_text(row, total))
     return table
 
 
@@ -226,13 +243,13 @@ def summary_markdown(s: "ModelSummary") -> str:
     lines += [f"| **{key}** | {_cell(value)} |" for key, value in header_lines(s)]
     if s.layers:
         depth = f" (depth ≤ {s.depth})" if s.depth is not None else ""
-        lines += ["", f"### Layers{depth}", "", "| layer | type | output shape | params | MACs | share |",
-                  "|:--|:--|:--|--:|--:|--:|"]
+        lines += ["", f"### Layers{depth}", "", "| layer | type | output shape | params | MACs | MACs with norm | share |",
+                  "|:--|:--|:--|--:|--:|--:|--:|"]
         total = s.stats.macs
         for row in s.layers:
             indent = "\u00a0\u00a0" * (row.depth - 1)  # no-break spaces: Markdown keeps them
             lines.append(f"| {indent}{_cell(row.name)} | {_cell(row.type)} | {shapes_text(row)} | {row.params:,} | "
-                         f"{_cell(macs_text(row))} | {share_text(row, total)} |")
+                         f"{_cell(macs_text(row))} | {norm_text(row)} | {share_text(row, total)} |")
         lines += ["", f"<sub>{_cell(_FOOTNOTE)}</sub>"]
     lines += ["", "### Totals", "", "| quantity | value | convention |", "|:--|--:|:--|"]
     lines += [f"| {q} | {v} | {_cell(c)} |" for q, v, c in total_lines(s)]

@@ -20,20 +20,30 @@ if TYPE_CHECKING:
     from archbench.report import ReportData
 
 MAC_CONVENTION = (
-    "1 MAC = one multiply-accumulate = 2 FLOPs. MACs are fvcore's forward count (fvcore calls a MAC a "
-    "\"flop\"); forward FLOPs = 2 × MACs; backward FLOPs are those of a training step's backward pass. "
-    "MB = 2^20 bytes."
+    "1 MAC = one multiply-accumulate = 2 FLOPs. MACs are those of convolutions, matrix products and attention "
+    "(torchvision's `_ops` convention, as most papers count); MACs with norm add normalisation and pooling "
+    "with fvcore's formulas (fvcore's and timm's `infer_gmacs` convention); forward FLOPs = 2 × MACs; backward "
+    "FLOPs are those of a training step's backward pass over the same ops. MB = 2^20 bytes."
 )
 TIMING_CONVENTION = (
     "Times are per step: `infer` = one forward pass in eval mode under `torch.inference_mode`; `train` = "
     "forward + cross-entropy loss + backward in train mode. Each cell shows the median step time with its "
-    "95% confidence interval (distribution-free, from order statistics of the raw samples) and the "
-    "throughput in samples/s = batch / median."
+    "confidence interval (distribution-free, from order statistics of the raw samples: 95% coverage from 6 "
+    "samples on; with fewer the interval is the sample range and the cell states its exact, lower coverage, "
+    "e.g. 93.7% with 5 samples) and the throughput in samples/s = batch / median."
 )
-UNCERTAINTY_FORMULA = (
-    "r = m_ref / m (ratio of the median step times; r > 1 means faster than the reference). Each median's "
-    "uncertainty is the half-width h of its 95% CI; relative uncertainties combine in quadrature: "
-    "u = r · √((h_ref/m_ref)² + (h/m)²). A model slower than the reference is shown as 1/r ± u/r² × slower."
+RELATIVE_METHOD = (
+    "×r = m_ref / m, the ratio of the median step times (r > 1: faster than the reference, r < 1: slower). "
+    "The interval is taken from the CI ends, (ref_low / high – ref_high / low): it holds the true ratio "
+    "whenever both true medians lie in their CIs, so it covers at least the product of the two coverages "
+    "(≥90.25% for two 95% CIs; a lower bound is written in the cell when a CI covers less), assumes nothing "
+    "about the distributions, and is asymmetric, as a ratio is."
+)
+LOAD_NOTE = (
+    "A calibration kernel (24 products of 256×256 fp32 matrices, a few ms) is timed before and after each "
+    "cell; a cell is flagged as measured under load when the slower of the two took more than {threshold:g}× "
+    "the sweep's fastest calibration (a quiet machine stays within about ±20%), or when other processes used "
+    "more than half a core beyond the cores the cell left free while it ran (`/proc/stat`)."
 )
 
 
@@ -114,12 +124,23 @@ def precision_section(data: "ReportData") -> list[str]:
     return lines + [""]
 
 
+CUDA_ONLY_SETTINGS = ("cuda", "cudnn", "tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "cuda_capability",
+                      "cuda_memory_gb", "gpu_driver", "gpu_count", "gpus")
+
+
+def shown_settings(data: "ReportData", env: Mapping[str, Any]) -> dict[str, Any]:
+    """The environment rows worth showing: GPU settings only when a CUDA device measured something."""
+    devices = {r.device for r in data.rows} | set(env.get("devices") or {})
+    cuda = any(str(d).startswith("cuda") for d in devices)
+    return {k: v for k, v in env.items() if k != "date" and (cuda or k not in CUDA_ONLY_SETTINGS)}
+
+
 def environment_section(data: "ReportData") -> list[str]:
     env = dict(data.environment)
     lines = ["## Environment", ""]
     if not env:
         return lines + ["No environment was recorded.", ""]
-    rows = [(key, _value(value)) for key, value in env.items() if key != "date"]
+    rows = [(key, _value(value)) for key, value in shown_settings(data, env).items()]
     rows += [("device peak (large matmul)", _value({k: f"{v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()}))] if data.peaks_tflops else []
     lines += [md_table(["setting", "value"], rows, ["l", "l"]), ""]
     if len(data.environments) > 1:
@@ -144,14 +165,14 @@ def architecture_section(data: "ReportData", notes: Footnotes) -> list[str]:
             mark = notes.mark(f"{record['model']} at {record['input']}: {failure}")
         rows.append([
             f"`{record['model']}`", fmt_int(record["params"]), fmt_sig(record["param_mb"]), fmt_sig(record["gmacs"]) + mark,
-            fmt_sig(record["gflops_forward"]), fmt_sig(record["gflops_backward"]), fmt_sig(record["activation_mb_per_sample"]),
+            fmt_sig(record["gmacs_with_norm"]), fmt_sig(record["gflops_forward"]), fmt_sig(record["gflops_backward"]), fmt_sig(record["activation_mb_per_sample"]),
             record["input"],
         ])
-    headers = ["model", "params", "param memory (MB)", "forward GMACs", "forward GFLOPs", "backward GFLOPs",
-               "activations (MB/sample)", "default input"]
+    headers = ["model", "params", "param memory (MB)", "forward GMACs", "GMACs with norm", "forward GFLOPs",
+               "backward GFLOPs", "activations (MB/sample)", "default input"]
     lines = ["## Models", "", "Counts at each model's default input, batch 1 (MACs/FLOPs per sample; 1 MAC = 2 FLOPs). "
              "Parameter memory counts parameters and buffers; activation memory is what autograd saves for the "
-             "backward pass, measured.", "", md_table(headers, rows, ["l", *["r"] * 6, "l"]), ""]
+             "backward pass, measured.", "", md_table(headers, rows, ["l", *["r"] * 7, "l"]), ""]
     inputs = tables.grid_inputs(data)
     defaults = {m.input for m in data.models}
     if inputs and set(inputs) != defaults:
@@ -168,27 +189,58 @@ def architecture_section(data: "ReportData", notes: Footnotes) -> list[str]:
 
 
 def speed_section(data: "ReportData", notes: Footnotes) -> list[str]:
-    lines = ["## Speed", "", "Median time per step (95% CI) · samples/s. Columns: input · batch size. "
-             f"{tables.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision target; "
-             "`OOM`/`error`: the cell failed (see the footnote); —: not measured.", ""]
+    from archbench.load import LOAD_THRESHOLD
+
+    legend = ("Median time per step (95% CI unless the cell gives another coverage) · samples/s. Columns: input · "
+              f"batch size. {tables.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision "
+              "target; `OOM`/`error`: the cell failed (see the footnote); —: not measured.")
+    lines = ["## Speed", "", f"{legend} {LOAD_NOTE.format(threshold=LOAD_THRESHOLD)} {load_summary(data.rows)}", ""]
     for key, frame in tables.speed_tables(data, notes):
         lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
     return lines
 
 
+def load_summary(rows) -> str:
+    """How many timed cells were measured under load, and how many were never checked (older results)."""
+    timed = [r for r in rows if r.status == "ok"]
+    loaded = sum(r.under_load for r in timed)
+    unchecked = sum(not math.isfinite(r.load_ratio) for r in timed)
+    said = (f"**{loaded} cell(s) were measured under load** (footnoted): their times are probably inflated; measure "
+            "them again on a quiet machine." if loaded else "No checked cell was measured under load." if unchecked
+            else "No cell was measured under load.")
+    if unchecked:
+        said += f" {unchecked} of {len(timed)} cell(s) were not checked (measured before archbench had the check)."
+    return said
+
+
 def relative_section(data: "ReportData") -> list[str]:
-    frame = tables.relative_speeds(data)
-    lines = [f"## Relative speed (reference: `{data.study.reference}`)", "", f"{UNCERTAINTY_FORMULA}", ""]
-    if frame.empty:
+    lines = [f"## Relative speed (reference: `{data.study.reference}`)", "", RELATIVE_METHOD, ""]
+    relative = tables.relative_tables(data)
+    if not relative:
         return lines + ["No cell was measured successfully for both a model and the reference.", ""]
-    return lines + [f"- {sentence}" for sentence in frame["sentence"]] + [""]
+    for key, frame in relative:
+        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+    return lines
+
+
+def memory_section(data: "ReportData", notes: Footnotes) -> list[str]:
+    lines = ["## Peak memory", "", "Peak memory of each cell in MB (weights, gradients, activations and workspaces; "
+             "on CPU the peak resident set above the process's before the model was built, on CUDA the peak of "
+             "allocated tensors).", ""]
+    for key, frame in tables.memory_tables(data, notes):
+        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+    return lines
 
 
 def efficiency_section(data: "ReportData", notes: Footnotes) -> list[str]:
-    peaks = ", ".join(f"{k}: {v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()) or "not measured"
+    emulated = tables.emulated_peaks(data.peaks_tflops)
+    peaks = ", ".join(f"{k}: {v:.3f} TFLOP/s" + (" (emulated, no ceiling)" if k in emulated else "")
+                      for k, v in data.peaks_tflops.items()) or "not measured"
     lines = ["## Achieved FLOP rate", "",
              "Achieved TFLOP/s (FLOPs per step / median time; train steps count forward + backward FLOPs) and, in "
-             f"parentheses, the fraction of the device's measured peak (a large matmul in the same dtype: {peaks}).", ""]
+             f"parentheses, the fraction of the device's measured peak (a large matmul in the same dtype: {peaks}). "
+             "A dtype whose matmul peak is below fp32's on the same device (bf16/fp16 on most CPUs) is emulated "
+             "there, so its peak is no ceiling and its cells show no fraction (see the footnote).", ""]
     for key, frame in tables.efficiency_tables(data, notes):
         lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
     return lines
@@ -197,7 +249,8 @@ def efficiency_section(data: "ReportData", notes: Footnotes) -> list[str]:
 def plots_section(data: "ReportData") -> list[str]:
     from archbench.report.plots import planned_plots
 
-    lines = ["## Plots", ""]
+    lines = ["## Plots", "", "Error bars: the CI of each cell's median (95% unless the speed table gives another "
+             "coverage), converted to samples/s for the throughput plot.", ""]
     for stem, caption in planned_plots(data):
         lines += [f"### {caption}", "", f"![{caption}]({stem}.png)", "", f"[SVG]({stem}.svg)", ""]
     return lines
@@ -224,6 +277,7 @@ def render_markdown(data: "ReportData") -> str:
         *architecture_section(data, notes),
         *speed_section(data, notes),
         *relative_section(data),
+        *memory_section(data, notes),
         *efficiency_section(data, notes),
         *plots_section(data),
         *files_section(),

@@ -4,6 +4,9 @@
 * ``time_vs_input`` — median time per step against input resolution, a line per model and batch;
 * ``params_vs_macs`` — parameters against forward MACs, one labelled point per model.
 
+Error bars are the CI of each cell's median (95% unless the report gives another coverage); the legend
+sits below the panels, where it covers no line, and its title says what the error bars are.
+
 Rendered with matplotlib's Agg canvas on :class:`~matplotlib.figure.Figure` objects (never pyplot, so no
 global backend or figure state is touched). SVGs are made reproducible: fixed hash salt, no date.
 """
@@ -90,6 +93,21 @@ def _panels(data: "ReportData"):
     return keys, devices, modes
 
 
+ERROR_BARS = "error bars: CI of the median (95% unless the report says otherwise)"
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for all panels, outside below them (it never covers a line), titled with what the
+    error bars are."""
+    entries: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4),
+                   fontsize="small", title=ERROR_BARS, title_fontsize="small", frameon=False)
+
+
 def throughput_figure(data: "ReportData"):
     """Samples/s (with the 95% CI as error bars) against batch size: a panel per device/dtype (rows)
     and mode (columns), a line per model (colour) and input (marker and line style)."""
@@ -122,8 +140,7 @@ def throughput_figure(data: "ReportData"):
             ax.set_xlabel("batch size")
             ax.set_ylabel("samples / s")
             ax.grid(True, which="both", alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="small")
+    _figure_legend(fig, axes)
     return fig
 
 
@@ -161,8 +178,7 @@ def time_vs_input_figure(data: "ReportData"):
             ax.set_xlabel("input (C×H×W)")
             ax.set_ylabel("median time per step (ms)")
             ax.grid(True, which="major", alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="small")
+    _figure_legend(fig, axes)
     return fig
 
 
@@ -174,10 +190,13 @@ def params_vs_macs_figure(data: "ReportData"):
     models, colors = _styles(data)
     fig, axes = _figure(1, 1)
     ax = axes[0][0]
+    middle = math.sqrt(arch["gmacs"].min() * arch["gmacs"].max())  # the middle of the log x range
     for record in arch.to_dict("records"):
         x, y = record["gmacs"], record["params"] / 1e6
         ax.scatter([x], [y], color=colors.get(record["model"]), s=40, zorder=3)
-        ax.annotate(f"{record['model']} ({record['input']})", (x, y), textcoords="offset points", xytext=(6, 6), fontsize="small")
+        left = x > middle  # labels point inwards, so none runs off the right edge
+        ax.annotate(f"{record['model']} ({record['input']})", (x, y), textcoords="offset points",
+                    xytext=(-6 if left else 6, 6), ha="right" if left else "left", fontsize="small")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.margins(0.25)

@@ -2,11 +2,12 @@
 
 * :func:`architecture_table` — one row per model: counts at its default input, batch 1 (numbers);
 * :func:`macs_per_input_table` — forward GMACs of each model at each input of the grid (numbers);
-* :func:`speed_tables` / :func:`efficiency_tables` — per device, dtype and mode: rows = models,
-  columns = input x batch, cells as text (median, 95% CI, samples/s; TFLOP/s and % of peak), failed
-  cells ``OOM``/``error`` with a footnote;
-* :func:`relative_speeds` — each model against the reference, cell by cell, with the uncertainty
-  propagated from both confidence intervals (see :func:`relative_speed`);
+* :func:`speed_tables` / :func:`efficiency_tables` / :func:`memory_tables` — per device, dtype and mode:
+  rows = models, columns = input x batch, cells as text (median, CI labelled with its coverage when
+  below 95%, samples/s; TFLOP/s and % of peak; peak MB), failed cells ``OOM``/``error`` and cells
+  measured under load with a footnote;
+* :func:`relative_speeds` / :func:`relative_tables` — each model against the reference, cell by cell,
+  the ratio of medians with the interval from the CI ends (see :func:`relative_speed`);
 * :func:`precision_summary` — how precise the cells are.
 """
 
@@ -16,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, NamedTuple
 
+from archbench.load import LOAD_THRESHOLD
+from archbench.measure import CONFIDENCE, median_ci_ranks
 from archbench.options import parse_input
 from archbench.results import ResultRow
 
@@ -81,6 +84,40 @@ class Footnotes:
         return list(enumerate(self.messages, start=1))
 
 
+def ci_coverage(row: ResultRow) -> float:
+    """The exact coverage of the row's CI: stored since ``ci_coverage`` exists, derived from the sample
+    count for older rows (the interval is always the order-statistic one of :mod:`archbench.measure`)."""
+    if math.isfinite(row.ci_coverage):
+        return row.ci_coverage
+    return median_ci_ranks(row.n_samples)[2] if row.n_samples > 0 else math.nan
+
+
+def coverage_percent(coverage: float) -> str:
+    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
+    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"
+
+
+def ci_label(row: ResultRow) -> str:
+    """``95% CI``, or the actual coverage (``93.7% CI``) of an interval that covers less."""
+    coverage = ci_coverage(row)
+    if not math.isfinite(coverage) or coverage >= CONFIDENCE:
+        return f"{100 * CONFIDENCE:g}% CI"
+    return f"{coverage_percent(coverage)} CI"
+
+
+def under_coverage(row: ResultRow) -> bool:
+    return math.isfinite(ci_coverage(row)) and ci_coverage(row) < CONFIDENCE
+
+
+def load_message(row: ResultRow) -> str:
+    if row.load_ratio > LOAD_THRESHOLD:
+        why = f"the calibration kernel ran {row.load_ratio:.2f}× slower around this cell than at the start of the sweep"
+    else:
+        why = "other processes kept the CPU cores it needed busy while it ran"
+    return (f"{row.model}, {row.device} {row.mode}, batch {row.batch}, {row.input}, {row.dtype}: measured under load — "
+            f"{why}, so its time is probably inflated.")
+
+
 def failure_label(row: ResultRow) -> str:
     return "OOM" if row.status == "oom" else "error"
 
@@ -94,8 +131,10 @@ def failure_message(row: ResultRow) -> str:
 
 def architecture_table(data: "ReportData") -> "pd.DataFrame":
     """One row per model, counts at its default input and batch 1 (NaN where the model did not run):
-    ``params``, ``param_mb`` (parameters + buffers, MiB), ``gmacs`` (forward, fvcore: 1 MAC = one
-    multiply-accumulate), ``gflops_forward`` (= 2 x GMACs), ``gflops_backward``,
+    ``params``, ``param_mb`` (parameters + buffers, MiB), ``gmacs`` (forward MACs of convolutions, matrix
+    products and attention: torchvision's ``_ops`` convention; 1 MAC = one multiply-accumulate),
+    ``gmacs_with_norm`` (+ normalisation and pooling: fvcore's / timm's convention), ``gflops_forward``
+    (= 2 x GMACs), ``gflops_backward``,
     ``activation_mb_per_sample`` (measured, MiB) and ``input``."""
     import pandas as pd
 
@@ -107,13 +146,15 @@ def architecture_table(data: "ReportData") -> "pd.DataFrame":
             "params": stats.params_total if stats else math.nan,
             "param_mb": stats.param_bytes / MIB if stats else math.nan,
             "gmacs": stats.macs / 1e9 if stats else math.nan,
+            "gmacs_with_norm": stats.macs_with_norm / 1e9 if stats and stats.macs_with_norm is not None else math.nan,
             "gflops_forward": stats.flops_forward / 1e9 if stats else math.nan,
             "gflops_backward": stats.flops_backward / 1e9 if stats else math.nan,
             "activation_mb_per_sample": stats.activation_bytes_per_sample / MIB if stats else math.nan,
             "input": info.input,
         })
-    return pd.DataFrame.from_records(records, columns=["model", "params", "param_mb", "gmacs", "gflops_forward",
-                                                       "gflops_backward", "activation_mb_per_sample", "input"])
+    return pd.DataFrame.from_records(records, columns=["model", "params", "param_mb", "gmacs", "gmacs_with_norm",
+                                                       "gflops_forward", "gflops_backward",
+                                                       "activation_mb_per_sample", "input"])
 
 
 def grid_inputs(data: "ReportData") -> list[str]:
@@ -143,9 +184,10 @@ class TableKey(NamedTuple):
     device: str
     dtype: str
     mode: str
+    tf32: bool = False  # fp32 cells whose convolutions / matmuls ran as TF32 on the GPU
 
     def title(self) -> str:
-        return f"{self.device} · {self.mode} · {self.dtype}"
+        return f"{self.device} · {self.mode} · {self.dtype}{' (tf32)' if self.tf32 else ''}"
 
 
 def table_keys(rows: Iterable[ResultRow]) -> list[TableKey]:
@@ -155,7 +197,8 @@ def table_keys(rows: Iterable[ResultRow]) -> list[TableKey]:
     dtypes = list(dict.fromkeys(r.dtype for r in rows))
     modes = sorted({r.mode for r in rows}, key=lambda m: (m != "infer", m))
     present = {(r.device, r.dtype, r.mode) for r in rows}
-    return [TableKey(d, t, m) for d in devices for t in dtypes for m in modes if (d, t, m) in present]
+    tf32 = {(r.device, r.dtype, r.mode) for r in rows if r.tf32}
+    return [TableKey(d, t, m, (d, t, m) in tf32) for d in devices for t in dtypes for m in modes if (d, t, m) in present]
 
 
 def column_label(input: str, batch: int) -> str:
@@ -163,13 +206,15 @@ def column_label(input: str, batch: int) -> str:
 
 
 def _grouped_cells(data: "ReportData", key: TableKey) -> tuple[list[str], dict[tuple[str, str], ResultRow]]:
-    rows = [r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)]
+    rows = [r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)[:3]]
     columns = sorted({(r.input, r.batch) for r in rows}, key=lambda c: (input_order(c[0]), c[1]))
     cells = {(r.model, column_label(r.input, r.batch)): r for r in rows}
     return [column_label(i, b) for i, b in columns], cells
 
 
-def _text_table(data: "ReportData", key: TableKey, render, footnotes: Footnotes) -> "pd.DataFrame":
+def _text_table(data: "ReportData", key: TableKey, render, footnotes: Footnotes, flag_load: bool = False) -> "pd.DataFrame":
+    """``render(row, footnotes)`` for each ok cell; failed cells as ``OOM``/``error`` with a footnote;
+    with ``flag_load``, cells measured under load get a footnote too."""
     import pandas as pd
 
     columns, cells = _grouped_cells(data, key)
@@ -184,97 +229,166 @@ def _text_table(data: "ReportData", key: TableKey, render, footnotes: Footnotes)
             elif row.status != "ok":
                 line.append(failure_label(row) + footnotes.mark(failure_message(row)))
             else:
-                line.append(render(row))
+                loaded = f" · under load{footnotes.mark(load_message(row))}" if flag_load and row.under_load else ""
+                line.append(render(row, footnotes) + loaded)
         body[model] = line
     frame = pd.DataFrame.from_dict(body, orient="index", columns=columns)
     frame.index.name = "model"
     return frame
 
 
-def speed_cell(row: ResultRow) -> str:
+def ci_text(row: ResultRow) -> str:
+    """``12.1–12.6``, with the coverage when below 95% (``12.1–12.6; 93.7% CI``)."""
+    coverage = f"; {ci_label(row)}" if under_coverage(row) else ""
+    return f"{fmt_ms(row.ci_low_ms)}–{fmt_ms(row.ci_high_ms)}{coverage}"
+
+
+def speed_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
     """``12.3 ms (12.1–12.6) · 650 /s``; ``†`` when sampling stopped before the CI met the precision target."""
     mark = NOT_CONVERGED if row.stop_reason and row.stop_reason != "precision" else ""
-    return (f"{fmt_ms(row.median_ms)} ms ({fmt_ms(row.ci_low_ms)}–{fmt_ms(row.ci_high_ms)}){mark}"
-            f" · {fmt_sig(row.samples_per_s)} /s")
+    return f"{fmt_ms(row.median_ms)} ms ({ci_text(row)}){mark} · {fmt_sig(row.samples_per_s)} /s"
 
 
-def efficiency_cell(row: ResultRow) -> str:
-    """``0.123 TFLOP/s (12.3%)`` — achieved FLOP rate and fraction of the measured device peak."""
+def efficiency_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
+    """``0.123 (12.3%)`` — achieved TFLOP/s and fraction of the measured device peak; a row's note (why
+    there is no count or no % of peak) as a footnote."""
+    note = footnotes.mark(row.error) if footnotes is not None and row.error else ""
     if not math.isfinite(row.achieved_tflops):
-        return "—"
+        return "—" + note
     share = f" ({100 * row.peak_fraction:.1f}%)" if math.isfinite(row.peak_fraction) else ""
-    return f"{fmt_sig(row.achieved_tflops)}{share}"
+    return f"{fmt_sig(row.achieved_tflops)}{share}{note}"
+
+
+def memory_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
+    return fmt_sig(row.peak_mem_mb)
 
 
 def speed_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
-    """Per device, dtype and mode: the median time per step with its 95% CI, and samples/s."""
-    return [(key, _text_table(data, key, speed_cell, footnotes)) for key in table_keys(data.rows)]
+    """Per device, dtype and mode: the median time per step with its CI, and samples/s; cells measured
+    under load footnoted."""
+    return [(key, _text_table(data, key, speed_cell, footnotes, flag_load=True)) for key in table_keys(data.rows)]
 
 
 def efficiency_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
-    """Per device, dtype and mode: achieved TFLOP/s and the fraction of the measured device peak."""
+    """Per device, dtype and mode: achieved TFLOP/s and the fraction of the measured device peak (none
+    where that peak is no ceiling, also for results stored before archbench applied the rule)."""
+    import dataclasses
+
+    notes = emulated_peaks(data.peaks_tflops)
+    rows = tuple(dataclasses.replace(r, peak_fraction=math.nan, error=notes[f"{r.device}/{r.dtype}"])
+                 if f"{r.device}/{r.dtype}" in notes and r.status == "ok" else r for r in data.rows)
+    data = dataclasses.replace(data, rows=rows)
     return [(key, _text_table(data, key, efficiency_cell, footnotes)) for key in table_keys(data.rows)]
+
+
+def emulated_peaks(peaks_tflops) -> dict[str, str]:
+    """``"cpu/bf16"`` -> why that stored peak is no ceiling (below the same device's fp32 peak)."""
+    from archbench.measure import emulated_peak_note
+
+    notes = {}
+    for key, peak in peaks_tflops.items():
+        device, _, dtype = key.rpartition("/")
+        fp32 = peaks_tflops.get(f"{device}/fp32")
+        note = emulated_peak_note(device, dtype, peak, fp32) if fp32 is not None else ""
+        if note:
+            notes[key] = note
+    return notes
+
+
+def memory_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
+    """Per device, dtype and mode: each cell's peak memory in MB (``peak_mem_mb``)."""
+    return [(key, _text_table(data, key, memory_cell, footnotes)) for key in table_keys(data.rows)]
 
 
 # --------------------------------------------------------------------------------- relative speed
 
 
 def half_width(row: ResultRow) -> float:
-    """Half the width of the 95% CI of the median, in ms (the uncertainty of the median)."""
+    """Half the width of the CI of the median, in ms (the uncertainty of the median)."""
     return (row.ci_high_ms - row.ci_low_ms) / 2
 
 
-def relative_speed(reference: ResultRow, row: ResultRow) -> tuple[float, float]:
-    """How many times faster ``row`` ran than ``reference``, and the uncertainty of that ratio.
+class RelativeSpeed(NamedTuple):
+    """How many times faster a model ran than the reference: ``ratio`` with its interval ``low``–``high``
+    and ``coverage``, a lower bound on the interval's coverage."""
 
-    ``r = m_ref / m``, the ratio of the medians. Each median's uncertainty is the half-width of its 95%
-    CI, ``h = (ci_high - ci_low) / 2``; relative uncertainties of a quotient add in quadrature::
+    ratio: float
+    low: float
+    high: float
+    coverage: float
 
-        u = r * sqrt((h_ref / m_ref)**2 + (h / m)**2)
-
-    (first-order propagation, treating the two measurements as independent)."""
-    ratio = reference.median_ms / row.median_ms
-    relative = math.hypot(half_width(reference) / reference.median_ms, half_width(row) / row.median_ms)
-    return ratio, ratio * relative
+    def text(self) -> str:
+        """``×2.50 (2.34–2.74)``; the coverage bound is added when below that of two 95% CIs."""
+        bound = f"; ≥{coverage_percent(self.coverage)}" if self.coverage < CONFIDENCE**2 - 1e-12 else ""
+        return f"×{fmt_sig(self.ratio)} ({fmt_sig(self.low)}–{fmt_sig(self.high)}{bound})"
 
 
-def speed_phrase(ratio: float, uncertainty: float) -> str:
-    """``2.31 ± 0.06 × faster`` for ``ratio >= 1``; otherwise ``1.85 ± 0.04 × slower`` (the inverse
-    ratio, whose uncertainty is ``u / r**2``: the relative uncertainty is the same)."""
-    if ratio >= 1:
-        return f"{ratio:.2f} ± {uncertainty:.2f} × faster"
-    return f"{1 / ratio:.2f} ± {uncertainty / ratio**2:.2f} × slower"
+def relative_speed(reference: ResultRow, row: ResultRow) -> RelativeSpeed:
+    """``ratio = m_ref / m`` (> 1: ``row`` ran faster), and the interval from the CI ends:
+    ``[ref_low / high, ref_high / low]``.
+
+    The interval holds the true ratio whenever both true medians lie in their CIs, so its coverage is at
+    least the product of the two CIs' coverages (90.25% for two 95% CIs), with no assumption about the
+    shape of either distribution; it is asymmetric, as a ratio of two uncertain numbers is."""
+    return RelativeSpeed(
+        ratio=reference.median_ms / row.median_ms,
+        low=reference.ci_low_ms / row.ci_high_ms,
+        high=reference.ci_high_ms / row.ci_low_ms,
+        coverage=ci_coverage(reference) * ci_coverage(row),
+    )
+
+
+def relative_speeds(data: "ReportData") -> "pd.DataFrame":
+    """Each non-reference model against the reference in every cell both measured successfully:
+    ``ratio`` (``m_ref / m``; > 1 means faster), ``low``/``high`` (its interval), ``coverage`` (a lower
+    bound) and ``text`` (``×2.50 (2.34–2.74)``)."""
+    import pandas as pd
+
+    reference = data.study.reference
+    ref_rows = {_cell(r): r for r in data.rows if r.model == reference and r.status == "ok"}
+    records = []
+    for key in table_keys(data.rows):
+        for row in sorted((r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)[:3]),
+                          key=lambda r: (_model_order(data, r.model), input_order(r.input), r.batch)):
+            ref = ref_rows.get(_cell(row))
+            if row.model == reference or row.status != "ok" or ref is None:
+                continue
+            speed = relative_speed(ref, row)
+            records.append({
+                "model": row.model, "reference": reference, "device": row.device, "mode": row.mode,
+                "batch": row.batch, "input": row.input, "dtype": row.dtype, **speed._asdict(), "text": speed.text(),
+                "column": column_label(row.input, row.batch),
+            })
+    columns = ["model", "reference", "device", "mode", "batch", "input", "dtype", "ratio", "low", "high", "coverage",
+               "text", "column"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def relative_tables(data: "ReportData") -> list[tuple[TableKey, "pd.DataFrame"]]:
+    """Per device, dtype and mode: rows = the models other than the reference, columns = input x batch,
+    cells ``×ratio (low–high)``; ``—`` where the model or the reference has no successful timing."""
+    import pandas as pd
+
+    speeds = relative_speeds(data)
+    others = [m for m in ([i.name for i in data.models] or dict.fromkeys(r.model for r in data.rows))
+              if m != data.study.reference]
+    result = []
+    for key in table_keys(data.rows):
+        columns, _ = _grouped_cells(data, key)
+        group = speeds[(speeds["device"] == key.device) & (speeds["dtype"] == key.dtype) & (speeds["mode"] == key.mode)]
+        texts = {(m, c): t for m, c, t in zip(group["model"], group["column"], group["text"])}
+        if group.empty:
+            continue
+        body = {model: [texts.get((model, column), "—") for column in columns] for model in others}
+        frame = pd.DataFrame.from_dict(body, orient="index", columns=columns)
+        frame.index.name = "model"
+        result.append((key, frame))
+    return result
 
 
 def cell_context(row: ResultRow, with_dtype: bool) -> str:
     parts = [row.mode, f"batch {row.batch}", row.input, row.device, *([row.dtype] if with_dtype else [])]
     return ", ".join(parts)
-
-
-def relative_speeds(data: "ReportData") -> "pd.DataFrame":
-    """Each non-reference model against the reference in every cell both measured successfully:
-    ``ratio`` (``m_ref / m``; > 1 means faster), ``uncertainty`` and the sentence, e.g.
-    "resnext-50 ran 2.31 ± 0.06 × faster than wrn-40-10 (train, batch 8, 3x32x32, cpu)"."""
-    import pandas as pd
-
-    reference = data.study.reference
-    with_dtype = len({r.dtype for r in data.rows}) > 1
-    ref_rows = {_cell(r): r for r in data.rows if r.model == reference and r.status == "ok"}
-    records = []
-    for key in table_keys(data.rows):
-        for row in sorted((r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)),
-                          key=lambda r: (_model_order(data, r.model), input_order(r.input), r.batch)):
-            ref = ref_rows.get(_cell(row))
-            if row.model == reference or row.status != "ok" or ref is None:
-                continue
-            ratio, uncertainty = relative_speed(ref, row)
-            records.append({
-                "model": row.model, "reference": reference, "device": row.device, "mode": row.mode,
-                "batch": row.batch, "input": row.input, "dtype": row.dtype, "ratio": ratio, "uncertainty": uncertainty,
-                "sentence": f"{row.model} ran {speed_phrase(ratio, uncertainty)} than {reference} ({cell_context(row, with_dtype)})",
-            })
-    columns = ["model", "reference", "device", "mode", "batch", "input", "dtype", "ratio", "uncertainty", "sentence"]
-    return pd.DataFrame.from_records(records, columns=columns)
 
 
 def _cell(row: ResultRow) -> tuple:

@@ -1,0 +1,319 @@
+"""Which ops archbench counts, in which figure, with which formula.
+
+Every op a counted pass runs (at torch's dispatch level, so any eager model, meta tensors included)
+falls in exactly one bucket:
+
+* ``macs`` — multiply-accumulates of convolutions (any groups, transposed), matrix products (mm, addmm,
+  bmm, baddbmm: linear, matmul and einsum run as these) and attention (every SDPA kernel, the CPU
+  flash kernel and ``nn.MultiheadAttention``'s fused fast path included): torchvision's ``_ops``
+  convention. torch's own formulas (``torch.utils.flop_counter``, halved: torch counts 2 FLOPs per MAC),
+  archbench's where torch has none or is wrong (see :data:`ARCHBENCH_FORMULAS`), and user formulas.
+* ``norm_pool`` — normalisation, adaptive average pooling and upsampling with fvcore's formulas (in
+  MACs; BatchNorm as at inference). ``macs`` + ``norm_pool`` is the convention of fvcore, timm's
+  ``infer_gmacs`` and the ConvNeXt paper.
+* ``other`` — activations, elementwise ops, reductions, softmax, max/average pooling and the backward
+  of these: operations, one per output element (softmax 3, pooling one per window element, a reduction
+  one per input element).
+* ``free`` — ops that do no arithmetic (views, reshapes, copies, fills, allocations, random draws).
+* anything else is *uncounted*: listed with how often it ran, never counted as zero silently.
+
+Users add formulas with :func:`register_flop_formula` or through the entry-point group
+``archbench.flop_formulas`` (an entry point names a ``{op: formula}`` mapping, or a callable returning
+one); those ops count in ``macs`` unless registered with another ``kind``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+
+from archbench.errors import ArchbenchError
+
+aten = torch.ops.aten
+
+MACS, NORM_POOL, OTHER, FREE = "macs", "norm_pool", "other", "free"
+KINDS = (MACS, NORM_POOL, OTHER)
+ENTRY_POINT_GROUP = "archbench.flop_formulas"
+
+
+class FormulaError(ArchbenchError):
+    """A formula that cannot be registered (unknown op, registered twice, bad kind)."""
+
+
+@dataclass(frozen=True)
+class Formula:
+    """How one op is counted: ``fn(*args, out_shape=..., **kwargs)`` with tensors replaced by their
+    shapes, returning MACs (``macs``, ``norm_pool``) or operations (``other``); ``source`` says whose."""
+
+    kind: str
+    fn: Callable[..., int]
+    source: str
+    raw: bool = False  # torch's formulas take the tensors themselves and ``out_val``
+
+
+# ------------------------------------------------------------------------------- shape formulas
+
+
+def _numel(shape) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+def _first_shape(value):
+    """The shape of the first tensor in an op's output (a tuple of shapes, or a shape)."""
+    if isinstance(value, torch.Size):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_shape(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _torch_macs(torch_formula: Callable[..., int]) -> Callable[..., int]:
+    """One of torch's FLOP formulas (tensors and ``out_val``) in MACs."""
+    return lambda *args, out_val=None, **kwargs: torch_formula(*args, out_val=out_val, **kwargs) // 2
+
+
+def conv_backward_macs(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                       _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """MACs of ``aten.convolution_backward``, correct for grouped and depthwise convolutions.
+
+    torch's formula (torch <= 2.14) computes the weight-gradient term as a dense convolution of the input
+    with the output gradient, ignoring ``groups``: ``groups``x too high. Each weight element meets each
+    position it slid over once per sample: N * prod(weight) * prod(spatial of the output gradient; of
+    the input for a transposed convolution), the forward count. The input-gradient term is torch's."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    macs = 0
+    if output_mask[0]:
+        macs += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed) // 2
+    if output_mask[1]:
+        slid_over = x_shape[2:] if transposed else grad_out_shape[2:]
+        macs += x_shape[0] * math.prod(w_shape) * math.prod(slid_over)
+    return macs
+
+
+def attention_macs(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """QKᵀ and AV: B·H·Lq·Lk·(E + Ev) MACs (CPU flash kernel; torch's formula for the others)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape) // 2
+
+
+def attention_backward_macs(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape) // 2
+
+
+def multi_head_attention_macs(query_shape, key_shape, value_shape, embed_dim, num_heads, *args,
+                              out_shape=None, **kwargs) -> int:
+    """``aten._native_multi_head_attention`` (``nn.MultiheadAttention``'s fast path, batch first):
+    the q, k, v and output projections and the attention products."""
+    batch, lq, lk = query_shape[0], query_shape[-2], key_shape[-2]
+    projections = batch * (2 * lq + 2 * lk) * embed_dim * embed_dim
+    return projections + 2 * batch * lq * lk * embed_dim
+
+
+def _batch_norm(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    return _numel(x_shape) * (2 if weight_shape is not None else 1)  # fvcore's inference formula
+
+
+def _layer_or_group_norm(affine_index: int) -> Callable[..., int]:
+    def formula(*args, out_shape=None, **kwargs) -> int:
+        return _numel(args[0]) * (5 if args[affine_index] is not None else 4)  # fvcore's norm formula
+    return formula
+
+
+def _input_elements(x_shape, *args, out_shape=None, **kwargs) -> int:
+    return _numel(x_shape)
+
+
+def _output_elements(factor: int) -> Callable[..., int]:
+    return lambda *args, out_shape=None, **kwargs: factor * _numel(_first_shape(out_shape))
+
+
+def _pool_window(x_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
+    return _numel(_first_shape(out_shape)) * math.prod(kernel_size if len(kernel_size) > 1 else kernel_size * 2)
+
+
+ARCHBENCH_FORMULAS: dict[Any, Formula] = {
+    aten.convolution_backward: Formula(MACS, conv_backward_macs, "archbench (torch ignores groups)"),
+    aten._scaled_dot_product_flash_attention_for_cpu: Formula(MACS, attention_macs, "archbench (torch has none)"),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: Formula(
+        MACS, attention_backward_macs, "archbench (torch has none)"),
+    aten._native_multi_head_attention: Formula(MACS, multi_head_attention_macs, "archbench (torch has none)"),
+}
+FVCORE_FORMULAS: dict[Any, Formula] = {
+    **{op: Formula(NORM_POOL, _batch_norm, "fvcore") for op in (
+        aten._native_batch_norm_legit_no_training, aten._native_batch_norm_legit, aten.native_batch_norm,
+        aten.cudnn_batch_norm, aten.miopen_batch_norm)},
+    aten.native_layer_norm: Formula(NORM_POOL, _layer_or_group_norm(2), "fvcore"),
+    aten.native_group_norm: Formula(NORM_POOL, _layer_or_group_norm(1), "fvcore"),
+    aten._adaptive_avg_pool2d: Formula(NORM_POOL, _input_elements, "fvcore"),
+    aten._adaptive_avg_pool3d: Formula(NORM_POOL, _input_elements, "fvcore"),
+    # adaptive average pooling to 1x1 runs as mean over the spatial dimensions
+    aten.mean: Formula(NORM_POOL, _input_elements, "fvcore (adaptive_avg_pool2d)"),
+    aten.upsample_nearest2d: Formula(NORM_POOL, _output_elements(1), "fvcore"),
+    aten.upsample_bilinear2d: Formula(NORM_POOL, _output_elements(4), "fvcore"),
+}
+CONVENTIONAL_FORMULAS: dict[Any, Formula] = {
+    **{op: Formula(OTHER, _output_elements(3), "conventional") for op in (
+        aten._softmax, aten._log_softmax, aten._safe_softmax)},
+    **{op: Formula(OTHER, _pool_window, "conventional") for op in (
+        aten.max_pool2d_with_indices, aten.avg_pool2d, aten.max_pool2d, aten.max_pool3d_with_indices)},
+    **{op: Formula(OTHER, _output_elements(1), "conventional") for op in (
+        aten.add, aten.add_, aten.sub, aten.sub_, aten.mul, aten.mul_, aten.div, aten.div_, aten.rsub,
+        aten.native_dropout, aten.bernoulli_, aten.bernoulli, aten.addcmul, aten.addcdiv, aten.lerp,
+        # activations torch does not tag pointwise
+        aten.hardswish, aten.hardswish_, aten.hardsigmoid_, aten.hardtanh, aten.hardtanh_, aten.relu6,
+        aten.leaky_relu_, aten.elu_, aten.mish_, aten.softplus, aten.glu, aten.prelu, aten._prelu_kernel,
+        aten.clamp_, aten.clamp_min_, aten.clamp_max_)},
+}
+# Ops that move, view or allocate data and do no arithmetic.
+FREE_OPS = frozenset({
+    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "expand_as", "clone", "copy_",
+    "detach", "alias", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros",
+    "zeros_like", "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "fill_", "zero_", "fill",
+    "as_strided", "as_strided_", "index_put", "_index_put_impl_", "slice", "select", "cat", "stack", "split", "split_with_sizes", "chunk", "unbind",
+    "unsqueeze", "squeeze", "flatten", "unflatten", "_to_copy", "to", "contiguous", "lift_fresh", "arange",
+    "narrow", "index_select", "select_backward", "slice_backward", "_reshape_alias", "constant_pad_nd",
+    "pad", "scalar_tensor", "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel", "is_same_size",
+    "_has_compatible_shallow_copy_type", "randn", "rand", "randint", "normal_",
+    "uniform_", "roll", "repeat", "index", "index_put_", "gather", "masked_fill_", "masked_fill",
+    "set_", "resize_", "embedding", "_unsafe_index", "channel_shuffle", "pixel_shuffle",
+    "unfold", "flip", "tril", "triu", "_pin_memory", "lift", "diagonal", "movedim", "tile", "embedding_dense_backward",
+})
+
+_USER_FORMULAS: dict[Any, Formula] = {}
+_plugins_loaded = False
+
+
+# ------------------------------------------------------------------------------------ registry
+
+
+def register_flop_formula(op: Any, fn: Callable[..., int], kind: str = MACS, source: str | None = None) -> None:
+    """Count ``op`` (``torch.ops.ns.name``, an overload of it, or ``"ns::name"``) with ``fn``.
+
+    ``fn`` gets the op's arguments with every tensor replaced by its shape, and ``out_shape`` (the
+    output's shape, or a tuple of them); it returns MACs for ``kind`` ``"macs"`` (the primary total)
+    or ``"norm_pool"``, operations for ``"other"``. An op can have one user formula: registering it
+    twice raises :class:`FormulaError`. A user formula replaces torch's or archbench's for that op."""
+    packet = _packet(op)
+    if kind not in KINDS:
+        raise FormulaError(f"kind {kind!r} for {op} is not one of {', '.join(KINDS)}.")
+    if packet in _USER_FORMULAS:
+        raise FormulaError(f"a FLOP formula for {_name(packet)} is already registered "
+                           f"({_USER_FORMULAS[packet].source}): register each op once.")
+    label = source or f"user ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)})"
+    _USER_FORMULAS[packet] = Formula(kind, fn, label)
+
+
+def unregister_flop_formula(op: Any) -> None:
+    """Remove a user formula (the op falls back to torch's or archbench's, if any)."""
+    _USER_FORMULAS.pop(_packet(op), None)
+
+
+def _packet(op: Any):
+    if isinstance(op, str):
+        namespace, _, name = op.partition("::")
+        try:
+            return getattr(getattr(torch.ops, namespace), name)
+        except (AttributeError, RuntimeError) as error:
+            raise FormulaError(f"op {op!r} is not a registered torch op: load the library that defines it "
+                               "before registering its formula.") from error
+    if isinstance(op, torch._ops.OpOverload):
+        return op.overloadpacket
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        return op
+    raise FormulaError(f"{op!r} is not a torch op: expected torch.ops.<namespace>.<name> or 'namespace::name'.")
+
+
+def load_plugins() -> None:
+    """Register the formulas of the ``archbench.flop_formulas`` entry points (once per process)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = entry.load()
+        formulas: Mapping = loaded() if callable(loaded) and not isinstance(loaded, Mapping) else loaded
+        for op, fn in formulas.items():
+            register_flop_formula(op, fn, source=f"plugin {entry.name} ({entry.value})")
+
+
+def _name(packet) -> str:
+    qualified = packet._qualified_op_name  # "aten::mm"
+    return qualified.removeprefix("aten::")
+
+
+def formula_for(func) -> Formula | None:
+    """The formula for one dispatched op (an OpOverload): a user's, archbench's, torch's, fvcore's or a
+    conventional one, in that order; ``None`` for ops with no arithmetic or no formula (see
+    :func:`is_free`)."""
+    packet = func.overloadpacket
+    found = (_USER_FORMULAS.get(packet) or ARCHBENCH_FORMULAS.get(packet) or _torch_formula(packet)
+             or FVCORE_FORMULAS.get(packet) or CONVENTIONAL_FORMULAS.get(packet))
+    if found is not None:
+        return found
+    if _name(packet) in FREE_OPS or func.is_view:
+        return None
+    if _is_pointwise(func) or _name(packet).endswith(("_backward", "_backward_data")):
+        return _ELEMENTWISE
+    if torch.Tag.reduction in func.tags:
+        return _REDUCTION
+    return None
+
+
+def _is_pointwise(func) -> bool:
+    """Tagged pointwise, or the in-place variant (``hardswish_``) of a pointwise op."""
+    if torch.Tag.pointwise in func.tags:
+        return True
+    name = _name(func.overloadpacket)
+    functional = getattr(aten, name[:-1], None) if name.endswith("_") else None
+    return functional is not None and any(
+        torch.Tag.pointwise in getattr(functional, overload).tags for overload in functional.overloads())
+
+
+_ELEMENTWISE = Formula(OTHER, _output_elements(1), "conventional")
+_REDUCTION = Formula(OTHER, _input_elements, "conventional")
+_TORCH_CACHE: dict[Any, Formula | None] = {}
+
+
+def _torch_formula(packet) -> Formula | None:
+    if packet not in _TORCH_CACHE:
+        from torch.utils.flop_counter import flop_registry
+
+        raw = flop_registry.get(packet)
+        _TORCH_CACHE[packet] = Formula(MACS, _torch_macs(raw), "torch", raw=True) if raw is not None else None
+    return _TORCH_CACHE[packet]
+
+
+def is_free(func) -> bool:
+    """Whether an op without a formula does no arithmetic (a view, copy, fill, allocation)."""
+    name = _name(func.overloadpacket)
+    return name in FREE_OPS or func.is_view or name.endswith(("_copy", "_copy_"))
+
+
+def evaluate(formula: Formula, args, kwargs, out) -> int:
+    """``formula`` on one call: tensors replaced by their shapes."""
+    if formula.raw:
+        return int(formula.fn(*args, out_val=out, **kwargs))
+    args, kwargs, out_shape = tree_map(_shape_of, (args, kwargs, out))
+    return int(formula.fn(*args, out_shape=out_shape, **kwargs))
+
+
+def _shape_of(value):
+    return value.shape if isinstance(value, torch.Tensor) else value
+
+
+def op_name(func) -> str:
+    return _name(func.overloadpacket)
