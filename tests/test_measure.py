@@ -14,7 +14,6 @@ import pytest
 
 from archbench.measure import (
     Measurement,
-    MemoryTracker,
     WarmupPolicy,
     ci_within,
     device_ceiling_tflops,
