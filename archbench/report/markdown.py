@@ -224,9 +224,10 @@ def relative_section(data: "ReportData") -> list[str]:
 
 
 def memory_section(data: "ReportData", notes: Footnotes) -> list[str]:
-    lines = ["## Peak memory", "", "Peak memory of each cell in MB (weights, gradients, activations and workspaces; "
-             "on CPU the peak resident set above the process's before the model was built, on CUDA the peak of "
-             "allocated tensors).", ""]
+    lines = ["## Peak memory", "", "Peak memory of each cell in MB while it was sampled (weights, gradients, inputs, "
+             "activations and the timed steps' workspaces; what only the warm-up allocated, such as cuDNN "
+             "autotuning's trial workspaces, is left out): on CPU the peak resident set above the process's before "
+             "the model was built, on CUDA the peak of allocated tensors above the same point.", ""]
     for key, frame in tables.memory_tables(data, notes):
         lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
     return lines
