@@ -236,12 +236,14 @@ def run_sweep(
                                    max_samples=max_samples, on_phase=on_phase)
                 row = with_load(row, window.reading())
                 free_memory()
-                with interrupts_deferred():  # Ctrl-C or SIGTERM never leaves half a CSV line
+                # Ctrl-C or SIGTERM never leaves half a CSV line, nor a row on disk that the result (and the
+                # listener, which keeps the raw samples) does not have.
+                with interrupts_deferred():
                     append_rows_csv(out_csv, [row])
-                measured.append(row)
-                if math.isfinite(row.peak_fraction):
-                    peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)[0]  # cached: the value the row used
-                _notify(listener, "cell_finished", cell, row, index, len(todo))
+                    measured.append(row)
+                    if math.isfinite(row.peak_fraction):
+                        peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)[0]  # cached: the value the row used
+                    _notify(listener, "cell_finished", cell, row, index, len(todo))
         except KeyboardInterrupt:
             interrupted = True
             free_memory()

@@ -289,3 +289,24 @@ def _address_space_now() -> int:
     probe = ("import torch, torchvision\n"
              "print(next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmPeak')))")
     return int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+
+
+def test_a_stop_signal_inside_a_deferred_block_is_delivered_after_it():
+    """What keeps a CSV row whole and counted: SIGTERM (or SIGINT) arriving while a row is written is
+    held until the block ends, then raised as Terminated (KeyboardInterrupt) — real signals, this process."""
+    import os
+
+    from archbench.interrupts import Terminated, interrupts_deferred, sigterm_as_interrupt
+
+    done = []
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("after the signal")  # still inside the block: the signal waits
+    assert done == ["after the signal"]
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("after SIGINT")
+    assert done[-1] == "after SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
