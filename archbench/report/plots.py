@@ -108,6 +108,15 @@ def _figure_legend(fig, axes) -> None:
                    fontsize="small", title=ERROR_BARS, title_fontsize="small", frameon=False)
 
 
+def _panel_rows(axes, rows, devices, modes):
+    """Each panel's axes (titled) with the rows of its device/dtype and mode."""
+    for i, (device, dtype) in enumerate(devices):
+        for j, mode in enumerate(modes):
+            ax = axes[i][j]
+            ax.set_title(f"{device} · {mode} · {dtype}")
+            yield ax, [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
+
+
 def throughput_figure(data: "ReportData"):
     """Samples/s (with the 95% CI as error bars) against batch size: a panel per device/dtype (rows)
     and mode (columns), a line per model (colour) and input (marker and line style)."""
@@ -116,30 +125,26 @@ def throughput_figure(data: "ReportData"):
     models, colors = _styles(data)
     inputs = sorted({r.input for r in rows}, key=tables.input_order)
     fig, axes = _figure(len(devices), len(modes))
-    for i, (device, dtype) in enumerate(devices):
-        for j, mode in enumerate(modes):
-            ax = axes[i][j]
-            cell_rows = [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
-            for model in models:
-                for k, shape in enumerate(inputs):
-                    line = sorted((r for r in cell_rows if r.model == model and r.input == shape), key=lambda r: r.batch)
-                    if not line:
-                        continue
-                    x = [r.batch for r in line]
-                    y = [r.samples_per_s for r in line]
-                    low = [max(0.0, v - r.batch / r.ci_high_ms * 1e3) for v, r in zip(y, line)]
-                    high = [max(0.0, r.batch / r.ci_low_ms * 1e3 - v) for v, r in zip(y, line)]
-                    ax.errorbar(x, y, yerr=[low, high], color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
-                                linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · {shape}")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            batches = sorted({r.batch for r in cell_rows})
-            _plain_numbers(ax.yaxis)
-            ax.set_xticks(batches, [str(b) for b in batches])
-            ax.set_title(f"{device} · {mode} · {dtype}")
-            ax.set_xlabel("batch size")
-            ax.set_ylabel("samples / s")
-            ax.grid(True, which="both", alpha=0.3)
+    for ax, cell_rows in _panel_rows(axes, rows, devices, modes):
+        for model in models:
+            for k, shape in enumerate(inputs):
+                line = sorted((r for r in cell_rows if r.model == model and r.input == shape), key=lambda r: r.batch)
+                if not line:
+                    continue
+                x = [r.batch for r in line]
+                y = [r.samples_per_s for r in line]
+                low = [max(0.0, v - r.batch / r.ci_high_ms * 1e3) for v, r in zip(y, line)]
+                high = [max(0.0, r.batch / r.ci_low_ms * 1e3 - v) for v, r in zip(y, line)]
+                ax.errorbar(x, y, yerr=[low, high], color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
+                            linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · {shape}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        batches = sorted({r.batch for r in cell_rows})
+        _plain_numbers(ax.yaxis)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples / s")
+        ax.grid(True, which="both", alpha=0.3)
     _figure_legend(fig, axes)
     return fig
 
@@ -154,30 +159,26 @@ def time_vs_input_figure(data: "ReportData"):
     inputs = sorted({r.input for r in rows}, key=tables.input_order)
     pixels = {shape: tables.input_order(shape)[0] for shape in inputs}
     fig, axes = _figure(len(devices), len(modes))
-    for i, (device, dtype) in enumerate(devices):
-        for j, mode in enumerate(modes):
-            ax = axes[i][j]
-            cell_rows = [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
-            for model in models:
-                for k, batch in enumerate(batches):
-                    line = sorted((r for r in cell_rows if r.model == model and r.batch == batch), key=lambda r: pixels[r.input])
-                    if not line:
-                        continue
-                    x = [pixels[r.input] for r in line]
-                    y = [r.median_ms for r in line]
-                    err = [[max(0.0, r.median_ms - r.ci_low_ms) for r in line], [max(0.0, r.ci_high_ms - r.median_ms) for r in line]]
-                    ax.errorbar(x, y, yerr=err, color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
-                                linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · batch {batch}")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            shown = sorted({r.input for r in cell_rows}, key=tables.input_order)
-            _plain_numbers(ax.yaxis)
-            ax.set_xticks([pixels[s] for s in shown], shown)
-            ax.minorticks_off()
-            ax.set_title(f"{device} · {mode} · {dtype}")
-            ax.set_xlabel("input (C×H×W)")
-            ax.set_ylabel("median time per step (ms)")
-            ax.grid(True, which="major", alpha=0.3)
+    for ax, cell_rows in _panel_rows(axes, rows, devices, modes):
+        for model in models:
+            for k, batch in enumerate(batches):
+                line = sorted((r for r in cell_rows if r.model == model and r.batch == batch), key=lambda r: pixels[r.input])
+                if not line:
+                    continue
+                x = [pixels[r.input] for r in line]
+                y = [r.median_ms for r in line]
+                err = [[max(0.0, r.median_ms - r.ci_low_ms) for r in line], [max(0.0, r.ci_high_ms - r.median_ms) for r in line]]
+                ax.errorbar(x, y, yerr=err, color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
+                            linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · batch {batch}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        shown = sorted({r.input for r in cell_rows}, key=tables.input_order)
+        _plain_numbers(ax.yaxis)
+        ax.set_xticks([pixels[s] for s in shown], shown)
+        ax.minorticks_off()
+        ax.set_xlabel("input (C×H×W)")
+        ax.set_ylabel("median time per step (ms)")
+        ax.grid(True, which="major", alpha=0.3)
     _figure_legend(fig, axes)
     return fig
 
