@@ -211,15 +211,19 @@ def measure(
     max_samples: int = 10_000,
     warmup: WarmupPolicy = WarmupPolicy(),
     on_phase: Callable[[str], None] | None = None,
+    sampler: Callable[[], float] | None = None,
 ) -> Measurement:
     """Warm ``step`` up, then sample it until the median is known to ``precision`` (95% CI), the cell's
     ``max_time_s`` (warm-up included) is spent, or ``max_samples`` is reached.
+
+    ``sampler`` (runs one iteration, returns its milliseconds) replaces the device's timer: tests script
+    the sample sequence with it, so the stopping rules are checked without depending on real timings.
 
     At least ``min_samples`` (>= 5 is the default; never fewer than 1) samples and one warm-up iteration
     are always taken, even past ``max_time_s``; beyond those, no iteration is started that the budget
     could not finish (estimated from the median so far)."""
     min_samples = max(1, int(min_samples))
-    sample = make_sampler(step, device)
+    sample = sampler if sampler is not None else make_sampler(step, device)
     began = time.perf_counter()
     elapsed = lambda: time.perf_counter() - began  # noqa: E731
 

@@ -5,6 +5,7 @@ Steps here are ``time.sleep`` calls or plain Python, so the expected behaviour f
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -151,7 +152,11 @@ def test_max_time_bounds_the_cell_beyond_the_mandatory_samples():
 
 
 def test_max_samples_cap():
-    m = measure(lambda: None, precision=1e-12, max_time_s=None, max_samples=50)
+    """Scripted samples that all differ (1, 2, 3, ... ms) never bring the median's CI within ±1e-12, so
+    only the cap stops the sampling (a real no-op step could: at the timer's resolution many of its
+    samples are equal, and so may be the CI's ends)."""
+    spread = itertools.count(1.0)
+    m = measure(lambda: None, precision=1e-12, max_time_s=None, max_samples=50, sampler=lambda: next(spread))
     assert m.stop_reason == "max_samples" and m.n_samples == 50
 
 

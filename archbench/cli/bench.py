@@ -22,6 +22,7 @@ from rich.table import Table
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
 from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
+from archbench.report.tables import fmt_ms  # one millisecond format for the table and the report
 from archbench.sweep import DTYPES, MODES  # no torch import: the sweep module imports torch lazily
 
 DEFAULT_MAX_TIME_S = 10.0
@@ -213,19 +214,10 @@ class _LiveProgress:
 def _short_outcome(row) -> str:
     if row.status != "ok":
         return row.status
-    return f"{_fmt_ms(row.median_ms)} ms (n={row.n_samples}{', noisy' if row.noisy else ''})"
+    return f"{fmt_ms(row.median_ms)} ms (n={row.n_samples}{', noisy' if row.noisy else ''})"
 
 
 # ------------------------------------------------------------------------------------------- output
-
-
-def _fmt_ms(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    for limit, digits in ((100, 0), (10, 1), (1, 2)):
-        if abs(value) >= limit:
-            return f"{value:.{digits}f}"
-    return f"{value:.3f}"
 
 
 def _fmt(value: float, spec: str) -> str:
@@ -254,7 +246,7 @@ def _ci_cell(row) -> str:
 
     dagger = "†" if row.stop_reason == "max_time" else ""
     coverage = f" [{coverage_percent(ci_coverage(row))}]" if under_coverage(row) else ""
-    return f"{_fmt_ms(row.ci_low_ms)}–{_fmt_ms(row.ci_high_ms)}{dagger}{coverage}"
+    return f"{fmt_ms(row.ci_low_ms)}–{fmt_ms(row.ci_high_ms)}{dagger}{coverage}"
 
 
 def _ok_status(row) -> str:
@@ -293,7 +285,7 @@ def rows_table(rows, title: str | None) -> Table:
         if options:
             cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
         if ok:
-            cells += [_fmt_ms(r.median_ms), _ci_cell(r), _fmt_ms(r.iqr_ms),
+            cells += [fmt_ms(r.median_ms), _ci_cell(r), fmt_ms(r.iqr_ms),
                       str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
                       _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"), _ok_status(r)]
         else:
