@@ -356,12 +356,11 @@ def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, forc
     the rules of a compare run's folder (:func:`check_report_owner`, one run at a time).
 
     Returns the data, the files written and warnings (an unfinished last line of the CSV, skipped)."""
-    from archbench.report import all_formats, load_report_data
-    from archbench.results import read_results_csv
+    from archbench.report import all_formats
+    from archbench.report.jsonfile import load_results
 
     results_csv = Path(results_csv)
-    data = load_report_data(results_csv)
-    warnings = read_results_csv(results_csv).warnings
+    data, warnings = load_results(results_csv)
     target = Path(out_dir) if out_dir is not None else results_csv.parent
     check_writable_dir(target)
     with owned_dir(target):

@@ -44,8 +44,11 @@ def resolve(*levels: str) -> str:
     return next((str(level) for level in levels if str(level) != "none"), "ieee")
 
 
+def runs_as_tf32(device: str, dtype: str, tf32: Tf32Settings) -> bool:
+    """Whether fp32 work on ``device`` runs (partly) as TF32."""
+    return dtype == "fp32" and str(device).startswith("cuda") and tf32.any
+
+
 def dtype_label(device: str, dtype: str, tf32: Tf32Settings) -> str:
     """``fp32 (tf32)`` for fp32 work on a GPU that runs part of it as TF32; the dtype otherwise."""
-    if dtype == "fp32" and str(device).startswith("cuda") and tf32.any:
-        return "fp32 (tf32)"
-    return dtype
+    return "fp32 (tf32)" if runs_as_tf32(device, dtype, tf32) else dtype

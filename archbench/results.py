@@ -239,15 +239,6 @@ def read_rows_csv(path: str | Path) -> list[ResultRow]:
     return list(read_results_csv(path).rows)
 
 
-def drop_torn_line(path: str | Path) -> tuple[str, ...]:
-    """Cut an unfinished last line off ``path`` (so rows appended next start on a line of their own);
-    returns the warnings saying so."""
-    contents = read_results_csv(path)
-    if contents.torn_at is not None:
-        os.truncate(path, contents.torn_at)
-    return contents.warnings
-
-
 KEY_FIELDS = ("model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads")  # cell_key's order
 
 

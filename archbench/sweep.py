@@ -29,9 +29,9 @@ from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.interrupts import interrupts_deferred
 from archbench.load import LoadMonitor, with_load
 from archbench.oom import is_out_of_memory, oom_reason
-from archbench.precision import dtype_label, tf32_settings
+from archbench.precision import runs_as_tf32, tf32_settings
 from archbench.options import InputShape, format_input
-from archbench.results import ResultRow, append_rows_csv, cell_key, check_same_sweep, drop_torn_line, read_rows_csv
+from archbench.results import CsvRows, ResultRow, append_rows_csv, cell_key, check_same_sweep, read_results_csv
 from archbench.spec import ModelSpec
 
 MODES = ("infer", "train")
@@ -136,7 +136,7 @@ class SweepListener:
         """Cell ``index`` (0-based) of the ``todo`` cells this run measures."""
 
     def cell_phase(self, cell: Cell, phase: str) -> None:
-        """``building``, ``counting FLOPs``, ``warming up``, ``sampling``, ``measuring device peak``."""
+        """``building``, ``counting FLOPs``, ``compiling`` (``--compile``), ``warming up``, ``sampling``."""
 
     def cell_finished(self, cell: Cell, row: ResultRow, index: int, todo: int) -> None:
         """The row is already on disk."""
@@ -173,6 +173,12 @@ class SweepResult:
         return [by_key[c.key()] for c in self.cells if c.key() in by_key]
 
     @property
+    def all_failed(self) -> bool:
+        """Every finished cell failed (no ``ok`` row) — there was at least one."""
+        rows = self.rows
+        return bool(rows) and all(r.status != "ok" for r in rows)
+
+    @property
     def remaining(self) -> int:
         return len(self.cells) - len(self.rows)
 
@@ -198,11 +204,13 @@ def run_sweep(
     runs. Ctrl-C ends the sweep after the last finished row is saved and returns ``interrupted=True``."""
     out_csv = Path(out_csv)
     cells = tuple(cells)
-    previous_rows = _previous_rows(out_csv, resume)
-    check_same_sweep(out_csv, previous_rows, (c.key() for c in cells), precision=precision, max_time_s=max_time_s,
+    stored = _previous_rows(out_csv, resume)
+    check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=precision, max_time_s=max_time_s,
                      min_samples=min_samples)
-    warnings = _previous_warnings(out_csv, resume)
-    done = {r.key(): r for r in previous_rows}
+    if stored.torn_at is not None:  # rows appended next must start on a line of their own
+        os.truncate(out_csv, stored.torn_at)
+    warnings = stored.warnings
+    done = {r.key(): r for r in stored.rows}
     previous = tuple(done[c.key()] for c in cells if c.key() in done)
     todo = [c for c in dict.fromkeys(cells) if c.key() not in done]
     for device in dict.fromkeys(c.device for c in todo):
@@ -266,11 +274,6 @@ class _LoadWindow:
         return self.load.after_cell(self.window)
 
 
-def _previous_warnings(out_csv: Path, resume: bool) -> tuple[str, ...]:
-    """On resume, an unfinished last line (a crash while it was written) is cut off, with a warning."""
-    return drop_torn_line(out_csv) if resume and out_csv.is_file() and out_csv.stat().st_size else ()
-
-
 def threads_warnings(threads: Iterable[int]) -> tuple[str, ...]:
     """A warning for each thread count above the cores this process may run on (they would time-share)."""
     cores = len(os.sched_getaffinity(0))
@@ -278,9 +281,10 @@ def threads_warnings(threads: Iterable[int]) -> tuple[str, ...]:
                  "the times measure oversubscription, not the model." for n in sorted(set(threads)) if n > cores)
 
 
-def _previous_rows(out_csv: Path, resume: bool) -> list[ResultRow]:
+def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
+    """The rows already in ``out_csv`` (``resume``), with the warning about an unfinished last line."""
     if not out_csv.exists() or out_csv.stat().st_size == 0:
-        return []
+        return CsvRows(())
     if not resume:
         raise UsageError(
             f"'{out_csv}' already holds results. Pass --resume to finish that sweep (finished cells are "
@@ -296,7 +300,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> list[ResultRow]:
             f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
             "--resume needs the CSV an earlier `archbench bench --out` wrote."
         )
-    return read_rows_csv(out_csv)
+    return read_results_csv(out_csv)
 
 
 def check_buildable(cells: Iterable[Cell]) -> None:
@@ -371,7 +375,7 @@ def measure_cell(
     identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                     dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
                     precision=precision, max_time_s=math.inf if max_time_s is None else max_time_s, min_samples=min_samples)
-    identity["tf32"] = dtype_label(cell.device, cell.dtype, tf32_settings()) == "fp32 (tf32)"
+    identity["tf32"] = runs_as_tf32(cell.device, cell.dtype, tf32_settings())
     model = inputs = None
     unsupported = unsupported_dtype(cell.device, cell.dtype)
     if unsupported:
@@ -398,8 +402,7 @@ def measure_cell(
         del step
         peak, peak_note = math.nan, ""
         if math.isfinite(flops):
-            phase("measuring device peak")
-            peak, peak_note = _device_peak(cell)
+            peak, peak_note = _device_peak(cell)  # measured before the first cell: cached
         note = "; ".join(n for n in (flops_note, peak_note) if n)
         row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, note)
         return dataclasses.replace(row, compile_s=_sig(compile_s))

@@ -52,8 +52,8 @@ app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)
 
 
-# typer >= 0.22 vendors click (``typer._click``) and no longer installs it, older typer uses click itself:
-# find click's base exception through typer's public BadParameter instead of importing click.
+# typer 0.29 vendors click (``typer._click``) and does not install it; older typer used click itself.
+# Find click's base exception through typer's public BadParameter instead of importing click.
 _CLICK_EXCEPTION = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+
+from archbench.errors import UsageError
 
 # Data (tables, JSON) goes to stdout; progress, summaries and errors to stderr.
 # Piped output gets a wide console (rich assumes 80 columns) so tables are not wrapped cell by cell.
@@ -33,6 +36,13 @@ SetOption = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+def out_path(text: str | None, option: str) -> Path | None:
+    """An output path option (an empty value would silently mean the working directory)."""
+    if text is not None and not text.strip():
+        raise UsageError(f"{option} is empty: give a path, or leave the option out for the default.")
+    return Path(text) if text is not None else None
 
 
 def print_json(data: Any) -> None:

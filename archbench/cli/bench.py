@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich import box
 from rich.table import Table
 
-from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
+from archbench.cli._common import JsonOption, SpecsOption, err, out, out_path, print_json
 from archbench.errors import UsageError
 from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.report.tables import fmt_ms  # one millisecond format for the table and the report
@@ -90,7 +90,7 @@ def bench_command(
         err.print(f"interrupted: {len(result.rows)} of {len(cells)} cells are saved in {escape(str(out_csv))}. Resume with:")
         err.print(f"  {escape(command)}", soft_wrap=True)
         raise typer.Exit(130)
-    if result.rows and all(r.status != "ok" for r in result.rows):
+    if result.all_failed:
         err.print(f"[red]every cell failed[/] ({len(result.rows)} of {len(result.rows)}).")
         raise typer.Exit(1)
 
@@ -117,13 +117,6 @@ def _checked_out(out_file: Path | None) -> Path:
     except UsageError as exc:
         raise UsageError(f"{str(exc).rstrip('.')} (the default location, in the working directory): pass --out FILE.csv "
                          "to write elsewhere.") from None
-
-
-def out_path(text: str | None, option: str) -> Path | None:
-    """An output path option (an empty value would silently mean the working directory)."""
-    if text is not None and not text.strip():
-        raise UsageError(f"{option} is empty: give a path, or leave the option out for the default.")
-    return Path(text) if text is not None else None
 
 
 def _one_thread_count(text: str | None) -> int | None:

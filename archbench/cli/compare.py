@@ -16,8 +16,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import SpecsOption, err, out
-from archbench.cli.bench import out_path
+from archbench.cli._common import SpecsOption, err, out, out_path
 from archbench.errors import UsageError
 from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions

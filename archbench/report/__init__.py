@@ -106,7 +106,7 @@ def load_report_data(results_csv: str | Path) -> ReportData:
     rows win), everything else from the JSON of the same stem beside it (``results.json``)."""
     from archbench.report.jsonfile import load_results
 
-    return load_results(results_csv)
+    return load_results(results_csv)[0]
 
 
 __all__ = [

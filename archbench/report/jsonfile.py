@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from archbench.errors import UsageError
 from archbench.report.files import atomic_write_text
-from archbench.results import ModelStats, ResultRow, read_rows_csv
+from archbench.results import ModelStats, ResultRow, read_results_csv
 from archbench.study import study_from_dict
 
 if TYPE_CHECKING:
@@ -117,12 +117,14 @@ def sidecar_path(results_csv: Path) -> Path:
     return results_csv.with_suffix(".json")
 
 
-def load_results(results_csv: str | Path) -> "ReportData":
+def load_results(results_csv: str | Path) -> tuple["ReportData", tuple[str, ...]]:
     """Rows from ``results_csv`` (the raw samples re-attached from the JSON) and everything else from
-    the JSON beside it. Raises :class:`UsageError` naming the missing or malformed file."""
+    the JSON beside it, with the CSV's warnings (an unfinished last line, skipped). Raises
+    :class:`UsageError` naming the missing or malformed file."""
     results_csv = Path(results_csv)
     if not results_csv.is_file():
-        raise UsageError(f"'{results_csv}' does not exist: give the results.csv of an `archbench compare` report.")
+        problem = "is a folder, not a file" if results_csv.is_dir() else "does not exist"
+        raise UsageError(f"'{results_csv}' {problem}: give the results.csv of an `archbench compare` report.")
     sidecar = sidecar_path(results_csv)
     if not sidecar.is_file():
         raise UsageError(
@@ -132,8 +134,9 @@ def load_results(results_csv: str | Path) -> "ReportData":
     _check_header(results_csv)
     stored = read_json(sidecar)
     samples = {r.key(): r.samples_ms for r in stored.rows}
-    rows = tuple(dataclasses.replace(r, samples_ms=samples.get(r.key(), ())) for r in read_rows_csv(results_csv))
-    return dataclasses.replace(stored, rows=rows)
+    contents = read_results_csv(results_csv)
+    rows = tuple(dataclasses.replace(r, samples_ms=samples.get(r.key(), ())) for r in contents.rows)
+    return dataclasses.replace(stored, rows=rows), contents.warnings
 
 
 def _check_header(results_csv: Path) -> None:
