@@ -14,16 +14,16 @@ from archbench.errors import (
     UnknownModelError,
     UsageError,
 )
-from archbench.registry import build_model, count_params, get_spec, list_models, register_family
+from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
 from archbench.results import ResultRow
-from archbench.spec import ModelSpec
+from archbench.catalog.spec import ModelSpec
 
 __version__ = "0.1.0"
 
 
 def register_flop_formula(op, fn, kind: str = "macs", source: str | None = None) -> None:
-    """Count the torch op ``op`` with ``fn`` (see :func:`archbench.formulas.register_flop_formula`)."""
-    from archbench.formulas import register_flop_formula as register  # imports torch
+    """Count the torch op ``op`` with ``fn`` (see :func:`archbench.costs.formulas.register_flop_formula`)."""
+    from archbench.costs.formulas import register_flop_formula as register  # imports torch
 
     register(op, fn, kind, source)
 

@@ -1,136 +1,59 @@
-"""Parsers for command-line values shared by every command (no torch import).
-
-Each parser takes the raw string a user typed and returns a typed value, or raises
-:class:`~archbench.errors.UsageError` with a message naming the option, the value and the expected form.
-"""
+"""How a cell is measured: one frozen :class:`MeasureOptions` with ONE set of defaults, used by ``bench``,
+``compare``, study files and the Python API alike (no torch import)."""
 
 from __future__ import annotations
 
 import math
-import re
-import tomllib
-from typing import Any
+from dataclasses import dataclass, field
 
-from archbench.errors import UsageError
-
-InputShape = tuple[int, int, int]
-
-_INPUT_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+DEFAULT_PRECISION = 0.03  # stop once the 95% CI of the median is within ±3% of it
+DEFAULT_MAX_TIME_S = 8.0  # per-cell budget, warm-up included
+DEFAULT_MIN_SAMPLES = 5
+DEFAULT_MAX_SAMPLES = 10_000
 
 
-def parse_input(text: str, option: str = "--input") -> InputShape:
-    """Parse ``CxHxW`` (e.g. ``3x64x64``) into ``(C, H, W)``; every dimension must be positive."""
-    match = _INPUT_RE.match(str(text))
-    if not match:
-        raise UsageError(
-            f"{option} '{text}' is not an input shape: expected CxHxW with three positive integers, "
-            "e.g. 3x64x64 (the batch size is given separately with --batch)."
-        )
-    shape = tuple(int(g) for g in match.groups())
-    if min(shape) <= 0:
-        raise UsageError(f"{option} '{text}' has a zero dimension: every one of C, H and W must be at least 1.")
-    return shape  # type: ignore[return-value]
+@dataclass(frozen=True)
+class WarmupPolicy:
+    """When the warm-up stops: after ``min_iters`` iterations (1; 3 for ``torch.compile``, whose first
+    call compiles) once the last ``steady_window`` iterations agree within ``steady_tolerance`` and at
+    least ``min_time_s`` has passed; or, whatever the agreement, once ``budget_share`` of the cell's time
+    budget (``default_budget_s`` without one) is spent — a step that takes 15 s gets one warm-up
+    iteration, not ten. An iteration that would overrun the warm-up budget is not started."""
+
+    min_iters: int = 1
+    steady_window: int = 3
+    steady_tolerance: float = 0.05
+    min_time_s: float = 0.1
+    budget_share: float = 0.25
+    default_budget_s: float = 5.0
+    max_iters: int = 1000
+
+    def budget_s(self, max_time_s: float | None) -> float:
+        return self.default_budget_s if max_time_s is None else self.budget_share * max_time_s
 
 
-def format_input(shape: InputShape | list[int]) -> str:
-    """``(3, 64, 64)`` -> ``'3x64x64'``."""
-    return "x".join(str(int(d)) for d in shape)
+@dataclass(frozen=True)
+class MeasureOptions:
+    """The stopping rules of one cell: sample until the 95% CI of the median is within ``precision`` of
+    it, ``max_time_s`` (warm-up included; ``None``: no budget) is spent, or ``max_samples`` are taken —
+    never fewer than ``min_samples``."""
 
+    precision: float = DEFAULT_PRECISION
+    max_time_s: float | None = DEFAULT_MAX_TIME_S
+    min_samples: int = DEFAULT_MIN_SAMPLES
+    max_samples: int = DEFAULT_MAX_SAMPLES
+    warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
 
-def split_list(text: str) -> list[str]:
-    """Split a comma-separated option value, dropping blanks: ``'1, 8,'`` -> ``['1', '8']``."""
-    return [part.strip() for part in str(text).split(",") if part.strip()]
+    def __post_init__(self) -> None:
+        if not 0 < self.precision < 1:
+            raise ValueError(f"precision {self.precision!r} is not a fraction between 0 and 1 (0.02 means ±2%).")
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ValueError(f"max_time_s {self.max_time_s!r} is not a positive number of seconds (or None).")
+        if int(self.min_samples) < 1 or int(self.max_samples) < int(self.min_samples):
+            raise ValueError(f"min_samples {self.min_samples!r} and max_samples {self.max_samples!r} must satisfy "
+                             "1 <= min_samples <= max_samples.")
 
-
-def parse_inputs(text: str, option: str = "--input") -> list[InputShape]:
-    """Parse a comma-separated list of ``CxHxW`` shapes."""
-    items = split_list(text)
-    if not items:
-        raise UsageError(f"{option} is empty: give one or more shapes such as 3x32x32,3x64x64.")
-    return _unique([parse_input(item, option) for item in items])
-
-
-def parse_positive_ints(text: str, option: str) -> list[int]:
-    """Parse a comma-separated list of positive integers (e.g. ``--batch 1,8,32``)."""
-    items = split_list(text)
-    if not items:
-        raise UsageError(f"{option} is empty: give one or more positive integers such as 1,8,32.")
-    values = []
-    for item in items:
-        if not re.fullmatch(r"\d+", item) or int(item) <= 0:
-            raise UsageError(f"{option} value '{item}' is not a positive integer: expected e.g. {option} 1,8,32.")
-        values.append(int(item))
-    return _unique(values)
-
-
-def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]:
-    """Parse a comma-separated list whose items must each be one of ``choices``."""
-    items = split_list(text)
-    if not items:
-        raise UsageError(f"{option} is empty: choose from {', '.join(choices)}.")
-    for item in items:
-        if item not in choices:
-            raise UsageError(f"{option} value '{item}' is not one of: {', '.join(choices)}.")
-    return _unique(items)
-
-
-def parse_toml_value(text: str) -> Any:
-    """Parse a TOML literal (``10``, ``0.3``, ``true``, ``[3, 4, 6, 3]``, ``"relu"``).
-
-    A bare word that is not a TOML literal (``relu``) is taken as a string, so users need not quote it;
-    the family's argument types then decide whether the value is acceptable.
-    """
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """Parse repeated ``--set key=value`` options into a dict (values are TOML literals)."""
-    overrides: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not value.strip():
-            raise UsageError(
-                f"--set '{item}' is not of the form key=value: e.g. --set widen_factor=8 or "
-                "--set 'blocks=[3,4,6,3]'."
-            )
-        overrides[key] = parse_toml_value(value.strip())
-    return overrides
-
-
-def _unique(values: list) -> list:
-    seen = []
-    for value in values:
-        if value not in seen:
-            seen.append(value)
-    return seen
-
-
-def _float_or_nan(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def parse_fraction(text: str, option: str) -> float:
-    """A fraction strictly between 0 and 1 (``--precision 0.02`` means ±2%)."""
-    value = _float_or_nan(text)
-    if not 0 < value < 1:
-        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
-    return value
-
-
-MAX_SECONDS = 86_400.0  # one day per cell: anything longer is a typo (1e99), not a budget
-
-
-def parse_seconds(text: str, option: str) -> float:
-    """A positive number of seconds, at most :data:`MAX_SECONDS`."""
-    value = _float_or_nan(text)
-    if not 0 < value <= MAX_SECONDS:
-        raise UsageError(f"{option} '{text}' is not a number of seconds between 0 and {MAX_SECONDS:,.0f} (a day): "
-                         f"e.g. {option} 10.")
-    return value
+    @property
+    def budget_s(self) -> float:
+        """``max_time_s`` as a number (``inf`` without a budget), as rows record it."""
+        return math.inf if self.max_time_s is None else float(self.max_time_s)

@@ -15,11 +15,16 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal, NamedTuple, get_args
 
 from archbench.errors import UsageError
 
-STATUSES = ("ok", "oom", "error", "unsupported")  # unsupported: the device cannot run the dtype natively
+Status = Literal["ok", "oom", "error", "unsupported"]  # unsupported: the device cannot run the dtype natively
+Mode = Literal["infer", "train"]
+DType = Literal["fp32", "bf16", "fp16"]
+STATUSES: tuple[str, ...] = get_args(Status)
+MODES: tuple[str, ...] = get_args(Mode)
+DTYPES: tuple[str, ...] = get_args(DType)
 
 
 @dataclass(frozen=True)
@@ -68,15 +73,15 @@ class ResultRow:
 
     model: str
     device: str  # "cpu" | "cuda" (the device name is in the environment fingerprint)
-    mode: str  # "infer" | "train"
+    mode: Mode
     batch: int
     input: str  # "3x32x32"
-    dtype: str  # "fp32" | "bf16" | "fp16"
+    dtype: DType
     channels_last: bool = False
     compiled: bool = False
     threads: int = 0
-    status: str = "ok"
-    error: str = ""
+    status: Status = "ok"
+    error: str = ""  # why a cell failed (status oom/error/unsupported); empty on ok rows
     n_samples: int = 0
     median_ms: float = math.nan
     iqr_ms: float = math.nan
@@ -99,19 +104,37 @@ class ResultRow:
     min_samples: int = 0
     tf32: bool = False  # fp32 on a GPU whose convolutions or matmuls ran as TF32 (shown as "fp32 (tf32)")
     compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
+    note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
-    def key(self) -> tuple:
+    def key(self) -> CellKey:
         """Identity of the cell, used by ``--resume`` to skip cells already measured."""
         return cell_key(self.model, self.device, self.mode, self.batch, self.input, self.dtype, self.channels_last, self.compiled, self.threads)
 
 
-def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool, compiled: bool, threads: int) -> tuple:
-    return (model, device, mode, int(batch), input, dtype, bool(channels_last), bool(compiled), int(threads))
+class CellKey(NamedTuple):
+    """The identity of a cell — the one definition, shared by the planned cell, its result row, resume,
+    the raw-sample files and the store. A tuple, so it keys dicts and compares with stored keys."""
+
+    model: str
+    device: str
+    mode: str
+    batch: int
+    input: str  # "3x32x32"
+    dtype: str
+    channels_last: bool
+    compiled: bool
+    threads: int
+
+
+def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool, compiled: bool, threads: int) -> CellKey:
+    """A :class:`CellKey` with normalised types (a CSV or JSON file gives strings and floats)."""
+    return CellKey(str(model), str(device), str(mode), int(batch), str(input), str(dtype), bool(channels_last), bool(compiled), int(threads))
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.name != "samples_ms")
-_TYPES = {f.name: f.type for f in fields(ResultRow)}
+_LITERALS = {"Status": "str", "Mode": "str", "DType": "str"}
+_TYPES = {f.name: _LITERALS.get(f.type, f.type) for f in fields(ResultRow)}
 
 
 def row_to_csv_dict(row: ResultRow) -> dict[str, Any]:
@@ -130,6 +153,8 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
         if raw is None:
             raise ValueError(f"column '{name}' is missing (the line has fewer fields than the header)")
         values[name] = _parse_value(name, _TYPES[name], raw)
+    if values["status"] == "ok" and "note" not in data:  # archbench 0.1 kept an ok row's note in `error`
+        values["note"], values["error"] = values["error"], ""
     if values["status"] not in STATUSES:
         raise ValueError(f"column 'status': {values['status']!r} is not one of {', '.join(STATUSES)}")
     return ResultRow(**values)
@@ -239,7 +264,7 @@ def read_rows_csv(path: str | Path) -> list[ResultRow]:
     return list(read_results_csv(path).rows)
 
 
-KEY_FIELDS = ("model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads")  # cell_key's order
+KEY_FIELDS = CellKey._fields
 
 
 def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,

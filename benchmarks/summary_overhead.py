@@ -18,7 +18,7 @@ import time
 FLOOR = """
 import warnings
 import torch, torchinfo
-from archbench.registry import build_model, get_spec
+from archbench.catalog.registry import build_model, get_spec
 model = build_model(get_spec({model!r}))
 torchinfo.summary(model, input_size=(1, {c}, {h}, {w}), verbose=0)
 with warnings.catch_warnings():

@@ -27,9 +27,12 @@ import torch
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPU boxes
 import torch.utils.benchmark as tb  # noqa: E402
 
-from archbench.measure import Measurement, make_sampler, measure, median_ci
-from archbench.registry import build_model, get_spec
-from archbench.sweep import make_inputs, make_step, plan_cells
+from archbench.options import MeasureOptions
+from archbench.timing.stats import Measurement, median_ci
+from archbench.timing.timer import make_sampler, measure
+from archbench.catalog.registry import build_model, get_spec
+from archbench.runs.cells import plan_cells
+from archbench.timing.step import make_images, make_step
 
 
 def ci_half_width(samples) -> float:
@@ -73,8 +76,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for cell in cells:
-        model = build_model(cell.spec, device=cell.device)
-        inputs = make_inputs(cell)
+        model = cell.source.build(cell.device)
+        inputs = make_images(cell.batch, cell.input, cell.device)
         step = make_step(model, inputs, cell.mode, cell.dtype, cell.device)
 
         timer = tb.Timer(stmt="step()", globals={"step": step}, num_threads=args.threads,
@@ -84,16 +87,16 @@ def main() -> None:
             timer_first = round_ % 2 == 1
             if timer_first:
                 ref_ms = timer.blocked_autorange(min_run_time=args.timer_min_run_time).median * 1e3
-            ours_ms = measure(step, cell.device, precision=args.precision, max_time_s=args.round_time).median_ms
+            ours_ms = measure(step, cell.device, MeasureOptions(args.precision, args.round_time)).median_ms
             if not timer_first:
                 ref_ms = timer.blocked_autorange(min_run_time=args.timer_min_run_time).median * 1e3
             pairs.append((ours_ms, ref_ms))
         diffs = [a / t - 1 for a, t in pairs]
 
-        ours: Measurement = measure(step, cell.device, precision=args.precision, max_time_s=args.max_time)
+        ours: Measurement = measure(step, cell.device, MeasureOptions(args.precision, args.max_time))
         fixed, fixed_wall = fixed_loop(step, cell.device)
         fixed_ci = ci_half_width(fixed)
-        matched: Measurement = measure(step, cell.device, precision=max(fixed_ci, 0.002), max_time_s=args.max_time)
+        matched: Measurement = measure(step, cell.device, MeasureOptions(max(fixed_ci, 0.002), args.max_time))
 
         label = f"{cell.model} {cell.mode} b{cell.batch} {cell.input_str}"
         rounds = "/".join(f"{d:+.1%}" for d in diffs)

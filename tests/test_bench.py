@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.registry import get_spec, register_family
+from archbench.catalog.registry import get_spec, register_family
 from archbench.results import CSV_COLUMNS, read_rows_csv
 
 FAMILY = "bench-test-net"
@@ -197,11 +197,13 @@ def test_cpu_allocator_oom_is_a_row_and_the_sweep_goes_on(cli, specs, tmp_path):
 
 
 def test_torch_out_of_memory_error_is_an_oom_row(specs, tmp_path):
-    from archbench.sweep import plan_cells, run_sweep
+    from archbench.options import MeasureOptions
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import run_sweep
 
     cells = plan_cells([get_spec("tnet-cuda-oom", [specs]), get_spec("tnet", [specs])], ["cpu"], [2], None,
                        ["train"], ["fp32"])
-    result = run_sweep(cells, tmp_path / "r.csv", resume=False, max_time_s=0.2, precision=0.5)
+    result = run_sweep(cells, tmp_path / "r.csv", resume=False, options=MeasureOptions(max_time_s=0.2, precision=0.5))
     assert [(r.model, r.status) for r in result.measured] == [("tnet-cuda-oom", "oom"), ("tnet", "ok")]
     assert "CUDA out of memory. Tried to allocate 20.00 GiB" in result.measured[0].error
     assert [r.status for r in read_rows_csv(tmp_path / "r.csv")] == ["oom", "ok"]
@@ -213,7 +215,7 @@ def test_failing_forward_is_an_error_row_naming_the_module(cli, specs, tmp_path)
     assert result.exit_code == 0, result.stderr
     ok, failed = read_rows_csv(out)
     assert (ok.status, failed.status) == ("ok", "error")
-    assert "bad_head" in failed.error  # located by archbench.locate.forward_located
+    assert "bad_head" in failed.error  # located by archbench.costs.locate.forward_located
     assert "error" in result.stdout and "bad_head" in result.stderr
 
 
@@ -251,7 +253,9 @@ def test_ctrl_c_keeps_finished_rows_and_resume_finishes_the_rest(cli, specs, tmp
 
 
 def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
-    from archbench.sweep import SweepListener, plan_cells, run_sweep
+    from archbench.options import MeasureOptions
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import SweepListener, run_sweep
 
     events = []
 
@@ -267,7 +271,7 @@ def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
 
     cells = plan_cells([get_spec("tnet-interrupt", [specs])], ["cpu"], [1, 2, 3], None, ["infer"], ["fp32"], threads=1)
     assert [c.key() for c in cells] == [("tnet-interrupt", "cpu", "infer", b, "1x8x8", "fp32", False, False, 1) for b in (1, 2, 3)]
-    result = run_sweep(cells, tmp_path / "r.csv", resume=False, max_time_s=0.2, precision=0.5, listener=Recorder())
+    result = run_sweep(cells, tmp_path / "r.csv", resume=False, options=MeasureOptions(max_time_s=0.2, precision=0.5), listener=Recorder())
     assert result.interrupted and result.remaining == 1 and len(result.measured) == 2
     assert [r.key() for r in result.rows] == [c.key() for c in cells[:2]]
     assert events[0] == ("start", 3, 0)
@@ -369,7 +373,7 @@ def test_argument_errors_do_not_import_torch(tmp_path):
 def test_flops_and_peak_fraction(cli, specs, tmp_path):
     """tnet is one Linear(64 -> 10) on a 1x8x8 input: 64 x 10 MACs = 1,280 FLOPs per sample forward; the
     backward computes only the weight gradient (the input needs none): another 1,280."""
-    pytest.importorskip("archbench.inspect")
+    pytest.importorskip("archbench.costs.summary")
     result = bench(cli, specs, "tnet", "--batch", "1,4", "--threads", "1", "--out", tmp_path / "r.csv", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)

@@ -13,11 +13,11 @@ from torch import nn
 
 import archbench
 from archbench.cli.summary import summary_markdown
-from archbench.counting import count_forward
-from archbench.formulas import FormulaError, unregister_flop_formula
-from archbench.inspect import summarize
-from archbench.registry import get_spec
-from archbench.spec import ModelSpec
+from archbench.costs.counting import count_forward
+from archbench.costs.formulas import FormulaError, unregister_flop_formula
+from archbench.costs.summary import summarize
+from archbench.catalog.registry import get_spec
+from archbench.catalog.spec import ModelSpec
 
 # ------------------------------------------------------------------------------- published counts
 
@@ -206,7 +206,7 @@ FORMULAS = {"archbench_plugin::scale": scale_macs}
 
 _COUNT_WITH_PLUGIN = """
 import torch, kernels_for_test
-from archbench.counting import count_forward
+from archbench.costs.counting import count_forward
 
 class Model(torch.nn.Module):
     def forward(self, x):

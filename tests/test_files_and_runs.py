@@ -216,8 +216,8 @@ def test_a_garbage_line_is_refused_with_file_and_line(cli, tmp_path):
 
 
 def test_report_and_compare_resume_with_a_torn_line(cli, tmp_path):
-    from archbench.compare import PARTIAL_CSV, run_compare
-    from archbench.study import StudyOptions, adhoc_study
+    from archbench.runs.compare import PARTIAL_CSV, run_compare
+    from archbench.runs.study import StudyOptions, adhoc_study
 
     class StopAfterOne:
         def cell_finished(self, *args):

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.compiled import compiled_frames
-from archbench.devices import capability_message, parse_device, parse_devices
+from archbench.timing.compiled import compiled_frames
+from archbench.timing.devices import capability_message, parse_device, parse_devices
 from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
 from archbench.oom import is_out_of_memory, oom_reason
-from archbench.registry import register_family
-from archbench.spec import ModelSpec
-from archbench.sweep import plan_cells, run_sweep
+from archbench.catalog.registry import register_family
+from archbench.catalog.spec import ModelSpec
+from archbench.options import MeasureOptions
+from archbench.runs.cells import plan_cells
+from archbench.runs.sweep import RunCaches, run_sweep
 
 FAMILY = "gpu-paths-test-net"
 
@@ -66,9 +68,10 @@ def spec(**args) -> ModelSpec:
     return ModelSpec("scripted", FAMILY, (1, 8, 8), args=args)
 
 
-def sweep(tmp_path, model_spec, batches, *, mode=("infer",), compiled=False, listener=None, max_time_s=0.3):
+def sweep(tmp_path, model_spec, batches, *, mode=("infer",), compiled=False, listener=None, max_time_s=0.3, caches=None):
     cells = plan_cells([model_spec], ["cpu"], batches, None, list(mode), ["fp32"], compiled=compiled, threads=1)
-    return run_sweep(cells, tmp_path / "r.csv", resume=False, precision=0.5, max_time_s=max_time_s, listener=listener)
+    return run_sweep(cells, tmp_path / "r.csv", resume=False, options=MeasureOptions(precision=0.5, max_time_s=max_time_s),
+                     listener=listener, caches=caches)
 
 
 # ------------------------------------------------------------------------------------------- compile
@@ -126,21 +129,18 @@ def test_peak_memory_leaves_out_what_only_the_warm_up_allocated(tmp_path):
 
 
 class PeakBeforeCells:
-    def __init__(self):
+    def __init__(self, caches):
+        self.caches = caches
         self.cached_before: list[bool] = []
 
     def cell_started(self, cell, index, todo):
-        from archbench import measure
-
-        self.cached_before.append(any(k[:2] == (cell.device, cell.dtype) for k in measure._PEAKS))
+        self.cached_before.append(self.caches.peaks.is_measured(cell.device, cell.dtype, cell.threads))
 
 
 def test_the_device_peak_is_measured_before_the_first_cell_not_inside_one(tmp_path):
-    from archbench import measure
-
-    measure._PEAKS.clear()  # this process may have measured it in another test
-    listener = PeakBeforeCells()
-    rows = sweep(tmp_path, spec(), [1, 2], listener=listener).rows
+    caches = RunCaches()
+    listener = PeakBeforeCells(caches)
+    rows = sweep(tmp_path, spec(), [1, 2], listener=listener, caches=caches).rows
     assert listener.cached_before == [True, True]
     assert all(r.status == "ok" and r.peak_fraction > 0 for r in rows)
 
@@ -201,7 +201,7 @@ def test_cuda_n_without_a_gpu_says_why_before_anything_runs(cli):
 
 
 def test_study_files_accept_cuda_n_and_apply_the_cuda_table():
-    from archbench.study import study_from_mapping
+    from archbench.runs.study import study_from_mapping
 
     study = study_from_mapping({"models": ["mnist-cnn"], "grid": {"devices": ["cpu", "cuda:1"], "batches": [1],
                                                                   "cuda": {"batches": [32]}}}, name="s")
@@ -218,7 +218,7 @@ def test_a_gpu_this_torch_build_has_no_kernels_for_is_named():
 
 
 def test_bf16_before_ampere_is_unsupported_not_emulated():
-    from archbench.devices import bf16_message, unsupported_dtype
+    from archbench.timing.devices import bf16_message, unsupported_dtype
 
     assert bf16_message("NVIDIA A100", (8, 0)) is None and bf16_message("H100", (9, 0)) is None
     message = bf16_message("Tesla V100", (7, 0))
@@ -228,8 +228,8 @@ def test_bf16_before_ampere_is_unsupported_not_emulated():
 
 def test_tf32_is_read_through_the_new_api_without_raising():
     """After the new API is used, torch raises on the legacy getters; archbench reads the new ones."""
-    from archbench.envinfo import environment
-    from archbench.precision import Tf32Settings, dtype_label, resolve, tf32_settings
+    from archbench.runs.envinfo import environment
+    from archbench.timing.precision import Tf32Settings, dtype_label, resolve, tf32_settings
 
     matmul = torch.backends.cuda.matmul.fp32_precision
     try:
@@ -249,8 +249,8 @@ def test_tf32_is_read_through_the_new_api_without_raising():
 
 
 def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
-    from archbench.envinfo import environment
-    from archbench.gpuinfo import gpu_environment, nvidia_driver_version
+    from archbench.runs.envinfo import environment
+    from archbench.runs.gpuinfo import gpu_environment, nvidia_driver_version
 
     record = gpu_environment()
     assert set(record) == {"gpu_driver", "gpu_count", "gpus"}

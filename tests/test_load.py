@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from archbench.load import (
+from archbench.timing.load import (
     LOAD_THRESHOLD,
     LoadMonitor,
     LoadReading,
@@ -194,13 +194,15 @@ def one_core():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path):
     pytest.importorskip("torch")
-    from archbench.registry import get_spec
-    from archbench.sweep import plan_cells, run_sweep
+    from archbench.catalog.registry import get_spec
+    from archbench.options import MeasureOptions
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import run_sweep
 
     cells = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["fp32"], threads=1)
 
     def quiet_row() -> ResultRow:
-        return run_sweep(cells, tmp_path / f"quiet-{len(list(tmp_path.iterdir()))}.csv", resume=False, max_time_s=0.3).rows[0]
+        return run_sweep(cells, tmp_path / f"quiet-{len(list(tmp_path.iterdir()))}.csv", resume=False, options=MeasureOptions(max_time_s=0.3)).rows[0]
 
     # Other work on this shared machine may load the core too (that would be a correct flag): a quiet
     # measurement is retried a few times before the check counts as failed.
@@ -215,7 +217,7 @@ def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path)
     def loaded_row(out) -> ResultRow:
         busy = BusyLoopAtCellStart(one_core)
         try:
-            return run_sweep(cells, out, resume=False, max_time_s=0.3, listener=busy).rows[0]
+            return run_sweep(cells, out, resume=False, options=MeasureOptions(max_time_s=0.3), listener=busy).rows[0]
         finally:
             busy.stop()
 

@@ -1,7 +1,8 @@
 """The timing engine: statistics on raw samples, the warm-up and stopping rules, peak memory, device peak.
 
-Steps here are ``time.sleep`` calls or plain Python, so the expected behaviour follows from the rules
-(how many samples, why sampling stopped), not from how fast this machine is."""
+The stopping rules run on a scripted timer (:class:`ScriptedTimer`: each sample's milliseconds from a
+list, and a clock that advances by exactly that much), so how many samples are taken and why sampling
+stopped follow from the rules alone, never from how busy this machine is. No test sleeps."""
 
 from __future__ import annotations
 
@@ -13,19 +14,10 @@ from fractions import Fraction
 
 import pytest
 
-from archbench.measure import (
-    Measurement,
-    WarmupPolicy,
-    ci_within,
-    device_ceiling_tflops,
-    device_peak_tflops,
-    emulated_peak_note,
-    measure,
-    median,
-    median_ci,
-    median_ci_ranks,
-    quantile,
-)
+from archbench.options import MeasureOptions, WarmupPolicy
+from archbench.timing.peak import DevicePeaks, emulated_peak_note
+from archbench.timing.stats import Measurement, ci_within, median, median_ci, median_ci_ranks, quantile
+from archbench.timing.timer import make_sampler, measure
 
 # ------------------------------------------------------------------------------------------ statistics
 
@@ -80,7 +72,7 @@ def test_measurement_derives_its_statistics_from_the_raw_samples():
 
 
 def test_a_row_carries_the_exact_coverage_of_its_interval():
-    from archbench.sweep import ok_row
+    from archbench.runs.sweep import ok_row
 
     identity = {"model": "m", "device": "cpu", "mode": "infer", "batch": 1, "input": "1x28x28", "dtype": "fp32"}
     five = Measurement((10.0, 11.0, 12.0, 13.0, 14.0), (), "max_time", 0.1, 0.02)
@@ -103,79 +95,111 @@ def test_ci_within_needs_full_coverage_and_both_ends_close():
 # ------------------------------------------------------------------------------------------- stopping
 
 
-def _sleeper(seconds_list):
-    """A step sleeping for the given durations in turn (the last one repeats); counts its calls."""
-    calls = []
+class ScriptedTimer:
+    """Sample ``i`` takes ``durations_ms[i]`` (the last one repeats) and the clock advances by exactly that
+    much, plus ``overhead_ms`` per iteration for the timer's own work."""
 
-    def step():
-        calls.append(1)
-        time.sleep(seconds_list[min(len(calls) - 1, len(seconds_list) - 1)])
+    def __init__(self, durations_ms, overhead_ms: float = 0.0):
+        self.durations = list(durations_ms)
+        self.overhead = overhead_ms
+        self.calls = 0
+        self.now = 0.0
 
-    return step, calls
+    def sample(self) -> float:
+        ms = self.durations[min(self.calls, len(self.durations) - 1)]
+        self.calls += 1
+        self.now += (ms + self.overhead) / 1e3
+        return ms
+
+    def clock(self) -> float:
+        return self.now
 
 
-def test_a_sleeping_step_is_never_measured_shorter_than_it_sleeps():
-    step, calls = _sleeper([0.002])
-    m = measure(step, precision=0.5, max_time_s=2.0)
-    assert m.min_ms >= 1.99  # time.sleep never returns early
-    assert len(calls) == len(m.warmup_ms) + m.n_samples
+def run(timer: ScriptedTimer, **options) -> Measurement:
+    warmup = options.pop("warmup", WarmupPolicy())
+    return measure(lambda: None, "cpu", MeasureOptions(**options, warmup=warmup), sampler=timer.sample, clock=timer.clock)
+
+
+def busy(ms: float) -> None:
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        pass
+
+
+def test_the_cpu_sampler_never_reports_a_step_shorter_than_it_ran():
+    sample = make_sampler(lambda: busy(2.0), "cpu")
+    assert all(sample() >= 2.0 for _ in range(3))
 
 
 def test_precision_reached_stops_at_the_first_check():
-    # Six samples are the fewest with a 95% CI; a ±50% target is met by 2 ms sleeps, usually at once. A
-    # busy machine can stretch a sleep to 7 ms (seen in CI): then sampling must go on exactly until the
-    # CI first meets the target (below 40 samples every sample is a check).
-    step, _ = _sleeper([0.002])
-    m = measure(step, precision=0.5, max_time_s=30.0)
+    """Six samples are the fewest with a 95% CI: equal samples meet any target there."""
+    timer = ScriptedTimer([2.0])
+    m = run(timer, precision=0.01, max_time_s=30.0)
+    assert m.stop_reason == "precision" and m.n_samples == 6
+    assert timer.calls == len(m.warmup_ms) + m.n_samples
+
+
+def test_sampling_goes_on_exactly_until_the_ci_first_meets_the_target():
+    # Alternating 1 and 3 ms, then steady 2 ms: the CI of the median tightens as the steady samples pile up.
+    durations = [2.0] * 3 + [1.0, 3.0] * 5 + [2.0] * 100
+    timer = ScriptedTimer(durations)
+    m = run(timer, precision=0.02, max_time_s=None)
     samples = list(m.samples_ms)
-    assert m.stop_reason == "precision" and 6 <= m.n_samples < 40
-    assert ci_within(samples, 0.5)
-    assert not any(ci_within(samples[:k], 0.5) for k in range(6, m.n_samples))
+    assert m.stop_reason == "precision" and ci_within(samples, 0.02)
+    assert not any(ci_within(samples[:k], 0.02) for k in range(6, m.n_samples))  # below 40 samples every one is a check
 
 
 def test_min_samples_and_one_warmup_even_when_the_budget_is_spent():
-    step, calls = _sleeper([0.02])
-    m = measure(step, precision=1e-9, max_time_s=0.001)
+    timer = ScriptedTimer([20.0])
+    m = run(timer, precision=0.5, max_time_s=0.001, min_samples=5)
     assert len(m.warmup_ms) == 1 and m.n_samples == 5 and m.stop_reason == "max_time"
-    assert len(calls) == 6
+    assert timer.calls == 6
 
 
 def test_max_time_bounds_the_cell_beyond_the_mandatory_samples():
-    step, _ = _sleeper([0.01])
-    began = time.perf_counter()
-    m = measure(step, precision=1e-9, max_time_s=0.4)  # a precision that is never reached
-    wall = time.perf_counter() - began
-    assert m.stop_reason == "max_time"
-    assert m.n_samples >= 5
-    assert wall < 0.4 + 0.1  # no iteration is started that the budget cannot finish (+ timer slack)
-    assert m.wall_s <= wall
+    """Distinct samples never meet ±1e-9; no iteration starts that the budget could not finish."""
+    timer = ScriptedTimer([10.0 + 0.001 * i for i in range(1000)], overhead_ms=0.5)
+    m = run(timer, precision=1e-9, max_time_s=0.4)
+    assert m.stop_reason == "max_time" and m.n_samples >= 5
+    assert timer.now <= 0.4  # ~10.5 ms per iteration: the budget is never overrun...
+    assert timer.now + 0.0105 > 0.4  # ...and not left unused by more than one iteration
+    assert m.wall_s == timer.now
 
 
 def test_max_samples_cap():
-    """Scripted samples that all differ (1, 2, 3, ... ms) never bring the median's CI within ±1e-12, so
-    only the cap stops the sampling (a real no-op step could: at the timer's resolution many of its
-    samples are equal, and so may be the CI's ends)."""
+    """Samples that all differ (1, 2, 3, ... ms) never bring the median's CI within ±1e-12: only the cap stops."""
     spread = itertools.count(1.0)
-    m = measure(lambda: None, precision=1e-12, max_time_s=None, max_samples=50, sampler=lambda: next(spread))
+    m = measure(lambda: None, options=MeasureOptions(precision=1e-12, max_time_s=None, max_samples=50),
+                sampler=lambda: next(spread))
     assert m.stop_reason == "max_samples" and m.n_samples == 50
 
 
 def test_slow_first_iteration_gets_one_warmup_unless_compiled():
     # A 0.3 s first iteration (think: compilation) blows a 0.25 x 0.4 s = 0.1 s warm-up budget.
-    step, _ = _sleeper([0.3, 0.005])
-    m = measure(step, precision=0.5, max_time_s=0.4)
+    m = run(ScriptedTimer([300.0, 5.0]), precision=0.5, max_time_s=0.4)
     assert len(m.warmup_ms) == 1
-    step, _ = _sleeper([0.3, 0.005])
-    m = measure(step, precision=0.5, max_time_s=0.4, warmup=WarmupPolicy(min_iters=2))
-    assert len(m.warmup_ms) == 2 and m.warmup_ms[0] >= 300 and m.warmup_ms[1] < 300
+    m = run(ScriptedTimer([300.0, 5.0]), precision=0.5, max_time_s=0.4, warmup=WarmupPolicy(min_iters=2))
+    assert m.warmup_ms == (300.0, 5.0)
 
 
 def test_warmup_runs_until_steady_when_time_allows():
     # Durations fall 40 -> 20 -> 10 ms then stay at 10 ms: the last three agree only from the 5th call.
-    step, _ = _sleeper([0.04, 0.02, 0.01, 0.01, 0.01, 0.01])
-    policy = WarmupPolicy(steady_tolerance=0.8, min_time_s=0.0)  # tolerant: sleeps jitter on a busy machine
-    m = measure(step, precision=0.5, max_time_s=20.0, warmup=policy)
-    assert len(m.warmup_ms) == 5
+    m = run(ScriptedTimer([40.0, 20.0, 10.0, 10.0, 10.0, 10.0]), precision=0.5, max_time_s=20.0,
+            warmup=WarmupPolicy(min_time_s=0.0))
+    assert m.warmup_ms == (40.0, 20.0, 10.0, 10.0, 10.0)
+
+
+def test_warmup_waits_for_its_minimum_time_even_when_steady():
+    # Steady from the start, but min_time_s = 0.1 s of 8 ms iterations: 13 warm-up iterations (104 ms).
+    m = run(ScriptedTimer([8.0]), precision=0.5, max_time_s=20.0, warmup=WarmupPolicy(min_time_s=0.1))
+    assert len(m.warmup_ms) == 13
+
+
+def test_measure_options_refuse_values_that_cannot_be_meant():
+    for bad in ({"precision": 0}, {"precision": 1.5}, {"max_time_s": 0}, {"min_samples": 0},
+                {"min_samples": 10, "max_samples": 5}):
+        with pytest.raises(ValueError):
+            MeasureOptions(**bad)
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -183,7 +207,7 @@ def test_warmup_runs_until_steady_when_time_allows():
 
 _PEAK_MEMORY_PROBE = """
 import torch
-from archbench.measure import MemoryTracker
+from archbench.timing.memory import MemoryTracker
 tracker = MemoryTracker("cpu")  # baseline: before the "weights" exist
 weights = torch.ones(10 * 2**20)  # 40 MiB, touched
 tracker.start()
@@ -211,17 +235,24 @@ def test_cpu_peak_memory_counts_what_lives_before_the_window_and_the_peak_inside
 # ---------------------------------------------------------------------------------------- device peak
 
 
-def test_device_peak_is_measured_once_and_beats_a_small_matmul():
+def test_device_peak_is_measured_once_per_run_and_beats_a_small_matmul():
     torch = pytest.importorskip("torch")
-    first = device_peak_tflops("cpu", "fp32")
-    began = time.perf_counter()
-    assert device_peak_tflops("cpu", "fp32") == first  # cached
-    assert time.perf_counter() - began < 0.01
-    a, b = torch.randn(64, 64), torch.randn(64, 64)
-    start = time.perf_counter()
-    for _ in range(10):
-        torch.mm(a, b)
-    small = 10 * 2 * 64**3 / (time.perf_counter() - start) / 1e12
+    peaks = DevicePeaks()
+    assert not peaks.is_measured("cpu", "fp32", 1)
+    first = peaks.tflops("cpu", "fp32", 1)
+    assert peaks.is_measured("cpu", "fp32", 1) and not peaks.is_measured("cpu", "fp32", 2)
+    assert peaks.tflops("cpu", "fp32", 1) == first  # kept by the run's object
+    assert not DevicePeaks().is_measured("cpu", "fp32", 1)  # another run measures its own
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(64, 64), torch.randn(64, 64)
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, b)
+        small = 10 * 2 * 64**3 / (time.perf_counter() - start) / 1e12
+    finally:
+        torch.set_num_threads(previous)
     assert first > small  # a 64x64 product is dominated by call overhead
 
 
@@ -234,26 +265,29 @@ def test_a_peak_below_fp32_is_no_ceiling():
 
 def test_the_peak_rule_on_this_cpu():
     pytest.importorskip("torch")
-    fp32 = device_peak_tflops("cpu", "fp32")
-    assert device_ceiling_tflops("cpu", "fp32") == (fp32, "")
+    peaks = DevicePeaks()
+    fp32 = peaks.tflops("cpu", "fp32")
+    assert peaks.ceiling("cpu", "fp32") == (fp32, "")
     for dtype in ("bf16", "fp16"):
-        peak, note = device_ceiling_tflops("cpu", dtype)
-        if device_peak_tflops("cpu", dtype) < fp32:  # emulated (this project's AMD EPYC: ~0.001 TFLOP/s)
+        peak, note = peaks.ceiling("cpu", dtype)
+        if peaks.tflops("cpu", dtype) < fp32:  # emulated (this project's AMD EPYC: ~0.001 TFLOP/s)
             assert math.isnan(peak) and f"no % of peak for {dtype} on cpu" in note
         else:  # native support (e.g. AMX): a real ceiling
-            assert peak == device_peak_tflops("cpu", dtype) and note == ""
+            assert peak == peaks.tflops("cpu", dtype) and note == ""
 
 
 def test_an_emulated_dtype_cell_has_no_peak_fraction_and_says_why():
     pytest.importorskip("torch")
-    from archbench.registry import get_spec
-    from archbench.sweep import measure_cell, plan_cells
+    from archbench.catalog.registry import get_spec
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import RunCaches, measure_cell
 
     (cell,) = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["bf16"], threads=1)
-    row = measure_cell(cell, max_time_s=0.3)
-    assert row.status == "ok" and math.isfinite(row.achieved_tflops)
-    if device_peak_tflops("cpu", "bf16") < device_peak_tflops("cpu", "fp32"):
+    caches = RunCaches()
+    row = measure_cell(cell, MeasureOptions(max_time_s=0.3), caches=caches)
+    assert row.status == "ok" and math.isfinite(row.achieved_tflops) and row.error == ""
+    if caches.peaks.tflops("cpu", "bf16", 1) < caches.peaks.tflops("cpu", "fp32", 1):
         assert math.isnan(row.peak_fraction)
-        assert "no % of peak for bf16 on cpu" in row.error
+        assert "no % of peak for bf16 on cpu" in row.note
     else:
-        assert math.isfinite(row.peak_fraction) and row.error == ""
+        assert math.isfinite(row.peak_fraction) and row.note == ""

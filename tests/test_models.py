@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from archbench.errors import DuplicateFamilyError, SpecError
-from archbench.registry import build_model, count_params, get_spec, list_models, register_family
+from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
 
 # The counts the seed documents and papers give (issue 2); independent of the spec files' `params`.
 EXPECTED = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archbench.errors import UsageError
-from archbench.options import parse_choices, parse_input, parse_inputs, parse_positive_ints, parse_set
+from archbench.parsing import parse_choices, parse_input, parse_inputs, parse_positive_ints, parse_set
 
 
 def test_parse_input_accepts_cxhxw():

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archbench.errors import ArchbenchError, StudyError, UsageError
-from archbench.options import (
+from archbench.parsing import (
     MAX_SECONDS,
     parse_choices,
     parse_fraction,
@@ -21,7 +21,7 @@ from archbench.options import (
     parse_seconds,
     parse_set,
 )
-from archbench.study import study_from_mapping
+from archbench.runs.study import study_from_mapping
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -33,7 +33,7 @@ from archbench.report.tables import (
     speed_tables,
 )
 from archbench.results import ModelStats, ResultRow, read_rows_csv
-from archbench.study import adhoc_study
+from archbench.runs.study import adhoc_study
 
 
 def ok_row(model, mode, batch, input, median, low, high, stop="precision", device="cpu"):
@@ -381,7 +381,7 @@ LSCPU_VM = "Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nM
 
 
 def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():
-    from archbench.envinfo import cpu_model
+    from archbench.runs.envinfo import cpu_model
 
     bare = "processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\nflags\t\t: fpu avx2\n"
     assert cpu_model(bare, lscpu="") == "AMD EPYC 7763 64-Core Processor"
@@ -391,7 +391,7 @@ def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():
 
 
 def test_this_machine_cpu_name_says_more_than_the_family():
-    from archbench.envinfo import cpu_model
+    from archbench.runs.envinfo import cpu_model
 
     name = cpu_model()
     assert name and (any(ch.isdigit() for ch in name))  # a model number, or family/model/stepping numbers

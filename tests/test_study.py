@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from archbench.errors import StudyError
-from archbench.study import (
+from archbench.runs.study import (
     Study,
     adhoc_study,
     default_study_path,

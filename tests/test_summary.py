@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from archbench.errors import ModelRunError
-from archbench.inspect import SCHEMA, summarize
-from archbench.models.resnet_cifar import ResBlock
-from archbench.registry import build_model, get_spec, register_family
-from archbench.spec import ModelSpec
+from archbench.costs.summary import SCHEMA, summarize
+from archbench.catalog.models.resnet_cifar import ResBlock
+from archbench.catalog.registry import build_model, get_spec, register_family
+from archbench.catalog.spec import ModelSpec
 
 from conftest import run_subprocess
 

@@ -1,6 +1,6 @@
 """``archbench bench``: time models across devices, modes, batches, inputs and dtypes.
 
-Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.sweep) with a
+Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.runs.sweep) with a
 rich progress bar and a live table of finished cells, then print the table (or JSON) and where the CSV
 is. Ctrl-C keeps every finished cell and prints the command that resumes the sweep (exit 130); a sweep
 whose every cell failed exits 1. The CSV is checked (archbench.outputs) and locked before anything runs.
@@ -21,11 +21,11 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SpecsOption, err, out, out_path, print_json
 from archbench.errors import UsageError
-from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
+from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
 from archbench.report.tables import fmt_ms  # one millisecond format for the table and the report
-from archbench.sweep import DTYPES, MODES  # no torch import: the sweep module imports torch lazily
+from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
+from archbench.results import DTYPES, MODES
 
-DEFAULT_MAX_TIME_S = 10.0
 
 
 def bench_command(
@@ -38,7 +38,7 @@ def bench_command(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="Time torch.compile(model).")] = False,
     threads: Annotated[Optional[str], typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
-    precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = "0.02",
+    precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = str(DEFAULT_PRECISION),
     max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
     out_file: Annotated[Optional[str], typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
@@ -57,21 +57,23 @@ def bench_command(
     if resume and out_file is None:
         raise UsageError("--resume needs --out FILE: the CSV of the sweep to continue.")
 
-    from archbench.devices import parse_devices
-    from archbench.registry import get_spec
+    from archbench.timing.devices import parse_devices
+    from archbench.catalog.registry import get_spec
 
     devices = parse_devices(device)
     model_specs = [get_spec(name, extra_dirs=specs or ()) for name in dict.fromkeys(models)]
     out_csv = _checked_out(out_path(out_file, "--out"))
 
-    from archbench.envinfo import append_environment, environment
+    from archbench.runs.envinfo import append_environment, environment
     from archbench.outputs import owned_file
-    from archbench.sweep import plan_cells, run_sweep
+    from archbench.options import MeasureOptions
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import run_sweep
 
     cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
     env = environment(devices, cells[0].threads if cells else n_threads)
     with owned_file(out_csv), _LiveProgress() as listener:
-        result = run_sweep(cells, out_csv, resume=resume, precision=precision_value, max_time_s=max_time_s, listener=listener)
+        result = run_sweep(cells, out_csv, resume=resume, options=MeasureOptions(precision_value, max_time_s), listener=listener)
         if result.measured:
             append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
 
@@ -219,7 +221,7 @@ def _fmt(value: float, spec: str) -> str:
 
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
-    from archbench.load import LOAD_THRESHOLD
+    from archbench.timing.load import LOAD_THRESHOLD
     from archbench.report.tables import under_coverage
 
     ok = [r for r in rows if r.status == "ok"]
@@ -244,7 +246,7 @@ def _ci_cell(row) -> str:
 
 def _ok_status(row) -> str:
     if row.under_load:
-        from archbench.load import LOAD_THRESHOLD
+        from archbench.timing.load import LOAD_THRESHOLD
 
         slowed = f" ×{row.load_ratio:.1f}" if row.load_ratio > LOAD_THRESHOLD else ""
         return f"[yellow]under load{slowed}[/]"
@@ -294,8 +296,8 @@ def _print_failures(rows) -> None:
         if r.status != "ok":
             label = f"{r.model} {r.device} {r.mode} batch {r.batch} {r.input} {r.dtype}"
             err.print(f"[red]{r.status}[/] ({escape(label)}): {escape(r.error)}")
-        elif r.error:
-            notes[r.error] = notes.get(r.error, 0) + 1
+        elif r.note:
+            notes[r.note] = notes.get(r.note, 0) + 1
     for note, count in notes.items():
         err.print(f"note ({count} cell{'s' if count > 1 else ''}): {escape(note)}")
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SpecsOption, err, fmt_int, out, print_json
 from archbench.errors import UsageError
-from archbench.registry import SOURCES, get_spec, list_models
+from archbench.catalog.registry import SOURCES, get_spec, list_models
 
 
 def _select(pattern: str | None, source: str, specs: list[str] | None):
@@ -61,7 +61,7 @@ def check_command(
     Exits 1 on any drift. `--update` writes the built counts into the spec files instead."""
     from rich.progress import Progress
 
-    from archbench.check import accept, check_model
+    from archbench.catalog.check import accept, check_model
 
     models = _select(pattern, source, specs)
     results = []

@@ -1,7 +1,7 @@
 """``archbench compare`` (run a study, write its report) and ``archbench report`` (re-render a stored one).
 
-Thin: parse the options with the shared parsers into a :class:`~archbench.study.Study`, run it with
-:func:`archbench.compare.run_compare` under a progress display, then print a summary — the architecture
+Thin: parse the options with the shared parsers into a :class:`~archbench.runs.study.Study`, run it with
+:func:`archbench.runs.compare.run_compare` under a progress display, then print a summary — the architecture
 table, the speed tables of the first device, the relative speeds — and the paths written.
 """
 
@@ -18,8 +18,8 @@ from rich.table import Table
 
 from archbench.cli._common import SpecsOption, err, out, out_path
 from archbench.errors import UsageError
-from archbench.options import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
-from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
+from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
+from archbench.runs.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
 
@@ -57,7 +57,7 @@ def compare_command(
         raise UsageError(f"{', '.join(grid_given)} {verb} only to an ad-hoc comparison: name the models "
                          "(archbench compare MODEL MODEL ...), or edit the study file.")
 
-    from archbench.study import adhoc_study, default_study_path, find_study, load_study
+    from archbench.runs.study import adhoc_study, default_study_path, find_study, load_study
 
     if models:
         the_study = adhoc_study(
@@ -75,7 +75,7 @@ def compare_command(
     the_study = _with_options(the_study, max_time_s, precision_value)
     command = reproduce_command(models, study, grid_given, max_time, precision, out_dir, specs)
 
-    from archbench.compare import run_compare
+    from archbench.runs.compare import run_compare
 
     with _CompareProgress() as listener:
         result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
@@ -103,7 +103,7 @@ def report_command(
 ) -> None:
     """Re-render a report from stored results (results.csv and the results.json beside it) without
     measuring again: the same report.md and plots as the run that produced them."""
-    from archbench.compare import rerender
+    from archbench.runs.compare import rerender
 
     out_dir = out_path(out_dir, "--out")
     data, files, warnings = rerender(results_csv, out_dir, force=force)
@@ -122,7 +122,7 @@ def _or_default(value: str | None, default: str) -> str:
 
 
 def _devices(text: str | None) -> list[str]:
-    from archbench.devices import parse_devices
+    from archbench.timing.devices import parse_devices
 
     return parse_devices(_or_default(text, "cpu"))
 

@@ -1,7 +1,7 @@
 """``archbench summary``: one model at one input and batch — the layer table, MACs/FLOPs (forward and
 backward), parameter and activation memory, counter coverage and a cross-check.
 
-Thin: parse the options with the shared parsers, call :func:`archbench.inspect.summarize`, render it
+Thin: parse the options with the shared parsers, call :func:`archbench.costs.summary.summarize`, render it
 with rich (default), as JSON (``--json``) or as GitHub-flavoured Markdown (``--markdown``).
 """
 
@@ -16,10 +16,10 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
-from archbench.options import format_input, parse_input, parse_positive_ints, parse_set
+from archbench.parsing import format_input, parse_input, parse_positive_ints, parse_set
 
 if TYPE_CHECKING:
-    from archbench.inspect import LayerRow, ModelSummary
+    from archbench.costs.summary import LayerRow, ModelSummary
 
 MIB = 2**20
 
@@ -50,22 +50,22 @@ def summary_command(
     if json and markdown:
         raise UsageError("--json and --markdown are exclusive: choose one output format.")
     overrides = parse_set(set_)
-    from archbench.devices import parse_device, require_device
-    from archbench.registry import get_spec
+    from archbench.timing.devices import parse_device, require_device
+    from archbench.catalog.registry import get_spec
 
     if "," in device:
         raise UsageError(f"--device '{device}' must be one device for a summary: cpu, cuda or cuda:N.")
     devices = [parse_device(device)]
     require_device(devices[0])
     spec = get_spec(model, extra_dirs=specs or ())
-    from archbench.inspect import summarize  # imports torch
+    from archbench.costs.summary import summarize  # imports torch
 
     with err.status(f"summarising {spec.name} at {format_input(shape or spec.input)}, batch {batches[0]} ...",
                     spinner="dots"):
         summary = summarize(spec, shape, batches[0], devices[0], overrides, depth)
 
     if json:
-        from archbench.inspect import summary_to_json
+        from archbench.costs.summary import summary_to_json
 
         print_json(summary_to_json(summary))
     elif markdown:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from archbench.results import ModelStats, ResultRow
-from archbench.study import Study
+from archbench.runs.study import Study
 
 CSV_NAME = "results.csv"
 JSON_NAME = "results.json"

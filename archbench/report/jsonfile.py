@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from archbench.errors import UsageError
 from archbench.report.files import atomic_write_text
 from archbench.results import ModelStats, ResultRow, read_results_csv
-from archbench.study import study_from_dict
+from archbench.runs.study import study_from_dict
 
 if TYPE_CHECKING:
     from archbench.report import ReportData

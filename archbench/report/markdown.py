@@ -189,7 +189,7 @@ def architecture_section(data: "ReportData", notes: Footnotes) -> list[str]:
 
 
 def speed_section(data: "ReportData", notes: Footnotes) -> list[str]:
-    from archbench.load import LOAD_THRESHOLD
+    from archbench.timing.load import LOAD_THRESHOLD
 
     legend = ("Median time per step (95% CI unless the cell gives another coverage) · samples/s. Columns: input · "
               f"batch size. {tables.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision "

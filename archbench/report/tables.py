@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, NamedTuple
 
-from archbench.load import LOAD_THRESHOLD
-from archbench.measure import CONFIDENCE, median_ci_ranks
-from archbench.options import parse_input
+from archbench.timing.load import LOAD_THRESHOLD
+from archbench.timing.stats import CONFIDENCE, median_ci_ranks
+from archbench.parsing import parse_input
 from archbench.results import ResultRow
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Footnotes:
 
 def ci_coverage(row: ResultRow) -> float:
     """The exact coverage of the row's CI: stored since ``ci_coverage`` exists, derived from the sample
-    count for older rows (the interval is always the order-statistic one of :mod:`archbench.measure`)."""
+    count for older rows (the interval is always the order-statistic one of :mod:`archbench.timing.timer`)."""
     if math.isfinite(row.ci_coverage):
         return row.ci_coverage
     return median_ci_ranks(row.n_samples)[2] if row.n_samples > 0 else math.nan
@@ -252,7 +252,7 @@ def speed_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
 def efficiency_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
     """``0.123 (12.3%)`` — achieved TFLOP/s and fraction of the measured device peak; a row's note (why
     there is no count or no % of peak) as a footnote."""
-    note = footnotes.mark(row.error) if footnotes is not None and row.error else ""
+    note = footnotes.mark(row.note) if footnotes is not None and row.note else ""
     if not math.isfinite(row.achieved_tflops):
         return "—" + note
     share = f" ({100 * row.peak_fraction:.1f}%)" if math.isfinite(row.peak_fraction) else ""
@@ -283,7 +283,7 @@ def efficiency_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[Ta
 
 def emulated_peaks(peaks_tflops) -> dict[str, str]:
     """``"cpu/bf16"`` -> why that stored peak is no ceiling (below the same device's fp32 peak)."""
-    from archbench.measure import emulated_peak_note
+    from archbench.timing.peak import emulated_peak_note
 
     notes = {}
     for key, peak in peaks_tflops.items():

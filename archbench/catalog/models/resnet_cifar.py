@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.models._init import kaiming_init
-from archbench.registry import register_family
+from archbench.catalog.models._init import kaiming_init
+from archbench.catalog.registry import register_family
 
 
 class IdentityPadding(nn.Module):

@@ -12,7 +12,7 @@ import os
 import re
 
 from archbench.errors import DeviceUnavailableError, UsageError
-from archbench.options import split_list
+from archbench.parsing import split_list
 
 DEVICE_KINDS = ("cpu", "cuda")
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")

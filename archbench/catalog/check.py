@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from archbench.registry import build_model, count_params
-from archbench.spec import ModelSpec, set_expected_params
+from archbench.catalog.registry import build_model, count_params
+from archbench.catalog.spec import ModelSpec, set_expected_params
 
 
 @dataclass(frozen=True)

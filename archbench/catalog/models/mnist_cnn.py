@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.registry import register_family
+from archbench.catalog.registry import register_family
 
 
 class MnistCNN(nn.Module):

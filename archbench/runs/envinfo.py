@@ -78,9 +78,9 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
     import torch
 
     from archbench import __version__
-    from archbench.gpuinfo import gpu_environment
-    from archbench.precision import tf32_settings
-    from archbench.sweep import CUDNN_BENCHMARK
+    from archbench.runs.gpuinfo import gpu_environment
+    from archbench.timing.precision import tf32_settings
+    from archbench.runs.sweep import CUDNN_BENCHMARK
 
     cuda = any(str(d).startswith("cuda") for d in devices)
     tf32 = tf32_settings()  # the new fp32_precision API where it exists: the legacy getters may raise

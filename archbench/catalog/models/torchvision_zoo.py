@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from archbench.spec import ModelSpec
+from archbench.catalog.spec import ModelSpec
 
 FAMILY = "torchvision"
 # Builder arguments that make the built model match its default weights' metadata. googlenet's count

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from archbench.errors import StudyError, UnknownModelError, UsageError
-from archbench.options import InputShape, format_input, parse_input
+from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
+from archbench.parsing import InputShape, format_input, parse_input
 
 DEVICE_CHOICES = ("cpu", "cuda")
-MODE_CHOICES = ("infer", "train")  # as archbench.sweep.MODES (not imported: the sweep module is heavier)
+MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported: the sweep module is heavier)
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 DEFAULT_STUDY = "default"
 
@@ -73,14 +74,18 @@ class Grid:
 
 @dataclass(frozen=True)
 class StudyOptions:
-    """How each cell is measured (see :func:`archbench.sweep.run_sweep`)."""
+    """How each cell is measured (see :func:`archbench.runs.sweep.run_sweep`)."""
 
-    max_time_s: float | None = 8.0
-    precision: float = 0.03
-    min_samples: int = 5
+    max_time_s: float | None = DEFAULT_MAX_TIME_S
+    precision: float = DEFAULT_PRECISION
+    min_samples: int = DEFAULT_MIN_SAMPLES
     channels_last: bool = False
     compiled: bool = False
     threads: int | None = None
+
+    @property
+    def measure(self) -> MeasureOptions:
+        return MeasureOptions(self.precision, self.max_time_s, self.min_samples)
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ def study_from_dict(data: Mapping[str, Any]) -> Study:
 
 def studies_dir() -> Path:
     """Built-in study files: ``specs/studies/`` (``archbench/_specs/studies`` in a wheel)."""
-    from archbench.spec import builtin_specs_dir
+    from archbench.catalog.spec import builtin_specs_dir
 
     return builtin_specs_dir() / "studies"
 
@@ -270,7 +275,7 @@ def _inputs(where: str, key: str, value: Any) -> tuple[InputShape, ...]:
 
 
 def _devices(where: str, key: str, value: Any) -> tuple[str, ...]:
-    from archbench.devices import parse_device
+    from archbench.timing.devices import parse_device
 
     items = _str_list(where, key, value)
     try:
@@ -346,9 +351,9 @@ def _positive_number(where: str, key: str, value: Any) -> float:
 
 
 def resolve_models(study: Study, extra_dirs: Iterable[str] = ()):
-    """The :class:`~archbench.spec.ModelSpec` of each model; an unknown name in a study file is a
+    """The :class:`~archbench.catalog.spec.ModelSpec` of each model; an unknown name in a study file is a
     :class:`StudyError` naming the file and the ``models`` key (imports torchvision for zoo names)."""
-    from archbench.registry import get_spec
+    from archbench.catalog.registry import get_spec
 
     specs = []
     for name in study.models:

@@ -1,8 +1,8 @@
 """The counters behind ``archbench summary``: archbench's dispatch-level op counter (forward and backward,
-every op in a bucket of :mod:`archbench.formulas`), fvcore as an independent cross-check, and measured
+every op in a bucket of :mod:`archbench.costs.formulas`), fvcore as an independent cross-check, and measured
 activation memory.
 
-* :class:`OpCounter` — a ``TorchDispatchMode`` that counts every op with :mod:`archbench.formulas` and
+* :class:`OpCounter` — a ``TorchDispatchMode`` that counts every op with :mod:`archbench.costs.formulas` and
   attributes it to the innermost module running (module hooks installed only while it is active;
   nothing of torch is patched). :func:`count_forward` counts one eval-mode forward (``meta`` works);
   :func:`count_training_step` one real training step, forward and backward, with
@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from archbench.formulas import FREE, MACS, evaluate, formula_for, is_free, load_plugins, op_name
+from archbench.costs.formulas import FREE, MACS, evaluate, formula_for, is_free, load_plugins, op_name
 
 aten = torch.ops.aten
 
@@ -173,7 +173,7 @@ class OpEntry:
 
 @dataclass(frozen=True)
 class OpCounts:
-    """What one counted pass ran, op by op and module by module (see :mod:`archbench.formulas`)."""
+    """What one counted pass ran, op by op and module by module (see :mod:`archbench.costs.formulas`)."""
 
     entries: tuple[OpEntry, ...] = ()
 
@@ -235,7 +235,7 @@ def _ancestors(module: str) -> list[str]:
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts every op dispatched while active with :mod:`archbench.formulas`, attributed to the
+    """Counts every op dispatched while active with :mod:`archbench.costs.formulas`, attributed to the
     innermost module of ``model`` whose forward was running (global module hooks, installed only while
     the counter is active). Nothing of torch is patched."""
 

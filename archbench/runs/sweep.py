@@ -2,7 +2,7 @@
 cell finishes, resumable, surviving OOMs, failing models and Ctrl-C.
 
 * :func:`plan_cells` expands models x devices x inputs x dtypes x batches x modes into :class:`Cell` s;
-* :func:`measure_cell` builds one cell's model and step, times it with :mod:`archbench.measure` and
+* :func:`measure_cell` builds one cell's model and step, times it with :mod:`archbench.timing.timer` and
   returns its row — an OOM or a failing model is a row with status ``oom``/``error``, never an
   exception;
 * :func:`run_sweep` runs the cells in order, appends each row to the CSV at once (flushed), skips the
@@ -23,102 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from archbench.compiled import compile_model, no_recompiles, run_compiling_call
-from archbench.devices import require_device, unsupported_dtype
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.interrupts import interrupts_deferred
-from archbench.load import LoadMonitor, with_load
 from archbench.oom import is_out_of_memory, oom_reason
-from archbench.precision import runs_as_tf32, tf32_settings
-from archbench.options import InputShape, format_input
-from archbench.results import CsvRows, ResultRow, append_rows_csv, cell_key, check_same_sweep, read_results_csv
-from archbench.spec import ModelSpec
+from archbench.options import MeasureOptions
+from archbench.results import KEY_FIELDS, CsvRows, ResultRow, append_rows_csv, check_same_sweep, read_results_csv
+from archbench.runs.cells import Cell
+from archbench.timing.compiled import no_recompiles, run_compiling_call
+from archbench.timing.devices import require_device, unsupported_dtype
+from archbench.timing.load import LoadMonitor, with_load
+from archbench.timing.peak import DevicePeaks
+from archbench.timing.precision import runs_as_tf32, tf32_settings
+from archbench.timing.step import autocast_for, make_images, make_step
 
-MODES = ("infer", "train")
-DTYPES = ("fp32", "bf16", "fp16")
 CUDNN_BENCHMARK = True  # cuDNN autotuning is on for CUDA cells (the warm-up absorbs the tuning)
-_KEY_COLUMNS = ("model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads")
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One point of a sweep: which model (``spec``, overrides already applied), where and how to time it.
+class RunCaches:
+    """What one run measures once and reuses across its cells: the device peaks and the FLOPs per sample
+    of each model and input. Owned by the run (no module-level cache): a resumed run starts from the peaks
+    stored with its first part, and two runs in one process never share a figure."""
 
-    ``model`` is the name written to the rows (normally ``spec.name``); ``threads`` is torch's intra-op
-    thread count for the cell (always a number, so resumed runs match)."""
-
-    model: str
-    spec: ModelSpec
-    device: str
-    mode: str
-    batch: int
-    input: InputShape
-    dtype: str = "fp32"
-    channels_last: bool = False
-    compiled: bool = False
-    threads: int = 1
-
-    @property
-    def input_str(self) -> str:
-        return format_input(self.input)
-
-    def key(self) -> tuple:
-        """Same identity as :meth:`ResultRow.key` (what ``--resume`` matches on)."""
-        return cell_key(self.model, self.device, self.mode, self.batch, self.input_str, self.dtype,
-                        self.channels_last, self.compiled, self.threads)
-
-    def label(self) -> str:
-        extras = [x for x, on in (("channels-last", self.channels_last), ("compiled", self.compiled)) if on]
-        return " ".join([self.model, self.device, self.mode, f"batch {self.batch}", self.input_str, self.dtype, *extras])
-
-
-def default_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def plan_cells(
-    specs: Sequence[ModelSpec],
-    devices: Sequence[str],
-    batches: Sequence[int],
-    inputs: Sequence[InputShape] | None,
-    modes: Sequence[str],
-    dtypes: Sequence[str],
-    channels_last: bool = False,
-    compiled: bool = False,
-    threads: int | None = None,
-) -> list[Cell]:
-    """Every combination, in run order: model, device, input, dtype, batch, mode (the mode varies
-    fastest, so both modes of a model/input/batch share one FLOP count). ``inputs=None`` uses each
-    model's default input; ``threads=None`` records torch's current thread count."""
-    _check_values(batches, modes, dtypes, threads)
-    for device in devices:
-        require_device(device)
-    n_threads = int(threads) if threads is not None else default_threads()
-    return [
-        Cell(spec.name, spec, device, mode, int(batch), tuple(shape), dtype, bool(channels_last), bool(compiled), n_threads)
-        for spec in specs
-        for device in devices
-        for shape in (inputs or [spec.input])
-        for dtype in dtypes
-        for batch in batches
-        for mode in modes
-    ]
-
-
-def _check_values(batches, modes, dtypes, threads) -> None:
-    for mode in modes:
-        if mode not in MODES:
-            raise UsageError(f"mode '{mode}' is not one of: {', '.join(MODES)}.")
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise UsageError(f"dtype '{dtype}' is not one of: {', '.join(DTYPES)}.")
-    for batch in batches:
-        if int(batch) <= 0:
-            raise UsageError(f"batch {batch} is not a positive integer.")
-    if threads is not None and int(threads) <= 0:
-        raise UsageError(f"threads {threads} is not a positive integer.")
+    def __init__(self, peaks: DevicePeaks | None = None):
+        self.peaks = peaks if peaks is not None else DevicePeaks()
+        self.flop_counts: dict[tuple, tuple[float, float, str]] = {}  # (source, input[, batch]) -> fwd, bwd, note
 
 
 # ----------------------------------------------------------------------------------------- listener
@@ -191,11 +119,9 @@ def run_sweep(
     out_csv: str | Path,
     *,
     resume: bool,
-    precision: float = 0.02,
-    max_time_s: float | None = None,
-    min_samples: int = 5,
-    max_samples: int = 10_000,
+    options: MeasureOptions = MeasureOptions(),
     listener: Any = None,
+    caches: RunCaches | None = None,
 ) -> SweepResult:
     """Measure ``cells`` in order, appending each row to ``out_csv`` (flushed and fsynced) as it finishes.
 
@@ -205,8 +131,9 @@ def run_sweep(
     out_csv = Path(out_csv)
     cells = tuple(cells)
     stored = _previous_rows(out_csv, resume)
-    check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=precision, max_time_s=max_time_s,
-                     min_samples=min_samples)
+    caches = caches if caches is not None else RunCaches()
+    check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=options.precision,
+                     max_time_s=options.max_time_s, min_samples=options.min_samples)
     if stored.torn_at is not None:  # rows appended next must start on a line of their own
         os.truncate(out_csv, stored.torn_at)
     warnings = stored.warnings
@@ -228,7 +155,7 @@ def run_sweep(
         try:
             for device in dict.fromkeys(c.device for c in todo):
                 warm_process(device)
-            measure_device_peaks(todo)
+            measure_device_peaks(todo, caches.peaks)
             load = LoadMonitor() if todo else None
             for threads in dict.fromkeys(c.threads for c in todo):
                 load.calibrate(threads)  # the baseline, before any cell runs
@@ -240,8 +167,7 @@ def run_sweep(
                     w.phase(phase)
                     _notify(listener, "cell_phase", c, phase)
 
-                row = measure_cell(cell, precision=precision, max_time_s=max_time_s, min_samples=min_samples,
-                                   max_samples=max_samples, on_phase=on_phase)
+                row = measure_cell(cell, options, on_phase=on_phase, caches=caches)
                 row = with_load(row, window.reading())
                 free_memory()
                 # Ctrl-C or SIGTERM never leaves half a CSV line, nor a row on disk that the result (and the
@@ -250,7 +176,7 @@ def run_sweep(
                     append_rows_csv(out_csv, [row])
                     measured.append(row)
                     if math.isfinite(row.peak_fraction):
-                        peaks[f"{cell.device}/{cell.dtype}"] = _device_peak(cell)[0]  # cached: the value the row used
+                        peaks[f"{cell.device}/{cell.dtype}"] = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)[0]  # the row's
                     _notify(listener, "cell_finished", cell, row, index, len(todo))
         except KeyboardInterrupt:
             interrupted = True
@@ -294,7 +220,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
 
     with out_csv.open(newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])
-    missing = [c for c in _KEY_COLUMNS if c not in header]
+    missing = [c for c in KEY_FIELDS if c not in header]
     if missing:
         raise UsageError(
             f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
@@ -304,12 +230,10 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
 
 
 def check_buildable(cells: Iterable[Cell]) -> None:
-    """Build each distinct spec on the ``meta`` device (no memory, no time), so a bad spec or override
+    """Build each distinct model on the ``meta`` device (no memory, no time), so a bad spec or override
     is a :class:`~archbench.errors.SpecError` before anything runs."""
-    from archbench.registry import build_model
-
-    for spec in dict.fromkeys(c.spec for c in cells):
-        build_model(spec, device="meta")
+    for source in dict.fromkeys(c.source for c in cells):
+        source.build("meta")
 
 
 @contextlib.contextmanager
@@ -356,25 +280,24 @@ def free_memory() -> None:
 
 def measure_cell(
     cell: Cell,
+    options: MeasureOptions = MeasureOptions(),
     *,
-    precision: float = 0.02,
-    max_time_s: float | None = None,
-    min_samples: int = 5,
-    max_samples: int = 10_000,
     on_phase: Callable[[str], None] | None = None,
+    caches: RunCaches | None = None,
 ) -> ResultRow:
     """Time one cell. Out of memory -> a ``status="oom"`` row; a model that fails -> a
     ``status="error"`` row whose message locates the failing module. KeyboardInterrupt propagates."""
     import torch
 
-    from archbench.measure import MemoryTracker, measure
-    from archbench.registry import build_model
+    from archbench.timing.memory import MemoryTracker
+    from archbench.timing.timer import measure
 
+    caches = caches if caches is not None else RunCaches()
     phase = on_phase or (lambda _: None)
     torch.set_num_threads(cell.threads)
     identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                     dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
-                    precision=precision, max_time_s=math.inf if max_time_s is None else max_time_s, min_samples=min_samples)
+                    precision=options.precision, max_time_s=options.budget_s, min_samples=options.min_samples)
     identity["tf32"] = runs_as_tf32(cell.device, cell.dtype, tf32_settings())
     model = inputs = None
     unsupported = unsupported_dtype(cell.device, cell.dtype)
@@ -383,10 +306,10 @@ def measure_cell(
     try:
         tracker = MemoryTracker(cell.device)
         phase("building")
-        model = build_model(cell.spec, device=cell.device)
-        inputs = make_inputs(cell)
+        model = cell.source.build(cell.device)
+        inputs = cell_inputs(cell)
         phase("counting FLOPs")
-        flops, flops_note = flops_per_step(cell, model)
+        flops, flops_note = flops_per_step(cell, model, caches)
         if cell.channels_last:
             model = model.to(memory_format=torch.channels_last)
         step = make_step(model, inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
@@ -395,14 +318,12 @@ def measure_cell(
             phase("compiling")
             compile_s = run_compiling_call(step)  # before the budget and the memory window start
         with no_recompiles(cell.compiled):
-            measurement = measure(step, cell.device, precision=precision, max_time_s=max_time_s,
-                                  min_samples=min_samples, max_samples=max_samples,
-                                  on_phase=_starting_window_at_sampling(tracker, phase))
+            measurement = measure(step, cell.device, options, on_phase=_starting_window_at_sampling(tracker, phase))
         peak_mem = tracker.peak_bytes()
         del step
         peak, peak_note = math.nan, ""
         if math.isfinite(flops):
-            peak, peak_note = _device_peak(cell)  # measured before the first cell: cached
+            peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
         note = "; ".join(n for n in (flops_note, peak_note) if n)
         row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, note)
         return dataclasses.replace(row, compile_s=_sig(compile_s))
@@ -415,14 +336,21 @@ def measure_cell(
         return ResultRow(**identity, status="error", error=message)
 
 
-def measure_device_peaks(cells: Sequence[Cell]) -> None:
-    """Each device/dtype's matmul peak (cached), before the first cell and with no cell's model alive:
-    measured inside a cell, its large matrices could run out of memory and discard a timed cell."""
-    from archbench.measure import device_ceiling_tflops
+def cell_inputs(cell: Cell):
+    """The cell's inputs: the source's own factory's (a tensor, a tuple of args or a dict of kwargs), or
+    fixed random images."""
+    factory = cell.source.inputs_factory()
+    if factory is None:
+        return make_images(cell.batch, cell.input, cell.device, cell.channels_last)
+    return factory(cell.batch, cell.input, cell.dtype, cell.device)
 
-    for device, dtype in dict.fromkeys((c.device, c.dtype) for c in cells):
+
+def measure_device_peaks(cells: Sequence[Cell], peaks: DevicePeaks) -> None:
+    """Each device/dtype's matmul peak, before the first cell and with no cell's model alive: measured
+    inside a cell, its large matrices could run out of memory and discard a timed cell."""
+    for device, dtype, threads in dict.fromkeys((c.device, c.dtype, c.threads) for c in cells):
         free_memory()
-        device_ceiling_tflops(device, dtype)
+        peaks.ceiling(device, dtype, threads)
 
 
 def _starting_window_at_sampling(tracker, phase: Callable[[str], None]) -> Callable[[str], None]:
@@ -436,13 +364,6 @@ def _starting_window_at_sampling(tracker, phase: Callable[[str], None]) -> Calla
         phase(name)
 
     return on_phase
-
-
-def _device_peak(cell: Cell) -> tuple[float, str]:
-    """The device's peak for the cell's dtype, or NaN and why it is no throughput ceiling."""
-    from archbench.measure import device_ceiling_tflops
-
-    return device_ceiling_tflops(cell.device, cell.dtype)
 
 
 def _sig(value: float, digits: int = 6) -> float:
@@ -460,7 +381,7 @@ def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak
     return ResultRow(
         **identity,
         status="ok",
-        error=note,
+        note=note,
         n_samples=m.n_samples,
         median_ms=_sig(m.median_ms),
         iqr_ms=_sig(m.iqr_ms),
@@ -480,118 +401,39 @@ def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak
     )
 
 
-# ------------------------------------------------------------------------------------- model and step
-
-
-def make_inputs(cell: Cell):
-    """Fixed random images (seed 0), ``batch x C x H x W`` fp32 on the cell's device."""
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(cell.batch, *cell.input, generator=generator).to(cell.device)
-    if cell.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _autocast(device: str, dtype: str):
-    """bf16/fp16 run under autocast (mixed precision: fp32 weights, convolutions and matmuls in the
-    dtype), as these dtypes are trained and commonly served; fp32 runs as is."""
-    import torch
-
-    if dtype == "fp32":
-        return contextlib.nullcontext
-    from archbench.measure import torch_dtype
-
-    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-    return lambda: torch.autocast(device_type=device_type, dtype=torch_dtype(dtype))
-
-
-def logits_of(output):
-    """The logits of a classifier's output: the tensor itself, ``.logits`` (torchvision's Inception /
-    GoogLeNet namedtuples in train mode) or the first element of a tuple."""
-    import torch
-
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise ModelRunError(
-        f"the model returned {type(output).__name__}, not logits: train mode needs a tensor, a tuple whose "
-        "first element is the logits, or an object with .logits."
-    )
-
-
-def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool = False) -> Callable[[], None]:
-    """One timed iteration. ``infer``: ``eval()`` + ``inference_mode`` forward. ``train``: ``train()``,
-    gradients set to None, forward, cross-entropy on fixed random labels (seed 0), backward."""
-    import torch
-    import torch.nn.functional as F
-
-    autocast = _autocast(device, dtype)
-    module = model
-    model.train(mode == "train")
-    runner = compile_model(model) if compiled else model
-    if mode == "infer":
-
-        def infer_step() -> None:
-            with torch.inference_mode(), autocast():
-                runner(inputs)
-
-        return infer_step
-
-    labels: list = []
-
-    def train_step() -> None:
-        module.zero_grad(set_to_none=True)
-        with autocast():
-            logits = logits_of(runner(inputs))
-            if not labels:
-                generator = torch.Generator().manual_seed(0)
-                labels.append(torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(logits.device))
-            loss = F.cross_entropy(logits.float(), labels[0])
-        loss.backward()
-
-    return train_step
-
-
-_FLOP_COUNTS: dict[tuple, tuple[float, float, str]] = {}  # (spec, input[, batch]) -> per-sample fwd, bwd, note
-
-
-def flops_per_step(cell: Cell, model) -> tuple[float, str]:
+def flops_per_step(cell: Cell, model, caches: RunCaches) -> tuple[float, str]:
     """FLOPs of one step (forward for ``infer``, forward + backward for ``train``) from
-    :func:`archbench.inspect.model_stats`, and a note saying why when they could not be counted (the row
+    :func:`archbench.costs.summary.model_stats`, and a note saying why when they could not be counted (the row
     then has no achieved FLOP/s, with that reason; whether the cell itself runs is for its timing to say).
 
-    Counted once per model and input in this process (not per batch, dtype or mode), at batch 1 and
+    Counted once per model and input in the run (not per batch, dtype or mode), at batch 1 and
     multiplied by the batch: the batch is an outer dimension of every op the counters have a formula for
     (convolutions, matrix products, attention), so the count is exactly linear in it, and counting at
     batch 8 would cost a whole extra training step of a large model. A model that cannot run a training
     step at batch 1 (BatchNorm over a single value) is counted at the cell's batch instead."""
-    key = (cell.spec, cell.input)
-    if key not in _FLOP_COUNTS:
+    counts = caches.flop_counts
+    key = (cell.source, cell.input)
+    if key not in counts:
         counted = _count_per_sample(cell, model, 1)
         if math.isnan(counted[0]) and cell.batch > 1:
             retry = _count_per_sample(cell, model, cell.batch)
             counted = retry if not math.isnan(retry[0]) else counted
         if math.isnan(counted[0]):
-            _FLOP_COUNTS[(*key, cell.batch)] = counted  # may work at another batch: not cached for the model
+            counts[(*key, cell.batch)] = counted  # may work at another batch: not cached for the model
         else:
-            _FLOP_COUNTS[key] = counted
-    forward, backward, note = _FLOP_COUNTS.get(key) or _FLOP_COUNTS[(*key, cell.batch)]
+            counts[key] = counted
+    forward, backward, note = counts.get(key) or counts[(*key, cell.batch)]
     per_sample = forward if cell.mode == "infer" else forward + backward
     return per_sample * cell.batch, note
 
 
 def _count_per_sample(cell: Cell, model, batch: int) -> tuple[float, float, str]:
     try:
-        from archbench.inspect import model_stats
+        from archbench.costs.summary import model_stats
     except ImportError as exc:
         return math.nan, math.nan, f"FLOPs not counted: {exc}"
     try:
-        stats = model_stats(cell.spec, cell.input, batch, cell.device, None, model=model)
+        stats = model_stats(cell.source, cell.input, batch, cell.device, None, model=model)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a counter failure must not lose the timing; its reason is kept
@@ -610,7 +452,7 @@ def oom_message(exc: BaseException, cell: Cell) -> str:
 
 
 def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:
-    """The failing module, from :func:`archbench.locate.forward_located` re-running the forward; the
+    """The failing module, from :func:`archbench.costs.locate.forward_located` re-running the forward; the
     original error when the forward alone succeeds (the failure is in the loss or backward)."""
     plain = f"{type(exc).__name__}: {exc}"
     if model is None or inputs is None:
@@ -618,11 +460,11 @@ def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:
     try:
         import torch
 
-        from archbench.locate import forward_located
+        from archbench.costs.locate import forward_located
     except ImportError:
         return plain
     try:
-        with torch.no_grad(), _autocast(cell.device, cell.dtype)():
+        with torch.no_grad(), autocast_for(cell.device, cell.dtype)():
             forward_located(model, inputs)
     except ModelRunError as located:
         return str(located)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from archbench.errors import SpecError
-from archbench.models._init import kaiming_init
-from archbench.registry import register_family
+from archbench.catalog.models._init import kaiming_init
+from archbench.catalog.registry import register_family
 
 
 class WideBlock(nn.Module):

@@ -20,17 +20,17 @@ from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Mapping
 
 from archbench.errors import DuplicateFamilyError, SpecError, UnknownModelError
-from archbench.spec import ModelSpec, load_catalog
+from archbench.catalog.spec import ModelSpec, load_catalog
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
 
 _FAMILIES: dict[str, Builder] = {}
 # Built-in families, imported on first use (their modules import torch).
 _BUILTIN_FAMILY_MODULES = {
-    "wrn": "archbench.models.wrn",
-    "resnext": "archbench.models.resnext",
-    "resnet-cifar": "archbench.models.resnet_cifar",
-    "mnist-cnn": "archbench.models.mnist_cnn",
+    "wrn": "archbench.catalog.models.wrn",
+    "resnext": "archbench.catalog.models.resnext",
+    "resnet-cifar": "archbench.catalog.models.resnet_cifar",
+    "mnist-cnn": "archbench.catalog.models.mnist_cnn",
 }
 TORCHVISION = "torchvision"
 SOURCES = ("specs", "torchvision", "all")
@@ -73,7 +73,7 @@ def list_models(
     if source in ("specs", "all"):
         specs += list(load_catalog(extra_dirs).values())
     if source in ("torchvision", "all"):
-        from archbench.models import torchvision_zoo
+        from archbench.catalog.models import torchvision_zoo
 
         taken = {s.name for s in specs}
         specs += [torchvision_zoo.spec(n) for n in torchvision_zoo.names() if n not in taken]
@@ -93,7 +93,7 @@ def get_spec(name: str, extra_dirs: Iterable[str] = ()) -> ModelSpec:
     catalog = load_catalog(extra_dirs)
     if name in catalog:
         return catalog[name]
-    from archbench.models import torchvision_zoo
+    from archbench.catalog.models import torchvision_zoo
 
     tv_names = torchvision_zoo.names()
     if name in tv_names:
@@ -114,7 +114,7 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     spec = spec.with_args(overrides)
     if spec.family == TORCHVISION:
-        from archbench.models import torchvision_zoo
+        from archbench.catalog.models import torchvision_zoo
 
         builder: Builder = torchvision_zoo.builder(spec.name)
     else:

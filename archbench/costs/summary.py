@@ -3,13 +3,13 @@ parameter and activation memory, counter coverage and a cross-check (``archbench
 
 Two passes over the model, each feeding several counters:
 
-1. one real training step (:func:`archbench.counting.count_training_step`): its forward runs under
-   :class:`archbench.locate.ModuleTrace` (a failure is located to its module), torchinfo's hooks
-   (:class:`archbench.layers.TorchinfoHooks`: the layer table), the saved-tensor meter (activation
-   memory, measured) and archbench's dispatch-level counter (:class:`archbench.counting.OpCounter`:
-   every op in a bucket of :mod:`archbench.formulas`, attributed to its module), which also counts the
+1. one real training step (:func:`archbench.costs.counting.count_training_step`): its forward runs under
+   :class:`archbench.costs.locate.ModuleTrace` (a failure is located to its module), torchinfo's hooks
+   (:class:`archbench.costs.layers.TorchinfoHooks`: the layer table), the saved-tensor meter (activation
+   memory, measured) and archbench's dispatch-level counter (:class:`archbench.costs.counting.OpCounter`:
+   every op in a bucket of :mod:`archbench.costs.formulas`, attributed to its module), which also counts the
    backward over the same op set;
-2. one fvcore trace in eval mode (:func:`archbench.counting.fvcore_counts`): the independent
+2. one fvcore trace in eval mode (:func:`archbench.costs.counting.fvcore_counts`): the independent
    cross-check, and the modules inference does not run (an auxiliary head: shown as not run and left
    out of the forward counts, as published counts leave it out).
 
@@ -66,15 +66,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from archbench.counting import count_training_step, fvcore_counts
-from archbench.formulas import MACS, NORM_POOL, OTHER
+from archbench.costs.counting import count_training_step, fvcore_counts
+from archbench.costs.formulas import MACS, NORM_POOL, OTHER
 from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
-from archbench.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
-from archbench.locate import ModuleTrace, describe_failure, one_line
+from archbench.costs.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
+from archbench.costs.locate import ModuleTrace, describe_failure, one_line
 from archbench.oom import is_out_of_memory
-from archbench.options import format_input
+from archbench.parsing import format_input
 from archbench.results import ModelStats
-from archbench.spec import ModelSpec
+from archbench.catalog.spec import ModelSpec
 
 SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
@@ -114,7 +114,7 @@ class CrossCheck:
 
 @dataclass(frozen=True)
 class Coverage:
-    """Every forward and backward op, in its bucket (see :mod:`archbench.formulas`)."""
+    """Every forward and backward op, in its bucket (see :mod:`archbench.costs.formulas`)."""
 
     macs_by_op: dict[str, int]
     norm_pool_macs_by_op: dict[str, int]
@@ -172,8 +172,8 @@ def summarize(
 
     Raises :class:`ModelRunError` (the failure located to its module) if the model does not run on the
     input, :class:`~archbench.errors.DeviceUnavailableError` for ``cuda`` without a GPU."""
-    from archbench.devices import require_device
-    from archbench.registry import build_model
+    from archbench.timing.devices import require_device
+    from archbench.catalog.registry import build_model
 
     require_device(device)
     shape = tuple(input or spec.input)

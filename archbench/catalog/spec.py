@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from archbench.errors import SpecError, UsageError
-from archbench.options import InputShape, format_input, parse_input
+from archbench.parsing import InputShape, format_input, parse_input
 
 SPECS_ENV = "ARCHBENCH_SPECS"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
@@ -53,6 +53,16 @@ class ModelSpec:
     def input_str(self) -> str:
         return format_input(self.input)
 
+    def build(self, device: str = "cpu"):
+        """A fresh model from the spec's builder (see :func:`archbench.catalog.registry.build_model`)."""
+        from archbench.catalog.registry import build_model
+
+        return build_model(self, device=device)
+
+    def inputs_factory(self):
+        """Image models: ``None`` (the sweep makes random images)."""
+        return None
+
     def with_args(self, overrides: Mapping[str, Any] | None) -> "ModelSpec":
         """A copy with ``overrides`` merged into the builder arguments (``None`` values are dropped so they
         never override a default, as timm's ``create_model`` does)."""
@@ -64,10 +74,10 @@ class ModelSpec:
 
 def builtin_specs_dir() -> Path:
     """The specs that ship with archbench: ``archbench/_specs`` in a wheel, ``<repo>/specs`` in a checkout."""
-    packaged = Path(__file__).resolve().parent / "_specs"
+    packaged = Path(__file__).resolve().parent.parent / "_specs"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "specs"
+    return Path(__file__).resolve().parents[2] / "specs"
 
 
 def user_spec_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:

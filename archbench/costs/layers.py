@@ -31,8 +31,8 @@ from torch import nn
 from torchinfo import torchinfo as _torchinfo
 from torchinfo.layer_info import LayerInfo
 
-from archbench.counting import OpCounts, preserved_state
-from archbench.formulas import MACS, NORM_POOL
+from archbench.costs.counting import OpCounts, preserved_state
+from archbench.costs.formulas import MACS, NORM_POOL
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from archbench.errors import ModelRunError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
-from archbench.spec import ModelSpec
-from archbench.study import Study, resolve_models
+from archbench.catalog.spec import ModelSpec
+from archbench.runs.study import Study, resolve_models
 
 REPORTS_DIR = Path("reports")
 PARTIAL_CSV = "results.partial.csv"
@@ -45,7 +45,7 @@ COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is
 
 class CompareListener:
     """Progress callbacks (all optional): :meth:`counting` while the models are counted, then those of
-    :class:`archbench.sweep.SweepListener` while the cells are measured."""
+    :class:`archbench.runs.sweep.SweepListener` while the cells are measured."""
 
     def counting(self, model: str, input: str) -> None:
         """``model`` is being counted at ``input`` (batch 1)."""
@@ -97,14 +97,14 @@ def _notify(listener: Any, method: str, *args: Any) -> None:
 
 def study_devices(study: Study) -> list[str]:
     """The study's devices with ``auto`` resolved (raises when CUDA is named but absent)."""
-    from archbench.devices import parse_devices
+    from archbench.timing.devices import parse_devices
 
     return parse_devices(",".join(study.grid.devices), option="grid.devices")
 
 
 def plan_study(study: Study, specs: Sequence[ModelSpec]) -> list:
     """The cells of the study, device by device (each device with its own grid values)."""
-    from archbench.sweep import plan_cells
+    from archbench.runs.cells import plan_cells
 
     options = study.options
     cells = []
@@ -123,14 +123,14 @@ def count_models(specs: Sequence[ModelSpec], cells: Sequence, listener: Any = No
 
     Returns ``(model infos, stats, errors)``; a model that does not run on an input is an error entry
     ``(model, input, message)``, not an exception (its cells fail the same way in the sweep)."""
-    from archbench.inspect import CounterError, model_stats
-    from archbench.options import format_input
-    from archbench.registry import build_model
+    from archbench.costs.summary import CounterError, model_stats
+    from archbench.parsing import format_input
+    from archbench.catalog.registry import build_model
 
     infos, stats, errors = [], [], []
     for spec in specs:
         infos.append(ModelInfo(spec.name, spec.family, spec.description, spec.input_str))
-        shapes = list(dict.fromkeys([spec.input, *(c.input for c in cells if c.spec == spec)]))
+        shapes = list(dict.fromkeys([spec.input, *(c.input for c in cells if c.source == spec)]))
         model = build_model(spec, device=COUNT_DEVICE)
         for shape in shapes:
             _notify(listener, "counting", spec.name, format_input(shape))
@@ -306,9 +306,9 @@ def run_compare(
     ``command`` is the command line that reproduces the run (it goes into the report). Bad models,
     devices or directories raise before anything is measured; Ctrl-C returns ``interrupted=True`` with
     every finished cell saved."""
-    from archbench.envinfo import environment
+    from archbench.runs.envinfo import environment
     from archbench.report.jsonfile import write_json
-    from archbench.sweep import run_sweep
+    from archbench.runs.sweep import run_sweep
 
     out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
     check_writable_dir(out_dir)
@@ -331,9 +331,7 @@ def run_compare(
             meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
         write_json(out_dir / PARTIAL_JSON, meta)
 
-        options = study.options
-        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, precision=options.precision,
-                          max_time_s=options.max_time_s, min_samples=options.min_samples,
+        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, options=options.measure,
                           listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
         rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
         data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())

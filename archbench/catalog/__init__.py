@@ -1,0 +1,1 @@
+"""What a model is and where it comes from: specs, the family registry, sources, the built-in families."""

@@ -1,0 +1,1 @@
+"""Builder families, one module per family; each registers itself with ``archbench.catalog.registry``."""

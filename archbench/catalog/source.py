@@ -1,0 +1,108 @@
+"""A model source: anything with a name, a default input and a way to build a fresh ``nn.Module``.
+
+The core (summaries, counts, sweeps, comparisons) takes a source, never a spec: a
+:class:`~archbench.catalog.spec.ModelSpec` is one kind (a registered family or torchvision's zoo, from
+TOML data); :class:`ModuleSource` wraps a module or a factory a user holds in Python. Nothing here
+imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from archbench.parsing import InputShape, format_input
+
+DEFAULT_INPUT: InputShape = (3, 224, 224)
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """What the core needs to know about a model."""
+
+    name: str
+    family: str
+    description: str
+    input: InputShape
+    params: int | None  # expected parameter count, when the source states one
+    source: str  # where it comes from: "specs", "user", "torchvision", "python", ...
+
+    @property
+    def input_str(self) -> str: ...
+
+    def build(self, device: str = "cpu") -> Any:
+        """A fresh ``nn.Module`` on ``device`` (``meta``: no memory), in its default (training) mode."""
+        ...
+
+    def inputs_factory(self) -> Callable[..., Any] | None:
+        """``make_inputs(batch, input_shape, dtype, device)`` for a model whose forward takes something
+        other than one image tensor; ``None`` for image models."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleSource:
+    """A model held in Python: an ``nn.Module`` instance (copied for every build, so the caller's model is
+    never changed) or a factory returning one (called with ``kwargs`` for every build).
+
+    Compared by identity: two sources wrapping the same object under two names are two models."""
+
+    obj: Any
+    name: str
+    input: InputShape = DEFAULT_INPUT
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    make_inputs: Callable[..., Any] | None = None
+    description: str = ""
+    family: str = "python"
+    source: str = "python"
+    params: int | None = None
+
+    @property
+    def input_str(self) -> str:
+        return format_input(self.input)
+
+    def build(self, device: str = "cpu") -> Any:
+        import torch
+        from torch import nn
+
+        if isinstance(self.obj, nn.Module):
+            if str(device) == "meta":
+                return copy.deepcopy(self.obj).to("meta")
+            return copy.deepcopy(self.obj).to(device)
+        with torch.device(device):
+            model = self.obj(**self.kwargs)
+        if not isinstance(model, nn.Module):
+            from archbench.errors import SpecError
+
+            raise SpecError(f"model '{self.name}': its factory returned {type(model).__name__}, not an nn.Module.")
+        return model
+
+    def inputs_factory(self) -> Callable[..., Any] | None:
+        return self.make_inputs
+
+
+def as_source(model: Any, *, name: str | None = None, input: InputShape | None = None,
+              make_inputs: Callable[..., Any] | None = None, extra_dirs=()) -> ModelSource:
+    """A source for what a user gave: a source as is, a model name or reference (``resnext-50``,
+    ``resnet50``, …) from the catalog, an ``nn.Module`` instance or a class/factory returning one."""
+    if isinstance(model, str):
+        from archbench.catalog.registry import get_spec
+
+        return get_spec(model, extra_dirs)
+    if isinstance(model, ModelSource) and not _is_module(model):
+        return model
+    label = name or _default_name(model)
+    return ModuleSource(model, label, tuple(input) if input else DEFAULT_INPUT, make_inputs=make_inputs)
+
+
+def _is_module(obj: Any) -> bool:
+    try:
+        from torch import nn
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(obj, nn.Module)
+
+
+def _default_name(obj: Any) -> str:
+    return getattr(obj, "__name__", None) or type(obj).__name__

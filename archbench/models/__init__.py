@@ -1,1 +1,0 @@
-"""Builder families, one module per family; each registers itself with ``archbench.registry``."""
