@@ -30,7 +30,7 @@ import torch.utils.benchmark as tb  # noqa: E402
 from archbench.options import MeasureOptions
 from archbench.timing.stats import Measurement, median_ci
 from archbench.timing.timer import make_sampler, measure
-from archbench.catalog.registry import build_model, get_spec
+from archbench.catalog.registry import get_spec
 from archbench.runs.cells import plan_cells
 from archbench.timing.step import make_images, make_step
 

@@ -331,7 +331,7 @@ def run_compare(
             meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
         write_json(out_dir / PARTIAL_JSON, meta)
 
-        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, options=options.measure,
+        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, options=study.options.measure,
                           listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
         rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
         data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
