@@ -14,9 +14,12 @@ from archbench.errors import (
     UnknownModelError,
     UsageError,
 )
+from archbench.api import bench, compare, count, measure, summarize
 from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
-from archbench.results import ResultRow
+from archbench.catalog.source import ModelSource, ModuleSource
 from archbench.catalog.spec import ModelSpec
+from archbench.options import MeasureOptions, WarmupPolicy
+from archbench.results import CellKey, ResultRow
 
 __version__ = "0.1.0"
 
@@ -29,6 +32,16 @@ def register_flop_formula(op, fn, kind: str = "macs", source: str | None = None)
 
 __all__ = [
     "ArchbenchError",
+    "CellKey",
+    "MeasureOptions",
+    "ModelSource",
+    "ModuleSource",
+    "WarmupPolicy",
+    "bench",
+    "compare",
+    "count",
+    "measure",
+    "summarize",
     "DeviceUnavailableError",
     "ModelOutOfMemoryError",
     "ModelRunError",

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archbench
-from archbench.cli.summary import summary_markdown
+from archbench.report.summary_view import summary_markdown
 from archbench.costs.counting import count_forward
 from archbench.costs.formulas import FormulaError, unregister_flop_formula
 from archbench.costs.summary import summarize

@@ -33,6 +33,7 @@ from torchinfo.layer_info import LayerInfo
 
 from archbench.costs.counting import OpCounts, preserved_state
 from archbench.costs.formulas import MACS, NORM_POOL
+from archbench.inputs import ModelInputs
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,15 @@ class TorchinfoHooks:
             _torchinfo.set_children_layers(self.records)
 
 
-def torchinfo_records(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
+def torchinfo_records(model: nn.Module, x: ModelInputs) -> list[LayerInfo]:
     """torchinfo's ``LayerInfo`` list from ``torchinfo.summary`` itself: one eval-mode forward of
     ``model`` on ``x``, no gradients, quiet, every module's train/eval flag restored afterwards (torchinfo
     restores only the root's)."""
     with preserved_state(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        statistics = torchinfo.summary(model, input_data=[x], mode="eval", verbose=0, device=x.device)
+        data = dict(x.kwargs) if x.kwargs else list(x.args)
+        first = next(v for v in (*x.args, *x.kwargs.values()) if isinstance(v, torch.Tensor))
+        statistics = torchinfo.summary(model, input_data=data, mode="eval", verbose=0, device=first.device)
     return statistics.summary_list
 
 

@@ -153,26 +153,17 @@ def one_line(error: BaseException) -> str:
 # ------------------------------------------------------------------------------------------- API
 
 
-def forward_located(model: nn.Module, *inputs: Any) -> Any:
-    """``model(*inputs)``; if it raises, :class:`ModelRunError` locating the failure (see the module
-    docstring). Out-of-memory errors and KeyboardInterrupt propagate unchanged; no hooks stay behind."""
+def forward_located(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
+    """``model(*inputs, **kwargs)``; if it raises, :class:`ModelRunError` locating the failure (see the
+    module docstring). Out-of-memory errors and KeyboardInterrupt propagate unchanged; no hooks stay behind."""
     with ModuleTrace(model) as trace:
         try:
-            return model(*inputs)
+            return model(*inputs, **kwargs)
         except Exception as error:  # noqa: BLE001 - re-raised, located
             if is_out_of_memory(error):
                 raise
             failed, failure = error, trace.failure_of(error)
     raise ModelRunError(describe_failure(model, inputs, failed, failure)) from failed
-
-
-def locate_failure(model: nn.Module, *inputs: Any) -> str | None:
-    """The located message of the failure of ``model(*inputs)``, or ``None`` when it runs."""
-    try:
-        forward_located(model, *inputs)
-    except ModelRunError as error:
-        return str(error)
-    return None
 
 
 def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, failure: Failure | None) -> str:

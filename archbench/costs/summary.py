@@ -59,6 +59,7 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -68,13 +69,14 @@ from torch import nn
 
 from archbench.costs.counting import count_training_step, fvcore_counts
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
-from archbench.errors import ArchbenchError, ModelOutOfMemoryError, ModelRunError
+from archbench.errors import ModelOutOfMemoryError, ModelRunError
 from archbench.costs.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
 from archbench.costs.locate import ModuleTrace, describe_failure, one_line
 from archbench.oom import is_out_of_memory
+from archbench.catalog.source import ModelSource
+from archbench.inputs import ModelInputs
 from archbench.parsing import format_input
 from archbench.results import ModelStats
-from archbench.catalog.spec import ModelSpec
 
 SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
@@ -96,19 +98,15 @@ CONVENTIONS = {
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
 
 
-class CounterError(ArchbenchError):
-    """A model that runs but a counter (fvcore's trace) cannot analyse."""
-
-
 @dataclass(frozen=True)
 class CrossCheck:
     """fvcore's forward count against archbench's ``macs_with_norm`` (the same convention), kind by kind."""
 
-    fvcore_macs: int
+    fvcore_macs: int | None  # None: fvcore could not trace the model (note says why)
     fvcore_by_kind: dict[str, int]
     archbench_by_kind: dict[str, int]
     difference: float
-    agrees: bool
+    agrees: bool | None  # None: not cross-checked
     note: str
 
 
@@ -154,37 +152,57 @@ class ModelSummary:
     def params_non_trainable(self) -> int:
         return self.stats.params_total - self.stats.params_trainable
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (schema ``archbench.summary/2``, see the module docstring)."""
+        return summary_to_json(self)
+
+    def to_markdown(self) -> str:
+        """GitHub-flavoured Markdown: header, layer table, totals with their conventions, coverage."""
+        from archbench.report.summary_view import summary_markdown
+
+        return summary_markdown(self)
+
+    def __rich__(self):
+        from archbench.report.summary_view import summary_renderable
+
+        return summary_renderable(self)
+
 
 # ------------------------------------------------------------------------------------------- API
 
 
 def summarize(
-    spec: ModelSpec,
+    spec: ModelSource,
     input: tuple[int, int, int] | None = None,
     batch: int = 1,
     device: str = "cpu",
     overrides: Mapping[str, Any] | None = None,
     depth: int | None = 3,
     model: nn.Module | None = None,
+    inputs: Any = None,
 ) -> ModelSummary:
-    """Summarise ``spec`` (built with ``overrides``, or the given ``model``) on ``batch`` x ``input``
-    (default: the spec's input). ``depth`` limits the layer table (``None``: every module).
+    """Summarise the model of ``spec`` (any :class:`~archbench.catalog.source.ModelSource`; a spec is
+    built with ``overrides``), or the given ``model``, on ``batch`` x ``input`` (default: the source's
+    input) — or on ``inputs`` (a tensor, a tuple of args or a dict of kwargs) when given. ``depth`` limits
+    the layer table (``None``: every module). The model is left as it was.
 
     Raises :class:`ModelRunError` (the failure located to its module) if the model does not run on the
     input, :class:`~archbench.errors.DeviceUnavailableError` for ``cuda`` without a GPU."""
-    from archbench.timing.devices import require_device
     from archbench.catalog.registry import build_model
+    from archbench.timing.devices import require_device
 
     require_device(device)
     shape = tuple(input or spec.input)
     overrides = dict(overrides or {})
     if model is None:
-        model = build_model(spec, device=device, overrides=overrides)
+        model = build_model(spec, device=device, overrides=overrides) if overrides else spec.build(device)
     hooks = TorchinfoHooks(model) if depth != 0 else None
     try:
-        x = example_input(model, shape, batch, device)  # the input alone may not fit (3x100000x100000)
+        # the input alone may not fit (3x100000x100000)
+        x = ModelInputs.of(inputs) if inputs is not None else ModelInputs.of(example_input(model, shape, batch, device))
+        batch = x.batch or batch
         step, training_batch = _training_step_counts(spec, model, x, overrides, hooks)
-        counts = _fvcore(spec, model, x)
+        counts, fvcore_failure = _fvcore(model, x)
         records = None
         if hooks is not None:  # torchinfo's records from the training forward, if it ran at this batch
             records = hooks.records if training_batch == batch else torchinfo_records(model, x)
@@ -195,7 +213,7 @@ def summarize(
             f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
             f"{batch} (a training step is counted): {one_line(error)}. Try a smaller --batch or --input, or "
             "another --device.") from error
-    not_run = skipped_at_inference(model, counts.uncalled_modules)
+    not_run = skipped_at_inference(model, counts.uncalled_modules) if counts is not None else frozenset()
     forward = step.forward
     stats = _stats(spec, model, shape, batch, device, forward, not_run, step)
     return ModelSummary(
@@ -212,23 +230,25 @@ def summarize(
         layers=tuple(layer_rows(model, records, forward, not_run, depth)) if records else (),
         coverage=_coverage(forward, step.backward, not_run),
         cross_check=cross_check(counts.macs, counts.by_operator, counts.uncounted_ops, forward.by_op(MACS, not_run),
-                                forward.by_op(NORM_POOL, not_run)),
+                                forward.by_op(NORM_POOL, not_run)) if counts is not None
+        else not_cross_checked(fvcore_failure, forward.by_op(MACS, not_run), forward.by_op(NORM_POOL, not_run)),
         depth=depth,
         training_batch=training_batch,
     )
 
 
 def model_stats(
-    spec: ModelSpec,
+    spec: ModelSource,
     input: tuple[int, int, int],
     batch: int = 1,
     device: str = "cpu",
     overrides: dict | None = None,
     model: nn.Module | None = None,
+    inputs: Any = None,
 ) -> ModelStats:
     """The counts and memory of ``spec`` at ``batch`` x ``input`` (two passes: a training step and an
     fvcore trace). Raises :class:`ModelRunError` with a located message if the model does not run."""
-    return summarize(spec, input, batch, device, overrides, depth=0, model=model).stats
+    return summarize(spec, input, batch, device, overrides, depth=0, model=model, inputs=inputs).stats
 
 
 def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: str) -> torch.Tensor:
@@ -241,33 +261,34 @@ def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: 
 # ------------------------------------------------------------------------------------------ passes
 
 
-def _training_step_counts(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict,
+def _training_step_counts(spec: ModelSource, model: nn.Module, x: ModelInputs, overrides: dict,
                           hooks: TorchinfoHooks | None = None):
     """``(counts, batch they were taken at)`` of one training step on ``x``, scaled to ``x``'s batch.
 
     A model with BatchNorm on a 1x1 map (e.g. inception_v3's auxiliary head) cannot train on one
     sample; at batch 1 its training step is then counted at batch 2 and halved (FLOPs are linear in the
-    batch; activation memory very nearly)."""
+    batch; activation memory very nearly). Only for image inputs: other inputs are counted as given."""
     try:
-        return _training_step(spec, model, x, overrides, hooks), x.shape[0]
+        return _training_step(spec, model, x, overrides, hooks), x.batch or 1
     except ModelRunError as error:
-        if x.shape[0] != 1 or not _batch_norm_needs_two_samples(error.__cause__):
+        image = x.image
+        if image is None or image.shape[0] != 1 or not _batch_norm_needs_two_samples(error.__cause__):
             raise
-    pair = example_input(model, tuple(x.shape[1:]), 2, str(x.device))
-    return _training_step(spec, model, pair, overrides).scaled(1, 2), 2
+    pair = example_input(model, tuple(image.shape[1:]), 2, str(image.device))
+    return _training_step(spec, model, ModelInputs.of(pair), overrides).scaled(1, 2), 2
 
 
 def _batch_norm_needs_two_samples(error: BaseException | None) -> bool:
     return isinstance(error, ValueError) and "Expected more than 1 value per channel when training" in str(error)
 
 
-def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides: dict,
+def _training_step(spec: ModelSource, model: nn.Module, x: ModelInputs, overrides: dict,
                    hooks: TorchinfoHooks | None = None):
     trace = ModuleTrace(model)
 
     def forward():
         with trace, hooks if hooks is not None else nullcontext():
-            return model(x)
+            return x.call(model)
 
     try:
         return count_training_step(model, forward)
@@ -275,23 +296,28 @@ def _training_step(spec: ModelSpec, model: nn.Module, x: torch.Tensor, overrides
         if is_out_of_memory(error):
             raise
         failed, failure = error, trace.failure_of(error)
-    where = describe_failure(model, (x,), failed, failure) if failure is not None else (
+    where = describe_failure(model, x.args, failed, failure) if failure is not None else (
         f"the training step failed: {one_line(failed)}.")
-    raise ModelRunError(f"{_model_label(spec, overrides)} does not run on input {format_input(x.shape[1:])} "
-                        f"(batch {x.shape[0]}, training mode): {where}") from failed
+    image = x.image
+    on = (f"input {format_input(image.shape[1:])} (batch {image.shape[0]}, training mode)" if image is not None
+          else f"inputs {x.describe()} (training mode)")
+    raise ModelRunError(f"{_model_label(spec, overrides)} does not run on {on}: {where}") from failed
 
 
-def _fvcore(spec: ModelSpec, model: nn.Module, x: torch.Tensor):
+def _fvcore(model: nn.Module, x: ModelInputs):
+    """fvcore's counts, or ``(None, why not)``: the model ran (its training step did), so a trace that
+    fails (or keyword inputs, which fvcore's jit trace cannot take) only costs the cross-check."""
+    if x.kwargs:
+        return None, "fvcore's trace takes positional inputs only, and this model's forward takes keywords"
     try:
-        return fvcore_counts(model, (x,))
+        return fvcore_counts(model, x.args), ""
     except Exception as error:  # noqa: BLE001 - the model ran (the training step did): fvcore failed
         if is_out_of_memory(error):
             raise
-        raise CounterError(f"fvcore could not count the MACs of model '{spec.name}' (its jit trace failed): "
-                           f"{one_line(error)}") from error
+        return None, f"fvcore could not trace the model: {one_line(error)}"
 
 
-def _model_label(spec: ModelSpec, overrides: dict) -> str:
+def _model_label(spec: ModelSource, overrides: dict) -> str:
     settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     return f"model '{spec.name}'" + (f" ({settings})" if settings else "")
 
@@ -393,6 +419,12 @@ def cross_check(fvcore_total: int, fvcore_by_operator: dict[str, int], fvcore_un
     return CrossCheck(fvcore_total, fv, ours, difference, agrees, note)
 
 
+def not_cross_checked(reason: str, macs_by_op: dict[str, int], norm_pool_by_op: dict[str, int]) -> CrossCheck:
+    """The cross-check of a model fvcore could not count (nothing is left out as not run at inference)."""
+    ours = _by_kind({**macs_by_op, **norm_pool_by_op})
+    return CrossCheck(None, {}, ours, math.nan, None, f"not cross-checked: {reason}")
+
+
 def _si(value: float) -> str:
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
@@ -442,7 +474,8 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "backward_other_ops_by_op": c.backward_other_ops_by_op,
         "backward_uncounted_ops": c.backward_uncounted_ops,
         "cross_check": {"fvcore_macs": check.fvcore_macs, "fvcore_by_kind": check.fvcore_by_kind,
-                        "archbench_by_kind": check.archbench_by_kind, "difference": round(check.difference, 6),
+                        "archbench_by_kind": check.archbench_by_kind,
+                        "difference": round(check.difference, 6) if check.fvcore_macs is not None else None,
                         "agrees": check.agrees, "note": check.note},
         "depth": summary.depth,
         "layers": [

@@ -27,13 +27,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from archbench.errors import ModelRunError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
 from archbench.catalog.spec import ModelSpec
+from archbench.catalog.source import ModelSource
 from archbench.runs.study import Study, resolve_models
 
 REPORTS_DIR = Path("reports")
@@ -118,25 +119,24 @@ def plan_study(study: Study, specs: Sequence[ModelSpec]) -> list:
 # -------------------------------------------------------------------------------------- counting
 
 
-def count_models(specs: Sequence[ModelSpec], cells: Sequence, listener: Any = None):
+def count_models(specs: Sequence[ModelSource], cells: Sequence, listener: Any = None):
     """Batch-1 counts of each model at its default input and at every input it is timed at.
 
     Returns ``(model infos, stats, errors)``; a model that does not run on an input is an error entry
     ``(model, input, message)``, not an exception (its cells fail the same way in the sweep)."""
-    from archbench.costs.summary import CounterError, model_stats
+    from archbench.costs.summary import model_stats
     from archbench.parsing import format_input
-    from archbench.catalog.registry import build_model
 
     infos, stats, errors = [], [], []
     for spec in specs:
         infos.append(ModelInfo(spec.name, spec.family, spec.description, spec.input_str))
         shapes = list(dict.fromkeys([spec.input, *(c.input for c in cells if c.source == spec)]))
-        model = build_model(spec, device=COUNT_DEVICE)
+        model = spec.build(COUNT_DEVICE)
         for shape in shapes:
             _notify(listener, "counting", spec.name, format_input(shape))
             try:
                 stats.append(model_stats(spec, shape, 1, COUNT_DEVICE, None, model=model))
-            except (ModelRunError, CounterError) as exc:  # out of memory included: the cells say the rest
+            except ModelRunError as exc:  # out of memory included: the cells say the rest
                 errors.append((spec.name, format_input(shape), str(exc)))
         del model
     return tuple(infos), tuple(stats), tuple(errors)
@@ -300,19 +300,22 @@ def run_compare(
     force: bool = False,
     extra_dirs: Iterable[str] = (),
     listener: Any = None,
+    sources: Mapping[str, ModelSource] | None = None,
 ) -> CompareResult:
     """Run ``study`` and write its report to ``out_dir`` (default ``reports/<study name>/``).
 
     ``command`` is the command line that reproduces the run (it goes into the report). Bad models,
     devices or directories raise before anything is measured; Ctrl-C returns ``interrupted=True`` with
-    every finished cell saved."""
+    every finished cell saved. ``sources`` gives the model of each name in ``study.models`` directly.
+    """
     from archbench.runs.envinfo import environment
     from archbench.report.jsonfile import write_json
     from archbench.runs.sweep import run_sweep
 
     out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
     check_writable_dir(out_dir)
-    specs = resolve_models(study, extra_dirs)
+    # ``sources``: models the caller already holds (the Python API: modules, factories); by name otherwise
+    specs = [sources[n] for n in study.models] if sources else resolve_models(study, extra_dirs)
     cells = plan_study(study, specs)
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")

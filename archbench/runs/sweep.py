@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
+from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
@@ -433,7 +434,9 @@ def _count_per_sample(cell: Cell, model, batch: int) -> tuple[float, float, str]
     except ImportError as exc:
         return math.nan, math.nan, f"FLOPs not counted: {exc}"
     try:
-        stats = model_stats(cell.source, cell.input, batch, cell.device, None, model=model)
+        factory = cell.source.inputs_factory()
+        inputs = factory(batch, cell.input, "fp32", cell.device) if factory is not None else None
+        stats = model_stats(cell.source, cell.input, batch, cell.device, None, model=model, inputs=inputs)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a counter failure must not lose the timing; its reason is kept
@@ -465,7 +468,8 @@ def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:
         return plain
     try:
         with torch.no_grad(), autocast_for(cell.device, cell.dtype)():
-            forward_located(model, inputs)
+            x = ModelInputs.of(inputs)
+            forward_located(model, *x.args, **x.kwargs)
     except ModelRunError as located:
         return str(located)
     except Exception:  # noqa: BLE001 - the locator itself failed: the original error is the best we have

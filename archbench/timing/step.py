@@ -7,6 +7,7 @@ import contextlib
 from typing import Callable
 
 from archbench.errors import ModelRunError
+from archbench.inputs import ModelInputs
 from archbench.timing.compiled import compile_model
 
 
@@ -34,29 +35,60 @@ def autocast_for(device: str, dtype: str):
     return lambda: torch.autocast(device_type=device_type, dtype=torch_dtype(dtype))
 
 
-def logits_of(output):
-    """The logits of a classifier's output: the tensor itself, ``.logits`` (torchvision's Inception /
-    GoogLeNet namedtuples in train mode) or the first element of a tuple."""
+def first_float_tensor(output):
+    """The tensor a training step takes its loss on: the output itself, ``.logits`` (torchvision's
+    Inception / GoogLeNet namedtuples), else the first floating tensor of a tuple, list, dict or dataclass
+    (depth first, in order)."""
+    import dataclasses
+
     import torch
 
     if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
+        return output if output.is_floating_point() else None
+    if hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
         return output.logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise ModelRunError(
-        f"the model returned {type(output).__name__}, not logits: train mode needs a tensor, a tuple whose "
-        "first element is the logits, or an object with .logits."
-    )
+    if isinstance(output, dict):
+        children = list(output.values())
+    elif isinstance(output, (tuple, list)):
+        children = list(output)
+    elif dataclasses.is_dataclass(output):
+        children = [getattr(output, f.name) for f in dataclasses.fields(output)]
+    else:
+        return None
+    for child in children:
+        found = first_float_tensor(child)
+        if found is not None:
+            return found
+    return None
+
+
+def loss_of(output, labels: list):
+    """Cross-entropy on fixed random labels (seed 0) when the output's first floating tensor is a batch of
+    logits ``(N, classes)``; its mean otherwise (a detector's map, an embedding). Raises
+    :class:`ModelRunError` when the output holds no floating tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = first_float_tensor(output)
+    if logits is None:
+        raise ModelRunError(
+            f"the model returned {type(output).__name__} with no floating-point tensor: train mode needs one to "
+            "take a loss on (the first floating tensor of the output is used)."
+        )
+    if logits.dim() != 2:
+        return logits.float().mean()
+    if not labels:
+        generator = torch.Generator().manual_seed(0)
+        labels.append(torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(logits.device))
+    return F.cross_entropy(logits.float(), labels[0])
 
 
 def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool = False) -> Callable[[], None]:
     """One timed iteration. ``infer``: ``eval()`` + ``inference_mode`` forward. ``train``: ``train()``,
     gradients set to None, forward, cross-entropy on fixed random labels (seed 0), backward."""
     import torch
-    import torch.nn.functional as F
 
+    call = ModelInputs.of(inputs).call
     autocast = autocast_for(device, dtype)
     module = model
     model.train(mode == "train")
@@ -65,7 +97,7 @@ def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool 
 
         def infer_step() -> None:
             with torch.inference_mode(), autocast():
-                runner(inputs)
+                call(runner)
 
         return infer_step
 
@@ -74,11 +106,7 @@ def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool 
     def train_step() -> None:
         module.zero_grad(set_to_none=True)
         with autocast():
-            logits = logits_of(runner(inputs))
-            if not labels:
-                generator = torch.Generator().manual_seed(0)
-                labels.append(torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(logits.device))
-            loss = F.cross_entropy(logits.float(), labels[0])
+            loss = loss_of(call(runner), labels)
         loss.backward()
 
     return train_step

@@ -1,0 +1,178 @@
+"""The Python API: what an architecture costs, from a model a user holds — an ``nn.Module``, a class or
+factory returning one, a :class:`~archbench.catalog.source.ModelSource`, or a model name the CLI knows.
+
+Each function is the library behind a CLI command (``summarize`` ↔ ``summary``, ``bench`` ↔ ``bench``,
+``compare`` ↔ ``compare``), with the same defaults (:class:`~archbench.options.MeasureOptions`) and the
+same typed results. The caller's model is never changed: summaries restore modes, buffers, gradients,
+hooks and RNG; timing runs on a copy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from archbench.catalog.source import ModelSource, as_source
+from archbench.options import MeasureOptions
+
+if TYPE_CHECKING:
+    from archbench.costs.summary import ModelSummary
+    from archbench.results import ModelStats, ResultRow
+    from archbench.runs.compare import CompareResult
+    from archbench.timing.stats import Measurement
+
+Model = Any  # nn.Module | type | Callable[..., nn.Module] | ModelSource | str
+
+
+def summarize(
+    model: Model,
+    input_size: Sequence[int] | None = None,
+    *,
+    batch: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    depth: int | None = 3,
+    input_data: Any = None,
+    name: str | None = None,
+) -> ModelSummary:
+    """Layer table, parameters, MACs/FLOPs forward and backward, activation memory, counter coverage and
+    fvcore's cross-check of ``model`` on ``batch`` x ``input_size`` (``C, H, W``; default: a named
+    model's own input, else 3x224x224) — or on ``input_data`` (a tensor, a tuple of positional args or a
+    dict of keyword args) for a forward that takes more than one image tensor.
+
+    ``depth`` limits the layer table (``0``: none; ``None``: every module). The result prints as a rich
+    table, and has ``.to_dict()`` (the ``archbench summary --json`` schema) and ``.to_markdown()``."""
+    from archbench.costs.summary import summarize as summarize_source
+
+    source = _source(model, name, input_size)
+    module = _module_to_count(model, source, device, dtype)
+    return summarize_source(source, tuple(input_size) if input_size else None, batch, device, depth=depth,
+                            model=module, inputs=input_data)
+
+
+def count(model: Model, inputs: Any = None, *, input_size: Sequence[int] | None = None, batch: int = 1,
+          device: str = "cpu", dtype: str = "fp32", name: str | None = None) -> ModelStats:
+    """Counts only (no layer table): parameters, MACs, FLOPs forward and backward, activation memory of
+    ``model`` on ``inputs`` (a tensor, tuple or dict), or on ``batch`` x ``input_size`` images."""
+    return summarize(model, input_size, batch=batch, device=device, dtype=dtype, depth=0, input_data=inputs,
+                     name=name).stats
+
+
+def measure(fn: Callable[[], object], device: str = "cpu", options: MeasureOptions = MeasureOptions(),
+            *, sampler: Callable[[], float] | None = None, clock: Callable[[], float] | None = None) -> Measurement:
+    """Time ``fn`` as archbench times a cell (like ``torch.utils.benchmark.Timer.adaptive_autorange``):
+    a warm-up, then one sample per call until the 95% CI of the median is within ``options.precision``,
+    ``options.max_time_s`` is spent or ``options.max_samples`` are taken. Raw samples are kept.
+    ``sampler`` (one call's milliseconds) and ``clock`` (seconds) replace the real timer, e.g. in tests."""
+    import time
+
+    from archbench.timing.timer import measure as measure_step
+
+    return measure_step(fn, device, options, sampler=sampler, clock=clock or time.perf_counter)
+
+
+def bench(
+    model: Model | Mapping[str, Model],
+    input_size: Sequence[int] | None = None,
+    *,
+    batches: Iterable[int] = (1,),
+    modes: Iterable[str] = ("infer",),
+    dtypes: Iterable[str] = ("fp32",),
+    device: str = "cpu",
+    options: MeasureOptions = MeasureOptions(),
+    threads: int | None = None,
+    channels_last: bool = False,
+    compiled: bool = False,
+    make_inputs: Callable[..., Any] | None = None,
+    out_csv: str | Path | None = None,
+    listener: Any = None,
+) -> list[ResultRow]:
+    """Time ``model`` (or each model of a ``{name: model}`` mapping) over batches x modes x dtypes and
+    return one :class:`~archbench.results.ResultRow` per cell — the rows ``archbench bench`` writes, with
+    FLOP rate, peak memory and raw samples. Failing cells are rows too (``status`` oom/error).
+
+    ``make_inputs(batch, input_shape, dtype, device)`` builds the inputs of a model whose forward takes
+    more than an image batch. ``out_csv`` keeps the rows as a CSV as they are measured (default: none)."""
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import run_sweep
+
+    models = model if isinstance(model, Mapping) else {None: model}
+    sources = [_source(m, n, input_size, make_inputs) for n, m in models.items()]
+    cells = plan_cells(sources, [device], list(batches), [tuple(input_size)] if input_size else None, list(modes),
+                       list(dtypes), channels_last, compiled, threads)
+    with tempfile.TemporaryDirectory(prefix="archbench-") as scratch:
+        path = Path(out_csv) if out_csv is not None else Path(scratch) / "results.csv"
+        result = run_sweep(cells, path, resume=False, options=options, listener=listener)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return list(result.rows)
+
+
+def compare(
+    models: Mapping[str, Model] | Sequence[Model],
+    *,
+    inputs: Iterable[Sequence[int]] | None = None,
+    batches: Iterable[int] = (1, 8),
+    modes: Iterable[str] = ("infer", "train"),
+    dtypes: Iterable[str] = ("fp32",),
+    devices: Iterable[str] = ("cpu",),
+    options: MeasureOptions = MeasureOptions(),
+    out_dir: str | Path | None = None,
+    title: str = "",
+    reference: str | None = None,
+    force: bool = False,
+) -> CompareResult:
+    """Compare models as ``archbench compare`` does and write the same report (``report.md``,
+    ``results.csv``/``.json``, plots) to ``out_dir`` (default ``reports/<a>-vs-<b>/``). ``models`` maps
+    report names to models (modules, factories or names: ``{"mine": MyNet(), "resnext-50": "resnext-50"}``);
+    a sequence uses each name or class name. The result's ``.data`` holds the rows and counts."""
+    from archbench.runs.compare import run_compare
+    from archbench.runs.study import StudyOptions, adhoc_study
+
+    named = dict(models) if isinstance(models, Mapping) else {_name_of(m): m for m in models}
+    shapes = [tuple(s) for s in inputs] if inputs is not None else None
+    sources = {n: _source(m, n, shapes[0] if shapes and not isinstance(m, str) else None) for n, m in named.items()}
+    study = adhoc_study(list(named), devices=list(devices), inputs=shapes, batches=list(batches), modes=list(modes),
+                        dtypes=list(dtypes), reference=reference, title=title,
+                        options=StudyOptions(options.max_time_s, options.precision, options.min_samples))
+    return run_compare(study, out_dir, command=f"archbench.compare({', '.join(named)})", force=force,
+                       sources=sources)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _source(model: Model, name: str | None, input_size: Sequence[int] | None,
+            make_inputs: Callable[..., Any] | None = None) -> ModelSource:
+    source = as_source(model, name=name, input=tuple(input_size) if input_size else None, make_inputs=make_inputs)
+    if name and isinstance(model, str) and source.name != name:
+        import dataclasses
+
+        source = dataclasses.replace(source, name=name)  # a spec reported under the caller's name
+    return source
+
+
+def _name_of(model: Model) -> str:
+    if isinstance(model, str):
+        return model
+    return as_source(model).name
+
+
+def _module_to_count(model: Model, source: ModelSource, device: str, dtype: str):
+    """The module the summary counts: the caller's own instance when it already lives on ``device`` in
+    ``dtype`` (the summary restores its state), else a fresh build / copy moved there."""
+    import torch
+    from torch import nn
+
+    from archbench.timing.peak import torch_dtype
+
+    wanted = torch_dtype(dtype)
+    if isinstance(model, nn.Module):
+        tensors = [*model.parameters(), *model.buffers()]
+        on_device = all(t.device == torch.device(device) for t in tensors)
+        in_dtype = all(t.dtype == wanted for t in tensors if t.is_floating_point())
+        if on_device and in_dtype:
+            return model
+    module = source.build(device)
+    return module.to(wanted) if dtype != "fp32" else module
