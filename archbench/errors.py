@@ -8,10 +8,41 @@ wrong, what was expected and what to do.
 from __future__ import annotations
 
 
+# What a user can do about an error, said in the words of the front end that raised it: the library's
+# messages name no command-line flag; the CLI adds the flag, the Python API the keyword argument.
+REMEDIES = {
+    "resume": ("pass --resume to finish it (finished cells are kept)", "pass resume=True to finish it (finished cells are kept)"),
+    "force": ("pass --force to start over (or replace what is there)", "pass force=True to start over (or replace what is there)"),
+    "out": ("choose another --out", "choose another output location (out_dir / out_csv)"),
+    "no_resume": ("run without --resume", "run with resume=False"),
+    "smaller": ("try a smaller --batch or --input, or another --device", "try a smaller batch or input_size, or another device"),
+}
+
+
 class ArchbenchError(Exception):
-    """Base class of every user-facing archbench error."""
+    """Base class of every user-facing archbench error.
+
+    ``remedies`` (keys of :data:`REMEDIES`) say what the user can do; ``str()`` words them for Python
+    callers, :meth:`for_cli` for the command line."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, remedies: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.remedies = tuple(remedies)
+
+    def __str__(self) -> str:
+        return self._with_remedies(1)
+
+    def for_cli(self) -> str:
+        return self._with_remedies(0)
+
+    def _with_remedies(self, front: int) -> str:
+        if not self.remedies:
+            return self.message
+        said = " or ".join(REMEDIES[r][front] for r in self.remedies)
+        return f"{self.message.rstrip('.')}: {said}."
 
 
 class UsageError(ArchbenchError):
@@ -37,7 +68,10 @@ class DuplicateFamilyError(ArchbenchError):
 
 
 class ModelRunError(ArchbenchError):
-    """A model that fails to run on the given input (the message locates the failing module)."""
+    """A model that fails to run on the given input (the message locates the failing module): the input
+    was well-formed, the model failed — exit code 1, as for a run whose every cell failed."""
+
+    exit_code = 1
 
 
 class ModelOutOfMemoryError(ModelRunError):
@@ -50,3 +84,13 @@ class DeviceUnavailableError(ArchbenchError):
 
 class StudyError(ArchbenchError):
     """A study file that cannot be loaded (names the file and the key)."""
+
+
+class StoreError(ArchbenchError):
+    """A results store (SQLite file) that cannot be used: not an SQLite database, another application's,
+    written by a newer archbench (a newer schema), or an unknown run."""
+
+
+class StoreNotWritableError(StoreError):
+    """A results store whose location cannot be written (read-only file system, no permission): a run
+    measures anyway and keeps its files, without recording."""

@@ -178,7 +178,7 @@ def test_depth_limits_the_layer_table():
 
 def test_resnet_cifar_at_32x32_names_the_avgpool_and_the_inputs_that_run(cli):
     result = cli("summary", "resnet-cifar-n5", "--input", "3x32x32")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     message = result.stderr
     assert "Traceback" not in result.output
     assert "`avgpool` (AvgPool2d(kernel_size=8" in message
@@ -189,7 +189,7 @@ def test_resnet_cifar_at_32x32_names_the_avgpool_and_the_inputs_that_run(cli):
 
 def test_mnist_at_32x32_names_the_only_input_that_runs(cli):
     result = cli("summary", "mnist-cnn", "--input", "1x32x32")
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     assert "`fc1` (Linear" in result.stderr and "received 1x400" in result.stderr
     assert "Inputs that run: 1x28x28." in result.stderr  # probed below 32 too
     assert "not the cause" not in result.stderr
@@ -219,7 +219,7 @@ def test_unpadded_shortcut_is_located_to_the_block_with_the_shapes_it_received()
 
 def test_the_unpadded_shortcut_spec_option_fails_the_same_way_through_the_cli(cli):
     result = cli("summary", "resnet-cifar-n5", "--set", 'shortcut="identity"')
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     assert "`layer2.0` (ResBlock" in result.stderr
     assert "must match the size of tensor" in result.stderr
 
@@ -325,9 +325,9 @@ def test_out_of_memory_is_a_short_message_naming_model_input_and_batch(cli, tmp_
     (tmp_path / "greedy.toml").write_text(
         'name = "greedy"\nfamily = "summary-test-greedy"\ndescription = "allocates 4 PiB"\ninput = "1x2x2"\n')
     result = cli("summary", "greedy", "--batch", "3", "--specs", tmp_path)
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     assert "model 'greedy' ran out of memory on cpu at input 1x2x2, batch 3" in result.stderr
-    assert "Try a smaller --batch or --input" in result.stderr
+    assert "try a smaller --batch or --input" in result.stderr
 
 
 def test_batch_norm_that_cannot_train_on_one_sample_is_counted_at_batch_2_and_halved():

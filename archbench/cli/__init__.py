@@ -11,7 +11,7 @@ import sys
 import typer
 
 from archbench import __version__
-from archbench.cli import bench, catalog, compare, summary
+from archbench.cli import bench, catalog, compare, diff, history, summary
 from rich.markup import escape
 
 from archbench.cli._common import err
@@ -50,6 +50,8 @@ app.command("summary")(summary.summary_command)
 app.command("bench")(bench.bench_command)
 app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)
+app.command("diff")(diff.diff_command)
+app.command("history")(history.history_command)
 
 
 # typer 0.29 vendors click (``typer._click``) and does not install it; older typer used click itself.
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     except ArchbenchError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.for_cli())}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if _state["debug"]:

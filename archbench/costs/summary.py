@@ -211,8 +211,7 @@ def summarize(
             raise
         raise ModelOutOfMemoryError(
             f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
-            f"{batch} (a training step is counted): {one_line(error)}. Try a smaller --batch or --input, or "
-            "another --device.") from error
+            f"{batch} (a training step is counted): {one_line(error)}", remedies=("smaller",)) from error
     not_run = skipped_at_inference(model, counts.uncalled_modules) if counts is not None else frozenset()
     forward = step.forward
     stats = _stats(spec, model, shape, batch, device, forward, not_run, step)

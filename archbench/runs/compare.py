@@ -16,7 +16,8 @@ The report directory belongs to one study:
   untouched; ``resume=True`` finishes it (same study definition), ``force=True`` discards it;
 * re-running a finished study replaces its report only when the new run finishes.
 
-:func:`rerender` re-renders a report from a stored ``results.csv`` without measuring.
+:func:`rerender` re-renders a report from a stored ``results.csv`` without measuring; :func:`render` also
+from a report folder, a bench CSV or a run of the results store.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class CompareResult:
     partial_csv: Path
     counted: bool = True
     warnings: tuple[str, ...] = ()
+    run_id: int | None = None  # the run's id in the results store (None: not recorded)
 
     @property
     def report_md(self) -> Path:
@@ -153,7 +155,7 @@ def _study_identity(study: Study) -> dict[str, Any]:
     return data
 
 
-_BUDGET_OPTIONS = ("max_time_s", "precision", "min_samples")  # how long a cell is measured, not which cells
+_BUDGET_OPTIONS = ("max_time_s", "precision", "min_samples", "interleave")  # how cells are measured, not which
 
 
 def _what_is_measured(study: dict[str, Any]) -> dict[str, Any]:
@@ -185,23 +187,18 @@ def check_report_owner(out_dir: Path, study: Study, *, force: bool) -> None:
         return
     stored = _stored_study(out_dir / JSON_NAME)
     if stored is not None and stored["name"] != study.name:
-        raise UsageError(
-            f"'{out_dir}' holds the report of study '{stored['name']}', not '{study.name}': choose another --out, "
-            "or pass --force to replace it."
-        )
+        raise UsageError(f"'{out_dir}' holds the report of study '{stored['name']}', not '{study.name}'",
+                         remedies=("out", "force"))
     if stored is not None:
         changed = _differences(_what_is_measured(stored), _what_is_measured(study.to_dict()))
         if changed:
             raise UsageError(
-                f"'{out_dir}' holds a report of study '{study.name}' that measured other cells ({'; '.join(changed)}): "
-                "choose another --out, or pass --force to replace it."
-            )
+                f"'{out_dir}' holds a report of study '{study.name}' that measured other cells ({'; '.join(changed)})",
+                remedies=("out", "force"))
     foreign = [n for n in (MARKDOWN_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
     if stored is None and foreign and not _partial_files(out_dir):
-        raise UsageError(
-            f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report: choose another "
-            "--out, or pass --force to overwrite those files."
-        )
+        raise UsageError(f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report",
+                         remedies=("out", "force"))
 
 
 def _partial_files(out_dir: Path) -> list[Path]:
@@ -215,27 +212,24 @@ def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> Re
     partial = _partial_files(out_dir)
     if not partial:
         if resume:
-            raise UsageError(f"nothing to resume in '{out_dir}': no interrupted run of study '{study.name}' is there. "
-                             "Run without --resume.")
+            raise UsageError(f"nothing to resume in '{out_dir}': no interrupted run of study '{study.name}' is there",
+                             remedies=("no_resume",))
         return None
     if force:
         for path in partial:
             path.unlink()
         return None
     if not resume:
-        raise UsageError(
-            f"'{out_dir}' holds an interrupted run ({out_dir / PARTIAL_CSV}). Pass --resume to finish it (finished "
-            "cells are kept), or --force to discard it and start over."
-        )
+        raise UsageError(f"'{out_dir}' holds an interrupted run ({out_dir / PARTIAL_CSV})", remedies=("resume", "force"))
     from archbench.report.jsonfile import read_json
 
     if not (out_dir / PARTIAL_JSON).exists():
-        raise UsageError(f"cannot resume in '{out_dir}': {PARTIAL_JSON} is missing. Pass --force to start over.")
+        raise UsageError(f"cannot resume in '{out_dir}': {PARTIAL_JSON} is missing", remedies=("force",))
     stored = read_json(out_dir / PARTIAL_JSON)
     if _study_identity(stored.study) != _study_identity(study):
         raise UsageError(
             f"the interrupted run in '{out_dir}' is of a different study definition (study '{stored.study.name}'; "
-            "models, grid or options changed). Resume it with its own definition, or pass --force to start over."
+            "models, grid or options changed). Resume it with its own definition", remedies=("force",)
         )
     return stored
 
@@ -301,15 +295,22 @@ def run_compare(
     extra_dirs: Iterable[str] = (),
     listener: Any = None,
     sources: Mapping[str, ModelSource] | None = None,
+    store: Any = None,
 ) -> CompareResult:
     """Run ``study`` and write its report to ``out_dir`` (default ``reports/<study name>/``).
 
     ``command`` is the command line that reproduces the run (it goes into the report). Bad models,
     devices or directories raise before anything is measured; Ctrl-C returns ``interrupted=True`` with
     every finished cell saved. ``sources`` gives the model of each name in ``study.models`` directly.
+    The models of each grid point are timed in alternating rounds, with paired ratios against the
+    reference (:mod:`archbench.runs.interleave`), unless the study's ``interleave`` option is false.
+    ``store`` (an open :class:`~archbench.runs.store.Store`) records the run and its cells as they finish;
+    a resumed run goes on under its stored id, with its stored peaks.
     """
     from archbench.runs.envinfo import environment
-    from archbench.report.jsonfile import write_json
+    from archbench.report.jsonfile import data_to_json, write_json
+    from archbench.runs.interleave import Interleaving
+    from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
 
     out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
@@ -334,19 +335,27 @@ def run_compare(
             meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
         write_json(out_dir / PARTIAL_JSON, meta)
 
+        recording = None if store is None else Recording(
+            store, command, title=study.title, env=env, out_path=out_dir, planned_cells=len(cells),
+            resume=previous is not None, report=data_to_json(meta), listener=listener)
         sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, options=study.options.measure,
-                          listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener))
+                          listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener if recording is None else recording),
+                          caches=None if recording is None else recording.caches,
+                          interleave=Interleaving(study.reference) if study.options.interleave else None)
         rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
+        if recording is not None:
+            recording.finish(rows)
+        run_id = None if recording is None else recording.recorded
         data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
         counts = (len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
         if sweep.interrupted or sweep.remaining:
             write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
-            return CompareResult(out_dir, data, (), True, *counts, warnings=sweep.warnings)
+            return CompareResult(out_dir, data, (), True, *counts, warnings=sweep.warnings, run_id=run_id)
 
         files = write_report(data, out_dir)
         for path in _partial_files(out_dir):
             path.unlink()
-        return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=sweep.warnings)
+        return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=sweep.warnings, run_id=run_id)
 
 
 def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, force: bool = False
@@ -363,9 +372,54 @@ def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, forc
     results_csv = Path(results_csv)
     data, warnings = load_results(results_csv)
     target = Path(out_dir) if out_dir is not None else results_csv.parent
+    same_place = target.resolve() == results_csv.parent.resolve()
+    formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
+    return data, write_rendered(data, target, force=force, formats=formats), warnings
+
+
+def write_rendered(data: ReportData, target: Path, *, force: bool, formats=None) -> list[Path]:
+    """Write ``data``'s report into ``target`` under the rules of a compare run's folder
+    (:func:`check_report_owner`, one run at a time); every format unless ``formats``."""
     check_writable_dir(target)
     with owned_dir(target):
         check_report_owner(target, data.study, force=force)
-        same_place = target.resolve() == results_csv.parent.resolve()
-        formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
-        return data, write_report(data, target, formats), warnings
+        return write_report(data, target, formats)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A report rendered without measuring: its data, the files written, the folder, and warnings."""
+
+    data: ReportData
+    files: tuple[Path, ...]
+    out_dir: Path
+    warnings: tuple[str, ...] = ()
+
+
+def render(source: str | Path, out_dir: str | Path | None = None, *, force: bool = False,
+           db_path: str | Path | None = None) -> Rendered:
+    """Render a report without measuring, from ``source``: a report folder or a compare ``results.csv``
+    (re-rendered as :func:`rerender` does), a bench CSV (into a folder named after it by default:
+    ``reports/bench-X.csv`` -> ``reports/bench-X/``), or a run of the results store at ``db_path``
+    (default ``$ARCHBENCH_DB`` or ``reports/archbench.db``) named ``12``, ``latest`` or ``latest~N`` (into
+    ``reports/run-<id>/`` by default). A path that exists wins over a run of the same name."""
+    from archbench.runs.store import Store, bench_csv_report_data, default_db_path, is_bench_csv, is_run_ref, run_report_data
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / CSV_NAME
+    elif not path.exists():
+        if not is_run_ref(str(source)):
+            raise UsageError(f"'{source}' is neither a results CSV, a report folder nor a run of the results store "
+                             "(a run id such as 12, latest or latest~N).")
+        with Store.open(db_path or default_db_path(), readonly=True) as store:
+            run_id = store.resolve(source)
+            data = run_report_data(store, run_id)
+        target = Path(out_dir) if out_dir is not None else REPORTS_DIR / f"run-{run_id}"
+        return Rendered(data, tuple(write_rendered(data, target, force=force)), target)
+    if is_bench_csv(path):
+        data, warnings = bench_csv_report_data(path)
+        target = Path(out_dir) if out_dir is not None else path.with_suffix("")
+        return Rendered(data, tuple(write_rendered(data, target, force=force)), target, warnings)
+    data, files, warnings = rerender(path, out_dir, force=force)
+    return Rendered(data, tuple(files), Path(out_dir) if out_dir is not None else path.parent, warnings)

@@ -7,7 +7,9 @@ cell finishes, resumable, surviving OOMs, failing models and Ctrl-C.
   exception;
 * :func:`run_sweep` runs the cells in order, appends each row to the CSV at once (flushed), skips the
   cells already in the file with ``resume=True``, and on Ctrl-C returns what it finished with
-  ``interrupted=True``. Progress goes to an optional listener (:class:`SweepListener`); nothing prints.
+  ``interrupted=True``; with ``interleave``, the models sharing a grid point are measured in alternating
+  rounds (:mod:`archbench.runs.interleave`). Progress goes to an optional listener
+  (:class:`SweepListener`); nothing prints.
 
 torch is imported inside functions only, so importing this module stays cheap.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
 from archbench.results import KEY_FIELDS, CsvRows, ResultRow, append_rows_csv, check_same_sweep, read_results_csv
 from archbench.runs.cells import Cell
+from archbench.runs.interleave import Interleaving, grid_points, measure_point
 from archbench.timing.compiled import no_recompiles, run_compiling_call
 from archbench.timing.devices import require_device, unsupported_dtype
 from archbench.timing.load import LoadMonitor, with_load
@@ -123,12 +127,17 @@ def run_sweep(
     options: MeasureOptions = MeasureOptions(),
     listener: Any = None,
     caches: RunCaches | None = None,
+    interleave: Interleaving | None = None,
 ) -> SweepResult:
     """Measure ``cells`` in order, appending each row to ``out_csv`` (flushed and fsynced) as it finishes.
 
     ``resume=True`` skips cells already in ``out_csv`` (any status); ``resume=False`` refuses a file that
     already holds rows rather than mixing or overwriting them. Unknown spec arguments fail before any cell
-    runs. Ctrl-C ends the sweep after the last finished row is saved and returns ``interrupted=True``."""
+    runs. Ctrl-C ends the sweep after the last finished row is saved and returns ``interrupted=True``.
+
+    With ``interleave``, the cells still to measure that share a grid point (all but the model equal) are
+    measured together in alternating rounds (:mod:`archbench.runs.interleave`), and their rows are written
+    together when the point is done."""
     out_csv = Path(out_csv)
     cells = tuple(cells)
     stored = _previous_rows(out_csv, resume)
@@ -160,34 +169,56 @@ def run_sweep(
             load = LoadMonitor() if todo else None
             for threads in dict.fromkeys(c.threads for c in todo):
                 load.calibrate(threads)  # the baseline, before any cell runs
-            for index, cell in enumerate(todo):
-                _notify(listener, "cell_started", cell, index, len(todo))
-                window = _LoadWindow(load, cell)
+            for first, group in _measured_together(todo, interleave):
+                for offset, cell in enumerate(group):
+                    _notify(listener, "cell_started", cell, first + offset, len(todo))
+                window = _LoadWindow(load, group[0])
 
-                def on_phase(phase: str, c: Cell = cell, w: _LoadWindow = window) -> None:
+                def on_phase(c: Cell, phase: str, w: _LoadWindow = window) -> None:
                     w.phase(phase)
                     _notify(listener, "cell_phase", c, phase)
 
-                row = measure_cell(cell, options, on_phase=on_phase, caches=caches)
-                row = with_load(row, window.reading())
+                rows = _measure_group(group, options, interleave, caches, on_phase)
+                reading = window.reading()
+                rows = [with_load(row, reading) for row in rows]
                 free_memory()
                 # Ctrl-C or SIGTERM never leaves half a CSV line, nor a row on disk that the result (and the
                 # listener, which keeps the raw samples) does not have.
                 with interrupts_deferred():
-                    append_rows_csv(out_csv, [row])
-                    measured.append(row)
-                    if math.isfinite(row.peak_fraction):
-                        peaks[f"{cell.device}/{cell.dtype}"] = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)[0]  # the row's
-                    _notify(listener, "cell_finished", cell, row, index, len(todo))
+                    append_rows_csv(out_csv, rows)
+                    measured.extend(rows)
+                    for cell, row in zip(group, rows):
+                        if math.isfinite(row.peak_fraction):  # the peak the row was measured against
+                            peaks[f"{cell.device}/{cell.dtype}"] = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)[0]
+                    for offset, (cell, row) in enumerate(zip(group, rows)):
+                        _notify(listener, "cell_finished", cell, row, first + offset, len(todo))
         except KeyboardInterrupt:
             interrupted = True
             free_memory()
     return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks, warnings)
 
 
+def _measured_together(cells: Sequence[Cell], interleave: Interleaving | None) -> list[tuple[int, tuple[Cell, ...]]]:
+    """The cells in the order they are measured, grouped as they are measured together — one cell at a time,
+    or with ``interleave`` one grid point at a time — each group with the index of its first cell."""
+    groups = grid_points(cells) if interleave is not None else [(cell,) for cell in cells]
+    starts = itertools.accumulate((len(g) for g in groups), initial=0)
+    return list(zip(starts, groups))
+
+
+def _measure_group(cells: tuple[Cell, ...], options: MeasureOptions, interleave: Interleaving | None, caches: RunCaches,
+                   on_phase: Callable[[Cell, str], None]) -> list[ResultRow]:
+    """The rows of cells measured together: a cell on its own, or one grid point's cells interleaved."""
+    if len(cells) == 1:
+        cell = cells[0]
+        return [measure_cell(cell, options, on_phase=lambda phase: on_phase(cell, phase), caches=caches)]
+    return measure_point(cells, options, interleave, caches=caches, on_phase=on_phase)
+
+
 class _LoadWindow:
-    """The load check's window over one cell. For a compiled cell it reopens when the warm-up starts:
-    torch.compile's worker processes are archbench's own work, not another process loading the machine."""
+    """The load check's window over one cell (or the cells of a grid point measured together). For a
+    compiled cell it reopens when the warm-up starts: torch.compile's worker processes are archbench's own
+    work, not another process loading the machine."""
 
     def __init__(self, load, cell: Cell):
         self.load, self.cell = load, cell
@@ -213,10 +244,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
     if not out_csv.exists() or out_csv.stat().st_size == 0:
         return CsvRows(())
     if not resume:
-        raise UsageError(
-            f"'{out_csv}' already holds results. Pass --resume to finish that sweep (finished cells are "
-            "skipped), or choose another --out file."
-        )
+        raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
     import csv
 
     with out_csv.open(newline="", encoding="utf-8") as fh:
@@ -225,7 +253,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
     if missing:
         raise UsageError(
             f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
-            "--resume needs the CSV an earlier `archbench bench --out` wrote."
+            "resuming needs the results CSV an earlier bench run wrote."
         )
     return read_results_csv(out_csv)
 
@@ -296,44 +324,76 @@ def measure_cell(
     caches = caches if caches is not None else RunCaches()
     phase = on_phase or (lambda _: None)
     torch.set_num_threads(cell.threads)
-    identity = dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
-                    dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
-                    precision=options.precision, max_time_s=options.budget_s, min_samples=options.min_samples)
-    identity["tf32"] = runs_as_tf32(cell.device, cell.dtype, tf32_settings())
-    model = inputs = None
+    identity = cell_identity(cell, options)
     unsupported = unsupported_dtype(cell.device, cell.dtype)
     if unsupported:
         return ResultRow(**identity, status="unsupported", error=unsupported)
+    prepared = PreparedCell(cell)
     try:
         tracker = MemoryTracker(cell.device)
-        phase("building")
-        model = cell.source.build(cell.device)
-        inputs = cell_inputs(cell)
-        phase("counting FLOPs")
-        flops, flops_note = flops_per_step(cell, model, caches)
-        if cell.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        step = make_step(model, inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
-        compile_s = math.nan
-        if cell.compiled:
-            phase("compiling")
-            compile_s = run_compiling_call(step)  # before the budget and the memory window start
+        step = prepared.build(caches, phase)
         with no_recompiles(cell.compiled):
             measurement = measure(step, cell.device, options, on_phase=_starting_window_at_sampling(tracker, phase))
-        peak_mem = tracker.peak_bytes()
-        del step
-        peak, peak_note = math.nan, ""
-        if math.isfinite(flops):
-            peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
-        note = "; ".join(n for n in (flops_note, peak_note) if n)
-        row = ok_row(identity, measurement, cell.batch, flops, peak, peak_mem, note)
-        return dataclasses.replace(row, compile_s=_sig(compile_s))
+        return prepared.ok_row(identity, measurement, tracker.peak_bytes(), caches)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its row, with the reason
+        return prepared.failure_row(identity, exc)
+
+
+def cell_identity(cell: Cell, options: MeasureOptions) -> dict[str, Any]:
+    """The fields of ``cell``'s row that every outcome shares: its key, options and TF32 state."""
+    return dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
+                dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
+                precision=options.precision, max_time_s=options.budget_s, min_samples=options.min_samples,
+                tf32=runs_as_tf32(cell.device, cell.dtype, tf32_settings()))
+
+
+@dataclass
+class PreparedCell:
+    """A cell's model, inputs and timed step, made by :meth:`build` (phases ``building``, ``counting
+    FLOPs``, ``compiling``), and its row once timed: what was built by the time a failure happened is
+    what :meth:`failure_row` uses to locate it."""
+
+    cell: Cell
+    model: Any = None
+    inputs: Any = None
+    step: Callable[[], None] | None = None
+    flops: float = math.nan
+    flops_note: str = ""
+    compile_s: float = math.nan
+
+    def build(self, caches: RunCaches, phase: Callable[[str], None]) -> Callable[[], None]:
+        import torch
+
+        cell = self.cell
+        phase("building")
+        self.model = cell.source.build(cell.device)
+        self.inputs = cell_inputs(cell)
+        phase("counting FLOPs")
+        self.flops, self.flops_note = flops_per_step(cell, self.model, caches)
+        if cell.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.step = make_step(self.model, self.inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
+        if cell.compiled:
+            phase("compiling")
+            self.compile_s = run_compiling_call(self.step)  # before the budget and the memory window start
+        return self.step
+
+    def ok_row(self, identity: dict[str, Any], measurement, peak_mem_bytes: float, caches: RunCaches) -> ResultRow:
+        cell = self.cell
+        peak, peak_note = math.nan, ""
+        if math.isfinite(self.flops):
+            peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
+        note = "; ".join(n for n in (self.flops_note, peak_note) if n)
+        row = ok_row(identity, measurement, cell.batch, self.flops, peak, peak_mem_bytes, note)
+        return dataclasses.replace(row, compile_s=_sig(self.compile_s))
+
+    def failure_row(self, identity: dict[str, Any], exc: BaseException) -> ResultRow:
+        """Out of memory -> ``status="oom"``; anything else -> ``status="error"``, located in the model."""
         if is_out_of_memory(exc):
-            return ResultRow(**identity, status="oom", error=oom_message(exc, cell))
-        message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, model, inputs, cell)
+            return ResultRow(**identity, status="oom", error=oom_message(exc, self.cell))
+        message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, self.model, self.inputs, self.cell)
         return ResultRow(**identity, status="error", error=message)
 
 
