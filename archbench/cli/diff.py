@@ -1,0 +1,147 @@
+"""``archbench diff BASE NEW``: a regression gate. Compares two runs cell by cell (archbench.runs.diff) and
+prints the environment differences, then a table (or Markdown for a pull request, or JSON).
+
+Exit codes: 1 when a cell regressed (slower by asv's rule, or failing where it ran in BASE) and the runs
+are comparable; 0 otherwise — "not comparable" included, with a warning; 2 for bad input (unknown runs,
+no cell in common, a file that is not archbench's).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from archbench.cli._common import JsonOption, err, out, print_json
+from archbench.cli.history import DbOption, db_path
+from archbench.errors import UsageError
+from archbench.parsing import parse_fraction
+from archbench.runs.significance import DEFAULT_MIN_EFFECT
+
+if TYPE_CHECKING:
+    from archbench.runs.diff import DiffResult
+
+_STYLES = {"slower": "red", "faster": "green", "unchanged": "", "noisy": "yellow"}
+
+
+def diff_command(
+    base: Annotated[str, typer.Argument(metavar="BASE", help="The run to compare against: a run id, latest, latest~N, a results CSV or a report folder.", show_default=False)],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="The run to check, in the same forms.", show_default=False)],
+    min_effect: Annotated[str, typer.Option("--min-effect", metavar="FRACTION", help="Smallest change that counts: a change is called only when its whole 95% CI lies beyond ±this.")] = str(DEFAULT_MIN_EFFECT),
+    allow_env_change: Annotated[bool, typer.Option("--allow-env-change", help="Compare even when torch, the device, threads, CUDA or the driver differ.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown (for a pull request comment) instead of a table.")] = False,
+    json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Compare run NEW against run BASE cell by cell: time ratio with its CI, Mann-Whitney U (Holm-corrected),
+    and a verdict per cell. Exit 1 when a cell regressed."""
+    effect = parse_fraction(min_effect, "--min-effect")
+    if markdown and json:
+        raise UsageError("--markdown and --json both print the diff: give one of them.")
+    store_path = _checked_db_path(db)
+
+    from archbench.runs.diff import diff_runs, diff_to_json, load_run_data
+
+    result = diff_runs(load_run_data(base, store_path), load_run_data(new, store_path), min_effect=effect,
+                       allow_env_change=allow_env_change)
+    if json:
+        print_json(diff_to_json(result))
+    elif markdown:
+        from archbench.report.diff_markdown import diff_markdown
+
+        sys.stdout.write(diff_markdown(result))
+        sys.stdout.flush()
+    else:
+        _print_result(result)
+    _print_outcome(result)
+    if result.outcome == "regressed":
+        raise typer.Exit(1)
+
+
+def _checked_db_path(text: str | None) -> Path:
+    """The store run ids refer to, checked before anything is read (a bad ``--db`` is an error even when
+    BASE and NEW are files): not a folder, not below a file."""
+    path = db_path(text)
+    if text is None:
+        return path
+    if path.is_dir():
+        raise UsageError(f"--db '{text}' is a folder, not a database file: give a results store such as reports/archbench.db.")
+    if any(parent.is_file() for parent in path.parents):
+        raise UsageError(f"--db '{text}' lies below a file, so it cannot exist: give the path of a results store.")
+    return path
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def _print_result(result: "DiffResult") -> None:
+    from archbench.report.diff_markdown import (
+        cells_by_verdict,
+        ci_text,
+        p_text,
+        percent,
+        summary_line,
+        verdict_text,
+    )
+    from archbench.report.tables import fmt_ms
+    from archbench.runs.diff import cell_label
+
+    if result.env_differences:
+        _print_env_differences(result)
+    confidence = f"{result.confidence * 100:g}%"
+    out.print(f"{escape(result.base_label)} → {escape(result.new_label)}: time new/base per cell")
+    table = Table(box=box.SIMPLE_HEAD)
+    for name, justify in (("cell", "left"), ("base ms", "right"), ("new ms", "right"), ("change", "right"),
+                          (f"{confidence} CI", "right"), ("p (Holm)", "right"), ("verdict", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "cell")
+    for cell in cells_by_verdict(result):
+        table.add_row(escape(cell_label(cell.key)), fmt_ms(cell.base_median_ms), fmt_ms(cell.new_median_ms),
+                      percent(cell.ratio), ci_text(cell, result.confidence), p_text(cell.p_holm), verdict_text(cell),
+                      style=_STYLES[cell.verdict])
+    out.print(table)
+    _print_lists(result)
+    out.print(summary_line(result))
+
+
+def _print_env_differences(result: "DiffResult") -> None:
+    note = "compared anyway (--allow-env-change)" if result.comparable else "the runs are not comparable"
+    out.print(f"Environment differences: {note}")
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("", "base", "new"):
+        table.add_column(name)
+    for difference in result.env_differences:
+        table.add_row(escape(difference.name), escape(difference.base), escape(difference.new))
+    out.print(table)
+
+
+def _print_lists(result: "DiffResult") -> None:
+    from archbench.report.diff_markdown import count_text, rule_text
+    from archbench.runs.diff import cell_label
+
+    for failed in result.failed:
+        mark = " [red]✗ regression[/]" if failed.newly_failed else ""
+        why = f": {escape(failed.error)}" if failed.error else ""
+        out.print(f"failed: {escape(cell_label(failed.key))}: {failed.base_status} → {failed.new_status}{why}{mark}")
+    for side, keys in (("base", result.only_in_base), ("new run", result.only_in_new)):
+        for key in keys:
+            out.print(f"only in the {side}: {escape(cell_label(key))}")
+    for change in result.count_changes:
+        out.print(f"count changed: {escape(change.what)} {change.name}: {count_text(change.base)} → {count_text(change.new)}")
+    for note in result.notes:
+        out.print(f"note: {escape(note)}")
+    out.print(escape(rule_text(result)))
+
+
+def _print_outcome(result: "DiffResult") -> None:
+    if not result.comparable:
+        names = ", ".join(d.name for d in result.env_differences)
+        err.print(f"[yellow]warning:[/] the environments differ ({escape(names)}): the runs are not comparable and no "
+                  "cell is called a regression (exit 0). Pass --allow-env-change to compare them anyway.")
+    elif result.outcome == "regressed":
+        failing = f", {len(result.newly_failed)} failing that ran in the base" if result.newly_failed else ""
+        err.print(f"[red]regressed:[/] {len(result.slower)} cell(s) slower{failing} (exit 1).")
