@@ -53,10 +53,15 @@ def summarize(
 
 def count(model: Model, inputs: Any = None, *, input_size: Sequence[int] | None = None, batch: int = 1,
           device: str = "cpu", dtype: str = "fp32", name: str | None = None) -> ModelStats:
-    """Counts only (no layer table): parameters, MACs, FLOPs forward and backward, activation memory of
-    ``model`` on ``inputs`` (a tensor, tuple or dict), or on ``batch`` x ``input_size`` images."""
-    return summarize(model, input_size, batch=batch, device=device, dtype=dtype, depth=0, input_data=inputs,
-                     name=name).stats
+    """Counts only: parameters, MACs, FLOPs forward and backward, activation memory of ``model`` on
+    ``inputs`` (a tensor, tuple or dict), or on ``batch`` x ``input_size`` images — the numbers of
+    :func:`summarize`, without its layer table and fvcore cross-check (about half the time)."""
+    from archbench.costs.summary import summarize as summarize_source
+
+    source = _source(model, name, input_size)
+    module = _module_to_count(model, source, device, dtype)
+    return summarize_source(source, tuple(input_size) if input_size else None, batch, device, depth=0, model=module,
+                            inputs=inputs, cross_check=False).stats
 
 
 def measure(fn: Callable[[], object], device: str = "cpu", options: MeasureOptions = MeasureOptions(),

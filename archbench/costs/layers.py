@@ -105,6 +105,35 @@ def _executed_by_module(records: list[LayerInfo]) -> dict[int, list[LayerInfo]]:
     return by_module
 
 
+def uncalled_at_inference(model: nn.Module, x: ModelInputs) -> frozenset[str]:
+    """The modules an eval-mode forward never calls (what fvcore's trace reports as uncalled), found
+    without arithmetic: one forward of a meta twin (the same modules and shapes on ``meta``) with a
+    pre-hook on every module; a model the twin cannot run (data-dependent control flow) runs itself,
+    under ``no_grad``. Used when counts are wanted without fvcore's cross-check."""
+    from archbench.costs.locate import meta_twin
+
+    def called_in(module: nn.Module, inputs: ModelInputs) -> set[str]:
+        called: set[str] = set()
+        handles = [m.register_forward_pre_hook(lambda *_, n=name: called.add(n)) for name, m in module.named_modules()]
+        try:
+            with preserved_state(module), torch.no_grad():
+                module.eval()
+                inputs.call(module)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return called
+
+    names = {name for name, _ in model.named_modules()}
+    try:
+        meta = ModelInputs(tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in x.args),
+                           {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in x.kwargs.items()})
+        called = called_in(meta_twin(model), meta)
+    except Exception:  # noqa: BLE001 - the twin cannot run this forward: the model itself does
+        called = called_in(model, x)
+    return frozenset(names - called)
+
+
 def skipped_at_inference(model: nn.Module, uncalled: Collection[str]) -> set[str]:
     """The modules that inference does not run (e.g. an auxiliary head), from the modules fvcore's
     eval-mode trace saw no op of: those with parameters, and everything below them. (fvcore also calls a

@@ -70,7 +70,14 @@ from torch import nn
 from archbench.costs.counting import count_training_step, fvcore_counts
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
 from archbench.errors import ModelOutOfMemoryError, ModelRunError
-from archbench.costs.layers import LayerRow, TorchinfoHooks, layer_rows, skipped_at_inference, torchinfo_records
+from archbench.costs.layers import (
+    LayerRow,
+    TorchinfoHooks,
+    layer_rows,
+    skipped_at_inference,
+    torchinfo_records,
+    uncalled_at_inference,
+)
 from archbench.costs.locate import ModuleTrace, describe_failure, one_line
 from archbench.oom import is_out_of_memory
 from archbench.catalog.source import ModelSource
@@ -180,11 +187,14 @@ def summarize(
     depth: int | None = 3,
     model: nn.Module | None = None,
     inputs: Any = None,
+    cross_check: bool = True,
 ) -> ModelSummary:
     """Summarise the model of ``spec`` (any :class:`~archbench.catalog.source.ModelSource`; a spec is
     built with ``overrides``), or the given ``model``, on ``batch`` x ``input`` (default: the source's
     input) — or on ``inputs`` (a tensor, a tuple of args or a dict of kwargs) when given. ``depth`` limits
-    the layer table (``None``: every module). The model is left as it was.
+    the layer table (``None``: every module). ``cross_check=False`` skips fvcore's trace (the counts are
+    the same; the modules inference does not run come from a forward without arithmetic): for callers
+    that want counts only. The model is left as it was.
 
     Raises :class:`ModelRunError` (the failure located to its module) if the model does not run on the
     input, :class:`~archbench.errors.DeviceUnavailableError` for ``cuda`` without a GPU."""
@@ -202,7 +212,11 @@ def summarize(
         x = ModelInputs.of(inputs) if inputs is not None else ModelInputs.of(example_input(model, shape, batch, device))
         batch = x.batch or batch
         step, training_batch = _training_step_counts(spec, model, x, overrides, hooks)
-        counts, fvcore_failure = _fvcore(model, x)
+        if cross_check:
+            counts, fvcore_failure = _fvcore(model, x)
+        else:
+            counts, fvcore_failure = None, "not asked for (counts only)"
+            uncalled = uncalled_at_inference(model, x)
         records = None
         if hooks is not None:  # torchinfo's records from the training forward, if it ran at this batch
             records = hooks.records if training_batch == batch else torchinfo_records(model, x)
@@ -212,7 +226,7 @@ def summarize(
         raise ModelOutOfMemoryError(
             f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
             f"{batch} (a training step is counted): {one_line(error)}", remedies=("smaller",)) from error
-    not_run = skipped_at_inference(model, counts.uncalled_modules) if counts is not None else frozenset()
+    not_run = skipped_at_inference(model, counts.uncalled_modules if counts is not None else uncalled)
     forward = step.forward
     stats = _stats(spec, model, shape, batch, device, forward, not_run, step)
     return ModelSummary(
@@ -228,7 +242,7 @@ def summarize(
         stats=stats,
         layers=tuple(layer_rows(model, records, forward, not_run, depth)) if records else (),
         coverage=_coverage(forward, step.backward, not_run),
-        cross_check=cross_check(counts.macs, counts.by_operator, counts.uncounted_ops, forward.by_op(MACS, not_run),
+        cross_check=cross_check_counts(counts.macs, counts.by_operator, counts.uncounted_ops, forward.by_op(MACS, not_run),
                                 forward.by_op(NORM_POOL, not_run)) if counts is not None
         else not_cross_checked(fvcore_failure, forward.by_op(MACS, not_run), forward.by_op(NORM_POOL, not_run)),
         depth=depth,
@@ -245,9 +259,9 @@ def model_stats(
     model: nn.Module | None = None,
     inputs: Any = None,
 ) -> ModelStats:
-    """The counts and memory of ``spec`` at ``batch`` x ``input`` (two passes: a training step and an
-    fvcore trace). Raises :class:`ModelRunError` with a located message if the model does not run."""
-    return summarize(spec, input, batch, device, overrides, depth=0, model=model, inputs=inputs).stats
+    """The counts and memory of ``spec`` at ``batch`` x ``input``: a training step, no fvcore trace and no
+    layer table. Raises :class:`ModelRunError` with a located message if the model does not run."""
+    return summarize(spec, input, batch, device, overrides, depth=0, model=model, inputs=inputs, cross_check=False).stats
 
 
 def example_input(model: nn.Module, shape: tuple[int, ...], batch: int, device: str) -> torch.Tensor:
@@ -390,7 +404,7 @@ def _by_kind(by_op: dict[str, int]) -> dict[str, int]:
     return kinds
 
 
-def cross_check(fvcore_total: int, fvcore_by_operator: dict[str, int], fvcore_uncounted: dict[str, int],
+def cross_check_counts(fvcore_total: int, fvcore_by_operator: dict[str, int], fvcore_uncounted: dict[str, int],
                 macs_by_op: dict[str, int], norm_pool_by_op: dict[str, int]) -> CrossCheck:
     """Compare fvcore's forward count with archbench's ``macs_with_norm`` (the same convention), kind by
     kind, naming what one counts and the other does not."""
