@@ -2,8 +2,9 @@
 
 * :class:`ModelStats` — what a model costs at one input and batch: counts and memory (``archbench summary``).
 * :class:`ResultRow` — one timing cell of a sweep (the CSV contract read by the report).
-* rows <-> CSV / pandas DataFrame. The CSV reader skips an unfinished last line (what a crash while a row
-  was appended leaves) with a warning and refuses any other bad line naming ``file:line``.
+* rows <-> CSV (as a pandas DataFrame: :func:`archbench.report.frame.rows_frame`). The CSV reader skips an
+  unfinished last line (what a crash while a row was appended leaves) with a warning and refuses any other
+  bad line naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class ResultRow:
     tf32: bool = False  # fp32 on a GPU whose convolutions or matmuls ran as TF32 (shown as "fp32 (tf32)")
     compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
     note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
+    rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.runs.interleave)
+    paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
+    paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
+    paired_ratio_high: float = math.nan
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
     def key(self) -> CellKey:
@@ -293,14 +298,3 @@ def _not_planned(row: ResultRow, planned: set[tuple]) -> str:
             shown = ", ".join(map(str, sorted(values, key=str)))
             return f"it has rows with {name} {row.key()[index]!r}, and this run plans {name} {shown}"
     return f"its cell {dict(zip(KEY_FIELDS, row.key()))} is not one of this run's cells"
-
-
-def iter_keys(rows: Iterable[ResultRow]) -> Iterator[tuple]:
-    return (r.key() for r in rows)
-
-
-def rows_to_frame(rows: Iterable[ResultRow]):
-    """Rows as a pandas DataFrame with the CSV columns (raw samples dropped)."""
-    import pandas as pd
-
-    return pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=[*CSV_COLUMNS]).astype({"batch": int})

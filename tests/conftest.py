@@ -1,16 +1,51 @@
 """Shared test helpers: run the real CLI (in-process for speed, or as a subprocess where the process
-itself matters, e.g. which modules it imports)."""
+itself matters, e.g. which modules it imports), and registries that every test leaves as it found them."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+REGISTRY = "archbench.catalog.registry"
+FORMULAS = "archbench.costs.formulas"  # imports torch: looked at only once something imported it
+
+
+@contextlib.contextmanager
+def registries_restored() -> Iterator[None]:
+    """Undo, when the block ends, what it registered: model families (``register_family``) and user FLOP
+    formulas (``register_flop_formula``, entry-point plugins). Families registered by a module the block
+    imported first (archbench's built-in families, a user's model file) stay: a module is imported once
+    per process and would not register them again."""
+    families = dict(getattr(sys.modules.get(REGISTRY), "_FAMILIES", {}))
+    modules = set(sys.modules)
+    formulas_module = sys.modules.get(FORMULAS)
+    formulas = dict(formulas_module._USER_FORMULAS) if formulas_module else {}
+    plugins_loaded = formulas_module._plugins_loaded if formulas_module else False
+    try:
+        yield
+    finally:
+        if registry := sys.modules.get(REGISTRY):
+            imported = {name: fn for name, fn in registry._FAMILIES.items() if fn.__module__ not in modules}
+            registry._FAMILIES.clear()
+            registry._FAMILIES.update({**imported, **families})
+        if formulas_module := sys.modules.get(FORMULAS):
+            formulas_module._USER_FORMULAS.clear()
+            formulas_module._USER_FORMULAS.update(formulas)
+            formulas_module._plugins_loaded = plugins_loaded
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_registrations() -> Iterator[None]:
+    """No test leaks a family or FLOP formula it registered into the tests after it."""
+    with registries_restored():
+        yield
 
 
 @dataclass

@@ -111,6 +111,7 @@ def csv_header(path: Path) -> list[str]:
 # ------------------------------------------------------------------------------------- schema and JSON
 
 
+@pytest.mark.slow
 def test_csv_schema_and_row_statistics(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet", "--batch", "1,4", "--threads", "1", "--out", out)
@@ -133,6 +134,7 @@ def test_csv_schema_and_row_statistics(cli, specs, tmp_path):
     assert str(out) in result.stderr
 
 
+@pytest.mark.slow
 def test_json_has_raw_samples_and_the_environment(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet", "--mode", "infer", "--threads", "1", "--out", out, "--json")
@@ -153,6 +155,7 @@ def test_json_has_raw_samples_and_the_environment(cli, specs, tmp_path):
     assert recorded[0]["torch"] == torch.__version__
 
 
+@pytest.mark.slow
 def test_threads_are_recorded_either_way(cli, specs, tmp_path):
     result = bench(cli, specs, "tnet", "--mode", "infer", "--out", tmp_path / "a.csv")
     assert result.exit_code == 0, result.stderr
@@ -161,6 +164,7 @@ def test_threads_are_recorded_either_way(cli, specs, tmp_path):
     assert [r.threads for r in read_rows_csv(tmp_path / "b.csv")] == [1]
 
 
+@pytest.mark.slow
 def test_modes_follow_the_method(cli, specs, tmp_path):
     """infer: eval() + inference_mode; train: train(), gradients None before each forward."""
     result = bench(cli, specs, "tnet", "tnet-tuple", "--out", tmp_path / "r.csv")
@@ -172,6 +176,7 @@ def test_modes_follow_the_method(cli, specs, tmp_path):
     assert train and not any(e["inference"] for e in train) and all(e["grads_none"] for e in train)
 
 
+@pytest.mark.slow
 def test_peak_memory_counts_scratch_allocated_in_the_forward(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet", "tnet-scratch", "--mode", "infer", "--out", out)
@@ -184,18 +189,21 @@ def test_peak_memory_counts_scratch_allocated_in_the_forward(cli, specs, tmp_pat
 # ---------------------------------------------------------------------------------- failures are rows
 
 
+@pytest.mark.slow
 def test_cpu_allocator_oom_is_a_row_and_the_sweep_goes_on(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet-oom", "tnet", "--batch", "1,2", "--mode", "infer", "--out", out)
     assert result.exit_code == 0, result.stderr
     rows = read_rows_csv(out)
-    assert [(r.model, r.batch, r.status) for r in rows] == [("tnet-oom", 1, "ok"), ("tnet-oom", 2, "oom"),
-                                                            ("tnet", 1, "ok"), ("tnet", 2, "ok")]
-    assert "out of memory on cpu at batch 2" in rows[1].error and "can't allocate memory" in rows[1].error
-    assert math.isnan(rows[1].median_ms) and rows[1].n_samples == 0  # no silently smaller batch
+    # the two models of each batch are timed together (interleaved): the CSV holds the rows batch by batch
+    assert [(r.model, r.batch, r.status) for r in rows] == [("tnet-oom", 1, "ok"), ("tnet", 1, "ok"),
+                                                            ("tnet-oom", 2, "oom"), ("tnet", 2, "ok")]
+    assert "out of memory on cpu at batch 2" in rows[2].error and "can't allocate memory" in rows[2].error
+    assert math.isnan(rows[2].median_ms) and rows[2].n_samples == 0  # no silently smaller batch
     assert "oom" in result.stdout
 
 
+@pytest.mark.slow
 def test_torch_out_of_memory_error_is_an_oom_row(specs, tmp_path):
     from archbench.options import MeasureOptions
     from archbench.runs.cells import plan_cells
@@ -209,6 +217,7 @@ def test_torch_out_of_memory_error_is_an_oom_row(specs, tmp_path):
     assert [r.status for r in read_rows_csv(tmp_path / "r.csv")] == ["oom", "ok"]
 
 
+@pytest.mark.slow
 def test_failing_forward_is_an_error_row_naming_the_module(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet-fail", "--batch", "1,2", "--mode", "infer", "--out", out)
@@ -222,6 +231,7 @@ def test_failing_forward_is_an_error_row_naming_the_module(cli, specs, tmp_path)
 # ------------------------------------------------------------------------------------ resume, Ctrl-C
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_cells(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     assert bench(cli, specs, "tnet", "--batch", "1", "--mode", "infer", "--out", out).exit_code == 0
@@ -234,6 +244,7 @@ def test_resume_skips_finished_cells(cli, specs, tmp_path):
     assert "1 of 2 cells are already in the CSV" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_rows_and_resume_finishes_the_rest(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     result = bench(cli, specs, "tnet-interrupt", "--batch", "1,2,3,4", "--mode", "infer", "--out", out)
@@ -252,6 +263,7 @@ def test_ctrl_c_keeps_finished_rows_and_resume_finishes_the_rest(cli, specs, tmp
     assert [(r.batch, r.status) for r in read_rows_csv(out)] == [(1, "ok"), (2, "ok"), (3, "ok"), (4, "ok")]
 
 
+@pytest.mark.slow
 def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
     from archbench.options import MeasureOptions
     from archbench.runs.cells import plan_cells
@@ -279,6 +291,7 @@ def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
     assert ("phase", 1, "warming up") in events and ("phase", 1, "sampling") in events
 
 
+@pytest.mark.slow
 def test_out_file_with_results_needs_resume(cli, specs, tmp_path):
     out = tmp_path / "r.csv"
     assert bench(cli, specs, "tnet", "--mode", "infer", "--out", out).exit_code == 0
@@ -325,6 +338,7 @@ def test_cuda_without_gpu_fails_before_anything_runs(cli, tmp_path, monkeypatch)
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_default_out_is_under_reports(cli, specs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = bench(cli, specs, "tnet", "--mode", "infer")
@@ -334,6 +348,7 @@ def test_default_out_is_under_reports(cli, specs, tmp_path, monkeypatch):
     assert (tmp_path / "reports" / (written.stem + ".env.json")).exists()
 
 
+@pytest.mark.slow
 def test_a_real_sigint_saves_finished_rows_and_exits_130(tmp_path):
     """Ctrl-C as the terminal sends it: SIGINT to a separate `python -m archbench` process."""
     import signal
@@ -370,6 +385,7 @@ def test_argument_errors_do_not_import_torch(tmp_path):
         assert "error:" in proc.stderr and "TORCH=False" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_flops_and_peak_fraction(cli, specs, tmp_path):
     """tnet is one Linear(64 -> 10) on a 1x8x8 input: 64 x 10 MACs = 1,280 FLOPs per sample forward; the
     backward computes only the weight gradient (the input needs none): another 1,280."""

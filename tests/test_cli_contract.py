@@ -47,6 +47,10 @@ MALFORMED: dict[str, list[str]] = {
     "FILE.csv": ["", "{dir}", "{under_file}"],
     "DIR": ["", "{file}", "{under_file}"],
     "RESULTS.csv": ["", "0", "abc", "{dir}", "{file}", "{under_file}"],
+    "BASE": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
+    "NEW": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
+    "FILE.db": ["", "{dir}", "{under_file}"],
+    "RUN|RESULTS.csv|DIR": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
 }
 # Kinds whose every value is meaningful text: nothing to break (unknown options and extra arguments are
 # still tested for their commands).
@@ -62,6 +66,8 @@ BASE: dict[str, list[str]] = {
     "compare": ["compare", "mnist-cnn", "resnet-cifar-n5", "--mode", "infer", "--batch", "1", "--max-time", "0.05",
                 "--out", "{out}"],
     "report": ["report", str(EXAMPLE_CSV), "--out", "{out}"],
+    "diff": ["diff", str(EXAMPLE_CSV), str(EXAMPLE_CSV)],
+    "history": ["history", "mnist-cnn", "--db", "{out}.db"],  # no such store: every value is checked before it is read
 }
 # Options that only make sense without the base's models (a study file replaces them).
 BASE_FOR_OPTION = {("compare", "--study"): ["compare", "--out", "{out}"]}
@@ -145,6 +151,7 @@ def test_every_option_kind_is_known():
     assert set(BASE) == set(COMMAND.commands), "every command needs a valid BASE invocation"
 
 
+@pytest.mark.slow
 def test_generated_malformed_values_are_usage_errors(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cases = list(_cases())
@@ -215,6 +222,7 @@ def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout_s: float 
     raise AssertionError(f"{path} did not get {n} rows (process exit code {proc.poll()})")
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_finished_cells_prints_resume_and_exits_143(tmp_path):
     """What CI timeouts, `timeout`, Docker and Slurm send: a real SIGTERM to a running sweep."""
     out = tmp_path / "r.csv"
@@ -262,6 +270,7 @@ def _wait_until_it_catches_sigterm(proc: subprocess.Popen, timeout_s: float = 60
     raise AssertionError("the process never installed a SIGTERM handler")
 
 
+@pytest.mark.slow
 def test_out_of_host_memory_is_an_oom_row_and_the_sweep_goes_on(tmp_path):
     """Under a real address-space limit (RLIMIT_AS), a cell whose tensors do not fit fails to allocate:
     it is an `oom` row with the allocator's reason, and the cells after it are measured."""

@@ -18,8 +18,8 @@ from archbench.errors import UsageError
 from archbench.results import read_rows_csv
 from archbench.runs.study import adhoc_study, StudyOptions
 
-REPORT_FILES = {"report.md", "results.csv", "results.json", "throughput.png", "throughput.svg", "time_vs_input.png",
-                "time_vs_input.svg", "params_vs_macs.png", "params_vs_macs.svg"}
+REPORT_FILES = {"report.md", "report.tex", "results.csv", "results.json", "throughput.png", "throughput.svg",
+                "time_vs_input.png", "time_vs_input.svg", "params_vs_macs.png", "params_vs_macs.svg"}
 FAST = ("--max-time", "0.1", "--precision", "0.2")
 
 
@@ -65,12 +65,14 @@ def adhoc_report(specs_dir, tmp_path_factory):
     return code, out, args
 
 
+@pytest.mark.slow
 def test_adhoc_compare_writes_every_file(adhoc_report):
     code, out, _ = adhoc_report
     assert code == 0
     assert {p.name for p in out.iterdir()} == REPORT_FILES  # and no partial or temporary files left
 
 
+@pytest.mark.slow
 def test_results_csv_holds_every_cell_with_counts(adhoc_report):
     _, out, _ = adhoc_report
     rows = read_rows_csv(out / "results.csv")
@@ -92,6 +94,7 @@ def test_results_csv_holds_every_cell_with_counts(adhoc_report):
     assert res_small["macs_per_sample"] == ""  # no counts where the model does not run
 
 
+@pytest.mark.slow
 def test_results_json_has_samples_stats_environment_and_study(adhoc_report):
     _, out, args = adhoc_report
     payload = json.loads((out / "results.json").read_text())
@@ -106,6 +109,7 @@ def test_results_json_has_samples_stats_environment_and_study(adhoc_report):
     assert [(e["model"], e["input"]) for e in payload["model_stats_errors"]] == [("tiny-res", "3x32x32")]
 
 
+@pytest.mark.slow
 def test_report_tables_hold_the_models_cells_and_failures(adhoc_report):
     _, out, _ = adhoc_report
     text = (out / "report.md").read_text()
@@ -122,9 +126,11 @@ def test_report_tables_hold_the_models_cells_and_failures(adhoc_report):
     relative = text[text.index("## Relative speed (reference: `tiny-wrn`)"):text.index("## Peak memory")]
     rows = [line for line in relative.splitlines() if line.startswith("| `tiny-res` |")]
     assert len(rows) == 2  # infer and train; tiny-res runs only at 3x64x64, so its 3x32x32 cells have no ratio
-    assert all(line.startswith("| `tiny-res` | — | — | ×") and line.count("×") == 2 for line in rows)
+    assert all(line.startswith("| `tiny-res` | — | — | ×") and line.count("×") == 4 and line.count(" paired") == 2
+               for line in rows)  # each 3x64x64 cell: the unpaired and the paired (interleaved) figure
 
 
+@pytest.mark.slow
 def test_report_command_reproduces_the_markdown(cli, adhoc_report, tmp_path):
     _, out, _ = adhoc_report
     result = cli("report", out / "results.csv", "--out", tmp_path / "again")
@@ -134,6 +140,7 @@ def test_report_command_reproduces_the_markdown(cli, adhoc_report, tmp_path):
     assert "Relative speed (reference tiny-wrn)" in result.stdout
 
 
+@pytest.mark.slow
 def test_report_command_needs_the_json_beside_the_csv(cli, adhoc_report, tmp_path):
     _, out, _ = adhoc_report
     lone = tmp_path / "results.csv"
@@ -143,6 +150,7 @@ def test_report_command_needs_the_json_beside_the_csv(cli, adhoc_report, tmp_pat
     assert "has no results.json beside it" in result.stderr
 
 
+@pytest.mark.slow
 def test_study_file_writes_to_reports_study_name(cli, specs_dir, tmp_path, monkeypatch):
     study = tmp_path / "tiny-study.toml"
     study.write_text(textwrap.dedent("""
@@ -171,6 +179,7 @@ def test_study_file_writes_to_reports_study_name(cli, specs_dir, tmp_path, monke
     assert "report.md" in result.stderr and "Models (default input" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_study_never_overwrites_another(cli, adhoc_report, specs_dir):
     _, out, _ = adhoc_report
     before = (out / "report.md").read_text()
@@ -201,6 +210,7 @@ def tiny_study(**options):
                        options=StudyOptions(max_time_s=0.1, precision=0.2, **options))
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_its_cells_and_resumes(tmp_path):
     study = tiny_study()
     out = tmp_path / "r"
@@ -209,7 +219,7 @@ def test_interrupted_run_keeps_its_cells_and_resumes(tmp_path):
     assert {p.name for p in out.iterdir()} == {PARTIAL_CSV, PARTIAL_JSON, PARTIAL_SAMPLES}  # no report yet
     assert len(read_rows_csv(out / PARTIAL_CSV)) == 1
 
-    with pytest.raises(UsageError, match="holds an interrupted run.*--resume.*--force"):
+    with pytest.raises(UsageError, match="holds an interrupted run.*resume=True.*force=True"):
         run_compare(study, out, command="archbench compare mnist-cnn")
     with pytest.raises(UsageError, match="different study definition"):
         run_compare(adhoc_study(["mnist-cnn"], batches=[4], modes=["infer"]), out, command="x", resume=True)
@@ -224,6 +234,7 @@ def test_interrupted_run_keeps_its_cells_and_resumes(tmp_path):
     assert "measured in 2 sessions" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_finished_report_is_replaced_only_by_a_finished_run(tmp_path):
     study = tiny_study()
     out = tmp_path / "r"

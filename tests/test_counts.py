@@ -114,6 +114,7 @@ def test_multihead_attention_macs_by_hand_in_training_and_on_its_fast_path():
     assert fast.total("macs") == projections + products
 
 
+@pytest.mark.slow
 def test_vit_b_16_counts_attention_on_both_passes(cli):
     result = cli("summary", "vit_b_16", "--json", "--depth", "1")
     assert result.exit_code == 0, result.output
@@ -128,6 +129,7 @@ def test_vit_b_16_counts_attention_on_both_passes(cli):
     assert "attention" in data["cross_check"]["note"]
 
 
+@pytest.mark.slow
 def test_resnet50_shows_both_totals_labelled(cli):
     result = cli("summary", "resnet50", "--depth", "0")
     assert result.exit_code == 0, result.output
@@ -217,6 +219,7 @@ print(counts.total("macs"), counts.sources()["archbench_plugin::scale"][1])
 """
 
 
+@pytest.mark.slow
 def test_an_entry_point_package_brings_its_formulas(tmp_path):
     import os
     import subprocess
@@ -237,6 +240,7 @@ def test_an_entry_point_package_brings_its_formulas(tmp_path):
 # ---------------------------------------------------------------------------- grouped conv backward
 
 
+@pytest.mark.slow
 def test_resnext_50_backward_flops_are_unchanged():
     stats = summarize(get_spec("resnext-50"), input=(3, 32, 32), depth=0).stats
     assert stats.flops_backward == 3_000_139_776
@@ -245,6 +249,7 @@ def test_resnext_50_backward_flops_are_unchanged():
 # ------------------------------------------------------------------------------------ layer table
 
 
+@pytest.mark.slow
 def test_densenet121_layer_rows_add_up_to_the_total_with_its_own_forward_row():
     s = summarize(get_spec("densenet121"), depth=1)
     rows = {row.name: row for row in s.layers}

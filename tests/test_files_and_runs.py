@@ -116,6 +116,7 @@ def _wait_for_lock(lock: Path, proc: subprocess.Popen) -> None:
         subprocess.run(["sleep", "0.05"], check=True)  # polling for the other process, not timing anything
 
 
+@pytest.mark.slow
 def test_two_compares_into_one_folder(tmp_path):
     """Run B starts while run A holds the folder (A is stopped with SIGSTOP right after taking it, so the
     overlap does not depend on speed): B refuses before counting or measuring; A's files agree."""
@@ -149,6 +150,7 @@ def test_two_compares_into_one_folder(tmp_path):
 # ----------------------------------------------------------------------------- finished reports owned
 
 
+@pytest.mark.slow
 def test_adhoc_compare_of_the_same_name_with_another_grid_refuses(cli, tmp_path):
     out = tmp_path / "r"
     assert cli(*COMPARE, "--out", out).exit_code == 0
@@ -165,6 +167,7 @@ def test_adhoc_compare_of_the_same_name_with_another_grid_refuses(cli, tmp_path)
     assert [r.batch for r in read_rows_csv(out / "results.csv")] == [2]
 
 
+@pytest.mark.slow
 def test_report_out_follows_the_folder_rules_of_compare(cli, tmp_path):
     example = REPO / "docs" / "example-report" / "results.csv"
     mine = tmp_path / "mine"
@@ -194,6 +197,7 @@ def _tear_last_line(path: Path) -> str:
     return text[cut:]
 
 
+@pytest.mark.slow
 def test_bench_resume_skips_a_torn_last_line_and_measures_that_cell_again(cli, tmp_path):
     out = tmp_path / "r.csv"
     assert cli(*BENCH, "--batch", "1,2", "--threads", "1", "--out", out).exit_code == 0
@@ -205,6 +209,7 @@ def test_bench_resume_skips_a_torn_last_line_and_measures_that_cell_again(cli, t
     assert read_results_csv(out).warnings == ()  # the torn bytes are gone, not glued to the new row
 
 
+@pytest.mark.slow
 def test_a_garbage_line_is_refused_with_file_and_line(cli, tmp_path):
     out = tmp_path / "r.csv"
     assert cli(*BENCH, "--threads", "1", "--out", out).exit_code == 0
@@ -215,6 +220,7 @@ def test_a_garbage_line_is_refused_with_file_and_line(cli, tmp_path):
     assert f"{out}:2: not a valid results row" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_and_compare_resume_with_a_torn_line(cli, tmp_path):
     from archbench.runs.compare import PARTIAL_CSV, run_compare
     from archbench.runs.study import StudyOptions, adhoc_study
@@ -248,6 +254,7 @@ def test_report_and_compare_resume_with_a_torn_line(cli, tmp_path):
 # ------------------------------------------------------------------------------ resume and options
 
 
+@pytest.mark.slow
 def test_bench_resume_refuses_other_options_and_other_models(cli, tmp_path):
     out = tmp_path / "r.csv"
     assert cli(*BENCH, "--threads", "1", "--out", out).exit_code == 0
@@ -269,6 +276,7 @@ def test_bench_resume_refuses_other_options_and_other_models(cli, tmp_path):
     assert [r.batch for r in read_rows_csv(out)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_resume_accepts_rows_of_an_older_csv_without_the_option_columns(cli, tmp_path):
     out = tmp_path / "r.csv"
     assert cli(*BENCH, "--threads", "1", "--out", out).exit_code == 0
@@ -288,6 +296,7 @@ def test_resume_accepts_rows_of_an_older_csv_without_the_option_columns(cli, tmp
 # ---------------------------------------------------------------------------------- exit codes, Ctrl-C
 
 
+@pytest.mark.slow
 def test_every_cell_failed_exits_1(cli, tmp_path):
     bench = cli(*BENCH, "--input", "1x4x4", "--out", tmp_path / "r.csv")  # a 5x5 kernel on a 4x4 image
     assert bench.exit_code == 1 and "every cell failed" in bench.stderr
@@ -299,6 +308,7 @@ def test_every_cell_failed_exits_1(cli, tmp_path):
     assert partly.exit_code == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_compare_counts_keeps_no_empty_folder(tmp_path):
     out = tmp_path / "reports" / "r"
     proc = subprocess.Popen([sys.executable, "-m", "archbench", "compare", "wrn-40-10", "--batch", "1", "--mode", "infer",
@@ -317,6 +327,7 @@ def test_ctrl_c_while_compare_counts_keeps_no_empty_folder(tmp_path):
 # -------------------------------------------------------------------------------------------- threads
 
 
+@pytest.mark.slow
 def test_threads_one_count_and_a_warning_above_the_cores(cli, tmp_path):
     listed = cli(*BENCH, "--threads", "1,2", "--out", tmp_path / "a.csv")
     assert listed.exit_code == 2 and "give one thread count" in listed.stderr
@@ -327,6 +338,7 @@ def test_threads_one_count_and_a_warning_above_the_cores(cli, tmp_path):
     assert [r.threads for r in read_rows_csv(tmp_path / "b.csv")] == [too_many]
 
 
+@pytest.mark.slow
 def test_study_threads(cli, tmp_path):
     study = tmp_path / "s.toml"
     study.write_text('models = ["mnist-cnn"]\n[grid]\nbatches = [1]\nmodes = ["infer"]\n'
@@ -376,6 +388,7 @@ def test_set_value_is_blamed_not_the_spec_file(cli):
 # ------------------------------------------------------------------------------------ README examples
 
 
+@pytest.mark.slow
 def test_readme_check_update_example_from_the_repo_root(tmp_path):
     # the README's `archbench check 'wrn-*' --specs ./specs --update`, where ./specs is the built-in folder
     # itself (without --update: a drift would rewrite the repository's files; it exits 1 then)

@@ -90,6 +90,7 @@ def eager_backend(monkeypatch):
     monkeypatch.setenv("ARCHBENCH_COMPILE_BACKEND", "eager")  # Dynamo's capture, no code generation
 
 
+@pytest.mark.slow
 def test_every_compiled_cell_is_compiled_statically_and_compile_time_is_not_sampled(tmp_path, eager_backend):
     """12 batch sizes of one architecture: without a Dynamo reset per cell, the 9th would hit the
     recompile limit and run eager, and the 2nd on would be compiled with a symbolic batch."""
@@ -104,6 +105,7 @@ def test_every_compiled_cell_is_compiled_statically_and_compile_time_is_not_samp
         assert r.median_ms < 0.5 * r.compile_s * 1e3
 
 
+@pytest.mark.slow
 def test_a_recompile_while_sampling_is_an_error_row_not_a_silent_eager_run(tmp_path, eager_backend):
     """The model's forward changes after a few calls (a Python attribute Dynamo guards on), so it must
     recompile while being timed: that cell is an error row saying so."""
@@ -112,6 +114,7 @@ def test_a_recompile_while_sampling_is_an_error_row_not_a_silent_eager_run(tmp_p
     assert row.status == "error" and "recompiled the model while it was being timed" in row.error
 
 
+@pytest.mark.slow
 def test_uncompiled_cells_have_no_compile_time(tmp_path):
     [row] = sweep(tmp_path, spec(), [2]).rows
     assert row.status == "ok" and math.isnan(row.compile_s)
@@ -120,6 +123,7 @@ def test_uncompiled_cells_have_no_compile_time(tmp_path):
 # ------------------------------------------------------------------------------ peak memory and peak
 
 
+@pytest.mark.slow
 def test_peak_memory_leaves_out_what_only_the_warm_up_allocated(tmp_path):
     """256 MiB touched in each of the first three timed calls (the warm-up), none after: the cell's peak
     is the model and its activations, a few MiB, not the warm-up's workspace."""
@@ -137,6 +141,7 @@ class PeakBeforeCells:
         self.cached_before.append(self.caches.peaks.is_measured(cell.device, cell.dtype, cell.threads))
 
 
+@pytest.mark.slow
 def test_the_device_peak_is_measured_before_the_first_cell_not_inside_one(tmp_path):
     caches = RunCaches()
     listener = PeakBeforeCells(caches)
@@ -149,6 +154,7 @@ def test_the_device_peak_is_measured_before_the_first_cell_not_inside_one(tmp_pa
 
 
 @pytest.mark.parametrize("message", OOM_MESSAGES)
+@pytest.mark.slow
 def test_every_out_of_memory_message_is_an_oom_row(tmp_path, message):
     result = sweep(tmp_path, spec(message=message), [1, 2])
     assert [r.status for r in result.rows] == ["oom", "oom"], [r.error for r in result.rows]

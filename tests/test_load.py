@@ -192,6 +192,7 @@ def one_core():
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+@pytest.mark.slow
 def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path):
     pytest.importorskip("torch")
     from archbench.catalog.registry import get_spec

@@ -217,6 +217,7 @@ print(tracker.peak_bytes() / 2**20)
 """
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_counts_what_lives_before_the_window_and_the_peak_inside():
     """In a fresh interpreter: in a long test process, freed heap that glibc keeps mapped can hold the
     new tensors without the resident set growing (seen: 116 MiB in the full suite)."""
@@ -263,6 +264,7 @@ def test_a_peak_below_fp32_is_no_ceiling():
     assert note.startswith("no % of peak for bf16 on cpu: its matmul peak (0.00143 TFLOP/s) is below fp32's (0.187 TFLOP/s)")
 
 
+@pytest.mark.slow
 def test_the_peak_rule_on_this_cpu():
     pytest.importorskip("torch")
     peaks = DevicePeaks()
@@ -276,6 +278,7 @@ def test_the_peak_rule_on_this_cpu():
             assert peak == peaks.tflops("cpu", dtype) and note == ""
 
 
+@pytest.mark.slow
 def test_an_emulated_dtype_cell_has_no_peak_fraction_and_says_why():
     pytest.importorskip("torch")
     from archbench.catalog.registry import get_spec

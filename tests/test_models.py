@@ -107,6 +107,7 @@ def test_registering_a_family_twice_raises():
         register_family("test-duplicate-family")(first)
 
 
+@pytest.mark.slow
 def test_every_torchvision_classifier_matches_its_weights_metadata():
     from torchvision.models import get_model_weights
 

@@ -1,6 +1,7 @@
 """The report side on fixed, hand-made numbers (no torch, no measuring): relative speeds and their
-intervals checked by hand, CI coverage labels, cells measured under load, peak memory, tables holding the right models and cells, failed cells with footnotes,
-every file written atomically and read back, and the Markdown re-rendered identically."""
+intervals checked by hand, CI coverage labels, cells measured under load, peak memory, tables holding the
+right models and cells, failed cells with footnotes, the LaTeX tables well formed and escaped, every file
+written atomically and read back, and the Markdown re-rendered identically."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from archbench.report import ModelInfo, ReportData, load_report_data, write_report
-from archbench.report.csvfile import COUNT_COLUMNS
+from archbench.report.csvfile import COUNT_COLUMNS, CsvFormat
 from archbench.report.files import atomic_path, atomic_write_text
-from archbench.report.jsonfile import data_from_json, data_to_json
-from archbench.report.markdown import render_markdown
+from archbench.report.jsonfile import JsonFormat, data_from_json, data_to_json
+from archbench.report.latex import LatexFormat, render_latex
+from archbench.report.markdown import MarkdownFormat, render_markdown
 from archbench.report.tables import (
     Footnotes,
     architecture_table,
@@ -195,7 +197,7 @@ def test_peak_memory_table(data):
 def test_an_emulated_peak_shows_no_fraction_and_says_why(data):
     note = "no % of peak for bf16 on cpu: its matmul peak (0.00143 TFLOP/s) is below fp32's (0.187 TFLOP/s)"
     rows = list(data.rows)
-    rows[0] = dataclasses.replace(rows[0], peak_fraction=math.nan, error=note)
+    rows[0] = dataclasses.replace(rows[0], peak_fraction=math.nan, note=note)  # as the sweep writes it
     notes = Footnotes("plain")
     infer = efficiency_tables(dataclasses.replace(data, rows=tuple(rows)), notes)[0][1]
     assert infer.loc["wide", "3x32x32 · b1"] == "0.200 [1]"  # 2 GFLOP / 10 ms, no "%"
@@ -275,13 +277,73 @@ def test_incomplete_data_says_so(data):
     assert "**Incomplete:** 3 of 8 cells were measured." in render_markdown(partial)
 
 
+# ------------------------------------------------------------------------------------------- latex
+
+SPECIALS = "loss_fn & 50% #1 {x} ~ ^ \\ $ <3> | µs ± × – — · ≥ † café"
+# what LaTeX (with booktabs) defines; anything else in report.tex would not compile
+KNOWN_COMMANDS = {"begin", "end", "centering", "caption", "label", "toprule", "midrule", "bottomrule", "item", "times",
+                  "pm", "mu", "cdot", "geq", "leq", "dag", "textbackslash", "textasciitilde", "textasciicircum",
+                  "textless", "textgreater", "textbar"}
+
+
+def _typeset_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("%")]
+
+
+def _unescaped(text: str, char: str) -> int:
+    """How often ``char`` stands in ``text`` not escaped by a backslash."""
+    return len(re.findall(rf"(?<!\\){re.escape(char)}", text.replace("\\\\", "")))
+
+
+def _balanced_braces(text: str) -> bool:
+    depth = 0
+    for char in re.sub(r"\\[{}]", "", text):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_latex_report_compiles_as_text(data):
+    rows = (*data.rows, failed_row("wide", "train", 8, "3x32x32", "error", SPECIALS))
+    text = render_latex(dataclasses.replace(data, rows=rows))
+    assert text.isascii()  # pdflatex needs no Unicode set-up
+    assert text.startswith("% wide vs slim: the tables of report.md") and "\\usepackage{booktabs}" in text.splitlines()[2]
+    typeset = "\n".join(_typeset_lines(text))
+    assert _balanced_braces(typeset) and _unescaped(typeset, "$") % 2 == 0 and _unescaped(typeset, "%") == 0
+    assert set(re.findall(r"\\([A-Za-z]+)", typeset)) <= KNOWN_COMMANDS
+    tabulars = re.findall(r"\\begin\{tabular\}\{([lr]+)\}\n(.*?)\\end\{tabular\}", typeset, re.S)
+    # models, GMACs per input, then speed, relative speed, memory and FLOP rate for infer and train
+    assert len(tabulars) == 2 + 4 * 2 == typeset.count("\\begin{table}") == typeset.count("\\end{table}")
+    for spec, body in tabulars:
+        lines = body.splitlines()
+        assert [lines[0], lines[2], lines[-1]] == ["\\toprule", "\\midrule", "\\bottomrule"]
+        for line in (lines[1], *lines[3:-1]):  # the header and every row: one cell per column
+            assert line.endswith(" \\\\") and _unescaped(line, "&") == len(spec) - 1, line
+    escaped = ("loss\\_fn \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\textbackslash{} \\$ "
+               "\\textless{}3\\textgreater{} \\textbar{} $\\mu$s $\\pm$ $\\times$ -- --- $\\cdot$ $\\geq$ \\dag{} cafe")
+    assert f"\\item[{{[5]}}] wide, cpu train, batch 8, 3x32x32, fp32: {escaped}" in text
+    assert "wide & 4.00 ms (3.90--4.10) $\\cdot$ 250 /s & error [5] \\\\" in text
+    assert "slim & $\\times$2.50 (2.34--2.74) & --- & --- \\\\" in text
+    assert "\\label{tab:wide-vs-slim-speed-cpu-infer-fp32}" in text
+
+
+def test_latex_notes_carry_the_markdown_footnote_numbers(data):
+    text, markdown = render_latex(data), render_markdown(data)
+    notes = re.findall(r"^\\item\[\{\[(\d+)\]\}\] (.*)$", text, re.M)
+    assert [number for number, _ in notes] == ["1", "2", "3", "4"]
+    assert "[^3]: slim, cpu infer, batch 8, 3x32x32, fp32: out of memory on cpu at batch 8" in markdown
+    assert ("3", "slim, cpu infer, batch 8, 3x32x32, fp32: out of memory on cpu at batch 8") in notes
+    assert "slim & 4.00 ms (3.90--4.06) $\\cdot$ 250 /s & OOM [3] & error [4] \\\\" in text
+
+
 # ------------------------------------------------------------------------------------------- files
 
 
 def test_every_file_is_written_and_parses_back(data, tmp_path):
     written = write_report(data, tmp_path)
     names = sorted(p.name for p in written)
-    assert names == sorted(["results.csv", "results.json", "report.md", "throughput.png", "throughput.svg",
+    assert names == sorted(["results.csv", "results.json", "report.md", "report.tex", "throughput.png", "throughput.svg",
                             "time_vs_input.png", "time_vs_input.svg", "params_vs_macs.png", "params_vs_macs.svg"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -308,13 +370,15 @@ def test_every_file_is_written_and_parses_back(data, tmp_path):
         assert ET.parse(tmp_path / f"{stem}.svg").getroot().tag.endswith("svg")
 
 
-def test_stored_results_re_render_the_same_markdown(data, tmp_path):
-    write_report(data, tmp_path)
+def test_stored_results_re_render_the_same_markdown_and_latex(data, tmp_path):
+    write_report(data, tmp_path, [CsvFormat(), JsonFormat(), MarkdownFormat(), LatexFormat()])  # plots: another test
     loaded = load_report_data(tmp_path / "results.csv")
     assert loaded == data
     assert render_markdown(loaded) == (tmp_path / "report.md").read_text()
+    assert render_latex(loaded) == (tmp_path / "report.tex").read_text()
 
 
+@pytest.mark.slow
 def test_svg_output_is_reproducible(data, tmp_path):
     write_report(data, tmp_path / "a")
     write_report(data, tmp_path / "b")
@@ -361,6 +425,7 @@ def test_bench_table_labels_short_intervals_and_cells_under_load(data):
     assert "[93.7%]" not in quiet and "under load" not in quiet
 
 
+@pytest.mark.slow
 def test_report_command_prints_the_relative_speed_table_and_the_notes(cli, data, tmp_path):
     rows = list(data.rows)
     rows[0] = dataclasses.replace(rows[0], under_load=True, load_ratio=2.14)
@@ -376,8 +441,10 @@ def test_report_command_prints_the_relative_speed_table_and_the_notes(cli, data,
 
 # ------------------------------------------------------------------------------------- environment
 
-CPUINFO_VM = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu avx2 hypervisor\n\nprocessor\t: 1\nmodel name\t: other\n"
-LSCPU_VM = "Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nModel:         1\nStepping:      1\nHypervisor vendor:  KVM\n"
+CPUINFO_VM = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+              "stepping\t: 1\nflags\t\t: fpu avx2 hypervisor\n\nprocessor\t: 1\nmodel name\t: other\n")
+LSCPU_VM = ("Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nModel:         1\nStepping:      1\n"
+            "Hypervisor vendor:  KVM\n")
 
 
 def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():

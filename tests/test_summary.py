@@ -176,6 +176,7 @@ def test_depth_limits_the_layer_table():
 # --------------------------------------------------------------------------------------------- failures
 
 
+@pytest.mark.slow
 def test_resnet_cifar_at_32x32_names_the_avgpool_and_the_inputs_that_run(cli):
     result = cli("summary", "resnet-cifar-n5", "--input", "3x32x32")
     assert result.exit_code == 1
@@ -297,6 +298,7 @@ def test_summarising_leaves_the_model_unchanged(training):
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.slow
 def test_no_third_party_warnings_reach_the_user():
     result = run_subprocess("summary", "mnist-cnn")
     assert result.exit_code == 0, result.stderr

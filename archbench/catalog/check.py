@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
-
 from archbench.catalog.registry import build_model, count_params
 from archbench.catalog.spec import ModelSpec, set_expected_params
 
@@ -30,11 +28,6 @@ class CheckResult:
 def check_model(spec: ModelSpec) -> CheckResult:
     params = count_params(build_model(spec, device="meta"))
     return CheckResult(spec.name, spec.source, spec.params, params, str(spec.path) if spec.path else None)
-
-
-def check_models(specs: Iterable[ModelSpec]) -> Iterable[CheckResult]:
-    """Lazily check each spec (so a caller can show progress)."""
-    return (check_model(spec) for spec in specs)
 
 
 def accept(spec: ModelSpec, result: CheckResult) -> bool:

@@ -2,8 +2,10 @@
 
 Every format is an object with a ``name`` and ``write(data, out_dir) -> list[Path]`` (after pip-audit's
 ``_format/``): :mod:`~archbench.report.csvfile` (``results.csv``), :mod:`~archbench.report.jsonfile`
-(``results.json``), :mod:`~archbench.report.markdown` (``report.md``) and :mod:`~archbench.report.plots`
-(PNG + SVG). :mod:`~archbench.report.tables` builds the DataFrames the formats (and the CLI) render.
+(``results.json``), :mod:`~archbench.report.markdown` (``report.md``), :mod:`~archbench.report.latex`
+(``report.tex``, booktabs tables for a paper) and :mod:`~archbench.report.plots` (PNG + SVG).
+:mod:`~archbench.report.frame` turns the rows and counts into DataFrames (the one step from results to
+tables), :mod:`~archbench.report.tables` reshapes them into the tables the formats (and the CLI) render.
 
 Everything a report shows is in :class:`ReportData`, and ``results.json`` stores all of it, so
 ``archbench report results.csv`` re-renders the same Markdown without measuring (the date is the one
@@ -12,9 +14,10 @@ stored, never "now"). Nothing here prints; torch is never imported.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from archbench.results import ModelStats, ResultRow
 from archbench.runs.study import Study
@@ -22,6 +25,7 @@ from archbench.runs.study import Study
 CSV_NAME = "results.csv"
 JSON_NAME = "results.json"
 MARKDOWN_NAME = "report.md"
+LATEX_NAME = "report.tex"
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,11 @@ def all_formats() -> list[ReportFormat]:
     """Every format, in the order they are written (the Markdown links to the others)."""
     from archbench.report.csvfile import CsvFormat
     from archbench.report.jsonfile import JsonFormat
+    from archbench.report.latex import LatexFormat
     from archbench.report.markdown import MarkdownFormat
     from archbench.report.plots import PlotsFormat
 
-    return [CsvFormat(), JsonFormat(), PlotsFormat(), MarkdownFormat()]
+    return [CsvFormat(), JsonFormat(), PlotsFormat(), MarkdownFormat(), LatexFormat()]
 
 
 def write_report(data: ReportData, out_dir: str | Path, formats: Sequence[ReportFormat] | None = None) -> list[Path]:
@@ -112,6 +117,7 @@ def load_report_data(results_csv: str | Path) -> ReportData:
 __all__ = [
     "CSV_NAME",
     "JSON_NAME",
+    "LATEX_NAME",
     "MARKDOWN_NAME",
     "ModelInfo",
     "ReportData",

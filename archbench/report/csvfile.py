@@ -5,15 +5,16 @@ model's counts at the row's input (batch 1, per sample), units in the column nam
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.report.files import atomic_write_text
-from archbench.results import CSV_COLUMNS, ModelStats, row_to_csv_dict
+from archbench.report.frame import rows_frame
+from archbench.results import ModelStats
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from archbench.report import ReportData
 
 MIB = 2**20
@@ -29,10 +30,8 @@ COUNT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def count_columns(stats: ModelStats | None) -> dict[str, Any]:
-    """The count columns of one (model, input); blank when the model did not run on that input."""
-    if stats is None:
-        return {name: "" for name in COUNT_COLUMNS}
+def count_columns(stats: ModelStats) -> dict[str, Any]:
+    """The count columns of one (model, input)."""
     per_sample = 1 / stats.batch
     return {
         "params": stats.params_total,
@@ -51,18 +50,24 @@ def _per_sample(value: float, scale: float) -> int | float:
     return int(result) if float(result).is_integer() else result
 
 
-def results_csv_text(data: "ReportData") -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *COUNT_COLUMNS], lineterminator="\n")
-    writer.writeheader()
-    for row in data.rows:
-        writer.writerow({**row_to_csv_dict(row), **count_columns(data.stats_for(row.model, row.input))})
-    return buffer.getvalue()
+def results_frame(data: ReportData) -> pd.DataFrame:
+    """The rows (:func:`~archbench.report.frame.rows_frame`) with the counts of their model at their input
+    (blank where the model did not run on it)."""
+    import pandas as pd
+
+    counts = pd.DataFrame([{"model": s.model, "input": s.input, **count_columns(s)} for s in data.stats],
+                          columns=["model", "input", *COUNT_COLUMNS], dtype=object)  # object: ints stay ints beside blanks
+    counts = counts.drop_duplicates(["model", "input"], keep="first")
+    return rows_frame(data.rows).merge(counts, on=["model", "input"], how="left")
+
+
+def results_csv_text(data: ReportData) -> str:
+    return results_frame(data).to_csv(index=False, lineterminator="\n")
 
 
 class CsvFormat:
     name = "csv"
     filename = "results.csv"
 
-    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+    def write(self, data: ReportData, out_dir: Path) -> list[Path]:
         return [atomic_write_text(Path(out_dir) / self.filename, results_csv_text(data))]

@@ -8,8 +8,9 @@ import csv
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from archbench.errors import UsageError
 from archbench.report.files import atomic_write_text
@@ -49,7 +50,7 @@ def row_from_json(data: Mapping[str, Any]) -> ResultRow:
     return ResultRow(**values)
 
 
-def data_to_json(data: "ReportData") -> dict[str, Any]:
+def data_to_json(data: ReportData) -> dict[str, Any]:
     return _clean({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -66,7 +67,7 @@ def data_to_json(data: "ReportData") -> dict[str, Any]:
     })
 
 
-def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> "ReportData":
+def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> ReportData:
     from archbench.report import ModelInfo, ReportData
 
     if payload.get("format") != FORMAT:
@@ -85,11 +86,11 @@ def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> "
     )
 
 
-def write_json(path: Path, data: "ReportData") -> Path:
+def write_json(path: Path, data: ReportData) -> Path:
     return atomic_write_text(path, json.dumps(data_to_json(data), indent=2) + "\n")
 
 
-def read_json(path: Path) -> "ReportData":
+def read_json(path: Path) -> ReportData:
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -103,7 +104,7 @@ class JsonFormat:
     name = "json"
     filename = "results.json"
 
-    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+    def write(self, data: ReportData, out_dir: Path) -> list[Path]:
         return [write_json(Path(out_dir) / self.filename, data)]
 
 
@@ -117,7 +118,7 @@ def sidecar_path(results_csv: Path) -> Path:
     return results_csv.with_suffix(".json")
 
 
-def load_results(results_csv: str | Path) -> tuple["ReportData", tuple[str, ...]]:
+def load_results(results_csv: str | Path) -> tuple[ReportData, tuple[str, ...]]:
     """Rows from ``results_csv`` (the raw samples re-attached from the JSON) and everything else from
     the JSON beside it, with the CSV's warnings (an unfinished last line, skipped). Raises
     :class:`UsageError` naming the missing or malformed file."""

@@ -7,12 +7,13 @@ A pure function of :class:`~archbench.report.ReportData` (:func:`render_markdown
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from archbench.report import tables
 from archbench.report.files import atomic_write_text
-from archbench.report.tables import Footnotes, fmt_int, fmt_sig
+from archbench.report.tables import Footnotes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +38,11 @@ RELATIVE_METHOD = (
     "The interval is taken from the CI ends, (ref_low / high – ref_high / low): it holds the true ratio "
     "whenever both true medians lie in their CIs, so it covers at least the product of the two coverages "
     "(≥90.25% for two 95% CIs; a lower bound is written in the cell when a CI covers less), assumes nothing "
-    "about the distributions, and is asymmetric, as a ratio is."
+    "about the distributions, and is asymmetric, as a ratio is. "
+    "\"paired\" (models timed in alternating rounds at each cell, the default): 1 / the median of the per-round "
+    "time ratios model / reference, each from one round's short bursts of both, so a machine's drift falls on both; "
+    "its 95% CI is the distribution-free one of a median (order statistics at binomial ranks; the range of the "
+    "ratios below 6 rounds)."
 )
 LOAD_NOTE = (
     "A calibration kernel (24 products of 256×256 fp32 matrices, a few ms) is timed before and after each "
@@ -63,9 +68,15 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: Seque
     return "\n".join(lines)
 
 
-def frame_table(frame: "pd.DataFrame", first: str = "model") -> str:
+def frame_table(frame: pd.DataFrame, first: str = "model", align: Sequence[str] | None = None) -> str:
     """A text DataFrame (index = first column) as a GitHub table."""
-    return md_table([first, *frame.columns], ([index, *values] for index, values in zip(frame.index, frame.values.tolist())))
+    rows = ([index, *values] for index, values in zip(frame.index, frame.values.tolist()))
+    return md_table([first, *frame.columns], rows, align)
+
+
+def model_table(frame: pd.DataFrame, align: Sequence[str] | None = None) -> str:
+    """A table with a model a row (the index), model names as code."""
+    return frame_table(frame.rename(index=lambda m: f"`{m}`"), align=align)
 
 
 def pretty_date(iso: str) -> str:
@@ -77,7 +88,7 @@ def pretty_date(iso: str) -> str:
     except (TypeError, ValueError):
         return iso or "unknown date"
     if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.timezone.utc)
+        stamp = stamp.astimezone(dt.UTC)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -92,7 +103,7 @@ def _value(value: Any) -> str:
 # ------------------------------------------------------------------------------------------ sections
 
 
-def header_section(data: "ReportData") -> list[str]:
+def header_section(data: ReportData) -> list[str]:
     lines = [f"# {data.study.title}", ""]
     models = ", ".join(f"`{m}`" for m in data.study.models)
     lines += [f"Models: {models}; reference: `{data.study.reference}`. Measured {pretty_date(data.date)}."]
@@ -103,7 +114,7 @@ def header_section(data: "ReportData") -> list[str]:
     return lines
 
 
-def precision_section(data: "ReportData") -> list[str]:
+def precision_section(data: ReportData) -> list[str]:
     options = data.study.options
     summary = tables.precision_summary(data.rows)
     budget = f"{options.max_time_s:g} s" if options.max_time_s else "no time limit"
@@ -128,20 +139,21 @@ CUDA_ONLY_SETTINGS = ("cuda", "cudnn", "tf32_matmul", "tf32_cudnn", "cudnn_bench
                       "cuda_memory_gb", "gpu_driver", "gpu_count", "gpus")
 
 
-def shown_settings(data: "ReportData", env: Mapping[str, Any]) -> dict[str, Any]:
+def shown_settings(data: ReportData, env: Mapping[str, Any]) -> dict[str, Any]:
     """The environment rows worth showing: GPU settings only when a CUDA device measured something."""
     devices = {r.device for r in data.rows} | set(env.get("devices") or {})
     cuda = any(str(d).startswith("cuda") for d in devices)
     return {k: v for k, v in env.items() if k != "date" and (cuda or k not in CUDA_ONLY_SETTINGS)}
 
 
-def environment_section(data: "ReportData") -> list[str]:
+def environment_section(data: ReportData) -> list[str]:
     env = dict(data.environment)
     lines = ["## Environment", ""]
     if not env:
         return lines + ["No environment was recorded.", ""]
     rows = [(key, _value(value)) for key, value in shown_settings(data, env).items()]
-    rows += [("device peak (large matmul)", _value({k: f"{v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()}))] if data.peaks_tflops else []
+    if data.peaks_tflops:
+        rows.append(("device peak (large matmul)", _value({k: f"{v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()})))
     lines += [md_table(["setting", "value"], rows, ["l", "l"]), ""]
     if len(data.environments) > 1:
         dates = ", ".join(pretty_date(e.get("date", "")) for e in data.environments)
@@ -151,44 +163,18 @@ def environment_section(data: "ReportData") -> list[str]:
     return lines
 
 
-def architecture_section(data: "ReportData", notes: Footnotes) -> list[str]:
-    frame = tables.architecture_table(data)
-    rows = []
-    for record in frame.to_dict("records"):
-        stats = data.stats_for(record["model"], record["input"])
-        failure = data.stats_error(record["model"], record["input"])
-        mark = ""
-        if stats and stats.uncounted_ops:
-            ops = ", ".join(f"{op} ×{n}" for op, n in sorted(stats.uncounted_ops.items()))
-            mark = notes.mark(f"{record['model']} at {record['input']}: ops no counter accounted for (not in the MACs/FLOPs): {ops}.")
-        elif failure:
-            mark = notes.mark(f"{record['model']} at {record['input']}: {failure}")
-        rows.append([
-            f"`{record['model']}`", fmt_int(record["params"]), fmt_sig(record["param_mb"]), fmt_sig(record["gmacs"]) + mark,
-            fmt_sig(record["gmacs_with_norm"]), fmt_sig(record["gflops_forward"]), fmt_sig(record["gflops_backward"]), fmt_sig(record["activation_mb_per_sample"]),
-            record["input"],
-        ])
-    headers = ["model", "params", "param memory (MB)", "forward GMACs", "GMACs with norm", "forward GFLOPs",
-               "backward GFLOPs", "activations (MB/sample)", "default input"]
+def architecture_section(data: ReportData, notes: Footnotes) -> list[str]:
+    arch = tables.architecture_text(data, notes)
     lines = ["## Models", "", "Counts at each model's default input, batch 1 (MACs/FLOPs per sample; 1 MAC = 2 FLOPs). "
              "Parameter memory counts parameters and buffers; activation memory is what autograd saves for the "
-             "backward pass, measured.", "", md_table(headers, rows, ["l", *["r"] * 7, "l"]), ""]
-    inputs = tables.grid_inputs(data)
-    defaults = {m.input for m in data.models}
-    if inputs and set(inputs) != defaults:
-        per_input = tables.macs_per_input_table(data)
-        body = []
-        for model, values in zip(per_input.index, per_input.values.tolist()):
-            cells = []
-            for column, value in zip(per_input.columns, values):
-                failure = data.stats_error(model, column)
-                cells.append(fmt_sig(value) if math.isfinite(value) else ("error" + notes.mark(f"{model} at {column}: {failure}") if failure else "—"))
-            body.append([f"`{model}`", *cells])
-        lines += ["Forward GMACs per sample at each input of the grid:", "", md_table(["model", *per_input.columns], body), ""]
+             "backward pass, measured.", "", model_table(arch, ["l", *["r"] * 7, "l"]), ""]
+    if tables.grid_differs_from_defaults(data):
+        per_input = tables.macs_per_input_text(data, notes)
+        lines += ["Forward GMACs per sample at each input of the grid:", "", model_table(per_input), ""]
     return lines
 
 
-def speed_section(data: "ReportData", notes: Footnotes) -> list[str]:
+def speed_section(data: ReportData, notes: Footnotes) -> list[str]:
     from archbench.timing.load import LOAD_THRESHOLD
 
     legend = ("Median time per step (95% CI unless the cell gives another coverage) · samples/s. Columns: input · "
@@ -196,7 +182,7 @@ def speed_section(data: "ReportData", notes: Footnotes) -> list[str]:
               "target; `OOM`/`error`: the cell failed (see the footnote); —: not measured.")
     lines = ["## Speed", "", f"{legend} {LOAD_NOTE.format(threshold=LOAD_THRESHOLD)} {load_summary(data.rows)}", ""]
     for key, frame in tables.speed_tables(data, notes):
-        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+        lines += [f"### {key.title()}", "", model_table(frame), ""]
     return lines
 
 
@@ -213,27 +199,27 @@ def load_summary(rows) -> str:
     return said
 
 
-def relative_section(data: "ReportData") -> list[str]:
+def relative_section(data: ReportData) -> list[str]:
     lines = [f"## Relative speed (reference: `{data.study.reference}`)", "", RELATIVE_METHOD, ""]
     relative = tables.relative_tables(data)
     if not relative:
         return lines + ["No cell was measured successfully for both a model and the reference.", ""]
     for key, frame in relative:
-        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+        lines += [f"### {key.title()}", "", model_table(frame), ""]
     return lines
 
 
-def memory_section(data: "ReportData", notes: Footnotes) -> list[str]:
+def memory_section(data: ReportData, notes: Footnotes) -> list[str]:
     lines = ["## Peak memory", "", "Peak memory of each cell in MB while it was sampled (weights, gradients, inputs, "
              "activations and the timed steps' workspaces; what only the warm-up allocated, such as cuDNN "
              "autotuning's trial workspaces, is left out): on CPU the peak resident set above the process's before "
              "the model was built, on CUDA the peak of allocated tensors above the same point.", ""]
     for key, frame in tables.memory_tables(data, notes):
-        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+        lines += [f"### {key.title()}", "", model_table(frame), ""]
     return lines
 
 
-def efficiency_section(data: "ReportData", notes: Footnotes) -> list[str]:
+def efficiency_section(data: ReportData, notes: Footnotes) -> list[str]:
     emulated = tables.emulated_peaks(data.peaks_tflops)
     peaks = ", ".join(f"{k}: {v:.3f} TFLOP/s" + (" (emulated, no ceiling)" if k in emulated else "")
                       for k, v in data.peaks_tflops.items()) or "not measured"
@@ -243,11 +229,11 @@ def efficiency_section(data: "ReportData", notes: Footnotes) -> list[str]:
              "A dtype whose matmul peak is below fp32's on the same device (bf16/fp16 on most CPUs) is emulated "
              "there, so its peak is no ceiling and its cells show no fraction (see the footnote).", ""]
     for key, frame in tables.efficiency_tables(data, notes):
-        lines += [f"### {key.title()}", "", frame_table(frame.rename(index=lambda m: f"`{m}`")), ""]
+        lines += [f"### {key.title()}", "", model_table(frame), ""]
     return lines
 
 
-def plots_section(data: "ReportData") -> list[str]:
+def plots_section(data: ReportData) -> list[str]:
     from archbench.report.plots import planned_plots
 
     lines = ["## Plots", "", "Error bars: the CI of each cell's median (95% unless the speed table gives another "
@@ -262,14 +248,14 @@ def files_section() -> list[str]:
             "[`results.csv`](results.csv): one row per cell (median, CI, IQR, samples/s, TFLOP/s, peak memory, status) "
             "with the model's counts at that input. [`results.json`](results.json): the same rows with the raw "
             "samples, the counts, the environment and the study. `archbench report results.csv` re-renders this "
-            "report from them.", ""]
+            "report from them. [`report.tex`](report.tex): these tables as booktabs LaTeX, for a paper.", ""]
 
 
 def footnotes_section(notes: Footnotes) -> list[str]:
     return [f"[^{number}]: {_escape(message)}" for number, message in notes.items()] + ([""] if notes.messages else [])
 
 
-def render_markdown(data: "ReportData") -> str:
+def render_markdown(data: ReportData) -> str:
     notes = Footnotes("markdown")
     lines = [
         *header_section(data),
@@ -291,5 +277,5 @@ class MarkdownFormat:
     name = "markdown"
     filename = "report.md"
 
-    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+    def write(self, data: ReportData, out_dir: Path) -> list[Path]:
         return [atomic_write_text(Path(out_dir) / self.filename, render_markdown(data))]

@@ -31,11 +31,11 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
-def _ok_rows(data: "ReportData") -> list["ResultRow"]:
+def _ok_rows(data: ReportData) -> list[ResultRow]:
     return [r for r in data.rows if r.status == "ok" and math.isfinite(r.median_ms) and r.median_ms > 0]
 
 
-def planned_plots(data: "ReportData") -> list[tuple[str, str]]:
+def planned_plots(data: ReportData) -> list[tuple[str, str]]:
     """``(file stem, caption)`` of each plot this data can draw (the Markdown embeds exactly these)."""
     plots = []
     if _ok_rows(data):
@@ -80,13 +80,13 @@ def _plain_numbers(*axes) -> None:
         axis.set_minor_formatter(FuncFormatter(lambda value, _pos: ""))
 
 
-def _styles(data: "ReportData"):
+def _styles(data: ReportData):
     models = list(data.study.models) or sorted({r.model for r in data.rows})
     colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
     return models, colors
 
 
-def _panels(data: "ReportData"):
+def _panels(data: ReportData):
     keys = tables.table_keys(_ok_rows(data))
     devices = list(dict.fromkeys((k.device, k.dtype) for k in keys))
     modes = list(dict.fromkeys(k.mode for k in keys))
@@ -117,73 +117,83 @@ def _panel_rows(axes, rows, devices, modes):
             yield ax, [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
 
 
-def throughput_figure(data: "ReportData"):
+def _line_panels(data: ReportData, series: str, x, err, label):
+    """A figure with a panel per device/dtype (rows) and mode (columns) and, in each, a line per model
+    (colour) and value of the row attribute ``series`` (marker and line style): ``x(row)`` against the
+    row's ``y`` with error bars ``err(row) -> (y, below, above)``, labelled ``label(model, value)``.
+    Returns the figure, its axes and each panel's axes with its rows."""
+    rows = _ok_rows(data)
+    _, devices, modes = _panels(data)
+    models, colors = _styles(data)
+    values = sorted({getattr(r, series) for r in rows}, key=tables.input_order if series == "input" else None)
+    fig, axes = _figure(len(devices), len(modes))
+    panels = list(_panel_rows(axes, rows, devices, modes))
+    for ax, cell_rows in panels:
+        for model in models:
+            for k, value in enumerate(values):
+                line = sorted((r for r in cell_rows if r.model == model and getattr(r, series) == value), key=x)
+                if not line:
+                    continue
+                y, below, above = zip(*map(err, line))
+                ax.errorbar([x(r) for r in line], y, yerr=[below, above], color=colors.get(model),
+                            marker=_MARKERS[k % len(_MARKERS)], linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3,
+                            label=label(model, value))
+    return fig, axes, panels
+
+
+def _log_axes(ax, ticks, tick_labels, xlabel: str, ylabel: str, x_base: int = 10, minor_ticks: bool = True) -> None:
+    """Log-log axes with plain-number labels, x ticks only where the lines have points, and a grid (at
+    the minor ticks too, unless ``minor_ticks`` is off)."""
+    ax.set_xscale("log", base=x_base)
+    ax.set_yscale("log")
+    _plain_numbers(ax.yaxis)
+    ax.set_xticks(ticks, tick_labels)
+    if not minor_ticks:
+        ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both" if minor_ticks else "major", alpha=0.3)
+
+
+def _throughput_error(row: ResultRow) -> tuple[float, float, float]:
+    """Samples/s with the distances to the ends of its CI (the median's CI turned into samples/s)."""
+    y = row.samples_per_s
+    return y, max(0.0, y - row.batch / row.ci_high_ms * 1e3), max(0.0, row.batch / row.ci_low_ms * 1e3 - y)
+
+
+def _pixels(row: ResultRow) -> int:
+    return tables.input_order(row.input)[0]
+
+
+def _time_error(row: ResultRow) -> tuple[float, float, float]:
+    return row.median_ms, max(0.0, row.median_ms - row.ci_low_ms), max(0.0, row.ci_high_ms - row.median_ms)
+
+
+def throughput_figure(data: ReportData):
     """Samples/s (with the 95% CI as error bars) against batch size: a panel per device/dtype (rows)
     and mode (columns), a line per model (colour) and input (marker and line style)."""
-    rows = _ok_rows(data)
-    _, devices, modes = _panels(data)
-    models, colors = _styles(data)
-    inputs = sorted({r.input for r in rows}, key=tables.input_order)
-    fig, axes = _figure(len(devices), len(modes))
-    for ax, cell_rows in _panel_rows(axes, rows, devices, modes):
-        for model in models:
-            for k, shape in enumerate(inputs):
-                line = sorted((r for r in cell_rows if r.model == model and r.input == shape), key=lambda r: r.batch)
-                if not line:
-                    continue
-                x = [r.batch for r in line]
-                y = [r.samples_per_s for r in line]
-                low = [max(0.0, v - r.batch / r.ci_high_ms * 1e3) for v, r in zip(y, line)]
-                high = [max(0.0, r.batch / r.ci_low_ms * 1e3 - v) for v, r in zip(y, line)]
-                ax.errorbar(x, y, yerr=[low, high], color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
-                            linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · {shape}")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+    fig, axes, panels = _line_panels(data, "input", lambda r: r.batch, _throughput_error,
+                                     lambda model, shape: f"{model} · {shape}")
+    for ax, cell_rows in panels:
         batches = sorted({r.batch for r in cell_rows})
-        _plain_numbers(ax.yaxis)
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("samples / s")
-        ax.grid(True, which="both", alpha=0.3)
+        _log_axes(ax, batches, [str(b) for b in batches], "batch size", "samples / s", x_base=2)
     _figure_legend(fig, axes)
     return fig
 
 
-def time_vs_input_figure(data: "ReportData"):
+def time_vs_input_figure(data: ReportData):
     """Median time per step (95% CI error bars) against the input's pixel count: a panel per
     device/dtype and mode, a line per model (colour) and batch size (marker and line style)."""
-    rows = _ok_rows(data)
-    _, devices, modes = _panels(data)
-    models, colors = _styles(data)
-    batches = sorted({r.batch for r in rows})
-    inputs = sorted({r.input for r in rows}, key=tables.input_order)
-    pixels = {shape: tables.input_order(shape)[0] for shape in inputs}
-    fig, axes = _figure(len(devices), len(modes))
-    for ax, cell_rows in _panel_rows(axes, rows, devices, modes):
-        for model in models:
-            for k, batch in enumerate(batches):
-                line = sorted((r for r in cell_rows if r.model == model and r.batch == batch), key=lambda r: pixels[r.input])
-                if not line:
-                    continue
-                x = [pixels[r.input] for r in line]
-                y = [r.median_ms for r in line]
-                err = [[max(0.0, r.median_ms - r.ci_low_ms) for r in line], [max(0.0, r.ci_high_ms - r.median_ms) for r in line]]
-                ax.errorbar(x, y, yerr=err, color=colors.get(model), marker=_MARKERS[k % len(_MARKERS)],
-                            linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3, label=f"{model} · batch {batch}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+    fig, axes, panels = _line_panels(data, "batch", _pixels, _time_error, lambda model, batch: f"{model} · batch {batch}")
+    for ax, cell_rows in panels:
         shown = sorted({r.input for r in cell_rows}, key=tables.input_order)
-        _plain_numbers(ax.yaxis)
-        ax.set_xticks([pixels[s] for s in shown], shown)
-        ax.minorticks_off()
-        ax.set_xlabel("input (C×H×W)")
-        ax.set_ylabel("median time per step (ms)")
-        ax.grid(True, which="major", alpha=0.3)
+        _log_axes(ax, [tables.input_order(s)[0] for s in shown], shown, "input (C×H×W)", "median time per step (ms)",
+                  minor_ticks=False)  # ticks at the pixel counts, as _pixels places the points
     _figure_legend(fig, axes)
     return fig
 
 
-def params_vs_macs_figure(data: "ReportData"):
+def params_vs_macs_figure(data: ReportData):
     """One labelled point per model: forward GMACs (x) against millions of parameters (y), at each
     model's default input, batch 1."""
     arch = tables.architecture_table(data)
@@ -215,7 +225,7 @@ _FIGURES = {THROUGHPUT[0]: throughput_figure, TIME_VS_INPUT[0]: time_vs_input_fi
 class PlotsFormat:
     name = "plots"
 
-    def write(self, data: "ReportData", out_dir: Path) -> list[Path]:
+    def write(self, data: ReportData, out_dir: Path) -> list[Path]:
         written: list[Path] = []
         for stem, _caption in planned_plots(data):
             written += _save(_FIGURES[stem](data), Path(out_dir), stem)

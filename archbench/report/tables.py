@@ -14,13 +14,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from archbench.parsing import parse_input
+from archbench.report.frame import rows_frame, stats_frame
+from archbench.results import CellKey, ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, median_ci_ranks
-from archbench.parsing import parse_input
-from archbench.results import ResultRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +131,7 @@ def failure_message(row: ResultRow) -> str:
 # ---------------------------------------------------------------------------------- architecture
 
 
-def architecture_table(data: "ReportData") -> "pd.DataFrame":
+def architecture_table(data: ReportData) -> pd.DataFrame:
     """One row per model, counts at its default input and batch 1 (NaN where the model did not run):
     ``params``, ``param_mb`` (parameters + buffers, MiB), ``gmacs`` (forward MACs of convolutions, matrix
     products and attention: torchvision's ``_ops`` convention; 1 MAC = one multiply-accumulate),
@@ -138,26 +140,54 @@ def architecture_table(data: "ReportData") -> "pd.DataFrame":
     ``activation_mb_per_sample`` (measured, MiB) and ``input``."""
     import pandas as pd
 
-    records = []
-    for info in data.models:
-        stats = data.stats_for(info.name, info.input)
-        records.append({
-            "model": info.name,
-            "params": stats.params_total if stats else math.nan,
-            "param_mb": stats.param_bytes / MIB if stats else math.nan,
-            "gmacs": stats.macs / 1e9 if stats else math.nan,
-            "gmacs_with_norm": stats.macs_with_norm / 1e9 if stats and stats.macs_with_norm is not None else math.nan,
-            "gflops_forward": stats.flops_forward / 1e9 if stats else math.nan,
-            "gflops_backward": stats.flops_backward / 1e9 if stats else math.nan,
-            "activation_mb_per_sample": stats.activation_bytes_per_sample / MIB if stats else math.nan,
-            "input": info.input,
-        })
-    return pd.DataFrame.from_records(records, columns=["model", "params", "param_mb", "gmacs", "gmacs_with_norm",
-                                                       "gflops_forward", "gflops_backward",
-                                                       "activation_mb_per_sample", "input"])
+    models = pd.DataFrame([(m.name, m.input) for m in data.models], columns=["model", "input"])
+    counts = models.merge(stats_frame(data.stats), on=["model", "input"], how="left")
+    return pd.DataFrame({
+        "model": counts["model"],
+        "params": counts["params_total"],
+        "param_mb": counts["param_bytes"] / MIB,
+        "gmacs": counts["macs"] / 1e9,
+        "gmacs_with_norm": counts["macs_with_norm"].astype(float) / 1e9,
+        "gflops_forward": counts["flops_forward"] / 1e9,
+        "gflops_backward": counts["flops_backward"] / 1e9,
+        "activation_mb_per_sample": counts["activation_bytes"] / counts["batch"] / MIB,
+        "input": counts["input"],
+    })
 
 
-def grid_inputs(data: "ReportData") -> list[str]:
+ARCHITECTURE_HEADERS = {
+    "params": "params",
+    "param_mb": "param memory (MB)",
+    "gmacs": "forward GMACs",
+    "gmacs_with_norm": "GMACs with norm",
+    "gflops_forward": "forward GFLOPs",
+    "gflops_backward": "backward GFLOPs",
+    "activation_mb_per_sample": "activations (MB/sample)",
+    "input": "default input",
+}
+
+
+def architecture_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
+    """:func:`architecture_table` as text (index = model, columns = :data:`ARCHITECTURE_HEADERS`), the
+    ops no counter accounted for, or why a model did not run, footnoted on its GMACs."""
+    arch = architecture_table(data)
+    numbers = [name for name in ARCHITECTURE_HEADERS if name not in ("params", "input")]
+    text = arch.assign(params=arch["params"].map(fmt_int), **{name: arch[name].map(fmt_sig) for name in numbers})
+    marks = [_counts_mark(data, model, input, footnotes) for model, input in zip(arch["model"], arch["input"])]
+    text["gmacs"] = text["gmacs"] + marks
+    return text.set_index("model")[list(ARCHITECTURE_HEADERS)].rename(columns=ARCHITECTURE_HEADERS)
+
+
+def _counts_mark(data: ReportData, model: str, input: str, footnotes: Footnotes) -> str:
+    stats = data.stats_for(model, input)
+    if stats and stats.uncounted_ops:
+        ops = ", ".join(f"{op} ×{n}" for op, n in sorted(stats.uncounted_ops.items()))
+        return footnotes.mark(f"{model} at {input}: ops no counter accounted for (not in the MACs/FLOPs): {ops}.")
+    failure = data.stats_error(model, input)
+    return footnotes.mark(f"{model} at {input}: {failure}") if failure else ""
+
+
+def grid_inputs(data: ReportData) -> list[str]:
     """The inputs of the measured cells (or of the study grid), smallest first."""
     inputs = {r.input for r in data.rows}
     if data.study.grid.inputs:
@@ -165,16 +195,33 @@ def grid_inputs(data: "ReportData") -> list[str]:
     return sorted(inputs, key=input_order)
 
 
-def macs_per_input_table(data: "ReportData") -> "pd.DataFrame":
+def grid_differs_from_defaults(data: ReportData) -> bool:
+    """Whether the grid's inputs are other than the models' default inputs (then the report adds the
+    GMACs at each input of the grid)."""
+    inputs = grid_inputs(data)
+    return bool(inputs) and set(inputs) != {m.input for m in data.models}
+
+
+def macs_per_input_table(data: ReportData) -> pd.DataFrame:
     """Forward GMACs (batch 1) of each model (rows) at each input of the grid (columns); NaN where the
     model does not run on that input."""
-    import pandas as pd
+    macs = stats_frame(data.stats).pivot(index="model", columns="input", values="macs")
+    table = macs.reindex(index=[m.name for m in data.models], columns=grid_inputs(data)).astype(float) / 1e9
+    return table.rename_axis(index=None, columns=None)
 
-    inputs = grid_inputs(data)
-    table = {}
-    for info in data.models:
-        table[info.name] = [s.macs / 1e9 if (s := data.stats_for(info.name, i)) else math.nan for i in inputs]
-    return pd.DataFrame.from_dict(table, orient="index", columns=inputs)
+
+def macs_per_input_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
+    """:func:`macs_per_input_table` as text: ``error`` with a footnote where the model failed on the input,
+    ``—`` where it was not counted."""
+    table = macs_per_input_table(data)
+    body = {model: [fmt_sig(value) if math.isfinite(value) else _failed_count(data, model, column, footnotes)
+                    for column, value in values.items()] for model, values in table.iterrows()}
+    return _text_frame(body, list(table.columns))
+
+
+def _failed_count(data: ReportData, model: str, input: str, footnotes: Footnotes) -> str:
+    failure = data.stats_error(model, input)
+    return "error" + footnotes.mark(f"{model} at {input}: {failure}") if failure else "—"
 
 
 # ------------------------------------------------------------------------------------------ speed
@@ -205,36 +252,64 @@ def column_label(input: str, batch: int) -> str:
     return f"{input} · b{batch}"
 
 
-def _grouped_cells(data: "ReportData", key: TableKey) -> tuple[list[str], dict[tuple[str, str], ResultRow]]:
-    rows = [r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)[:3]]
-    columns = sorted({(r.input, r.batch) for r in rows}, key=lambda c: (input_order(c[0]), c[1]))
-    cells = {(r.model, column_label(r.input, r.batch)): r for r in rows}
-    return [column_label(i, b) for i, b in columns], cells
+def _key_rows(frame: pd.DataFrame, key: TableKey) -> pd.DataFrame:
+    """The lines of ``frame`` in ``key``'s device, dtype and mode, with their ``column`` label."""
+    rows = frame[(frame["device"] == key.device) & (frame["dtype"] == key.dtype) & (frame["mode"] == key.mode)]
+    return rows.assign(column=[column_label(i, b) for i, b in zip(rows["input"], rows["batch"])])
 
 
-def _text_table(data: "ReportData", key: TableKey, render, footnotes: Footnotes, flag_load: bool = False) -> "pd.DataFrame":
-    """``render(row, footnotes)`` for each ok cell; failed cells as ``OOM``/``error`` with a footnote;
-    with ``flag_load``, cells measured under load get a footnote too."""
+def _reading_order(cells: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """``cells`` in the order a table reads them: models as listed (others after), then input (smallest
+    first) and batch; ties keep their order."""
+    model_rank = {m: i for i, m in enumerate(models)}
+    input_rank = {s: i for i, s in enumerate(sorted(set(cells["input"]), key=input_order))}
+    ranked = cells.assign(_model=cells["model"].map(lambda m: model_rank.get(m, len(model_rank))),
+                          _input=cells["input"].map(input_rank))
+    return ranked.sort_values(["_model", "_input", "batch"], kind="stable").drop(columns=["_model", "_input"])
+
+
+def _columns(rows: pd.DataFrame) -> list[str]:
+    """The column labels of a table's rows: input (smallest first), then batch."""
+    return list(dict.fromkeys(_reading_order(rows, [])["column"]))
+
+
+def listed_models(data: ReportData) -> list[str]:
+    """The models a table has rows for: the report's models, or those of the rows when it lists none."""
+    return [m.name for m in data.models] or list(dict.fromkeys(r.model for r in data.rows))
+
+
+def _text_frame(body: dict[str, list[str]], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
-    columns, cells = _grouped_cells(data, key)
-    models = [m.name for m in data.models] or list(dict.fromkeys(r.model for r in data.rows))
-    body = {}
-    for model in models:
-        line = []
-        for column in columns:
-            row = cells.get((model, column))
-            if row is None:
-                line.append("—")  # not measured (not in the grid for this model, or the run was cut short)
-            elif row.status != "ok":
-                line.append(failure_label(row) + footnotes.mark(failure_message(row)))
-            else:
-                loaded = f" · under load{footnotes.mark(load_message(row))}" if flag_load and row.under_load else ""
-                line.append(render(row, footnotes) + loaded)
-        body[model] = line
     frame = pd.DataFrame.from_dict(body, orient="index", columns=columns)
     frame.index.name = "model"
     return frame
+
+
+def _pivot(cells: pd.DataFrame, models: list[str], columns: list[str]) -> pd.DataFrame:
+    """The ``text`` of ``cells`` (one per model and column) as a table: rows = ``models``, columns =
+    ``columns``, ``—`` where a model has no cell (not in the grid for it, or the run was cut short)."""
+    table = cells.pivot(index="model", columns="column", values="text").reindex(index=models, columns=columns)
+    return table.astype(object).fillna("—").rename_axis(index="model", columns=None)
+
+
+def _text_table(data: ReportData, key: TableKey, render, footnotes: Footnotes, flag_load: bool = False) -> pd.DataFrame:
+    """``render(row, footnotes)`` for each ok cell; failed cells as ``OOM``/``error`` with a footnote;
+    with ``flag_load``, cells measured under load get a footnote too. Footnotes are numbered in reading
+    order (row by row)."""
+    rows = _key_rows(rows_frame(data.rows), key)
+    models = listed_models(data)
+    shown = rows[rows["model"].isin(models)].drop_duplicates(["model", "column"], keep="last")
+    cells = _reading_order(shown, models)
+    texts = [_cell_text(row, render, footnotes, flag_load) for row in cells.itertuples(index=False)]
+    return _pivot(cells.assign(text=texts), models, _columns(rows))
+
+
+def _cell_text(row: ResultRow, render, footnotes: Footnotes, flag_load: bool) -> str:
+    if row.status != "ok":
+        return failure_label(row) + footnotes.mark(failure_message(row))
+    loaded = f" · under load{footnotes.mark(load_message(row))}" if flag_load and row.under_load else ""
+    return render(row, footnotes) + loaded
 
 
 def ci_text(row: ResultRow) -> str:
@@ -263,19 +338,19 @@ def memory_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
     return fmt_sig(row.peak_mem_mb)
 
 
-def speed_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
+def speed_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: the median time per step with its CI, and samples/s; cells measured
     under load footnoted."""
     return [(key, _text_table(data, key, speed_cell, footnotes, flag_load=True)) for key in table_keys(data.rows)]
 
 
-def efficiency_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
+def efficiency_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: achieved TFLOP/s and the fraction of the measured device peak (none
     where that peak is no ceiling, also for results stored before archbench applied the rule)."""
     import dataclasses
 
     notes = emulated_peaks(data.peaks_tflops)
-    rows = tuple(dataclasses.replace(r, peak_fraction=math.nan, error=notes[f"{r.device}/{r.dtype}"])
+    rows = tuple(dataclasses.replace(r, peak_fraction=math.nan, note=notes[f"{r.device}/{r.dtype}"])
                  if f"{r.device}/{r.dtype}" in notes and r.status == "ok" else r for r in data.rows)
     data = dataclasses.replace(data, rows=rows)
     return [(key, _text_table(data, key, efficiency_cell, footnotes)) for key in table_keys(data.rows)]
@@ -295,7 +370,7 @@ def emulated_peaks(peaks_tflops) -> dict[str, str]:
     return notes
 
 
-def memory_tables(data: "ReportData", footnotes: Footnotes) -> list[tuple[TableKey, "pd.DataFrame"]]:
+def memory_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: each cell's peak memory in MB (``peak_mem_mb``)."""
     return [(key, _text_table(data, key, memory_cell, footnotes)) for key in table_keys(data.rows)]
 
@@ -338,66 +413,63 @@ def relative_speed(reference: ResultRow, row: ResultRow) -> RelativeSpeed:
     )
 
 
-def relative_speeds(data: "ReportData") -> "pd.DataFrame":
+def paired_text(row) -> str:
+    """`` · ×1.84 (1.80–1.88) paired``: an interleaved row's speed against the reference from its median
+    per-round time ratio (``1 / paired_ratio``, the CI's ends inverted); empty for a row without one."""
+    if not math.isfinite(row.paired_ratio):
+        return ""
+    return (f" · ×{fmt_sig(1 / row.paired_ratio)} ({fmt_sig(1 / row.paired_ratio_high)}–"
+            f"{fmt_sig(1 / row.paired_ratio_low)}) paired")
+
+
+_CELL = [name for name in CellKey._fields if name != "model"]  # a cell of the grid, whichever model ran it
+_TIMES = ["median_ms", "ci_low_ms", "ci_high_ms", "ci_coverage", "n_samples"]  # what relative_speed reads
+RELATIVE_COLUMNS = ["model", "reference", "device", "mode", "batch", "input", "dtype", *RelativeSpeed._fields, "text", "column"]
+
+
+def relative_speeds(data: ReportData) -> pd.DataFrame:
     """Each non-reference model against the reference in every cell both measured successfully:
     ``ratio`` (``m_ref / m``; > 1 means faster), ``low``/``high`` (its interval), ``coverage`` (a lower
-    bound) and ``text`` (``×2.50 (2.34–2.74)``)."""
+    bound) and ``text`` (``×2.50 (2.34–2.74)``, with the paired figure of interleaved rows:
+    :func:`paired_text`); by table, then model, input and batch."""
     import pandas as pd
 
     reference = data.study.reference
-    ref_rows = {_cell(r): r for r in data.rows if r.model == reference and r.status == "ok"}
-    records = []
-    for key in table_keys(data.rows):
-        for row in sorted((r for r in data.rows if (r.device, r.dtype, r.mode) == tuple(key)[:3]),
-                          key=lambda r: (_model_order(data, r.model), input_order(r.input), r.batch)):
-            ref = ref_rows.get(_cell(row))
-            if row.model == reference or row.status != "ok" or ref is None:
-                continue
-            speed = relative_speed(ref, row)
-            records.append({
-                "model": row.model, "reference": reference, "device": row.device, "mode": row.mode,
-                "batch": row.batch, "input": row.input, "dtype": row.dtype, **speed._asdict(), "text": speed.text(),
-                "column": column_label(row.input, row.batch),
-            })
-    columns = ["model", "reference", "device", "mode", "batch", "input", "dtype", "ratio", "low", "high", "coverage",
-               "text", "column"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    frame = rows_frame(data.rows)
+    ok = frame[frame["status"] == "ok"]
+    references = ok[ok["model"] == reference].drop_duplicates(_CELL, keep="last")[[*_CELL, *_TIMES]]
+    pairs = _reading_order(ok[ok["model"] != reference].merge(references, on=_CELL, suffixes=("", "_ref")),
+                           list(data.study.models))
+    key_rank = {tuple(key)[:3]: rank for rank, key in enumerate(table_keys(data.rows))}
+    pairs = pairs.assign(_key=[key_rank[k] for k in zip(pairs["device"], pairs["dtype"], pairs["mode"])])
+    pairs = pairs.sort_values("_key", kind="stable").reset_index(drop=True)
+    ref_times = pairs[[f"{name}_ref" for name in _TIMES]].set_axis(_TIMES, axis=1)
+    speeds = [relative_speed(ref, row) for ref, row in zip(ref_times.itertuples(index=False), pairs.itertuples(index=False))]
+    measured = pd.DataFrame(speeds, columns=list(RelativeSpeed._fields), index=pairs.index)
+    texts = [speed.text() + paired_text(row) for speed, row in zip(speeds, pairs.itertuples(index=False))]
+    return pairs.join(measured).assign(reference=reference, text=texts,
+                                       column=[column_label(i, b) for i, b in zip(pairs["input"], pairs["batch"])])[RELATIVE_COLUMNS]
 
 
-def relative_tables(data: "ReportData") -> list[tuple[TableKey, "pd.DataFrame"]]:
+def relative_tables(data: ReportData) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: rows = the models other than the reference, columns = input x batch,
     cells ``×ratio (low–high)``; ``—`` where the model or the reference has no successful timing."""
-    import pandas as pd
-
     speeds = relative_speeds(data)
-    others = [m for m in ([i.name for i in data.models] or dict.fromkeys(r.model for r in data.rows))
-              if m != data.study.reference]
+    rows = rows_frame(data.rows)
+    others = [m for m in listed_models(data) if m != data.study.reference]
     result = []
     for key in table_keys(data.rows):
-        columns, _ = _grouped_cells(data, key)
-        group = speeds[(speeds["device"] == key.device) & (speeds["dtype"] == key.dtype) & (speeds["mode"] == key.mode)]
-        texts = {(m, c): t for m, c, t in zip(group["model"], group["column"], group["text"])}
+        group = _key_rows(speeds, key)
         if group.empty:
             continue
-        body = {model: [texts.get((model, column), "—") for column in columns] for model in others}
-        frame = pd.DataFrame.from_dict(body, orient="index", columns=columns)
-        frame.index.name = "model"
-        result.append((key, frame))
+        cells = group[group["model"].isin(others)].drop_duplicates(["model", "column"], keep="last")
+        result.append((key, _pivot(cells, others, _columns(_key_rows(rows, key)))))
     return result
 
 
 def cell_context(row: ResultRow, with_dtype: bool) -> str:
     parts = [row.mode, f"batch {row.batch}", row.input, row.device, *([row.dtype] if with_dtype else [])]
     return ", ".join(parts)
-
-
-def _cell(row: ResultRow) -> tuple:
-    return (row.device, row.mode, row.batch, row.input, row.dtype, row.channels_last, row.compiled, row.threads)
-
-
-def _model_order(data: "ReportData", model: str) -> int:
-    names = list(data.study.models)
-    return names.index(model) if model in names else len(names)
 
 
 # ------------------------------------------------------------------------------------- precision
