@@ -10,8 +10,9 @@ hooks and RNG; timing runs on a copy.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from archbench.catalog.source import ModelSource, as_source
 from archbench.options import MeasureOptions

@@ -5,8 +5,9 @@ The one place that knows how to call a model on its inputs and how to describe t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class ModelInputs:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, data: Any) -> "ModelInputs":
+    def of(cls, data: Any) -> ModelInputs:
         """``tensor`` -> ``model(tensor)``; ``(a, b)`` / ``[a, b]`` -> ``model(a, b)``; ``{"x": a}`` ->
         ``model(x=a)``; a :class:`ModelInputs` as is."""
         if isinstance(data, ModelInputs):

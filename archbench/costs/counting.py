@@ -26,13 +26,14 @@ import contextlib
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection, Iterator
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from archbench.costs.formulas import FREE, MACS, evaluate, formula_for, is_free, load_plugins, op_name
 
@@ -218,7 +219,7 @@ class OpCounts:
                     result.setdefault(name, Counter())[e.op] += e.calls
         return {name: dict(ops) for name, ops in result.items()}
 
-    def scaled(self, numerator: int, denominator: int) -> "OpCounts":
+    def scaled(self, numerator: int, denominator: int) -> OpCounts:
         """The counts at another batch (``numerator / denominator`` of these; run counts unchanged)."""
         return OpCounts(tuple(replace(e, value=round(e.value * numerator / denominator)) for e in self.entries))
 
@@ -266,7 +267,7 @@ class OpCounter(TorchDispatchMode):
         return OpCounts(tuple(OpEntry(module, op, *self._formulas[(module, op)], calls, self._values[(module, op)])
                               for (module, op), calls in self._calls.items()))
 
-    def __enter__(self) -> "OpCounter":
+    def __enter__(self) -> OpCounter:
         if self._names:
             self._hooks = [nn.modules.module.register_module_forward_pre_hook(self._enter_module),
                            nn.modules.module.register_module_forward_hook(self._leave_module, always_call=True)]
@@ -313,7 +314,7 @@ class TrainingStepCounts:
     def backward_flops(self) -> int:
         return 2 * self.backward.total(MACS)
 
-    def scaled(self, numerator: int, denominator: int) -> "TrainingStepCounts":
+    def scaled(self, numerator: int, denominator: int) -> TrainingStepCounts:
         """The counts at another batch: ``numerator / denominator`` of these (op run counts unchanged)."""
         return TrainingStepCounts(self.forward.scaled(numerator, denominator),
                                   self.backward.scaled(numerator, denominator),
@@ -364,7 +365,7 @@ class SavedTensorMeter:
             self._storages[key] = tensor.untyped_storage().nbytes()
         return tensor
 
-    def __enter__(self) -> "SavedTensorMeter":
+    def __enter__(self) -> SavedTensorMeter:
         self._context.__enter__()
         return self
 

@@ -22,8 +22,9 @@ We use torchinfo's own machinery and wrap it where it falls short:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Collection
+from typing import Any
 
 import torch
 import torchinfo
@@ -68,7 +69,7 @@ class TorchinfoHooks:
         self.records: list[LayerInfo] = []
         self._hooks: dict[int, Any] = {}
 
-    def __enter__(self) -> "TorchinfoHooks":
+    def __enter__(self) -> TorchinfoHooks:
         # apply_hooks registers hooks only when told there is input data; the data itself is not used.
         self.records, _, self._hooks = _torchinfo.apply_hooks(type(self.model).__name__, self.model, [None], None)
         return self

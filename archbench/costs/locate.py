@@ -99,7 +99,7 @@ class ModuleTrace:
         self._failures: dict[int, tuple[BaseException, Failure]] = {}
         self._handles: list = []
 
-    def __enter__(self) -> "ModuleTrace":
+    def __enter__(self) -> ModuleTrace:
         for name, module in self.model.named_modules():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(name), with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._post_hook(name), always_call=True))

@@ -60,16 +60,17 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from archbench.catalog.source import ModelSource
 from archbench.costs.counting import count_training_step, fvcore_counts
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
-from archbench.errors import ModelOutOfMemoryError, ModelRunError
 from archbench.costs.layers import (
     LayerRow,
     TorchinfoHooks,
@@ -79,9 +80,9 @@ from archbench.costs.layers import (
     uncalled_at_inference,
 )
 from archbench.costs.locate import ModuleTrace, describe_failure, one_line
-from archbench.oom import is_out_of_memory
-from archbench.catalog.source import ModelSource
+from archbench.errors import ModelOutOfMemoryError, ModelRunError
 from archbench.inputs import ModelInputs
+from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
 from archbench.results import ModelStats
 

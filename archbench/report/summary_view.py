@@ -39,25 +39,25 @@ def mib(value: int) -> str:
     return f"{value:,} B"
 
 
-def shapes_text(row: "LayerRow") -> str:
+def shapes_text(row: LayerRow) -> str:
     if row.output_shape is None:
         return "—"
     text = "x".join(map(str, row.output_shape)) or "scalar"
     return text + (f" (×{row.calls})" if row.calls > 1 else "")
 
 
-def macs_text(row: "LayerRow") -> str:
+def macs_text(row: LayerRow) -> str:
     """MACs of a layer: '—' if it never ran; a '*' when it ran ops that no formula counts."""
     if row.macs is None:
         return "—"
     return f"{row.macs:,}" + ("*" if row.uncounted_ops else "")
 
 
-def norm_text(row: "LayerRow") -> str:
+def norm_text(row: LayerRow) -> str:
     return "—" if row.macs_with_norm is None else f"{row.macs_with_norm:,}"
 
 
-def share_text(row: "LayerRow", total: int) -> str:
+def share_text(row: LayerRow, total: int) -> str:
     if row.macs is None or not total:
         return "—"
     return f"{100 * row.macs / total:.2f}%"
@@ -70,7 +70,7 @@ def ops_text(ops: dict[str, int], limit: int = 12) -> str:
     return ", ".join(items) if items else "none"
 
 
-def header_lines(s: "ModelSummary") -> list[tuple[str, str]]:
+def header_lines(s: ModelSummary) -> list[tuple[str, str]]:
     lines = [("model", s.model), ("family", s.family)]
     if s.description:
         lines.append(("reproduces", s.description))
@@ -81,7 +81,7 @@ def header_lines(s: "ModelSummary") -> list[tuple[str, str]]:
     return lines
 
 
-def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
+def total_lines(s: ModelSummary) -> list[tuple[str, str, str]]:
     """(quantity, value, convention) rows of the totals."""
     st = s.stats
     return [
@@ -104,7 +104,7 @@ def total_lines(s: "ModelSummary") -> list[tuple[str, str, str]]:
     ]
 
 
-def coverage_lines(s: "ModelSummary") -> list[tuple[str, str]]:
+def coverage_lines(s: ModelSummary) -> list[tuple[str, str]]:
     c = s.coverage
     lines = [
         ("MACs by op", ops_text({op: si(v) for op, v in c.macs_by_op.items()}).replace(" ×", " ")),
@@ -128,7 +128,7 @@ _FOOTNOTE = ("output shape and params: torchinfo; MACs: convolutions, matrix pro
 # -------------------------------------------------------------------------------------- rich
 
 
-def summary_renderable(s: "ModelSummary") -> Group:
+def summary_renderable(s: ModelSummary) -> Group:
     """The summary as one rich renderable (``ModelSummary.__rich__``; ``archbench summary`` prints it)."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
@@ -159,7 +159,7 @@ def summary_renderable(s: "ModelSummary") -> Group:
     return Group(*parts)
 
 
-def layer_table(s: "ModelSummary") -> Table:
+def layer_table(s: ModelSummary) -> Table:
     depth = f" (depth ≤ {s.depth})" if s.depth is not None else ""
     table = Table(title=f"layers{depth}", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("layer", no_wrap=True)
@@ -183,7 +183,7 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def summary_markdown(s: "ModelSummary") -> str:
+def summary_markdown(s: ModelSummary) -> str:
     """The summary as GitHub-flavoured Markdown (the same content as the rich view)."""
     lines = [f"## archbench summary: {s.model}", "", "| | |", "|:--|:--|"]
     lines += [f"| **{key}** | {_cell(value)} |" for key, value in header_lines(s)]

@@ -4,7 +4,7 @@ goes to an optional listener.
 :func:`run_compare` resolves the models, counts each one (batch 1, at its default input and at every
 input of the grid), runs the sweep into ``results.partial.csv`` (each cell on disk as soon as it is
 measured; the raw samples go to ``results.partial.samples.jsonl``) and, once every cell is done, writes
-the report (``results.csv``, ``results.json``, ``report.md``, plots) and removes the partial files.
+the report (``results.csv``, ``results.json``, ``report.md``, ``report.tex``, plots) and removes the partial files.
 
 The report directory belongs to one study:
 
@@ -26,13 +26,14 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from archbench.errors import ModelRunError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
-from archbench.report import CSV_NAME, JSON_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
+from archbench.report import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
 from archbench.catalog.spec import ModelSpec
 from archbench.catalog.source import ModelSource
@@ -42,6 +43,7 @@ REPORTS_DIR = Path("reports")
 PARTIAL_CSV = "results.partial.csv"
 PARTIAL_JSON = "results.partial.json"
 PARTIAL_SAMPLES = "results.partial.samples.jsonl"
+SHARDS_DIR = "shards"  # work units and shards of out-of-process executors (archbench.runs.executors)
 COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is measured on the CPU
 
 
@@ -115,6 +117,10 @@ def plan_study(study: Study, specs: Sequence[ModelSpec]) -> list:
         grid = study.grid.for_device(device)
         cells += plan_cells(specs, [device], grid.batches, grid.inputs, grid.modes, grid.dtypes,
                             options.channels_last, options.compiled, options.threads)
+    if study.targets:  # every cell on every target, its device labelled with the target (cpu@a)
+        from archbench.runs.workunits import with_target
+
+        cells = [dataclasses.replace(c, device=with_target(c.device, t)) for t in study.targets for c in cells]
     return cells
 
 
@@ -152,6 +158,7 @@ def _study_identity(study: Study) -> dict[str, Any]:
     data = study.to_dict()
     data.pop("title")
     data.pop("path")
+    data.pop("executor", None)  # where the cells run, not which
     return data
 
 
@@ -161,7 +168,7 @@ _BUDGET_OPTIONS = ("max_time_s", "precision", "min_samples", "interleave")  # ho
 def _what_is_measured(study: dict[str, Any]) -> dict[str, Any]:
     """The parts of a study (as :meth:`Study.to_dict`) that decide its cells: a finished report is replaced
     without ``force`` only by a run of the same cells (a longer time budget is the same study)."""
-    data = {k: v for k, v in study.items() if k not in ("name", "title", "path")}
+    data = {k: v for k, v in study.items() if k not in ("name", "title", "path", "executor")}
     data["options"] = {k: v for k, v in (study.get("options") or {}).items() if k not in _BUDGET_OPTIONS}
     return data
 
@@ -195,7 +202,7 @@ def check_report_owner(out_dir: Path, study: Study, *, force: bool) -> None:
             raise UsageError(
                 f"'{out_dir}' holds a report of study '{study.name}' that measured other cells ({'; '.join(changed)})",
                 remedies=("out", "force"))
-    foreign = [n for n in (MARKDOWN_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
+    foreign = [n for n in (MARKDOWN_NAME, LATEX_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
     if stored is None and foreign and not _partial_files(out_dir):
         raise UsageError(f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report",
                          remedies=("out", "force"))
@@ -210,6 +217,8 @@ def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> Re
     stored data of the interrupted run to resume, if any. Raises :class:`UsageError` otherwise."""
     check_report_owner(out_dir, study, force=force)
     partial = _partial_files(out_dir)
+    if not partial or force:
+        shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)  # an earlier run's workers' results, not this run's
     if not partial:
         if resume:
             raise UsageError(f"nothing to resume in '{out_dir}': no interrupted run of study '{study.name}' is there",
@@ -296,6 +305,7 @@ def run_compare(
     listener: Any = None,
     sources: Mapping[str, ModelSource] | None = None,
     store: Any = None,
+    executor: Any = None,
 ) -> CompareResult:
     """Run ``study`` and write its report to ``out_dir`` (default ``reports/<study name>/``).
 
@@ -306,13 +316,17 @@ def run_compare(
     reference (:mod:`archbench.runs.interleave`), unless the study's ``interleave`` option is false.
     ``store`` (an open :class:`~archbench.runs.store.Store`) records the run and its cells as they finish;
     a resumed run goes on under its stored id, with its stored peaks.
+    ``executor`` (:mod:`archbench.runs.executors`; default: this process) measures the cells; its work units
+    and shards go to ``out_dir/shards/`` until the report is written.
     """
     from archbench.runs.envinfo import environment
     from archbench.report.jsonfile import data_to_json, write_json
     from archbench.runs.interleave import Interleaving
+    from archbench.runs.executors import LocalExecutor, planned_threads
     from archbench.runs.store import Recording
-    from archbench.runs.sweep import run_sweep
 
+    executor = executor if executor is not None else LocalExecutor()
+    study = planned_threads(study, executor)
     out_dir = Path(out_dir) if out_dir is not None else report_dir(study)
     check_writable_dir(out_dir)
     # ``sources``: models the caller already holds (the Python API: modules, factories); by name otherwise
@@ -320,6 +334,7 @@ def run_compare(
     cells = plan_study(study, specs)
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")
+    executor.check(cells)
     with owned_dir(out_dir):
         previous = prepare_dir(out_dir, study, resume=resume, force=force)
         env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)
@@ -338,15 +353,18 @@ def run_compare(
         recording = None if store is None else Recording(
             store, command, title=study.title, env=env, out_path=out_dir, planned_cells=len(cells),
             resume=previous is not None, report=data_to_json(meta), listener=listener)
-        sweep = run_sweep(cells, out_dir / PARTIAL_CSV, resume=True, options=study.options.measure,
-                          listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener if recording is None else recording),
-                          caches=None if recording is None else recording.caches,
-                          interleave=Interleaving(study.reference) if study.options.interleave else None)
+        sweep = executor.run(cells, out_dir / PARTIAL_CSV, resume=True, options=study.options.measure,
+                             listener=_SampleRecorder(out_dir / PARTIAL_SAMPLES, listener if recording is None else recording),
+                             caches=None if recording is None else recording.caches,
+                             interleave=Interleaving(study.reference) if study.options.interleave else None,
+                             work_dir=out_dir / SHARDS_DIR)
         rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
         if recording is not None:
             recording.finish(rows)
         run_id = None if recording is None else recording.recorded
-        data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now())
+        workers = [e for e in executor.environments if e not in meta.environments]  # where out-of-process cells ran
+        data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now(),
+                                   environments=(*meta.environments, *workers))
         counts = (len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
         if sweep.interrupted or sweep.remaining:
             write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))

@@ -22,9 +22,10 @@ import gc
 import itertools
 import math
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.inputs import ModelInputs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 
+
 def _proc_status_kb(key: str) -> int | None:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:

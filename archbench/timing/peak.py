@@ -124,7 +124,7 @@ def _measure_matmul_tflops(device: str, dtype) -> float:
         while True:
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
-            sample = make_sampler(lambda: torch.mm(a, b), device)
+            sample = make_sampler(lambda a=a, b=b: torch.mm(a, b), device)
             sample()  # warm-up (kernel selection, page faults)
             times = [sample() for _ in range(3 if n < limit else 5)]
             seconds = min(times) / 1e3

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 from archbench.errors import ModelRunError
 from archbench.inputs import ModelInputs

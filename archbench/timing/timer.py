@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from archbench.options import MeasureOptions
 from archbench.timing.stats import Measurement, ci_within, median
+
 
 def _is_steady(times: list[float], window: int, tolerance: float) -> bool:
     if len(times) < window:
