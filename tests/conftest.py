@@ -48,6 +48,13 @@ def _no_leaked_registrations() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _results_store_in_tmp(tmp_path_factory, monkeypatch) -> None:
+    """Runs record into a store of the test session (subprocesses inherit it), never the repository's
+    ``reports/archbench.db``; tests of the default location unset it themselves."""
+    monkeypatch.setenv("ARCHBENCH_DB", str(tmp_path_factory.getbasetemp() / "archbench.db"))
+
+
 @dataclass
 class CliResult:
     exit_code: int

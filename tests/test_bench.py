@@ -297,7 +297,7 @@ def test_out_file_with_results_needs_resume(cli, specs, tmp_path):
     assert bench(cli, specs, "tnet", "--mode", "infer", "--out", out).exit_code == 0
     before = out.read_text()
     result = bench(cli, specs, "tnet", "--mode", "infer", "--out", out)
-    assert result.exit_code == 2 and "already holds results. Pass --resume" in result.stderr
+    assert result.exit_code == 2 and "already holds results: pass --resume" in result.stderr
     assert out.read_text() == before
 
 

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from archbench import __version__
-from archbench.cli import bench, catalog, compare, diff, history, summary
+from archbench.cli import bench, catalog, collect, compare, diff, history, run_cells, summary
 from rich.markup import escape
 
 from archbench.cli._common import err
@@ -52,6 +52,8 @@ app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)
 app.command("diff")(diff.diff_command)
 app.command("history")(history.history_command)
+app.command("collect")(collect.collect_command)
+app.command("run-cells", hidden=True)(run_cells.run_cells_command)
 
 
 # typer 0.29 vendors click (``typer._click``) and does not install it; older typer used click itself.

@@ -8,6 +8,7 @@ whose every cell failed exits 1. The CSV is checked (archbench.outputs) and lock
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import shlex
@@ -19,9 +20,11 @@ from rich.markup import escape
 from rich import box
 from rich.table import Table
 
-from archbench.cli._common import JsonOption, SpecsOption, err, out, out_path, print_json
+from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, out_path, print_json
+from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
+from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import UsageError
-from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
+from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
 from archbench.report.tables import fmt_ms  # one millisecond format for the table and the report
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.results import DTYPES, MODES
@@ -29,7 +32,8 @@ from archbench.results import DTYPES, MODES
 
 
 def bench_command(
-    models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model names (see `archbench list`).", show_default=False)],
+    models: Annotated[list[str], typer.Argument(metavar="MODEL", show_default=False, help=(
+        "Model names or references: resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, ./file.py:MyNet."))],
     device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = "cpu",
     batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated.")] = "1",
     input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
@@ -42,11 +46,17 @@ def bench_command(
     max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
     out_file: Annotated[Optional[str], typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
+    set_: SetOption = None,
+    model_inputs: InputsOption = None,
+    no_interleave: Annotated[bool, typer.Option("--no-interleave", help="With several models: time each model's cells in turn, not the models of each grid point in alternating rounds (no paired ratios).")] = False,
     json: JsonOption = False,
     specs: SpecsOption = None,
+    db: DbOption = None,
+    no_db: NoDbOption = False,
 ) -> None:
     """Time forward (infer) and forward+backward (train) steps of each model on every combination of the
-    options; every finished cell is appended to the CSV at once."""
+    options; every finished cell is appended to the CSV at once. Several models are timed in alternating
+    rounds at each combination, with paired time ratios against the first model in the CSV."""
     batches = parse_positive_ints(batch, "--batch")
     inputs = parse_inputs(input, "--input") if input is not None else None
     modes = parse_choices(mode, "--mode", MODES)
@@ -56,41 +66,59 @@ def bench_command(
     max_time_s = parse_seconds(max_time, "--max-time")
     if resume and out_file is None:
         raise UsageError("--resume needs --out FILE: the CSV of the sweep to continue.")
+    overrides = parse_set(set_)  # every model's: one that has no such argument is an error
+    inputs_ref = inputs_reference(model_inputs)
 
+    from archbench.catalog.refs import resolve_model
     from archbench.timing.devices import parse_devices
-    from archbench.catalog.registry import get_spec
 
     devices = parse_devices(device)
-    model_specs = [get_spec(name, extra_dirs=specs or ()) for name in dict.fromkeys(models)]
+    with model_name_warnings():
+        model_specs = [resolve_model(name, extra_dirs=specs or (), args=overrides, inputs=inputs_ref)
+                       for name in dict.fromkeys(models)]
     out_csv = _checked_out(out_path(out_file, "--out"))
+    store = open_recording_store(db, no_db)
 
     from archbench.runs.envinfo import append_environment, environment
     from archbench.outputs import owned_file
     from archbench.options import MeasureOptions
     from archbench.runs.cells import plan_cells
+    from archbench.runs.interleave import Interleaving
+    from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
 
     cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
     env = environment(devices, cells[0].threads if cells else n_threads)
-    with owned_file(out_csv), _LiveProgress() as listener:
-        result = run_sweep(cells, out_csv, resume=resume, options=MeasureOptions(precision_value, max_time_s), listener=listener)
+    resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
+                                     cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
+                                     no_interleave, set_, model_inputs)
+    with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress() as listener:
+        recording = None if store is None else Recording(
+            store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
+            resume=resume and out_csv.exists(), listener=listener)  # a deleted CSV's run is not continued
+        result = run_sweep(cells, out_csv, resume=resume, options=MeasureOptions(precision_value, max_time_s),
+                           listener=listener if recording is None else recording,
+                           caches=None if recording is None else recording.caches,
+                           interleave=None if no_interleave else Interleaving(model_specs[0].name))
+        if recording is not None:
+            recording.finish(result.rows)
         if result.measured:
             append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
 
     if json:
         print_json({"environment": env, "peaks_tflops": result.peaks_tflops, "csv": str(out_csv),
                     "interrupted": result.interrupted, "warnings": list(result.warnings),
-                    "rows": [_json_row(r) for r in result.rows]})
+                    "store": _json_store(recording), "rows": [_json_row(r) for r in result.rows]})
     else:
         out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
         _print_failures(result.rows)
         _print_peaks(result.peaks_tflops)
     _print_saved(result, out_csv)
+    if recording is not None:
+        print_stored(recording.store, recording.recorded)
     if result.interrupted:
-        command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
-                                  cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs)
         err.print(f"interrupted: {len(result.rows)} of {len(cells)} cells are saved in {escape(str(out_csv))}. Resume with:")
-        err.print(f"  {escape(command)}", soft_wrap=True)
+        err.print(f"  {escape(resume_command)}", soft_wrap=True)
         raise typer.Exit(130)
     if result.all_failed:
         err.print(f"[red]every cell failed[/] ({len(result.rows)} of {len(result.rows)}).")
@@ -131,7 +159,8 @@ def _one_thread_count(text: str | None) -> int | None:
     return counts[0]
 
 
-def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs) -> str:
+def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs,
+                    no_interleave, sets=None, model_inputs=None) -> str:
     parts = ["archbench", "bench", *models, "--device", device, "--batch", batch]
     if input is not None:
         parts += ["--input", input]
@@ -140,6 +169,10 @@ def _resume_command(models, device, batch, input, mode, dtype, channels_last, co
     parts += ["--compile"] if compile else []
     parts += ["--threads", str(threads)] if threads is not None else []
     parts += ["--precision", precision, "--max-time", max_time]
+    parts += ["--no-interleave"] if no_interleave else []
+    for item in sets or ():
+        parts += ["--set", item]
+    parts += ["--inputs", model_inputs] if model_inputs is not None else []
     for directory in specs or ():
         parts += ["--specs", directory]
     parts += ["--out", str(out_csv), "--resume"]
@@ -313,6 +346,13 @@ def _print_saved(result, out_csv: Path) -> None:
     if result.previous:
         parts.append(f"{len(result.previous)} already in the file")
     err.print(f"{', '.join(parts)}; results: {escape(str(out_csv))}")
+
+
+def _json_store(recording) -> dict[str, Any] | None:
+    """Where the run was recorded (None: not recorded)."""
+    if recording is None or recording.recorded is None:
+        return None
+    return {"db": str(recording.store.path), "run_id": recording.recorded}
 
 
 def _json_row(row) -> dict[str, Any]:

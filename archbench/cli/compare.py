@@ -7,6 +7,7 @@ table, the speed tables of the first device, the relative speeds — and the pat
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,16 +17,23 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import SpecsOption, err, out, out_path
+from archbench.cli._common import SetOption, SpecsOption, err, out, out_path
+from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
+from archbench.cli.collect import (AccountOption, ConstraintOption, DetachOption, ExecutorOption, GpusOption,
+                                   PartitionOption, QosOption, SbatchOption, SharedNodeOption, TimeLimitOption,
+                                   WorkersOption, executor_command_args, executor_settings, print_detached)
+from archbench.cli.history import DbOption, NoDbOption, db_path, open_recording_store, print_stored
 from archbench.errors import UsageError
-from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds
+from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
 from archbench.runs.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
 
 
 def compare_command(
-    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", help="Models to compare (see `archbench list`); none: the default study.", show_default=False)] = None,
+    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", show_default=False, help=(
+        "Models to compare: names or references (resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, "
+        "./file.py:MyNet); none: the default study."))] = None,
     study: Annotated[Optional[str], typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
     batch: Annotated[Optional[str], typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
     input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
@@ -39,7 +47,23 @@ def compare_command(
     out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
+    no_interleave: Annotated[bool, typer.Option("--no-interleave", help="Time each model's cells in turn, not the models of each grid point in alternating rounds (no paired ratios).")] = False,
+    set_: SetOption = None,
+    model_inputs: InputsOption = None,
     specs: SpecsOption = None,
+    db: DbOption = None,
+    no_db: NoDbOption = False,
+    executor: ExecutorOption = None,
+    workers: WorkersOption = None,
+    partition: PartitionOption = None,
+    gpus_per_job: GpusOption = None,
+    constraint: ConstraintOption = None,
+    time_limit: TimeLimitOption = None,
+    account: AccountOption = None,
+    qos: QosOption = None,
+    sbatch: SbatchOption = None,
+    no_exclusive: SharedNodeOption = False,
+    detach: DetachOption = False,
 ) -> None:
     """Compare models cell by cell (devices x inputs x batches x modes x dtypes) and write a report:
     report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
@@ -56,6 +80,12 @@ def compare_command(
         verb = "applies" if len(grid_given) == 1 else "apply"
         raise UsageError(f"{', '.join(grid_given)} {verb} only to an ad-hoc comparison: name the models "
                          "(archbench compare MODEL MODEL ...), or edit the study file.")
+    overrides = parse_set(set_)  # every model's: one that has no such argument is an error
+    inputs_ref = inputs_reference(model_inputs)
+    per_model = [option for option, given in (("--set", set_), ("--inputs", model_inputs)) if given]
+    if not models and per_model:
+        raise UsageError(f"{' and '.join(per_model)} apply only to an ad-hoc comparison: name the models, or give "
+                         "each model of the study file its args and inputs ({ model = ..., args = {...}, inputs = ... }).")
 
     from archbench.runs.study import adhoc_study, default_study_path, find_study, load_study
 
@@ -69,17 +99,34 @@ def compare_command(
             dtypes=parse_choices(_or_default(dtype, "fp32"), "--dtype", DTYPE_CHOICES),
             reference=reference,
             title=title or "",
+            args=overrides,
+            model_inputs=inputs_ref,
         )
     else:
         the_study = load_study(find_study(study) if study is not None else default_study_path())
-    the_study = _with_options(the_study, max_time_s, precision_value)
-    command = reproduce_command(models, study, grid_given, max_time, precision, out_dir, specs)
+    the_study = _with_options(the_study, max_time_s, precision_value, interleave=False if no_interleave else None)
+    executor_args = executor_command_args(executor, workers, partition, gpus_per_job, constraint, time_limit, account,
+                                          qos, sbatch, no_exclusive)
+    settings = executor_settings(the_study.executor, executor=executor, workers=workers, partition=partition,
+                                 gpus_per_job=gpus_per_job, constraint=constraint, time_limit=time_limit, account=account,
+                                 qos=qos, sbatch=sbatch, no_exclusive=no_exclusive, detach=detach,
+                                 targets=the_study.targets)
+    command = reproduce_command(models, study, grid_given, max_time, precision, out_dir, specs, no_interleave,
+                                set_, model_inputs, executor_args)
+    store = open_recording_store(db, no_db)
 
     from archbench.runs.compare import run_compare
+    from archbench.runs.executors import make_executor
 
-    with _CompareProgress() as listener:
+    runner = make_executor(settings)
+    with store or contextlib.nullcontext(), _CompareProgress() as listener, model_name_warnings():
         result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
-                             extra_dirs=specs or (), listener=listener)
+                             extra_dirs=specs or (), listener=listener, store=store, executor=runner)
+    if settings.detach and result.interrupted and result.counted:
+        print_detached(result.run_id, runner.jobs, result.data.planned_cells, db)
+        return
+    if store is not None:
+        print_stored(store, result.run_id)
     if result.interrupted and not result.counted:
         err.print(f"interrupted while counting the models: nothing was measured yet ({result.data.planned_cells} cell(s) "
                   f"planned) and nothing was written to {escape(str(result.out_dir))}. Run the command again to start over.")
@@ -97,20 +144,28 @@ def compare_command(
 
 
 def report_command(
-    results_csv: Annotated[Path, typer.Argument(metavar="RESULTS.csv", help="The results.csv of an `archbench compare` report.", show_default=False)],
-    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Folder to write to [default: the CSV's folder].", show_default=False)] = None,
+    source: Annotated[str, typer.Argument(metavar="RUN|RESULTS.csv|DIR", show_default=False, help=(
+        "A run of the results store (an id, latest or latest~N), a results CSV (a compare report's results.csv, "
+        "or a bench CSV) or a report folder."))],
+    out_dir: Annotated[str | None, typer.Option("--out", metavar="DIR", show_default=False, help=(
+        "Folder to write to [default: the report's folder; for a bench CSV, a folder named after it; for a run, "
+        "reports/run-<id>/]."))] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a folder holding another report, or report files archbench did not write.")] = False,
+    db: DbOption = None,
 ) -> None:
-    """Re-render a report from stored results (results.csv and the results.json beside it) without
-    measuring again: the same report.md and plots as the run that produced them."""
-    from archbench.runs.compare import rerender
+    """Render a report without measuring: from a run of the results store, a bench CSV, or a compare report's
+    results.csv or folder (the same report.md and plots as the run that produced them)."""
+    from archbench.runs.compare import render
 
-    out_dir = out_path(out_dir, "--out")
-    data, files, warnings = rerender(results_csv, out_dir, force=force)
-    for warning in warnings:
+    if not source.strip():
+        raise UsageError("RUN|RESULTS.csv|DIR is empty: give a run id (or latest), a results CSV or a report folder.")
+    if db is not None and Path(source).exists():
+        raise UsageError(f"--db names the store a run id refers to, and '{source}' is a file or folder: leave --db out.")
+    rendered = render(source, out_path(out_dir, "--out"), force=force, db_path=db_path(db))
+    for warning in rendered.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
-    print_summary(data)
-    _print_files(files, out_dir if out_dir is not None else results_csv.parent)
+    print_summary(rendered.data)
+    _print_files(rendered.files, rendered.out_dir)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -127,17 +182,19 @@ def _devices(text: str | None) -> list[str]:
     return parse_devices(_or_default(text, "cpu"))
 
 
-def _with_options(study, max_time_s: float | None, precision: float | None):
+def _with_options(study, max_time_s: float | None, precision: float | None, interleave: bool | None = None):
     import dataclasses
 
-    changes = {k: v for k, v in (("max_time_s", max_time_s), ("precision", precision)) if v is not None}
+    given = (("max_time_s", max_time_s), ("precision", precision), ("interleave", interleave))
+    changes = {k: v for k, v in given if v is not None}
     if not changes:
         return study
     options: StudyOptions = dataclasses.replace(study.options, **changes)
     return dataclasses.replace(study, options=options)
 
 
-def reproduce_command(models, study, grid_given: dict, max_time, precision, out_dir, specs) -> str:
+def reproduce_command(models, study, grid_given: dict, max_time, precision, out_dir, specs, no_interleave=False,
+                      sets=None, model_inputs=None, executor_args=()) -> str:
     """The command line that reruns this comparison (what the report prints under "Reproduce with")."""
     parts = ["archbench", "compare", *(models or [])]
     if study is not None:
@@ -146,8 +203,13 @@ def reproduce_command(models, study, grid_given: dict, max_time, precision, out_
         parts += [option, value]
     parts += ["--max-time", max_time] if max_time is not None else []
     parts += ["--precision", precision] if precision is not None else []
+    parts += ["--no-interleave"] if no_interleave else []
+    for item in sets or ():
+        parts += ["--set", item]
+    parts += ["--inputs", model_inputs] if model_inputs is not None else []
     for directory in specs or ():
         parts += ["--specs", directory]
+    parts += [*executor_args]
     parts += ["--out", str(out_dir)] if out_dir is not None else []
     return " ".join(shlex.quote(str(p)) for p in parts)
 
@@ -228,7 +290,7 @@ def print_summary(data) -> None:
     relative = [(key, frame) for key, frame in relative_tables(data) if (key.device, key.dtype) == (first.device, first.dtype)]
     if relative:
         out.print(f"Relative speed (reference {escape(data.study.reference)}): ×(reference median / median), "
-                  "interval from the CI ends (> 1: faster)")
+                  "interval from the CI ends (> 1: faster); \"paired\": from the per-round ratios of interleaved rounds")
     for key, frame in relative:
         out.print(_rich_table(frame, key.title()))
     for number, message in notes.items():

@@ -421,7 +421,14 @@ def render(source: str | Path, out_dir: str | Path | None = None, *, force: bool
     ``reports/bench-X.csv`` -> ``reports/bench-X/``), or a run of the results store at ``db_path``
     (default ``$ARCHBENCH_DB`` or ``reports/archbench.db``) named ``12``, ``latest`` or ``latest~N`` (into
     ``reports/run-<id>/`` by default). A path that exists wins over a run of the same name."""
-    from archbench.runs.store import Store, bench_csv_report_data, default_db_path, is_bench_csv, is_run_ref, run_report_data
+    from archbench.runs.store import (
+        Store,
+        bench_csv_report_data,
+        default_db_path,
+        is_bench_csv,
+        is_run_ref,
+        run_report_data,
+    )
 
     path = Path(source)
     if path.is_dir():
