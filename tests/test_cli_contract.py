@@ -51,6 +51,7 @@ MALFORMED: dict[str, list[str]] = {
     "NEW": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
     "FILE.db": ["", "{dir}", "{under_file}"],
     "RUN|RESULTS.csv|DIR": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
+    "MODULE:ATTR": _WORDS,
 }
 # Kinds whose every value is meaningful text: nothing to break (unknown options and extra arguments are
 # still tested for their commands).

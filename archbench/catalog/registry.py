@@ -2,25 +2,37 @@
 
 Families are functions ``(**kwargs) -> nn.Module`` registered by name with :func:`register_family`
 (registering a name twice raises), after torchvision's ``models/_api.py``. The built-in families live in
-``archbench/models/`` (one module per family) and are imported only when one is needed, so looking at
-specs never imports torch. torchvision's classification zoo is reachable by name without a spec file.
+``archbench/catalog/models/`` (one module per family) and are imported only when one is needed, so looking
+at specs never imports torch; plugin packages add families through entry points
+(:mod:`archbench.catalog.plugins`). Models are named by references (:mod:`archbench.catalog.refs`):
+specs, plugin families, torchvision's and timm's zoos, and the user's own code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 import importlib
 import inspect
 import re
 import types
 import typing
-from collections.abc import Sequence
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from archbench.errors import DuplicateFamilyError, SpecError, UnknownModelError
+from archbench.catalog import plugins
+from archbench.catalog.refs import (
+    ModelReferenceError,
+    UserCodeError,
+    load_builder,
+    locate,
+    one_line,
+    parse_reference,
+    resolve_model,
+    source_roots,
+)
 from archbench.catalog.spec import ModelSpec, load_catalog
+from archbench.errors import DuplicateFamilyError, SpecError, UsageError
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
 
@@ -32,8 +44,7 @@ _BUILTIN_FAMILY_MODULES = {
     "resnet-cifar": "archbench.catalog.models.resnet_cifar",
     "mnist-cnn": "archbench.catalog.models.mnist_cnn",
 }
-TORCHVISION = "torchvision"
-SOURCES = ("specs", "torchvision", "all")
+SOURCES = ("specs", "plugins", "torchvision", "timm", "all")  # "all": specs, plugins and torchvision (timm is large)
 
 
 def register_family(name: str) -> Callable[[Builder], Builder]:
@@ -49,37 +60,58 @@ def register_family(name: str) -> Callable[[Builder], Builder]:
 
 
 def family_names() -> list[str]:
-    return sorted({*_FAMILIES, *_BUILTIN_FAMILY_MODULES})
+    return sorted({*_FAMILIES, *_BUILTIN_FAMILY_MODULES, *plugins.names()})
 
 
 def get_family(name: str) -> Builder:
+    """A registered or built-in family, else a plugin's (registered and built-in names come first)."""
     if name not in _FAMILIES and name in _BUILTIN_FAMILY_MODULES:
         importlib.import_module(_BUILTIN_FAMILY_MODULES[name])
-    if name not in _FAMILIES:
-        raise KeyError(name)
-    return _FAMILIES[name]
+    if name in _FAMILIES:
+        return _FAMILIES[name]
+    if name in plugins.plugins():
+        return plugins.load(name)
+    raise KeyError(name)
 
 
 # ----------------------------------------------------------------------------------------------- lookup
 
 
 def list_models(
-    pattern: str | None = None, source: str = "all", extra_dirs: Iterable[str] = ()
+    pattern: str | None = None, source: str = "all", extra_dirs: Iterable[str] = (),
+    on_model: Callable[[str], None] | None = None,
 ) -> list[ModelSpec]:
-    """Every known model whose name matches the fnmatch ``pattern`` (``wrn-*``), specs first.
+    """Every known model of ``source`` (one of :data:`SOURCES`) whose name matches the fnmatch ``pattern``
+    (``wrn-*``; ``convnext*`` or ``timm:convnext*`` for timm), specs first.
 
-    ``source="specs"`` lists spec files only and imports neither torch nor torchvision."""
+    ``source="specs"`` lists spec files only and imports neither torch nor torchvision (nor a spec's
+    builder); ``"plugins"`` reads entry points only. ``"timm"`` counts each model's parameters on ``meta``
+    (cached), calling ``on_model(name)`` before each."""
+    if source not in SOURCES:
+        raise UsageError(f"source '{source}' is not one of: {', '.join(SOURCES)}.")
+    wanted = ("specs", "plugins", "torchvision") if source == "all" else (source,)
     specs: list[ModelSpec] = []
-    if source in ("specs", "all"):
+    if "specs" in wanted:
         specs += list(load_catalog(extra_dirs).values())
-    if source in ("torchvision", "all"):
+    if "plugins" in wanted:
+        specs += [plugins.spec(n) for n in plugins.names() if n not in {s.name for s in specs}]
+    if "torchvision" in wanted:
         from archbench.catalog.models import torchvision_zoo
 
         taken = {s.name for s in specs}
         specs += [torchvision_zoo.spec(n) for n in torchvision_zoo.names() if n not in taken]
+    if "timm" in wanted:
+        from archbench.catalog.models import timm_zoo
+
+        specs += timm_zoo.listing(pattern, on_model)
     if pattern:
-        specs = [s for s in specs if fnmatch.fnmatchcase(s.name, pattern)]
+        specs = [s for s in specs if _name_matches(s.name, pattern)]
     return sorted(specs, key=lambda s: (s.source != "specs", s.source, s.family, _natural_key(s.name)))
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    """``convnext*`` matches ``timm:convnext_tiny`` as well as a name without a prefix."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.partition(":")[2], pattern)
 
 
 def _natural_key(name: str) -> list:
@@ -88,47 +120,94 @@ def _natural_key(name: str) -> list:
 
 
 def get_spec(name: str, extra_dirs: Iterable[str] = ()) -> ModelSpec:
-    """The spec of a model by name: a spec file first, then torchvision's zoo; else
-    :class:`UnknownModelError` with the closest names."""
-    catalog = load_catalog(extra_dirs)
-    if name in catalog:
-        return catalog[name]
-    from archbench.catalog.models import torchvision_zoo
-
-    tv_names = torchvision_zoo.names()
-    if name in tv_names:
-        return torchvision_zoo.spec(name)
-    suggestions = difflib.get_close_matches(name, [*catalog, *tv_names], n=3, cutoff=0.6)
-    raise UnknownModelError(name, suggestions)
+    """The spec of a model reference (see :func:`archbench.catalog.refs.resolve_model`): a spec file first,
+    then a plugin family, then torchvision's zoo, or a prefixed or code reference; else
+    :class:`~archbench.errors.UnknownModelError` with the closest names."""
+    return resolve_model(name, extra_dirs=extra_dirs)
 
 
 # ------------------------------------------------------------------------------------------- building
 
 
 def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, Any] | None = None):
-    """Build ``spec`` (with ``--set`` overrides merged in) on ``device``.
+    """Build ``spec`` (with ``overrides`` merged in, as given per run) on ``device``: with its family, or
+    with what its ``builder`` reference names — a class or factory, called with the arguments (checked
+    against its signature), or an ``nn.Module`` instance, copied (the instance is never changed).
 
     ``device="meta"`` allocates nothing: use it when only counts are needed."""
+    from torch import nn
+
+    from archbench.oom import is_out_of_memory
+
+    spec = spec.with_args(overrides)
+    builder = load_builder(spec.builder) if spec.builder else _family_for(spec)
+    if isinstance(builder, nn.Module):
+        return _copy_of_instance(spec, builder, device)
+    _check_arguments(spec, builder)
+    roots = _user_code_roots(spec)
+    try:
+        model = _call(builder, spec.args, device)
+    except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
+        raise SpecError(f"{_where(spec)}model '{spec.name}': {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's code failed: located; other failures as before
+        if is_out_of_memory(exc):
+            raise
+        if roots is not None:
+            raise UserCodeError(f"{locate(exc, roots)}: model '{spec.name}': {_builder_label(spec, builder)} raised "
+                                f"{one_line(exc)}") from exc
+        if isinstance(exc, (TypeError, ValueError)):
+            raise SpecError(f"{_where(spec)}model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
+        raise
+    if not isinstance(model, nn.Module):
+        raise ModelReferenceError(f"model '{spec.name}': {_builder_label(spec, builder)} returned "
+                                  f"{type(model).__name__}, not an nn.Module.")
+    return model
+
+
+def _call(builder: Builder, args: Mapping[str, Any], device: str):
     import torch
 
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    spec = spec.with_args(overrides)
-    if spec.family == TORCHVISION:
-        from archbench.catalog.models import torchvision_zoo
+    if str(device) != "meta":
+        with torch.device(device):
+            return builder(**args)
+    try:
+        with _parameters_on_meta():
+            return builder(**args)
+    except RuntimeError as exc:
+        if "meta" not in str(exc):
+            raise
+    with torch.device("meta"):  # e.g. timm's hybrid ViTs size a layer by running their stem on a CPU tensor
+        return builder(**args)
 
-        builder: Builder = torchvision_zoo.builder(spec.name)
+
+def _copy_of_instance(spec: ModelSpec, instance: Any, device: str):
+    from archbench.catalog.source import ModuleSource
+
+    if spec.args:
+        raise SpecError(f"model '{spec.name}' is an nn.Module instance: it takes no arguments (given "
+                        f"{dict(spec.args)}). Name its class or a factory to pass arguments.")
+    return ModuleSource(instance, spec.name).build(device)
+
+
+def _user_code_roots(spec: ModelSpec):
+    """Where the code that builds ``spec`` lives, when it is the user's (a code reference or a plugin
+    family): failures are located there. None for archbench's, torchvision's and timm's builders."""
+    if spec.builder:
+        reference = parse_reference(spec.builder)
+        if reference.is_code:
+            return source_roots(spec.builder)
+        family = reference.target if reference.kind == "plugin" else None
     else:
-        builder = _family_for(spec)
-        _check_arguments(spec, builder, given)
-    placement = _parameters_on_meta() if device == "meta" else torch.device(device)
-    where = _where(spec, given)
-    with placement:
-        try:
-            return builder(**spec.args)
-        except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
-            raise SpecError(f"{where}: model '{spec.name}': {exc}") from exc
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"{where}: model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
+        family = spec.family
+    if family is None or family in _FAMILIES or family in _BUILTIN_FAMILY_MODULES or family not in plugins.plugins():
+        return None
+    return plugins.roots(family)
+
+
+def _builder_label(spec: ModelSpec, builder: Builder) -> str:
+    if spec.builder:
+        return getattr(builder, "__qualname__", None) or spec.builder
+    return f"family '{spec.family}'"
 
 
 @contextlib.contextmanager
@@ -168,47 +247,69 @@ def _family_for(spec: ModelSpec) -> Builder:
         return get_family(spec.family)
     except KeyError:
         raise SpecError(
-            f"{_where(spec)}: model '{spec.name}' names unknown family '{spec.family}'; "
-            f"known families: {', '.join(family_names())}."
+            f"{_where(spec)}model '{spec.name}' names unknown family '{spec.family}'; "
+            f"known families: {', '.join(family_names())}. A spec can name Python code instead: "
+            "builder = \"mypkg.models:MyNet\"."
         ) from None
 
 
 def builder_arguments(builder: Builder) -> dict[str, inspect.Parameter]:
     return {
         name: p
-        for name, p in inspect.signature(builder).parameters.items()
+        for name, p in _signature(builder).parameters.items()
         if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     }
 
 
-def _check_arguments(spec: ModelSpec, builder: Builder, overrides: Mapping[str, Any] = types.MappingProxyType({})) -> None:
-    """Unknown arguments, missing required ones and values of the wrong type are errors naming the spec,
-    or the override (``--set``) when the argument came from one."""
+def _signature(builder: Builder) -> inspect.Signature:
+    try:
+        return inspect.signature(builder)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return inspect.Signature([inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+
+
+def _type_hints(builder: Builder) -> dict[str, Any]:
+    """The builder's annotations (a class's ``__init__``'s); none when they do not resolve (e.g. a forward
+    reference in the user's code)."""
+    try:
+        return typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are not checked, not an error
+        return {}
+
+
+def _check_arguments(spec: ModelSpec, builder: Builder) -> None:
+    """Unknown arguments (unless the builder takes ``**kwargs``), missing required ones and values of the
+    wrong type are errors naming the spec, or the arguments given per run (``--set``) when the argument
+    came from them."""
     params = builder_arguments(builder)
-    hints = typing.get_type_hints(builder)
-    valid = ", ".join(f"{n}: {_type_name(hints.get(n))}" for n in params)
+    open_ended = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in _signature(builder).parameters.values())
+    hints = _type_hints(builder)
+    valid = ", ".join(f"{n}: {_type_name(hints.get(n))}" for n in params) or "none"
     for key, value in spec.args.items():
-        where = _where(spec, {key: value} if key in overrides else {})
-        if key not in params:
+        where = _where(spec, {key: value} if key in spec.set_args else {})
+        if key not in params and not open_ended:
             raise SpecError(
-                f"{where}: model '{spec.name}': family '{spec.family}' has no argument '{key}'. "
+                f"{where}model '{spec.name}': {_builder_label(spec, builder)} has no argument '{key}'. "
                 f"Valid arguments: {valid}."
             )
         if key in hints and not _matches(value, hints[key]):
             raise SpecError(
-                f"{where}: model '{spec.name}': argument '{key}' = {value!r} should be "
+                f"{where}model '{spec.name}': argument '{key}' = {value!r} should be "
                 f"{_type_name(hints[key])}."
             )
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in spec.args]
     if missing:
-        raise SpecError(f"{_where(spec)}: model '{spec.name}': missing argument(s) {', '.join(missing)}. Valid arguments: {valid}.")
+        raise SpecError(f"{_where(spec)}model '{spec.name}': missing argument(s) {', '.join(missing)}. Valid arguments: {valid}.")
 
 
 def _where(spec: ModelSpec, overrides: Mapping[str, Any] = types.MappingProxyType({})) -> str:
-    """The spec file (or source), or the overrides (``--set``) when they are what was given."""
+    """``"<where>: "``: the spec file (or source), or the overrides (``--set``) when they are what was
+    given; nothing for a reference to code (the model's name says it)."""
     if overrides:
-        return "--set " + " ".join(f"{k}={v!r}" for k, v in overrides.items())
-    return str(spec.path) if spec.path else spec.source
+        return "--set " + " ".join(f"{k}={v!r}" for k, v in overrides.items()) + ": "
+    if spec.path:
+        return f"{spec.path}: "
+    return "" if spec.builder and parse_reference(spec.builder).is_code else f"{spec.source}: "
 
 
 def _matches(value: Any, annotation: Any) -> bool:

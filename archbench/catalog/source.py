@@ -9,8 +9,9 @@ imports torch at module level.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from archbench.parsing import InputShape, format_input
 
@@ -84,12 +85,13 @@ class ModuleSource:
 
 def as_source(model: Any, *, name: str | None = None, input: InputShape | None = None,
               make_inputs: Callable[..., Any] | None = None, extra_dirs=()) -> ModelSource:
-    """A source for what a user gave: a source as is, a model name or reference (``resnext-50``,
-    ``resnet50``, …) from the catalog, an ``nn.Module`` instance or a class/factory returning one."""
+    """A source for what a user gave: a source as is, a model reference (``resnext-50``, ``resnet50``,
+    ``timm:convnext_tiny``, ``mypkg.models:MyNet``, ``./nets/mynet.py:MyNet``; see
+    :mod:`archbench.catalog.refs`), an ``nn.Module`` instance or a class/factory returning one."""
     if isinstance(model, str):
-        from archbench.catalog.registry import get_spec
+        from archbench.catalog.refs import resolve_model
 
-        return get_spec(model, extra_dirs)
+        return resolve_model(model, extra_dirs=extra_dirs)
     if isinstance(model, ModelSource) and not _is_module(model):
         return model
     label = name or _default_name(model)

@@ -13,6 +13,11 @@ A spec file describes one model::
     depth = 40
     widen_factor = 10
 
+Instead of ``family``, a spec may name a Python ``builder`` — any model reference but a plain name
+(``mypkg.models:MyNet``, ``./mynet.py:build`` relative to the spec file, ``timm:convnext_tiny``), see
+:mod:`archbench.catalog.refs` — and an input factory ``inputs = "mypkg.data:make_inputs"``; nothing is
+imported until the model is built.
+
 Built-in specs ship with the package; users add directories with ``--specs DIR`` or the
 ``ARCHBENCH_SPECS`` path list.
 """
@@ -22,32 +27,37 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from archbench.errors import SpecError, UsageError
 from archbench.parsing import InputShape, format_input, parse_input
 
 SPECS_ENV = "ARCHBENCH_SPECS"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
-_KEYS = {"name", "family", "description", "input", "params", "overrides", "args"}
-_REQUIRED = ("name", "family", "description", "input")
+_KEYS = {"name", "family", "builder", "inputs", "description", "input", "params", "overrides", "args"}
+_REQUIRED = ("name", "description", "input")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build (family + arguments), on what input by default, and how many parameters to expect."""
+    """What to build (a family or a builder reference, and its arguments), on what input by default, and
+    how many parameters to expect. Frozen, hashable data: nothing here holds a Python object."""
 
     name: str
-    family: str
+    family: str  # a registered family; "python", "timm" or "torchvision" for a builder reference
     input: InputShape
     description: str = ""
     args: Mapping[str, Any] = field(default_factory=dict, hash=False)
     params: int | None = None
-    source: str = "specs"  # "specs" (built in), "user" (--specs / ARCHBENCH_SPECS) or "torchvision"
+    source: str = "specs"  # "specs" (built in), "user" (--specs / ARCHBENCH_SPECS), "torchvision", "timm", "python", "plugin:<dist>"
     path: Path | None = None
     overrides: bool = False
+    builder: str | None = None  # a model reference to build with instead of the family (tv:, timm:, module:attr, file.py:attr)
+    inputs: str | None = None  # an input factory reference (module:attr, file.py:attr); None: images
+    set_args: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the args given per run (--set, a study's args)
 
     @property
     def input_str(self) -> str:
@@ -60,16 +70,21 @@ class ModelSpec:
         return build_model(self, device=device)
 
     def inputs_factory(self):
-        """Image models: ``None`` (the sweep makes random images)."""
-        return None
+        """``make_inputs(batch, input_shape, dtype, device)`` named by ``inputs`` (imported now), or ``None``
+        for an image model (the sweep makes random images)."""
+        if self.inputs is None:
+            return None
+        from archbench.catalog.refs import load_inputs_factory
 
-    def with_args(self, overrides: Mapping[str, Any] | None) -> "ModelSpec":
+        return load_inputs_factory(self.inputs)
+
+    def with_args(self, overrides: Mapping[str, Any] | None) -> ModelSpec:
         """A copy with ``overrides`` merged into the builder arguments (``None`` values are dropped so they
-        never override a default, as timm's ``create_model`` does)."""
+        never override a default, as timm's ``create_model`` does); errors blame them as given per run."""
         extra = {k: v for k, v in (overrides or {}).items() if v is not None}
         if not extra:
             return self
-        return replace(self, args={**self.args, **extra})
+        return replace(self, args={**self.args, **extra}, set_args={**self.set_args, **extra})
 
 
 def builtin_specs_dir() -> Path:
@@ -112,8 +127,11 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
     name = data["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise SpecError(f"{where}: name {name!r} is not kebab-case (lower-case letters, digits and dashes).")
-    for key in ("family", "description", "input"):
-        if not isinstance(data[key], str):
+    if ("family" in data) == ("builder" in data):
+        raise SpecError(f"{where}: model '{name}': give either family (a registered builder family) or builder "
+                        "(a Python reference such as \"mypkg.models:MyNet\"), not both or neither.")
+    for key in ("family", "builder", "inputs", "description", "input"):
+        if key in data and not isinstance(data[key], str):
             raise SpecError(f"{where}: model '{name}': {key} must be a string, got {data[key]!r}.")
     try:
         shape = parse_input(data["input"], option="input")
@@ -128,9 +146,12 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
     overrides = data.get("overrides", False)
     if not isinstance(overrides, bool):
         raise SpecError(f"{where}: model '{name}': overrides must be true or false.")
+    from archbench.catalog.refs import family_of
+
+    builder = _reference(where, name, "builder", data, path)
     return ModelSpec(
         name=name,
-        family=data["family"],
+        family=family_of(builder) if builder is not None else data["family"],
         input=shape,
         description=data["description"],
         args=dict(args),
@@ -138,7 +159,23 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
         source=source,
         path=path,
         overrides=overrides,
+        builder=builder,
+        inputs=_reference(where, name, "inputs", data, path),
     )
+
+
+def _reference(where: str, name: str, key: str, data: Mapping[str, Any], path: Path | None) -> str | None:
+    """The spec's ``builder`` or ``inputs`` reference, a file path in it made absolute (relative to the spec
+    file); checked against the grammar, not imported."""
+    from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference
+
+    if key not in data:
+        return None
+    parse = builder_reference if key == "builder" else code_reference
+    try:
+        return parse(data[key], base_dir=path.parent if path else None)
+    except ModelReferenceError as exc:
+        raise SpecError(f"{where}: model '{name}': {key}: {exc}") from None
 
 
 def _load_dir(directory: Path, source: str) -> list[ModelSpec]:

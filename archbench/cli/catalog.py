@@ -1,41 +1,100 @@
-"""``archbench list`` and ``archbench check``."""
+"""``archbench list`` and ``archbench check``, and what every command that names models shares: the
+``--inputs`` option and the warnings about ambiguous model names."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from archbench.catalog.refs import AmbiguousModelWarning, ModelReferenceError, code_reference
+from archbench.catalog.registry import SOURCES, get_spec, list_models
 from archbench.cli._common import JsonOption, SpecsOption, err, fmt_int, out, print_json
 from archbench.errors import UsageError
-from archbench.catalog.registry import SOURCES, get_spec, list_models
+
+# What `check` builds: "all" is the specs and torchvision's zoo (their counts are stated; timm's and
+# plugins' are not).
+CHECK_SOURCES = {"specs": ("specs",), "torchvision": ("torchvision",), "all": ("specs", "torchvision")}
+LIST_SOURCES = {source: (source,) for source in SOURCES}
+
+InputsOption = Annotated[
+    str | None,
+    typer.Option("--inputs", metavar="MODULE:ATTR", show_default=False,
+                 help="Input factory for models whose forward takes more than an image batch: "
+                      "make_inputs(batch, input_shape, dtype, device) -> a tensor, a tuple of args or a dict of "
+                      "kwargs; module:attr or ./file.py:attr."),
+]
 
 
-def _select(pattern: str | None, source: str, specs: list[str] | None):
-    if source not in SOURCES:
-        raise UsageError(f"--source '{source}' is not one of: {', '.join(SOURCES)}.")
-    models = list_models(pattern, source=source, extra_dirs=specs or ())
+def inputs_reference(text: str | None) -> str | None:
+    """The ``--inputs`` value, checked against the grammar (nothing imported yet)."""
+    if text is None:
+        return None
+    try:
+        return code_reference(text)
+    except ModelReferenceError as exc:
+        raise UsageError(f"--inputs '{text}': {exc}") from None
+
+
+@contextlib.contextmanager
+def model_name_warnings() -> Iterator[None]:
+    """An ambiguous model name (a spec and a torchvision model both called ``resnet50``) as one warning line
+    on stderr, saying which was taken and how to pick the other."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AmbiguousModelWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, AmbiguousModelWarning):
+                err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def _select(pattern: str | None, source: str, specs: list[str] | None, choices: dict[str, tuple[str, ...]], on_model=None):
+    if source not in choices:
+        raise UsageError(f"--source '{source}' is not one of: {', '.join(choices)}.")
+    models = [m for part in choices[source]
+              for m in list_models(pattern, source=part, extra_dirs=specs or (), on_model=on_model)]
     if not models and pattern:
         if not any(ch in pattern for ch in "*?["):
-            get_spec(pattern, extra_dirs=specs or ())  # an exact name: raises UnknownModelError with suggestions
+            with model_name_warnings():
+                get_spec(pattern, extra_dirs=specs or ())  # an exact name: raises UnknownModelError with suggestions
         raise UsageError(f"no model matches '{pattern}' (source: {source}); patterns use shell wildcards, e.g. 'wrn-*'.")
     return models
 
 
 def list_command(
-    pattern: Annotated[Optional[str], typer.Argument(metavar="PATTERN", help="Shell-style pattern, e.g. 'wrn-*' or '*resnext*'.")] = None,
-    source: Annotated[str, typer.Option("--source", metavar="SOURCE", help="specs, torchvision or all.")] = "all",
+    pattern: Annotated[str | None, typer.Argument(metavar="PATTERN", help="Shell-style pattern, e.g. 'wrn-*' or '*resnext*'.")] = None,
+    source: Annotated[str, typer.Option("--source", metavar="SOURCE",
+                                        help="specs, plugins, torchvision, timm, or all (specs, plugins and torchvision).")] = "all",
     json: JsonOption = False,
     specs: SpecsOption = None,
 ) -> None:
-    """List every registered model: name, family, source, default input, parameters, description."""
-    models = _select(pattern, source, specs)
+    """List every known model: name, family, source, default input, parameters, description.
+
+    timm's models (--source timm) are counted on the meta device: the first listing of all of them takes
+    minutes, later ones read the counts from a cache."""
+    if source == "timm":
+        with err.status("counting timm's models on the meta device ...", spinner="dots") as status:
+            models = _select(pattern, source, specs, LIST_SOURCES,
+                             on_model=lambda name: status.update(f"counting timm:{name} on the meta device ..."))
+    else:
+        models = _select(pattern, source, specs, LIST_SOURCES)
     if json:
         print_json(
             [
                 {"name": m.name, "family": m.family, "source": m.source, "input": m.input_str, "params": m.params,
-                 "description": m.description, "args": dict(m.args), "path": str(m.path) if m.path else None}
+                 "description": m.description, "args": dict(m.args), "path": str(m.path) if m.path else None,
+                 "builder": m.builder, "inputs": m.inputs}
                 for m in models
             ]
         )
@@ -50,8 +109,8 @@ def list_command(
 
 
 def check_command(
-    pattern: Annotated[Optional[str], typer.Argument(metavar="PATTERN", help="Shell-style pattern; default: every model.")] = None,
-    source: Annotated[str, typer.Option("--source", metavar="SOURCE", help="specs, torchvision or all.")] = "all",
+    pattern: Annotated[str | None, typer.Argument(metavar="PATTERN", help="Shell-style pattern; default: every model.")] = None,
+    source: Annotated[str, typer.Option("--source", metavar="SOURCE", help="specs, torchvision or all (both).")] = "all",
     update: Annotated[bool, typer.Option("--update", help="Accept drifted counts: rewrite `params` in the spec files.")] = False,
     json: JsonOption = False,
     specs: SpecsOption = None,
@@ -63,7 +122,7 @@ def check_command(
 
     from archbench.catalog.check import accept, check_model
 
-    models = _select(pattern, source, specs)
+    models = _select(pattern, source, specs, CHECK_SOURCES)
     results = []
     with Progress(console=err, transient=True, disable=json) as progress:
         task = progress.add_task("checking", total=len(models))

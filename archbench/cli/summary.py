@@ -7,21 +7,25 @@ with rich (default), as JSON (``--json``) or as GitHub-flavoured Markdown (``--m
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
+from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.errors import UsageError
 from archbench.parsing import format_input, parse_input, parse_positive_ints, parse_set
 
 
-
 def summary_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model name (see `archbench list`).", show_default=False)],
-    input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW", help="Input CxHxW; default: the model's own.", show_default=False)] = None,
+    model: Annotated[str, typer.Argument(metavar="MODEL", show_default=False, help=(
+        "Model name or reference: resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, ./file.py:MyNet."))],
+    input: Annotated[str | None, typer.Option("--input", metavar="CxHxW", show_default=False,
+                                                 help="Input CxHxW; default: the model's own.")] = None,
     batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size (counts are for the whole batch).")] = "1",
     depth: Annotated[int, typer.Option("--depth", metavar="D", help="Deepest layer level shown (0: no layer table).")] = 3,
     set_: SetOption = None,
+    inputs: InputsOption = None,
     device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda or cuda:N.")] = "cpu",
     json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print GitHub-flavoured Markdown to stdout.")] = False,
@@ -42,19 +46,23 @@ def summary_command(
     if json and markdown:
         raise UsageError("--json and --markdown are exclusive: choose one output format.")
     overrides = parse_set(set_)
+    inputs_ref = inputs_reference(inputs)
+    from archbench.catalog.refs import resolve_model
     from archbench.timing.devices import parse_device, require_device
-    from archbench.catalog.registry import get_spec
 
     if "," in device:
         raise UsageError(f"--device '{device}' must be one device for a summary: cpu, cuda or cuda:N.")
     devices = [parse_device(device)]
     require_device(devices[0])
-    spec = get_spec(model, extra_dirs=specs or ())
+    with model_name_warnings():
+        spec = resolve_model(model, extra_dirs=specs or (), inputs=inputs_ref)
     from archbench.costs.summary import summarize  # imports torch
 
     with err.status(f"summarising {spec.name} at {format_input(shape or spec.input)}, batch {batches[0]} ...",
                     spinner="dots"):
-        summary = summarize(spec, shape, batches[0], devices[0], overrides, depth)
+        factory = spec.inputs_factory()
+        model_inputs = factory(batches[0], shape or spec.input, "fp32", devices[0]) if factory is not None else None
+        summary = summarize(spec, shape, batches[0], devices[0], overrides, depth, inputs=model_inputs)
 
     if json:
         from archbench.costs.summary import summary_to_json

@@ -213,11 +213,9 @@ def summarize(
         x = ModelInputs.of(inputs) if inputs is not None else ModelInputs.of(example_input(model, shape, batch, device))
         batch = x.batch or batch
         step, training_batch = _training_step_counts(spec, model, x, overrides, hooks)
-        if cross_check:
-            counts, fvcore_failure = _fvcore(model, x)
-        else:
-            counts, fvcore_failure = None, "not asked for (counts only)"
-            uncalled = uncalled_at_inference(model, x)
+        counts, fvcore_failure = _fvcore(model, x) if cross_check else (None, "not asked for (counts only)")
+        # the modules inference does not run: fvcore's trace saw them, else a forward without arithmetic
+        uncalled = counts.uncalled_modules if counts is not None else uncalled_at_inference(model, x)
         records = None
         if hooks is not None:  # torchinfo's records from the training forward, if it ran at this batch
             records = hooks.records if training_batch == batch else torchinfo_records(model, x)
@@ -227,7 +225,7 @@ def summarize(
         raise ModelOutOfMemoryError(
             f"{_model_label(spec, overrides)} ran out of memory on {device} at input {format_input(shape)}, batch "
             f"{batch} (a training step is counted): {one_line(error)}", remedies=("smaller",)) from error
-    not_run = skipped_at_inference(model, counts.uncalled_modules if counts is not None else uncalled)
+    not_run = skipped_at_inference(model, uncalled)
     forward = step.forward
     stats = _stats(spec, model, shape, batch, device, forward, not_run, step)
     return ModelSummary(

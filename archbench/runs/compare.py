@@ -143,7 +143,9 @@ def count_models(specs: Sequence[ModelSource], cells: Sequence, listener: Any = 
         for shape in shapes:
             _notify(listener, "counting", spec.name, format_input(shape))
             try:
-                stats.append(model_stats(spec, shape, 1, COUNT_DEVICE, None, model=model))
+                factory = spec.inputs_factory()
+                inputs = factory(1, shape, "fp32", COUNT_DEVICE) if factory is not None else None
+                stats.append(model_stats(spec, shape, 1, COUNT_DEVICE, None, model=model, inputs=inputs))
             except ModelRunError as exc:  # out of memory included: the cells say the rest
                 errors.append((spec.name, format_input(shape), str(exc)))
         del model

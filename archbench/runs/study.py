@@ -3,7 +3,7 @@
 A study names the models, the grid of cells and the measurement options::
 
     title = "WRN-40-10 against ResNeXt-50"
-    models = ["wrn-40-10", "resnext-50"]
+    models = ["wrn-40-10", "resnext-50"]  # model references: names, tv:/timm:, module:attr, ./file.py:attr
     reference = "wrn-40-10"             # optional: relative speeds are against it (default: first model)
 
     [grid]
@@ -23,6 +23,12 @@ A study names the models, the grid of cells and the measurement options::
     channels_last = false
     compiled = false
     threads = 2                         # torch intra-op threads (default: torch's current count)
+    interleave = true                   # time the models of each grid point in alternating rounds (paired ratios)
+
+A model may also be a table: ``{ model = "./nets/mynet.py:MyNet", name = "mynet-w64", args = { width = 64 },
+inputs = "mypkg.data:make_inputs" }`` — ``name`` (default: the reference) is what its rows and the report
+call it, ``args`` its builder's keyword arguments, ``inputs`` an input factory; a file path is relative to
+the study file.
 
 The study's name is the file's stem (``specs/studies/default.toml`` -> ``default``); its report goes to
 ``reports/<name>/``. Every validation error names the file and the key.
@@ -38,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
 from archbench.parsing import InputShape, format_input, parse_input
@@ -47,10 +54,10 @@ MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 DEFAULT_STUDY = "default"
 
-_TOP_KEYS = ("title", "models", "reference", "grid", "options")
+_TOP_KEYS = ("title", "models", "reference", "grid", "options", "executor", "targets")
 _GRID_KEYS = ("devices", "inputs", "batches", "modes", "dtypes")
 _DEVICE_GRID_KEYS = ("inputs", "batches", "modes", "dtypes")
-_OPTION_KEYS = ("max_time_s", "precision", "min_samples", "channels_last", "compiled", "threads")
+_OPTION_KEYS = ("max_time_s", "precision", "min_samples", "channels_last", "compiled", "threads", "interleave")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -82,6 +89,7 @@ class StudyOptions:
     channels_last: bool = False
     compiled: bool = False
     threads: int | None = None
+    interleave: bool = True  # models sharing a grid point timed in alternating rounds (archbench.runs.interleave)
 
     @property
     def measure(self) -> MeasureOptions:
@@ -89,8 +97,25 @@ class StudyOptions:
 
 
 @dataclass(frozen=True)
+class StudyModel:
+    """One model of a study: ``name`` (what its rows and the report call it), the ``model`` reference it is
+    built from, its builder's ``args`` and an input factory reference ``inputs``."""
+
+    name: str
+    model: str
+    args: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    inputs: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Named by its reference, with its own arguments and images as inputs."""
+        return self.model == self.name and not self.args and self.inputs is None
+
+
+@dataclass(frozen=True)
 class Study:
-    """A named comparison: models, grid, options, reference model (``models[0]`` unless set)."""
+    """A named comparison: models (their names; ``entries`` says how each is built), grid, options,
+    reference model (``models[0]`` unless set)."""
 
     name: str
     models: tuple[str, ...]
@@ -99,12 +124,17 @@ class Study:
     title: str = ""
     reference: str = ""
     path: Path | None = None
+    entries: tuple[StudyModel, ...] = ()  # default: each name is its own reference
+    executor: Mapping[str, Any] = field(default_factory=dict, hash=False)  # [executor] (archbench.runs.executors)
+    targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)  # [targets.NAME]: where cells run
 
     def __post_init__(self) -> None:
         if not self.reference and self.models:
             object.__setattr__(self, "reference", self.models[0])
         if not self.title:
             object.__setattr__(self, "title", " vs ".join(self.models))
+        if not self.entries:
+            object.__setattr__(self, "entries", tuple(StudyModel(m, m) for m in self.models))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (stored in ``results.json``; :func:`study_from_dict` reads it back)."""
@@ -124,7 +154,17 @@ class Study:
                 "per_device": {d: _jsonable_grid(v) for d, v in grid.per_device.items()},
             },
             "options": {k: getattr(self.options, k) for k in _OPTION_KEYS},
+            **self._model_sources(),
+            **({"executor": dict(self.executor)} if self.executor else {}),
+            **({"targets": {k: dict(v) for k, v in self.targets.items()}} if self.targets else {}),
         }
+
+    def _model_sources(self) -> dict[str, Any]:
+        """``{"model_sources": {name: {model, args, inputs}}}`` for the models not named by their reference
+        alone (nothing when there are none, so older reports compare equal)."""
+        sources = {e.name: {"model": e.model, "args": dict(e.args), "inputs": e.inputs} for e in self.entries
+                   if not e.plain}
+        return {"model_sources": sources} if sources else {}
 
 
 def _jsonable_grid(values: Mapping[str, tuple]) -> dict[str, list]:
@@ -146,6 +186,9 @@ def study_from_dict(data: Mapping[str, Any]) -> Study:
         dtypes=tuple(g["dtypes"]),
         per_device=per_device,
     )
+    sources = data.get("model_sources") or {}
+    entries = tuple(StudyModel(n, sources[n]["model"], sources[n].get("args") or {}, sources[n].get("inputs"))
+                    if n in sources else StudyModel(n, n) for n in data["models"])
     return Study(
         name=data["name"],
         models=tuple(data["models"]),
@@ -154,6 +197,9 @@ def study_from_dict(data: Mapping[str, Any]) -> Study:
         title=data.get("title", ""),
         reference=data.get("reference", ""),
         path=Path(data["path"]) if data.get("path") else None,
+        entries=entries,
+        executor=data.get("executor") or {},
+        targets=data.get("targets") or {},
     )
 
 
@@ -204,9 +250,11 @@ def study_from_mapping(data: Mapping[str, Any], path: Path | None = None, name: 
     _reject_unknown(where, "", data, _TOP_KEYS)
     if "models" not in data:
         raise StudyError(f"{where}: missing key 'models': list the models to compare, e.g. models = [\"wrn-40-1\", \"resnet18\"].")
-    models = _str_list(where, "models", data["models"])
+    entries = _models(where, data["models"], path.parent if path else None)
+    models = [e.name for e in entries]
     if len(set(models)) != len(models):
-        raise StudyError(f"{where}: models: {models} names a model twice.")
+        raise StudyError(f"{where}: models: {models} names a model twice (give one a name: "
+                         "{ model = \"...\", name = \"...\" }).")
     title = _string(where, "title", data.get("title", ""))
     reference = _string(where, "reference", data.get("reference", "")) or models[0]
     if reference not in models:
@@ -216,7 +264,69 @@ def study_from_mapping(data: Mapping[str, Any], path: Path | None = None, name: 
     study_name = name or (path.stem if path else "study")
     if not _NAME_RE.match(study_name):
         raise StudyError(f"{where}: the study name '{study_name}' (the file's stem) may hold only letters, digits, '.', '_' and '-'.")
-    return Study(study_name, tuple(models), grid, options, title, reference, path)
+    executor, targets = _executor_tables(where, data.get("executor", {}), data.get("targets", {}))
+    return Study(study_name, tuple(models), grid, options, title, reference, path, entries, executor, targets)
+
+
+def _executor_tables(where: str, executor: Any, targets: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The ``[executor]`` table and the ``[targets.NAME]`` tables, checked key by key (see
+    :mod:`archbench.runs.executors`)."""
+    from archbench.runs.executors import EXECUTOR_KEYS, TARGET_KEYS, table_problem
+
+    if not isinstance(executor, dict):
+        raise StudyError(f"{where}: executor: expected a table [executor] with {', '.join(EXECUTOR_KEYS)}.")
+    if not isinstance(targets, dict) or not all(isinstance(t, dict) for t in targets.values()):
+        raise StudyError(f"{where}: targets: expected tables [targets.NAME] of Slurm job options "
+                         f"({', '.join(TARGET_KEYS)}), e.g. [targets.a100] constraint = \"a100\".")
+    problem = table_problem(executor, EXECUTOR_KEYS)
+    if problem:
+        raise StudyError(f"{where}: [executor]: {problem}")
+    for name, table in targets.items():
+        if not _NAME_RE.match(name) or "@" in name:
+            raise StudyError(f"{where}: [targets.{name}]: a target name may hold only letters, digits, '.', '_' and '-'.")
+        problem = table_problem(table, TARGET_KEYS)
+        if problem:
+            raise StudyError(f"{where}: [targets.{name}]: {problem}")
+    if targets and executor.get("kind", "slurm") != "slurm":
+        raise StudyError(f"{where}: [targets.*] run as Slurm jobs, and [executor] kind is {executor['kind']!r}: set "
+                         "kind = \"slurm\" or remove the targets.")
+    return dict(executor), {name: dict(table) for name, table in targets.items()}
+
+
+_MODEL_KEYS = ("model", "name", "args", "inputs")
+
+
+def _models(where: str, value: Any, base_dir: Path | None) -> tuple[StudyModel, ...]:
+    """The ``models`` list: references, or tables ``{ model, name, args, inputs }``; references are checked
+    against the grammar (nothing is imported), file paths made relative to the study file."""
+    items = [value] if isinstance(value, (str, dict)) else value
+    if not isinstance(items, list) or not items:
+        raise StudyError(f"{where}: models: expected a non-empty list of model references, got {value!r}.")
+    return tuple(_model(where, f"models[{i}]", item, base_dir) for i, item in enumerate(items))
+
+
+def _model(where: str, key: str, item: Any, base_dir: Path | None) -> StudyModel:
+    table = {"model": item} if isinstance(item, str) else item
+    if not isinstance(table, dict):
+        raise StudyError(f"{where}: {key}: expected a model reference or a table {{ model = ..., args = {{...}} }}, "
+                         f"got {item!r}.")
+    _reject_unknown(where, f"{key}.", table, _MODEL_KEYS)
+    if "model" not in table:
+        raise StudyError(f"{where}: {key}: missing key 'model' (the model reference, e.g. \"./nets/mynet.py:MyNet\").")
+    text = _string(where, f"{key}.model", table["model"]).strip()
+    name = _string(where, f"{key}.name", table.get("name", text)).strip()
+    args = table.get("args", {})
+    if not isinstance(args, dict):
+        raise StudyError(f"{where}: {key}.args: expected a table of keyword arguments, e.g. args = {{ width = 64 }}.")
+    inputs = table.get("inputs")
+    try:
+        model = builder_reference(text, base_dir) if parse_reference(text).kind == "file" else text
+        inputs = code_reference(_string(where, f"{key}.inputs", inputs), base_dir) if inputs is not None else None
+    except ModelReferenceError as exc:
+        raise StudyError(f"{where}: {key}: {exc}") from None
+    if not name:
+        raise StudyError(f"{where}: {key}.name: empty: give the name the report uses, or leave it out.")
+    return StudyModel(name, model, args, inputs)
 
 
 def _reject_unknown(where: str, prefix: str, table: Mapping[str, Any], allowed: Iterable[str]) -> None:
@@ -327,7 +437,7 @@ def _options(where: str, table: Any) -> StudyOptions:
     for key in ("min_samples", "threads"):
         if key in table:
             values[key] = _positive_int(where, f"options.{key}", table[key])
-    for key in ("channels_last", "compiled"):
+    for key in ("channels_last", "compiled", "interleave"):
         if key in table:
             if not isinstance(table[key], bool):
                 raise StudyError(f"{where}: options.{key}: expected true or false, got {table[key]!r}.")
@@ -351,18 +461,27 @@ def _positive_number(where: str, key: str, value: Any) -> float:
 
 
 def resolve_models(study: Study, extra_dirs: Iterable[str] = ()):
-    """The :class:`~archbench.catalog.spec.ModelSpec` of each model; an unknown name in a study file is a
-    :class:`StudyError` naming the file and the ``models`` key (imports torchvision for zoo names)."""
-    from archbench.catalog.registry import get_spec
+    """The :class:`~archbench.catalog.spec.ModelSpec` of each model, under its study name, with its args and
+    input factory (and the grid's first input as its default when it states none); a reference in a study file that names nothing is a :class:`StudyError` naming the file
+    and the ``models`` key (imports the code a reference names, torchvision for zoo names)."""
+    from dataclasses import replace as with_fields
+
+    from archbench.catalog.refs import input_is_a_default, resolve_model
 
     specs = []
-    for name in study.models:
+    for entry in study.entries:
         try:
-            specs.append(get_spec(name, extra_dirs=extra_dirs))
-        except UnknownModelError as exc:
+            spec = resolve_model(entry.model, extra_dirs=extra_dirs, inputs=entry.inputs)
+        except (UnknownModelError, ModelReferenceError) as exc:
             if study.path is None:
                 raise
             raise StudyError(f"{study.path}: models: {exc}") from exc
+        # Arguments from the command line (no study file) are blamed as given per run (--set); a file's
+        # are the model's own.
+        spec = spec.with_args(entry.args) if study.path is None else with_fields(spec, args={**spec.args, **entry.args})
+        if study.grid.inputs and input_is_a_default(spec):  # counted at the study's input, not at a guessed 224x224
+            spec = with_fields(spec, input=study.grid.inputs[0])
+        specs.append(with_fields(spec, name=entry.name))
     return specs
 
 
@@ -378,11 +497,24 @@ def adhoc_study(
     options: StudyOptions = StudyOptions(),
     title: str = "",
     name: str | None = None,
+    args: Mapping[str, Any] | None = None,
+    model_inputs: str | None = None,
 ) -> Study:
-    """A study from command-line values; its name (the report folder) joins the model names with ``-vs-``."""
+    """A study from command-line values; its name (the report folder) joins the model names with ``-vs-``.
+    ``args`` (builder arguments) and ``model_inputs`` (an input factory reference) apply to every model."""
     models = tuple(dict.fromkeys(models))
     if reference and reference not in models:
         raise UsageError(f"--reference '{reference}' is not one of the models compared ({', '.join(models)}).")
     grid = Grid(tuple(devices), tuple(inputs) if inputs is not None else None, tuple(batches), tuple(modes), tuple(dtypes))
-    study_name = name or "-vs-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", m) for m in models)
-    return Study(study_name, models, grid, options, title, reference or "", None)
+    study_name = name or "-vs-".join(_folder_label(m) for m in models)
+    entries = tuple(StudyModel(m, m, dict(args or {}), model_inputs) for m in models)
+    return Study(study_name, models, grid, options, title, reference or "", None, entries)
+
+
+def _folder_label(model: str) -> str:
+    """A model's part of a report folder's name: ``./nets/mynet.py:MyNet`` -> ``mynet.MyNet``,
+    ``timm:convnext_tiny`` -> ``timm.convnext_tiny``."""
+    where, sep, attr = model.rpartition(":")
+    if sep:
+        model = f"{Path(where).stem if where.endswith('.py') else where}.{attr}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._-") or "model"

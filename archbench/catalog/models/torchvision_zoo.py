@@ -9,7 +9,8 @@ models drop.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from archbench.catalog.spec import ModelSpec
 
@@ -53,6 +54,7 @@ def spec(name: str) -> ModelSpec:
         args=args,
         params=int(meta["num_params"]),
         source=FAMILY,
+        builder=f"tv:{name}",
     )
 
 
