@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -60,6 +61,33 @@ def test_specs_ship_with_the_package_and_work_from_any_directory(tmp_path):
     result = run_subprocess("list", "wrn-40-10", "--source", "specs", "--json", cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)[0]["params"] == 55_841_754
+
+
+_HEAVY_PROBE = textwrap.dedent("""
+    import sys, runpy
+    sys.argv = ["archbench", *sys.argv[1:]]
+    try:
+        runpy.run_module("archbench", run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    heavy = sorted(m for m in ("torch", "torchvision", "fvcore", "torchinfo", "pandas", "matplotlib") if m in sys.modules)
+    print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+    """)
+
+
+def test_listing_every_source_reads_the_zoo_from_its_cache_without_importing_torch(tmp_path):
+    """The first listing imports torchvision and caches its zoo's metadata (keyed by torchvision's
+    version); the next one reads the cache: the same listing, no torch, no torchvision."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", _HEAVY_PROBE, "list", "--json"], capture_output=True, text=True,
+                           cwd=tmp_path, env=env) for _ in range(2)]
+    assert "torchvision" in runs[0].stderr.split("HEAVY=")[1]
+    assert "HEAVY=\n" in runs[1].stderr, runs[1].stderr[-2000:]
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
+    assert list((tmp_path / "cache" / "archbench").glob("torchvision-*-zoo.json"))
 
 
 def test_help_and_spec_listing_do_not_import_torch(tmp_path):

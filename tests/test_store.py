@@ -347,7 +347,7 @@ def test_history_json_table_and_filters(cli, bench_run):
 def test_report_from_a_bench_csv_and_from_a_run_id(cli, bench_run, tmp_path):
     output, csv_path, db = bench_run
     medians = [r["median_ms"] for r in output["rows"]]
-    from archbench.report.tables import fmt_ms
+    from archbench.units import fmt_ms
 
     from_run = cli("report", "latest", "--db", db, "--out", tmp_path / "from-run")
     from_csv = cli("report", csv_path, "--out", tmp_path / "from-csv")

@@ -49,7 +49,3 @@ def print_json(data: Any) -> None:
     """JSON to stdout, unwrapped and uncoloured (safe to pipe)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
-
-
-def fmt_int(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"

@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, out_path, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import UsageError
-from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
-from archbench.report.tables import fmt_ms  # one millisecond format for the table and the report
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
+from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
 from archbench.results import DTYPES, MODES
-
+from archbench.units import fmt_ms
 
 
 def bench_command(
@@ -79,10 +78,10 @@ def bench_command(
     out_csv = _checked_out(out_path(out_file, "--out"))
     store = open_recording_store(db, no_db)
 
-    from archbench.runs.envinfo import append_environment, environment
-    from archbench.outputs import owned_file
     from archbench.options import MeasureOptions
+    from archbench.outputs import owned_file
     from archbench.runs.cells import plan_cells
+    from archbench.runs.envinfo import append_environment, environment
     from archbench.runs.interleave import Interleaving
     from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
@@ -187,7 +186,15 @@ class _LiveProgress:
     a live table of the finished cells, on stderr. Without a terminal, one line per finished cell."""
 
     def __init__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.live_display = err.is_terminal
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -254,8 +261,8 @@ def _fmt(value: float, spec: str) -> str:
 
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
-    from archbench.timing.load import LOAD_THRESHOLD
     from archbench.report.tables import under_coverage
+    from archbench.timing.load import LOAD_THRESHOLD
 
     ok = [r for r in rows if r.status == "ok"]
     lines = []

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from archbench.catalog.refs import AmbiguousModelWarning, ModelReferenceError, code_reference
 from archbench.catalog.registry import SOURCES, get_spec, list_models
-from archbench.cli._common import JsonOption, SpecsOption, err, fmt_int, out, print_json
+from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError
+from archbench.units import fmt_int
 
 # What `check` builds: "all" is the specs and torchvision's zoo (their counts are stated; timm's and
 # plugins' are not).

@@ -19,9 +19,22 @@ from rich.table import Table
 
 from archbench.cli._common import SetOption, SpecsOption, err, out, out_path
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
-from archbench.cli.collect import (AccountOption, ConstraintOption, DetachOption, ExecutorOption, GpusOption,
-                                   PartitionOption, QosOption, SbatchOption, SharedNodeOption, TimeLimitOption,
-                                   WorkersOption, executor_command_args, executor_settings, print_detached)
+from archbench.cli.collect import (
+    AccountOption,
+    ConstraintOption,
+    DetachOption,
+    ExecutorOption,
+    GpusOption,
+    PartitionOption,
+    QosOption,
+    SbatchOption,
+    SharedNodeOption,
+    TimeLimitOption,
+    WorkersOption,
+    executor_command_args,
+    executor_settings,
+    print_detached,
+)
 from archbench.cli.history import DbOption, NoDbOption, db_path, open_recording_store, print_stored
 from archbench.errors import UsageError
 from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
@@ -259,7 +272,8 @@ def _rich_table(frame, title: str, first: str = "model") -> Table:
 def architecture_rich_table(data) -> Table:
     import pandas as pd
 
-    from archbench.report.tables import architecture_table, fmt_int, fmt_sig
+    from archbench.report.tables import architecture_table
+    from archbench.units import fmt_int, fmt_sig
 
     arch = architecture_table(data)
     text = pd.DataFrame({

@@ -88,8 +88,8 @@ def _print_result(result: "DiffResult") -> None:
         summary_line,
         verdict_text,
     )
-    from archbench.report.tables import fmt_ms
     from archbench.runs.diff import cell_label
+    from archbench.units import fmt_ms
 
     if result.env_differences:
         _print_env_differences(result)

@@ -85,6 +85,7 @@ from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
 from archbench.results import ModelStats
+from archbench.units import si
 
 SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
@@ -420,13 +421,13 @@ def cross_check_counts(fvcore_total: int, fvcore_by_operator: dict[str, int], fv
         if a == 0:
             skipped = [op for op in fvcore_uncounted if op_kind(op) == kind]
             why = f" (fvcore has no formula for {', '.join(skipped)})" if skipped else ""
-            reasons.append(f"archbench counts {kind} ({_si(b)}MACs) that fvcore does not{why}")
+            reasons.append(f"archbench counts {kind} ({si(b, 'MACs', 3)}) that fvcore does not{why}")
         elif b == 0:
-            reasons.append(f"fvcore counts {kind} ({_si(a)}MACs) that archbench does not")
+            reasons.append(f"fvcore counts {kind} ({si(a, 'MACs', 3)}) that archbench does not")
         else:
-            reasons.append(f"{kind}: fvcore {_si(a)}MACs vs archbench {_si(b)}MACs")
-    verdict = (f"fvcore's total ({_si(fvcore_total)}MACs) agrees with macs_with_norm ({difference:.2%} apart)" if agrees
-               else f"fvcore's total ({_si(fvcore_total)}MACs) and macs_with_norm differ by {difference:.1%}")
+            reasons.append(f"{kind}: fvcore {si(a, 'MACs', 3)} vs archbench {si(b, 'MACs', 3)}")
+    verdict = (f"fvcore's total ({si(fvcore_total, 'MACs', 3)}) agrees with macs_with_norm ({difference:.2%} apart)" if agrees
+               else f"fvcore's total ({si(fvcore_total, 'MACs', 3)}) and macs_with_norm differ by {difference:.1%}")
     note = verdict + ("; " + "; ".join(reasons) if reasons else "")
     return CrossCheck(fvcore_total, fv, ours, difference, agrees, note)
 
@@ -435,13 +436,6 @@ def not_cross_checked(reason: str, macs_by_op: dict[str, int], norm_pool_by_op: 
     """The cross-check of a model fvcore could not count (nothing is left out as not run at inference)."""
     ours = _by_kind({**macs_by_op, **norm_pool_by_op})
     return CrossCheck(None, {}, ours, math.nan, None, f"not cross-checked: {reason}")
-
-
-def _si(value: float) -> str:
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}"
-    return f"{value:g} "
 
 
 # ------------------------------------------------------------------------------------------- JSON

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 
-from archbench.report.tables import coverage_percent, fmt_ms, fmt_sig
+from archbench.report.tables import coverage_percent
 from archbench.runs.diff import CellDiff, DiffResult, cell_label
 from archbench.runs.significance import SYMBOLS
+from archbench.units import fmt_ms, fmt_sig
 
 _ORDER = {"slower": 0, "faster": 1, "noisy": 2, "unchanged": 3}
 

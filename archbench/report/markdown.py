@@ -155,12 +155,28 @@ def environment_section(data: ReportData) -> list[str]:
     if data.peaks_tflops:
         rows.append(("device peak (large matmul)", _value({k: f"{v:.3f} TFLOP/s" for k, v in data.peaks_tflops.items()})))
     lines += [md_table(["setting", "value"], rows, ["l", "l"]), ""]
-    if len(data.environments) > 1:
-        dates = ", ".join(pretty_date(e.get("date", "")) for e in data.environments)
-        changed = sorted({k for e in data.environments[1:] for k, v in e.items() if k != "date" and env.get(k) != v})
+    sessions = [e for e in data.environments if not e.get("worker")]
+    if len(sessions) > 1:
+        dates = ", ".join(pretty_date(e.get("date", "")) for e in sessions)
+        changed = sorted({k for e in sessions[1:] for k, v in e.items() if k != "date" and env.get(k) != v})
         note = f" Settings that differ between sessions: {', '.join(changed)}." if changed else " The settings above held in every session."
-        lines += [f"The cells were measured in {len(data.environments)} sessions (the run was resumed), started {dates}.{note}", ""]
-    return lines
+        lines += [f"The cells were measured in {len(sessions)} sessions (the run was resumed), started {dates}.{note}", ""]
+    return lines + workers_section(data)
+
+
+WORKER_COLUMNS = ("worker", "host", "slurm_job", "slurm_partition", "affinity", "threads", "devices", "torch")
+
+
+def workers_section(data: ReportData) -> list[str]:
+    """Where out-of-process cells were measured (``--workers``, Slurm jobs, targets): one line per worker,
+    the settings that tell them apart (the setting table above is the coordinating process's)."""
+    workers = [e for e in data.environments if e.get("worker")]
+    if not workers:
+        return []
+    columns = [c for c in WORKER_COLUMNS if any(w.get(c) not in (None, "", []) for w in workers)]
+    rows = [[_value(w.get(c)) if w.get(c) not in (None, "") else "—" for c in columns] for w in workers]
+    return [f"The cells were measured by {len(workers)} worker process(es) or job(s):", "",
+            md_table(columns, rows, ["l"] * len(columns)), ""]
 
 
 def architecture_section(data: ReportData, notes: Footnotes) -> list[str]:

@@ -13,30 +13,12 @@ from rich.table import Table
 from rich.text import Text
 
 from archbench.parsing import format_input
+from archbench.units import mib, si
 
 if TYPE_CHECKING:
     from archbench.costs.summary import LayerRow, ModelSummary
 
-MIB = 2**20
-
-
 # ------------------------------------------------------------------------------------ formatting
-
-
-def si(value: float, unit: str = "") -> str:
-    """``32325736704`` -> ``'32.33 G'`` (three or four significant digits)."""
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.4g} {prefix}{unit}"
-    return f"{value:g} {unit}".rstrip()
-
-
-def mib(value: int) -> str:
-    """Bytes in binary units: ``'213.0 MiB'``, ``'34.5 KiB'``."""
-    for factor, unit in ((2**30, "GiB"), (MIB, "MiB"), (2**10, "KiB")):
-        if value >= factor:
-            return f"{value / factor:,.1f} {unit}"
-    return f"{value:,} B"
 
 
 def shapes_text(row: LayerRow) -> str:

@@ -23,6 +23,7 @@ from archbench.report.frame import rows_frame, stats_frame
 from archbench.results import CellKey, ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, median_ci_ranks
+from archbench.units import fmt_int, fmt_ms, fmt_sig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,30 +34,6 @@ MIB = 2**20
 NOT_CONVERGED = "†"
 
 # ------------------------------------------------------------------------------------------ numbers
-
-
-def fmt_ms(value: float) -> str:
-    """Milliseconds with three significant digits (at least one decimal below 100 ms)."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    for limit, digits in ((100, 0), (10, 1), (1, 2)):
-        if abs(value) >= limit:
-            return f"{value:,.{digits}f}"
-    return f"{value:.3f}"
-
-
-def fmt_sig(value: float, digits: int = 3) -> str:
-    """``value`` with ``digits`` significant digits, thousands separated (``1,234``, ``12.3``, ``0.0123``)."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    if value == 0:
-        return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:,.{decimals}f}"
-
-
-def fmt_int(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{int(value):,}"
 
 
 def input_order(text: str) -> tuple:

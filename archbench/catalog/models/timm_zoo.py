@@ -12,12 +12,10 @@ import difflib
 import fnmatch
 import functools
 import importlib.util
-import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from archbench.catalog.metadata_cache import read_cache, write_cache
 from archbench.catalog.spec import ModelSpec
 
 FAMILY = "timm"
@@ -98,27 +96,14 @@ def _count(model: str) -> int | None:
         return None
 
 
-def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "archbench" / f"timm-{_timm().__version__}-params.json"
+def _cache_key() -> str:
+    return f"timm-{_timm().__version__}-params"
 
 
 def _read_cache() -> dict[str, int | None]:
-    try:
-        data = json.loads(_cache_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
+    data = read_cache(_cache_key())
     return {k: v for k, v in data.items() if v is None or (isinstance(v, int) and not isinstance(v, bool))}
 
 
 def _write_cache(cache: dict[str, int | None]) -> None:
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(cache, sort_keys=True), encoding="utf-8")
-        partial.replace(path)
-    except OSError:
-        pass  # a cache that cannot be written only costs the next listing its time
+    write_cache(_cache_key(), cache)

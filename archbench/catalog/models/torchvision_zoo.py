@@ -9,9 +9,11 @@ models drop.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
+from archbench.catalog.metadata_cache import read_cache, write_cache
 from archbench.catalog.spec import ModelSpec
 
 FAMILY = "torchvision"
@@ -25,13 +27,39 @@ _BUILD_ARGS: dict[str, dict[str, Any]] = {
 
 @functools.cache
 def names() -> tuple[str, ...]:
-    import torchvision
+    return tuple(_zoo())
 
-    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+def spec(name: str) -> ModelSpec:
+    entry = _zoo()[name]
+    return ModelSpec(
+        name=name,
+        family=FAMILY,
+        input=tuple(entry["input"]),
+        description=entry["description"],
+        args=dict(entry["args"]),
+        params=int(entry["params"]),
+        source=FAMILY,
+        builder=f"tv:{name}",
+    )
 
 
 @functools.cache
-def spec(name: str) -> ModelSpec:
+def _zoo() -> dict[str, dict[str, Any]]:
+    """Every zoo model's metadata, from the cache of the installed torchvision's version (read without
+    importing torchvision: `archbench list` stays fast), or computed from torchvision and cached."""
+    key = f"torchvision-{importlib.metadata.version('torchvision')}-zoo"
+    cached = read_cache(key)
+    if cached:
+        return cached
+    import torchvision
+
+    zoo = {name: _metadata(name) for name in torchvision.models.list_models(module=torchvision.models)}
+    write_cache(key, zoo)
+    return zoo
+
+
+def _metadata(name: str) -> dict[str, Any]:
     from torchvision.models import get_model_weights
 
     weights = get_model_weights(name).DEFAULT
@@ -46,16 +74,8 @@ def spec(name: str) -> ModelSpec:
         facts.append(f"{accuracy}% top-1")
     if meta.get("_ops") is not None:
         facts.append(f"{meta['_ops']} GMACs")
-    return ModelSpec(
-        name=name,
-        family=FAMILY,
-        input=(3, crop, crop),
-        description=f"torchvision.models.{name} ({', '.join(facts)})",
-        args=args,
-        params=int(meta["num_params"]),
-        source=FAMILY,
-        builder=f"tv:{name}",
-    )
+    return {"input": [3, crop, crop], "description": f"torchvision.models.{name} ({', '.join(facts)})", "args": args,
+            "params": int(meta["num_params"])}
 
 
 def builder(name: str) -> Callable[..., Any]:

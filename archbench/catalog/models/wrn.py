@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archbench.errors import SpecError
 from archbench.catalog.models._init import kaiming_init
 from archbench.catalog.registry import register_family
+from archbench.errors import SpecError
 
 
 class WideBlock(nn.Module):
