@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from archbench.errors import UsageError
@@ -72,6 +73,17 @@ def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]
         if item not in choices:
             raise UsageError(f"{option} value '{item}' is not one of: {', '.join(choices)}.")
     return _unique(items)
+
+
+def read_toml_file(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The table of a TOML file (a spec or a study file); ``error`` names the file, and the line of a
+    syntax error."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror}.") from exc
 
 
 def parse_toml_value(text: str) -> Any:

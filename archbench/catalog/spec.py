@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from archbench.errors import SpecError, UsageError
-from archbench.parsing import InputShape, format_input, parse_input
+from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 
 SPECS_ENV = "ARCHBENCH_SPECS"
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
@@ -107,13 +106,7 @@ def user_spec_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
 
 def load_spec_file(path: Path, source: str = "specs") -> ModelSpec:
     """Load and validate one spec file; errors name the file (and line, for TOML syntax)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec file: {exc.strerror}.") from exc
-    return spec_from_mapping(data, path=path, source=source)
+    return spec_from_mapping(read_toml_file(path, "spec file", SpecError), path=path, source=source)
 
 
 def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source: str = "specs") -> ModelSpec:

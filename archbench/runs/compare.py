@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from archbench.catalog.source import ModelSource
+from archbench.catalog.spec import ModelSpec
 from archbench.errors import ModelRunError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
-from archbench.catalog.spec import ModelSpec
-from archbench.catalog.source import ModelSource
 from archbench.runs.study import Study, resolve_models
 
 REPORTS_DIR = Path("reports")
@@ -321,10 +321,10 @@ def run_compare(
     ``executor`` (:mod:`archbench.runs.executors`; default: this process) measures the cells; its work units
     and shards go to ``out_dir/shards/`` until the report is written.
     """
-    from archbench.runs.envinfo import environment
     from archbench.report.jsonfile import data_to_json, write_json
-    from archbench.runs.interleave import Interleaving
+    from archbench.runs.envinfo import environment
     from archbench.runs.executors import LocalExecutor, planned_threads
+    from archbench.runs.interleave import Interleaving
     from archbench.runs.store import Recording
 
     executor = executor if executor is not None else LocalExecutor()

@@ -39,7 +39,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -47,7 +46,7 @@ from typing import Any, Iterable, Mapping
 from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
-from archbench.parsing import InputShape, format_input, parse_input
+from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 
 DEVICE_CHOICES = ("cpu", "cuda")
 MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported: the sweep module is heavier)
@@ -236,13 +235,7 @@ def find_study(name_or_path: str | Path) -> Path:
 def load_study(path: str | Path) -> Study:
     """Load and validate a study file; every error names the file and the key (exit code 2)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
-    except OSError as exc:
-        raise StudyError(f"{path}: cannot read study file: {exc.strerror}.") from exc
-    return study_from_mapping(data, path)
+    return study_from_mapping(read_toml_file(path, "study file", StudyError), path)
 
 
 def study_from_mapping(data: Mapping[str, Any], path: Path | None = None, name: str | None = None) -> Study:

@@ -1,0 +1,353 @@
+"""Interleaved, paired measurement: the models that share a grid point (cells equal but for the model)
+are timed in alternating rounds, so whatever makes the machine slower for a while (another process, a
+throttled clock) slows all of them alike and falls out of their ratio — hyperfine's ``--reference``, a
+paired A/B design. Measuring model A's cells fully and then B's turns such drift into a false difference.
+
+* :func:`grid_points` groups planned cells by grid point (compiled cells stay alone: they are timed model
+  by model).
+* :func:`interleave` is the scheduler (no torch; sampler and clock injectable). Each model is built and
+  warmed up in turn with the timer's warm-up policy (:func:`archbench.timing.timer.measure`), then takes
+  a first burst of samples — its peak-memory window, with no other model running. Then rounds: in each,
+  the models run in a random order (a seeded :class:`random.Random`; the orders are kept), each a short
+  burst (``burst.samples`` samples, or fewer once they add up to ``burst.seconds``). A round gives each
+  model the ratio ``median(its burst) / median(the reference's burst)``. Rounds stop when the paired CI
+  of every model against the reference is within the precision target, when the budget —
+  ``max_time_s`` times the number of models, warm-ups included — would be overrun by another round (never
+  before ``min_samples`` rounds), or when a model reaches ``max_samples``.
+* :func:`measure_point` is the sweep's side: it builds each cell's step, reads its peak memory over its
+  first burst, and turns the outcome into rows. A model that fails (out of memory, an error) drops out
+  of the rounds with its error row; the others go on.
+
+The paired relative speed is the median of the per-round ratios with the distribution-free CI of a
+median — order statistics at binomial ranks (:func:`archbench.runs.significance.paired_ratio_ci`), exact
+coverage, no assumption on the ratios' distribution; fewer than 6 rounds give the range of the ratios
+(coverage below 95%), which never counts as precise. Each row keeps all of its model's samples (the first
+burst's and every round's), so its own median and CI mean what they mean for a cell measured alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from archbench.options import MeasureOptions
+from archbench.results import ResultRow
+from archbench.runs.significance import RatioEstimate, paired_ratio_ci
+from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
+from archbench.timing.timer import measure
+
+if TYPE_CHECKING:
+    from archbench.runs.cells import Cell
+    from archbench.runs.sweep import RunCaches
+
+Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
+WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memory window closes
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One model's turn in a round: ``samples`` samples, or fewer once they add up to ``seconds`` (at
+    least one) — a 2 ms step takes 5 samples a turn, a 200 ms step one."""
+
+    samples: int = 5
+    seconds: float = 0.1
+
+
+@dataclass(frozen=True)
+class Interleaving:
+    """How a sweep interleaves the models of each grid point: paired ratios against ``reference``, turns of
+    ``burst``, round orders from ``random.Random`` seeded with ``seed`` and the grid point (the same
+    point gets the same orders in every run)."""
+
+    reference: str
+    burst: Burst = Burst()
+    seed: int = 0
+
+    def rng(self, cells: Sequence[Cell]) -> random.Random:
+        return random.Random(f"{self.seed}:{_point(cells[0])}")
+
+
+def _point(cell: Cell) -> tuple:
+    """A cell's grid point: its key without the model."""
+    return cell.key()[1:]
+
+
+def grid_points(cells: Sequence[Cell]) -> list[tuple[Cell, ...]]:
+    """``cells`` grouped by grid point, in the order each point first appears; the cells of a point in
+    their own order. A compiled cell stays alone: torch.compile keeps its compiled graphs per code object,
+    so two compiled models of one class run alternately would recompile at every switch."""
+    points: dict[tuple, list] = {}
+    for cell in cells:
+        points.setdefault(cell.key() if cell.compiled else _point(cell), []).append(cell)
+    return [tuple(group) for group in points.values()]
+
+
+@dataclass(frozen=True, eq=False)
+class Interleaved:
+    """What the rounds measured, per model name: warm-up and sampled times (ms; the first burst's samples
+    first), the per-round time ratios against the reference (non-reference models), how many rounds each
+    model took part in, the order of every round, the failures (the exception that took a model out) and
+    why the rounds stopped (``precision``, ``max_time``, ``max_samples``, or ``failed`` when no model is
+    left)."""
+
+    reference: str | None
+    warmups: Mapping[str, tuple[float, ...]]
+    samples: Mapping[str, tuple[float, ...]]
+    ratios: Mapping[str, tuple[float, ...]]
+    rounds: Mapping[str, int]
+    orders: tuple[tuple[str, ...], ...]
+    failures: Mapping[str, Exception]
+    stop_reason: str
+    wall_s: float
+    precision: float
+
+    def measurement(self, name: str) -> Measurement:
+        """``name``'s samples as the timer's result (its stop reason is the rounds')."""
+        return Measurement(self.samples[name], self.warmups[name], self.stop_reason, self.wall_s, self.precision)
+
+    def paired(self, name: str) -> RatioEstimate | None:
+        """Median per-round time ratio ``name`` / reference with its CI; None for the reference or without
+        a round both ran."""
+        ratios = self.ratios.get(name)
+        return paired_ratio_ci(ratios) if ratios else None
+
+
+# ---------------------------------------------------------------------------------------- scheduler
+
+
+class _Rounds:
+    """The scheduler's state: the models still running, their samplers, samples, ratios and failures."""
+
+    def __init__(self, names: Sequence[str], reference: str | None, on_failure: Callable[[str, Exception], None]):
+        self.names = list(names)
+        self.reference = reference
+        self.on_failure = on_failure
+        self.samplers: dict[str, Sampler] = {}
+        self.warmups: dict[str, tuple[float, ...]] = {}
+        self.samples: dict[str, list[float]] = {name: [] for name in names}
+        self.ratios: dict[str, list[float]] = {name: [] for name in names if name != reference}
+        self.rounds = dict.fromkeys(names, 0)
+        self.orders: list[tuple[str, ...]] = []
+        self.failures: dict[str, Exception] = {}
+
+    @property
+    def active(self) -> list[str]:
+        return [name for name in self.names if name in self.samplers and name not in self.failures]
+
+    def fail(self, name: str, exc: Exception) -> None:
+        self.on_failure(name, exc)
+        # its frames would keep the failed step's tensors alive through the other models' rounds
+        self.failures[name] = exc.with_traceback(None)
+
+    def play(self, rng: random.Random, burst: Burst) -> None:
+        """One round: every active model's burst, in a random order; then the round's ratios."""
+        order = self.active
+        rng.shuffle(order)
+        self.orders.append(tuple(order))
+        medians: dict[str, float] = {}
+        for name in order:
+            try:
+                times = take_burst(self.samplers[name], burst)
+            except Exception as exc:  # noqa: BLE001 - the model drops out; its failure becomes its row
+                self.fail(name, exc)
+                continue
+            self.samples[name] += times
+            self.rounds[name] += 1
+            medians[name] = median(times)
+        if self.reference in medians:
+            for name, value in medians.items():
+                if name != self.reference:
+                    self.ratios[name].append(value / medians[self.reference])
+
+    def precise(self, precision: float) -> bool:
+        """Every model's paired CI against the reference is within ``precision`` of its ratio; without the
+        reference (or with it alone), every remaining model's own median CI."""
+        others = [name for name in self.active if name != self.reference]
+        if self.reference in self.active and others:
+            return all(_within(paired_ratio_ci(self.ratios[name]), precision) for name in others)
+        return all(ci_within(self.samples[name], precision) for name in self.active)
+
+    def round_s(self, burst: Burst) -> float:
+        """A round's expected seconds, from each model's recent samples."""
+        seconds = [median(self.samples[name][-5:]) / 1e3 for name in self.active if self.samples[name]]
+        return sum(min(burst.samples * s, max(burst.seconds, s)) for s in seconds)
+
+    def result(self, stop_reason: str, wall_s: float, precision: float) -> Interleaved:
+        return Interleaved(self.reference, dict(self.warmups), {k: tuple(v) for k, v in self.samples.items()},
+                           {k: tuple(v) for k, v in self.ratios.items()}, dict(self.rounds), tuple(self.orders),
+                           dict(self.failures), stop_reason, wall_s, precision)
+
+
+def _within(estimate: RatioEstimate, precision: float) -> bool:
+    half = max(estimate.ratio - estimate.low, estimate.high - estimate.ratio)
+    return estimate.coverage >= CONFIDENCE and half <= precision * estimate.ratio
+
+
+def take_burst(sample: Sampler, burst: Burst, times: Sequence[float] = ()) -> list[float]:
+    """``times`` continued with samples until there are ``burst.samples`` or they add up to ``burst.seconds``."""
+    times = list(times)
+    while len(times) < burst.samples and sum(times) < burst.seconds * 1e3:
+        times.append(sample())
+    return times
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No collector pauses inside samples (as the timer does)."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def interleave(
+    names: Sequence[str],
+    build: Callable[[str], Sampler],
+    options: MeasureOptions,
+    reference: str | None,
+    rng: random.Random,
+    *,
+    burst: Burst = Burst(),
+    clock: Callable[[], float] = time.perf_counter,
+    on_phase: Callable[[str, str], None] | None = None,
+    on_failure: Callable[[str, Exception], None] | None = None,
+) -> Interleaved:
+    """Time the models ``names`` in alternating rounds (see the module docstring); ratios against
+    ``reference`` (None: no ratios, and each model's own CI decides when to stop).
+
+    ``build(name)`` makes a model's sampler; it is called just before that model's warm-up, after the
+    previous model's first burst, so each model's memory window holds no other model's work. ``clock``
+    (seconds) is the budget's clock. ``on_phase(name, phase)`` gets the timer's ``warming up`` and
+    ``sampling`` (the first burst starts) and then :data:`WARMED_UP` (it ends). The budget counts warm-ups
+    and sampling, not the builds (as for a cell timed alone). A model whose build or sampler raises an
+    ``Exception`` is out: ``on_failure(name, exc)`` is called at once and the others go on.
+    KeyboardInterrupt propagates."""
+    phase = on_phase or (lambda name, what: None)
+    state = _Rounds(names, reference, on_failure or (lambda name, exc: None))
+    spent_s = 0.0  # warming up and sampling: building a model (and counting its FLOPs) is not in the budget
+    for name in names:
+        try:
+            sample = build(name)
+        except Exception as exc:  # noqa: BLE001 - the model drops out; its failure becomes its row
+            state.fail(name, exc)
+            continue
+        started = clock()
+        try:
+            _warm_up(state, name, sample, options, burst, clock, phase)
+        except Exception as exc:  # noqa: BLE001 - as above
+            state.fail(name, exc)
+        spent_s += clock() - started
+
+    began = clock() - spent_s
+    budget_s = options.budget_s * len(names)
+    min_rounds = max(1, int(options.min_samples))
+    with _gc_paused():
+        while True:
+            stop = _stop_reason(state, options, min_rounds, clock() - began, budget_s, burst)
+            if stop:
+                return state.result(stop, clock() - began, options.precision)
+            state.play(rng, burst)
+
+
+def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions, burst: Burst,
+             clock: Callable[[], float], phase: Callable[[str, str], None]) -> None:
+    """The timer's warm-up of one model, then its first burst (its memory window: no other model runs)."""
+    first = measure(sample, "cpu", dataclasses.replace(options, min_samples=1, max_samples=1),
+                    on_phase=lambda what: phase(name, what), sampler=sample, clock=clock)
+    with _gc_paused():
+        state.samples[name] = take_burst(sample, burst, first.samples_ms)
+    state.samplers[name], state.warmups[name] = sample, first.warmup_ms
+    phase(name, WARMED_UP)
+
+
+def _stop_reason(state: _Rounds, options: MeasureOptions, min_rounds: int, elapsed_s: float, budget_s: float,
+                 burst: Burst) -> str:
+    """Why the rounds stop now, or ``""`` to play another."""
+    if not state.active:
+        return "failed"
+    if any(len(state.samples[name]) >= options.max_samples for name in state.active):
+        return "max_samples"
+    if len(state.orders) < min_rounds:
+        return ""
+    if state.precise(options.precision):
+        return "precision"
+    if elapsed_s + state.round_s(burst) > budget_s:
+        return "max_time"
+    return ""
+
+
+# ---------------------------------------------------------------------------------- a grid point
+
+
+def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: Interleaving, *,
+                  caches: RunCaches, on_phase: Callable[[Cell, str], None]) -> list[ResultRow]:
+    """The rows of one grid point's cells (one per model, in ``cells``' order; not compiled: see
+    :func:`grid_points`), timed interleaved.
+
+    Each model's peak memory is read over its first burst, right after its warm-up and before the next
+    model is built: the same window as a cell measured alone (weights and inputs counted, warm-up
+    workspaces not), with no other model's activations in it. A cell whose dtype the device cannot run
+    is an ``unsupported`` row and takes no part; a model that fails is an ``oom``/``error`` row."""
+    import torch
+
+    from archbench.runs.sweep import PreparedCell, cell_identity
+    from archbench.timing.devices import unsupported_dtype
+    from archbench.timing.memory import MemoryTracker
+    from archbench.timing.timer import make_sampler
+
+    torch.set_num_threads(cells[0].threads)
+    by_name = {cell.model: cell for cell in cells}
+    identities = {cell.model: cell_identity(cell, options) for cell in cells}
+    rows: dict[str, ResultRow] = {}
+    for cell in cells:
+        unsupported = unsupported_dtype(cell.device, cell.dtype)
+        if unsupported:
+            rows[cell.model] = ResultRow(**identities[cell.model], status="unsupported", error=unsupported)
+    names = [cell.model for cell in cells if cell.model not in rows]
+    prepared = {name: PreparedCell(by_name[name]) for name in names}
+    trackers: dict[str, Any] = {}
+    peaks: dict[str, float] = {}
+
+    def build(name: str) -> Sampler:
+        cell = by_name[name]
+        trackers[name] = MemoryTracker(cell.device)
+        return make_sampler(prepared[name].build(caches, lambda what: on_phase(cell, what)), cell.device)
+
+    def phase(name: str, what: str) -> None:
+        if what == "sampling":
+            trackers[name].start()
+        if what == WARMED_UP:
+            peaks[name] = trackers[name].peak_bytes()
+            what = "waiting for the other models" if name != names[-1] else "interleaved rounds"
+        on_phase(by_name[name], what)
+
+    def failed(name: str, exc: Exception) -> None:
+        rows[name] = prepared.pop(name).failure_row(identities[name], exc)
+
+    reference = interleaving.reference if interleaving.reference in names else None
+    result = interleave(names, build, options, reference, interleaving.rng(cells), burst=interleaving.burst,
+                        on_phase=phase, on_failure=failed)
+    for name, cell_prepared in prepared.items():
+        row = cell_prepared.ok_row(identities[name], result.measurement(name), peaks[name], caches)
+        rows[name] = dataclasses.replace(row, rounds=result.rounds[name], **_paired_fields(result.paired(name)))
+    return [rows[cell.model] for cell in cells]
+
+
+def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
+    from archbench.runs.sweep import _sig  # the rows' significant digits
+
+    if estimate is None:
+        return {}
+    return {"paired_ratio": _sig(estimate.ratio), "paired_ratio_low": _sig(estimate.low),
+            "paired_ratio_high": _sig(estimate.high)}
+

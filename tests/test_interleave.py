@@ -1,0 +1,340 @@
+"""Interleaved, paired measurement: the round scheduler on a scripted machine (a clock the samples advance,
+a slow drift, seeded noise — no sleeping), the paired-ratio CI worked by hand, and real runs of tiny models
+(`compare` and `bench` rows with rounds and paired ratios, a failing model dropping out, `--no-interleave`,
+the study option, a grid point's rows written together and skipped together on resume)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from archbench.errors import StudyError
+from archbench.options import MeasureOptions
+from archbench.results import read_rows_csv
+from archbench.runs.interleave import WARMED_UP, Burst, Interleaving, interleave
+from archbench.runs.study import study_from_mapping
+from archbench.timing.stats import median_ci
+from archbench.timing.timer import measure
+from archbench.units import fmt_sig
+
+
+class Machine:
+    """A fake machine: a clock in seconds that each sample advances by its own time, a step time that grows
+    by ``drift`` per second of that clock (a machine getting busier) and ±``noise`` seeded jitter."""
+
+    def __init__(self, drift: float = 0.0, noise: float = 0.01, seed: int = 1):
+        self.now = 0.0
+        self.drift = drift
+        self.noise = noise
+        self.jitter = random.Random(seed)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sampler(self, base_ms: float):
+        def one() -> float:
+            ms = base_ms * (1 + self.drift * self.now) * (1 + self.noise * self.jitter.uniform(-1, 1))
+            self.now += ms / 1e3
+            return ms
+
+        return one
+
+    def samplers(self, **base_ms: float) -> dict:
+        return {name: self.sampler(ms) for name, ms in base_ms.items()}
+
+
+def run(machine: Machine, samplers: dict, options: MeasureOptions, reference: str | None = "a", seed: int = 0, **kwargs):
+    return interleave(list(samplers), samplers.__getitem__, options, reference, random.Random(seed),
+                      clock=machine.clock, **kwargs)
+
+
+def unpaired_interval(a_samples, b_samples) -> tuple[float, float]:
+    """The time ratio b / a from the two medians' CIs (the report's unpaired interval, as a time ratio)."""
+    a_low, a_high, _ = median_ci(a_samples)
+    b_low, b_high, _ = median_ci(b_samples)
+    return b_low / a_high, b_high / a_low
+
+
+# ------------------------------------------------------------------------------------------ scheduler
+
+
+def test_paired_ratio_survives_a_drift_that_biases_model_by_model_timing():
+    """B takes exactly twice A's time; the machine slows down by 3% per second. Timed one after the other,
+    B runs later, on a slower machine: its ratio comes out well above 2, with a CI that excludes 2.
+    Interleaved, the drift falls on both: the paired CI holds 2 and is tighter than the unpaired interval
+    of the same samples (the drift widens each model's own spread)."""
+    options = MeasureOptions(precision=0.001, max_time_s=2.0)  # a precision no run reaches: the budget decides
+
+    sequential = Machine(drift=0.03)
+    a = measure(None, "cpu", options, sampler=sequential.sampler(10.0), clock=sequential.clock)
+    b = measure(None, "cpu", options, sampler=sequential.sampler(20.0), clock=sequential.clock)
+    low, high = unpaired_interval(a.samples_ms, b.samples_ms)
+    assert low > 2.05 and b.median_ms / a.median_ms > 2.1
+
+    machine = Machine(drift=0.03)
+    result = run(machine, machine.samplers(a=10.0, b=20.0), options)
+    paired = result.paired("b")
+    assert paired.low <= 2.0 <= paired.high
+    unpaired_low, unpaired_high = unpaired_interval(result.samples["a"], result.samples["b"])
+    assert paired.high - paired.low < (unpaired_high - unpaired_low) / 3
+    assert result.stop_reason == "max_time" and result.rounds["a"] == result.rounds["b"] == len(result.orders)
+    assert result.paired("a") is None  # the reference has no ratio to itself
+
+
+def test_round_order_is_random_and_reproducible_from_the_seed():
+    def orders(seed: int):
+        machine = Machine()
+        return run(machine, machine.samplers(a=1.0, b=2.0, c=3.0), MeasureOptions(precision=0.001, max_time_s=0.5),
+                   seed=seed).orders
+
+    first = orders(7)
+    assert first == orders(7)
+    assert first != orders(8)
+    assert len(set(first)) == 6  # every order of three models occurs
+    assert all(sorted(order) == ["a", "b", "c"] for order in first)
+
+
+def test_rounds_stop_as_soon_as_the_paired_ci_meets_the_precision():
+    machine = Machine(noise=0.1)
+    result = run(machine, machine.samplers(a=10.0, b=20.0), MeasureOptions(precision=0.01, max_time_s=60))
+    assert result.stop_reason == "precision"
+    ratios = result.ratios["b"]
+    assert len(ratios) == len(result.orders) > 6
+
+    def meets(values) -> bool:
+        from archbench.runs.significance import paired_ratio_ci
+
+        estimate = paired_ratio_ci(values)
+        half = max(estimate.ratio - estimate.low, estimate.high - estimate.ratio)
+        return estimate.coverage >= 0.95 and half <= 0.01 * estimate.ratio
+
+    assert meets(ratios) and not meets(ratios[:-1])  # the first round that met it was the last
+    assert machine.now < 60
+
+
+def test_rounds_stop_when_the_budget_of_all_models_is_spent():
+    machine = Machine(noise=0.3)
+    samplers = machine.samplers(a=10.0, b=20.0)
+
+    def build(name):
+        machine.now += 5.0  # building (and counting FLOPs) is not charged to the budget
+        return samplers[name]
+
+    result = interleave(["a", "b"], build, MeasureOptions(precision=0.001, max_time_s=0.5), "a", random.Random(0),
+                        clock=machine.clock)
+    assert result.stop_reason == "max_time"
+    assert 0.8 < result.wall_s <= 1.0 + 0.15  # 2 x 0.5 s; no round started that the budget could not finish
+    assert result.wall_s == pytest.approx(machine.now - 10.0)
+
+
+def test_at_least_min_samples_rounds_even_past_the_budget():
+    machine = Machine()
+    result = run(machine, machine.samplers(a=50.0, b=80.0), MeasureOptions(precision=0.001, max_time_s=0.01, min_samples=7))
+    assert result.stop_reason == "max_time" and len(result.orders) == 7
+
+
+def test_bursts_are_five_samples_or_a_tenth_of_a_second():
+    machine = Machine(noise=0.0)
+    result = run(machine, machine.samplers(a=2.0, b=60.0), MeasureOptions(precision=0.001, max_time_s=1.0))
+    rounds = len(result.orders)
+    assert len(result.samples["a"]) == 5 * (rounds + 1)  # the first burst, then one burst per round
+    assert len(result.samples["b"]) == 2 * (rounds + 1)  # 60 ms + 60 ms reach 0.1 s
+
+
+def test_a_failing_model_drops_out_and_the_others_go_on():
+    machine = Machine()
+    samplers = machine.samplers(a=10.0, c=30.0)
+    b_calls = []
+
+    def b() -> float:
+        b_calls.append(1)
+        if len(b_calls) > 20:  # past its warm-up and first burst, in the rounds
+            raise RuntimeError("b broke")
+        machine.now += 0.02
+        return 20.0
+
+    samplers = {"a": samplers["a"], "b": b, "c": samplers["c"]}
+    failed = []
+    result = run(machine, samplers, MeasureOptions(precision=0.001, max_time_s=1.0),
+                 on_failure=lambda name, exc: failed.append((name, str(exc))))
+    assert failed == [("b", "b broke")] and str(result.failures["b"]) == "b broke"
+    assert result.rounds["a"] == result.rounds["c"] == len(result.orders) > result.rounds["b"] > 0
+    assert len(result.ratios["b"]) == result.rounds["b"]
+    assert len(result.ratios["c"]) == len(result.orders)
+
+
+def test_a_model_that_fails_to_build_is_out_before_the_rounds():
+    machine = Machine()
+    samplers = machine.samplers(a=10.0, b=20.0)
+    phases = []
+
+    def build(name):
+        if name == "b":
+            raise ValueError("no such layer")
+        return samplers[name]
+
+    result = interleave(["a", "b"], build, MeasureOptions(precision=0.01, max_time_s=0.5), "a", random.Random(0),
+                        clock=machine.clock, on_phase=lambda name, what: phases.append((name, what)))
+    assert isinstance(result.failures["b"], ValueError)
+    assert ("a", "sampling") in phases and ("a", WARMED_UP) in phases and not [p for p in phases if p[0] == "b"]
+    assert all(order == ("a",) for order in result.orders) and result.ratios["b"] == ()
+    assert result.stop_reason == "precision"  # a alone: its own CI decides
+
+
+def test_paired_ratio_ci_by_hand():
+    """Nine rounds of scripted ratios, one sample a burst. The median is the 5th smallest, 2.00. With
+    B ~ Binomial(9, 1/2), P(B <= 1) = 10/512 = 0.0195 <= 0.025 < P(B <= 2) = 46/512, so the 95% CI is
+    [x_(2), x_(8)] = [1.95, 2.10] with coverage 1 - 2 x 10/512 = 0.9609."""
+    script = [2.10, 1.95, 2.02, 1.90, 2.05, 1.98, 2.30, 2.00, 1.99]
+    rounds = iter(script)
+    machine = Machine(noise=0.0)
+    warmed = set()
+
+    def b() -> float:
+        ms = 10.0 * next(rounds) if "b" in warmed else 20.0
+        machine.now += ms / 1e3
+        return ms
+
+    samplers = {"a": machine.sampler(10.0), "b": b}
+    result = interleave(["a", "b"], samplers.__getitem__, MeasureOptions(precision=0.001, max_time_s=60, max_samples=10),
+                        "a", random.Random(0), burst=Burst(samples=1), clock=machine.clock,
+                        on_phase=lambda name, what: warmed.add(name) if what == WARMED_UP else None)
+    assert result.stop_reason == "max_samples" and len(result.orders) == 9  # 1 + 9 samples each
+    assert result.ratios["b"] == pytest.approx(script)
+    ratio, low, high, coverage = result.paired("b")
+    assert (ratio, low, high) == pytest.approx((2.00, 1.95, 2.10))
+    assert coverage == pytest.approx(1 - 20 / 512)
+
+
+def test_grid_points_group_the_models_of_a_cell_and_leave_compiled_cells_alone():
+    from archbench.runs.cells import Cell
+    from archbench.runs.interleave import grid_points
+
+    def cell(model, batch, compiled=False):
+        return Cell(model, None, "cpu", "infer", batch, (3, 8, 8), compiled=compiled)
+
+    cells = [cell("a", 1), cell("a", 2), cell("b", 1), cell("b", 2), cell("a", 1, True), cell("b", 1, True)]
+    assert grid_points(cells) == [(cells[0], cells[2]), (cells[1], cells[3]), (cells[4],), (cells[5],)]
+
+
+# -------------------------------------------------------------------------------- real compare runs
+
+
+@pytest.fixture(scope="module")
+def specs_dir(tmp_path_factory) -> Path:
+    """Two tiny WRNs of one input, and a net that fails at 3x32x32 (its AvgPool2d(8) needs 64x64)."""
+    directory = tmp_path_factory.mktemp("specs")
+    for name, widen in (("tiny-wrn", 1), ("tiny-wide", 2)):
+        (directory / f"{name}.toml").write_text(textwrap.dedent(f"""
+            name = "{name}"
+            family = "wrn"
+            description = "WRN-10-{widen}"
+            input = "3x32x32"
+            [args]
+            depth = 10
+            widen_factor = {widen}
+        """))
+    (directory / "tiny-res.toml").write_text(textwrap.dedent("""
+        name = "tiny-res"
+        family = "resnet-cifar"
+        description = "fails at 3x32x32"
+        input = "3x64x64"
+        [args]
+        blocks = 0
+    """))
+    return directory
+
+
+@pytest.fixture
+def one_thread():
+    """Cells at one torch thread (a run's default is torch's current count): on a 2-core machine shared with
+    other work, two threads wait for each other at every barrier and a tiny step can take 100x longer."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_compare_interleaves_and_writes_paired_ratios(cli, specs_dir, tmp_path, one_thread):
+    out = tmp_path / "report"
+    result = cli("compare", "tiny-wrn", "tiny-wide", "tiny-res", "--input", "3x32x32", "--batch", "1", "--mode",
+                 "infer", "--max-time", "0.3", "--specs", specs_dir, "--out", out, "--no-db")
+    assert result.exit_code == 0, result.output
+    rows = {r.model: r for r in read_rows_csv(out / "results.csv")}
+    reference, wide, failing = rows["tiny-wrn"], rows["tiny-wide"], rows["tiny-res"]
+    assert reference.status == wide.status == "ok" and failing.status == "error"
+    assert reference.rounds == wide.rounds > 0 and failing.rounds == 0
+    assert math.isnan(reference.paired_ratio)
+    assert wide.paired_ratio_low <= wide.paired_ratio <= wide.paired_ratio_high
+    assert wide.n_samples > wide.rounds  # every burst's samples are the row's
+    paired = (f"×{fmt_sig(1 / wide.paired_ratio)} ({fmt_sig(1 / wide.paired_ratio_high)}–"
+              f"{fmt_sig(1 / wide.paired_ratio_low)}) paired")
+    table_row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| `tiny-wide` | ×"))
+    assert table_row.endswith(f" · {paired} |")  # beside the unpaired figure
+
+
+def test_no_interleave_measures_model_by_model(cli, specs_dir, tmp_path, one_thread):
+    out = tmp_path / "report"
+    result = cli("compare", "tiny-wrn", "tiny-wide", "--batch", "1", "--mode", "infer", "--max-time", "0.2",
+                 "--specs", specs_dir, "--out", out, "--no-interleave", "--no-db")
+    assert result.exit_code == 0, result.output
+    rows = read_rows_csv(out / "results.csv")
+    assert [r.rounds for r in rows] == [0, 0] and all(math.isnan(r.paired_ratio) for r in rows)
+    assert "--no-interleave" in (out / "report.md").read_text()  # in the command that reproduces the run
+
+
+def test_bench_interleaves_several_models_against_the_first(cli, specs_dir, tmp_path):
+    out = tmp_path / "bench.csv"
+    result = cli("bench", "tiny-wide", "tiny-wrn", "--batch", "1", "--mode", "infer", "--max-time", "0.1",
+                 "--threads", "1", "--specs", specs_dir, "--out", out, "--no-db")
+    assert result.exit_code == 0, result.output
+    rows = {r.model: r for r in read_rows_csv(out)}
+    assert rows["tiny-wide"].rounds == rows["tiny-wrn"].rounds > 0
+    assert math.isnan(rows["tiny-wide"].paired_ratio) and math.isfinite(rows["tiny-wrn"].paired_ratio)
+
+
+def test_the_study_option_turns_interleaving_off():
+    assert study_from_mapping({"models": ["a", "b"]}).options.interleave
+    assert not study_from_mapping({"models": ["a", "b"], "options": {"interleave": False}}).options.interleave
+    with pytest.raises(StudyError, match="options.interleave: expected true or false"):
+        study_from_mapping({"models": ["a", "b"], "options": {"interleave": "no"}})
+
+
+class InterruptAtCell:
+    """Ctrl-C (as a KeyboardInterrupt) when cell ``n`` (0-based) starts."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def cell_started(self, cell, index, todo):
+        if index == self.n:
+            raise KeyboardInterrupt
+
+
+def test_a_grid_point_is_written_whole_and_resume_skips_it(specs_dir, tmp_path):
+    from archbench.catalog.registry import get_spec
+    from archbench.runs.cells import plan_cells
+    from archbench.runs.sweep import RunCaches, run_sweep
+
+    sources = [get_spec(name, extra_dirs=[specs_dir]) for name in ("tiny-wrn", "tiny-wide")]
+    cells = plan_cells(sources, ["cpu"], [1, 2], None, ["infer"], ["fp32"], threads=1)
+    options, caches, out = MeasureOptions(max_time_s=0.1), RunCaches(), tmp_path / "sweep.csv"
+    interleaving = Interleaving("tiny-wrn")
+    first = run_sweep(cells, out, resume=False, options=options, listener=InterruptAtCell(2), caches=caches,
+                      interleave=interleaving)
+    assert first.interrupted
+    with out.open(newline="") as fh:
+        written = [(r["model"], r["batch"]) for r in csv.DictReader(fh)]
+    assert written == [("tiny-wrn", "1"), ("tiny-wide", "1")]  # the first point, both models, written together
+
+    second = run_sweep(cells, out, resume=True, options=options, caches=caches, interleave=interleaving)
+    assert not second.interrupted and (len(second.previous), len(second.measured)) == (2, 2)
+    assert [(r.model, r.batch) for r in second.measured] == [("tiny-wrn", 2), ("tiny-wide", 2)]
+    assert all(r.rounds > 0 for r in second.rows) and all(math.isfinite(r.paired_ratio) for r in second.rows[2:])
