@@ -4,6 +4,10 @@ The library never prints; :mod:`archbench.cli` is the only module that does. Imp
 does not import torch.
 """
 
+from archbench.api import bench, compare, count, measure, summarize
+from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
+from archbench.catalog.source import ModelSource, ModuleSource
+from archbench.catalog.spec import ModelSpec
 from archbench.errors import (
     ArchbenchError,
     DeviceUnavailableError,
@@ -14,10 +18,6 @@ from archbench.errors import (
     UnknownModelError,
     UsageError,
 )
-from archbench.api import bench, compare, count, measure, summarize
-from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
-from archbench.catalog.source import ModelSource, ModuleSource
-from archbench.catalog.spec import ModelSpec
 from archbench.options import MeasureOptions, WarmupPolicy
 from archbench.results import CellKey, ResultRow
 

@@ -7,7 +7,6 @@ wrong, what was expected and what to do.
 
 from __future__ import annotations
 
-
 # What a user can do about an error, said in the words of the front end that raised it: the library's
 # messages name no command-line flag; the CLI adds the flag, the Python API the keyword argument.
 REMEDIES = {

@@ -24,15 +24,15 @@ import time
 
 import torch
 
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPU boxes
-import torch.utils.benchmark as tb  # noqa: E402
-
-from archbench.options import MeasureOptions
-from archbench.timing.stats import Measurement, median_ci
-from archbench.timing.timer import make_sampler, measure
 from archbench.catalog.registry import get_spec
+from archbench.options import MeasureOptions
 from archbench.runs.cells import plan_cells
+from archbench.timing.stats import Measurement, median_ci
 from archbench.timing.step import make_images, make_step
+from archbench.timing.timer import make_sampler, measure
+
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPU boxes
+import torch.utils.benchmark as tb  # noqa: E402 - after the line above, which silences its import-time warning
 
 
 def ci_half_width(samples) -> float:

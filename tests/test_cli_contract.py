@@ -52,6 +52,13 @@ MALFORMED: dict[str, list[str]] = {
     "FILE.db": ["", "{dir}", "{under_file}"],
     "RUN|RESULTS.csv|DIR": ["", "0", "abc", "latest~x", "{dir}", "{file}", "{under_file}"],
     "MODULE:ATTR": _WORDS,
+    "RUN": ["", "0", "abc", "latest~x", "{dir}"],
+    "UNIT.json": ["", "abc", "{dir}", "{file}", "{under_file}"],
+    "local|slurm": _WORDS + ["Slurm", "local,slurm"],
+    "N|auto": _NUMBERS + ["auto,1"],
+    "NAME": ["", "a b"],
+    "FEATURES": ["", "a b"],
+    "MINUTES": _NUMBERS,
 }
 # Kinds whose every value is meaningful text: nothing to break (unknown options and extra arguments are
 # still tested for their commands).
@@ -69,6 +76,8 @@ BASE: dict[str, list[str]] = {
     "report": ["report", str(EXAMPLE_CSV), "--out", "{out}"],
     "diff": ["diff", str(EXAMPLE_CSV), str(EXAMPLE_CSV)],
     "history": ["history", "mnist-cnn", "--db", "{out}.db"],  # no such store: every value is checked before it is read
+    "collect": ["collect", "1", "--db", "{out}.db"],  # no such store
+    "run-cells": ["run-cells", "{file}"],  # not a work unit: only the command line is parsed before it fails
 }
 # Options that only make sense without the base's models (a study file replaces them).
 BASE_FOR_OPTION = {("compare", "--study"): ["compare", "--out", "{out}"]}

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import archbench
-from archbench.report.summary_view import summary_markdown
+from archbench.catalog.registry import get_spec
+from archbench.catalog.spec import ModelSpec
 from archbench.costs.counting import count_forward
 from archbench.costs.formulas import FormulaError, unregister_flop_formula
 from archbench.costs.summary import summarize
-from archbench.catalog.registry import get_spec
-from archbench.catalog.spec import ModelSpec
+from archbench.report.summary_view import summary_markdown
 
 # ------------------------------------------------------------------------------- published counts
 

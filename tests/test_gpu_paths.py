@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.timing.compiled import compiled_frames
-from archbench.timing.devices import capability_message, parse_device, parse_devices
-from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
-from archbench.oom import is_out_of_memory, oom_reason
 from archbench.catalog.registry import register_family
 from archbench.catalog.spec import ModelSpec
+from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
+from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
 from archbench.runs.cells import plan_cells
 from archbench.runs.sweep import RunCaches, run_sweep
+from archbench.timing.compiled import compiled_frames
+from archbench.timing.devices import capability_message, parse_device, parse_devices
 
 FAMILY = "gpu-paths-test-net"
 

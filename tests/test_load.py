@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from archbench.results import ResultRow
 from archbench.timing.load import (
     LOAD_THRESHOLD,
     LoadMonitor,
@@ -20,7 +21,6 @@ from archbench.timing.load import (
     cpu_seconds,
     with_load,
 )
-from archbench.results import ResultRow
 
 
 class ScriptedKernel:

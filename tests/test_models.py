@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archbench.errors import DuplicateFamilyError, SpecError
 from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
+from archbench.errors import DuplicateFamilyError, SpecError
 
 # The counts the seed documents and papers give (issue 2); independent of the spec files' `params`.
 EXPECTED = {

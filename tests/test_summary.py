@@ -8,15 +8,14 @@ import json
 
 import pytest
 import torch
+from conftest import run_subprocess
 from torch import nn
 
-from archbench.errors import ModelRunError
-from archbench.costs.summary import SCHEMA, summarize
 from archbench.catalog.models.resnet_cifar import ResBlock
 from archbench.catalog.registry import build_model, get_spec, register_family
 from archbench.catalog.spec import ModelSpec
-
-from conftest import run_subprocess
+from archbench.costs.summary import SCHEMA, summarize
+from archbench.errors import ModelRunError
 
 # --------------------------------------------------------------------------------------------- counts
 

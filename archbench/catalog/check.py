@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from archbench.catalog.registry import build_model, count_params
 from archbench.catalog.spec import ModelSpec, set_expected_params
 

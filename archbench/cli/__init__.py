@@ -9,11 +9,10 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from archbench import __version__
 from archbench.cli import bench, catalog, collect, compare, diff, history, run_cells, summary
-from rich.markup import escape
-
 from archbench.cli._common import err
 from archbench.errors import ArchbenchError
 from archbench.interrupts import sigterm_as_interrupt

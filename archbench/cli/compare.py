@@ -157,9 +157,9 @@ def compare_command(
 
 
 def report_command(
-    source: Annotated[str, typer.Argument(metavar="RUN|RESULTS.csv|DIR", show_default=False, help=(
+    sources: Annotated[list[str], typer.Argument(metavar="RUN|RESULTS.csv|DIR", show_default=False, help=(
         "A run of the results store (an id, latest or latest~N), a results CSV (a compare report's results.csv, "
-        "or a bench CSV) or a report folder."))],
+        "or a bench CSV) or a report folder; several are merged into one report."))],
     out_dir: Annotated[str | None, typer.Option("--out", metavar="DIR", show_default=False, help=(
         "Folder to write to [default: the report's folder; for a bench CSV, a folder named after it; for a run, "
         "reports/run-<id>/]."))] = None,
@@ -167,9 +167,14 @@ def report_command(
     db: DbOption = None,
 ) -> None:
     """Render a report without measuring: from a run of the results store, a bench CSV, or a compare report's
-    results.csv or folder (the same report.md and plots as the run that produced them)."""
+    results.csv or folder (the same report.md and plots as the run that produced them). Several sources are
+    merged into one report (a device measured by more than one is labelled per source: cpu@run12)."""
     from archbench.runs.compare import render
 
+    if len(sources) > 1:
+        _report_merged(sources, out_dir, force, db)
+        return
+    source = sources[0]
     if not source.strip():
         raise UsageError("RUN|RESULTS.csv|DIR is empty: give a run id (or latest), a results CSV or a report folder.")
     if db is not None and Path(source).exists():
@@ -179,6 +184,22 @@ def report_command(
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     print_summary(rendered.data)
     _print_files(rendered.files, rendered.out_dir)
+
+
+def _report_merged(sources: list[str], out_dir: str | None, force: bool, db: str | None) -> None:
+    from archbench.runs.compare import REPORTS_DIR, write_rendered
+    from archbench.runs.merge import load_source, merge
+
+    if any(not s.strip() for s in sources):
+        raise UsageError("RUN|RESULTS.csv|DIR is empty: give run ids (or latest), results CSVs or report folders.")
+    loaded = [load_source(s, db_path(db)) for s in sources]
+    data = merge(loaded, command=" ".join(["archbench", "report", *map(shlex.quote, sources)]))
+    target = out_path(out_dir, "--out") or REPORTS_DIR / "merged"
+    files = write_rendered(data, target, force=force)
+    for warning in (w for s in loaded for w in s.warnings):
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    print_summary(data)
+    _print_files(files, target)
 
 
 # ------------------------------------------------------------------------------------------ options

@@ -79,8 +79,8 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
 
     from archbench import __version__
     from archbench.runs.gpuinfo import gpu_environment
-    from archbench.timing.precision import tf32_settings
     from archbench.runs.sweep import CUDNN_BENCHMARK
+    from archbench.timing.precision import tf32_settings
 
     cuda = any(str(d).startswith("cuda") for d in devices)
     tf32 = tf32_settings()  # the new fp32_precision API where it exists: the legacy getters may raise
