@@ -45,7 +45,8 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         batch = x.shape[0]
-        if not torch.jit.is_tracing():  # fvcore's MAC count traces the model: not a timed forward
+        # fvcore's trace and the counters' shape-only forward on a meta twin are no timed forward
+        if not torch.jit.is_tracing() and not x.is_meta:
             FORWARD_LOG.append({"batch": batch, "training": self.training, "inference": torch.is_inference_mode_enabled(),
                                 "grads_none": all(p.grad is None for p in self.parameters())})
         if self.interrupt_at_batch and batch >= self.interrupt_at_batch:

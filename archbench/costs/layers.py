@@ -110,14 +110,14 @@ def uncalled_at_inference(model: nn.Module, x: ModelInputs) -> frozenset[str]:
     """The modules an eval-mode forward never calls (what fvcore's trace reports as uncalled), found
     without arithmetic: one forward of a meta twin (the same modules and shapes on ``meta``) with a
     pre-hook on every module; a model the twin cannot run (data-dependent control flow) runs itself,
-    under ``no_grad``. Used when counts are wanted without fvcore's cross-check."""
+    under ``inference_mode``. Used when counts are wanted without fvcore's cross-check."""
     from archbench.costs.locate import meta_twin
 
     def called_in(module: nn.Module, inputs: ModelInputs) -> set[str]:
         called: set[str] = set()
         handles = [m.register_forward_pre_hook(lambda *_, n=name: called.add(n)) for name, m in module.named_modules()]
         try:
-            with preserved_state(module), torch.no_grad():
+            with preserved_state(module), torch.inference_mode():
                 module.eval()
                 inputs.call(module)
         finally:
