@@ -14,9 +14,10 @@ import dataclasses
 import io
 import math
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from archbench.errors import UsageError
 
@@ -114,7 +115,8 @@ class ResultRow:
 
     def key(self) -> CellKey:
         """Identity of the cell, used by ``--resume`` to skip cells already measured."""
-        return cell_key(self.model, self.device, self.mode, self.batch, self.input, self.dtype, self.channels_last, self.compiled, self.threads)
+        return cell_key(self.model, self.device, self.mode, self.batch, self.input, self.dtype, self.channels_last,
+                        self.compiled, self.threads)
 
 
 class CellKey(NamedTuple):
@@ -132,9 +134,11 @@ class CellKey(NamedTuple):
     threads: int
 
 
-def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool, compiled: bool, threads: int) -> CellKey:
+def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool,
+             compiled: bool, threads: int) -> CellKey:
     """A :class:`CellKey` with normalised types (a CSV or JSON file gives strings and floats)."""
-    return CellKey(str(model), str(device), str(mode), int(batch), str(input), str(dtype), bool(channels_last), bool(compiled), int(threads))
+    return CellKey(str(model), str(device), str(mode), int(batch), str(input), str(dtype), bool(channels_last),
+                   bool(compiled), int(threads))
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.name != "samples_ms")

@@ -167,7 +167,7 @@ def test_generated_malformed_values_are_usage_errors(cli, tmp_path, monkeypatch)
     cases = list(_cases())
     assert len(cases) > 250  # the generator really walked the app (see the closing note for the count)
     failures = []
-    for case, (command, label, template, must_name) in enumerate(cases):
+    for case, (_command, _label, template, must_name) in enumerate(cases):
         argv = _fill(template, tmp_path, case)
         value = argv[-1] if must_name is not None else None
         try:

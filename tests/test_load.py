@@ -203,7 +203,8 @@ def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path)
     cells = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["fp32"], threads=1)
 
     def quiet_row() -> ResultRow:
-        return run_sweep(cells, tmp_path / f"quiet-{len(list(tmp_path.iterdir()))}.csv", resume=False, options=MeasureOptions(max_time_s=0.3)).rows[0]
+        out = tmp_path / f"quiet-{len(list(tmp_path.iterdir()))}.csv"
+        return run_sweep(cells, out, resume=False, options=MeasureOptions(max_time_s=0.3)).rows[0]
 
     # Other work on this shared machine may load the core too (that would be a correct flag): a quiet
     # measurement is retried a few times before the check counts as failed.

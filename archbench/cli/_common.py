@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ _PIPE_WIDTH = int(os.environ.get("COLUMNS", "160"))
 out = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
-def _non_empty(values: Optional[list[str]]) -> Optional[list[str]]:
+def _non_empty(values: list[str] | None) -> list[str] | None:
     """An empty --specs would silently mean the current directory."""
     if values and any(not v.strip() for v in values):
         raise typer.BadParameter("empty: give a directory of spec files, e.g. --specs ./specs.")
@@ -27,12 +27,12 @@ def _non_empty(values: Optional[list[str]]) -> Optional[list[str]]:
 
 
 SpecsOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--specs", metavar="DIR", callback=_non_empty,
                  help="Extra directory of spec files (repeatable; also ARCHBENCH_SPECS).", show_default=False),
 ]
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", metavar="KEY=VALUE", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
@@ -49,3 +49,14 @@ def print_json(data: Any) -> None:
     """JSON to stdout, unwrapped and uncoloured (safe to pipe)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def model_options(no_interleave: bool, sets, model_inputs: str | None, specs) -> list[str]:
+    """The options of a reproduce/resume command line that say how the models are built and measured."""
+    parts = ["--no-interleave"] if no_interleave else []
+    for item in sets or ():
+        parts += ["--set", item]
+    parts += ["--inputs", model_inputs] if model_inputs is not None else []
+    for directory in specs or ():
+        parts += ["--specs", directory]
+    return parts

@@ -13,14 +13,14 @@ import datetime as _dt
 import math
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, out_path, print_json
+from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, model_options, out, out_path, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import UsageError
@@ -35,15 +35,15 @@ def bench_command(
         "Model names or references: resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, ./file.py:MyNet."))],
     device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = "cpu",
     batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated.")] = "1",
-    input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
+    input: Annotated[str | None, typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
     mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = "fp32",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="Time torch.compile(model).")] = False,
-    threads: Annotated[Optional[str], typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
+    threads: Annotated[str | None, typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = str(DEFAULT_PRECISION),
     max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
-    out_file: Annotated[Optional[str], typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
+    out_file: Annotated[str | None, typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
     set_: SetOption = None,
     model_inputs: InputsOption = None,
@@ -168,12 +168,7 @@ def _resume_command(models, device, batch, input, mode, dtype, channels_last, co
     parts += ["--compile"] if compile else []
     parts += ["--threads", str(threads)] if threads is not None else []
     parts += ["--precision", precision, "--max-time", max_time]
-    parts += ["--no-interleave"] if no_interleave else []
-    for item in sets or ():
-        parts += ["--set", item]
-    parts += ["--inputs", model_inputs] if model_inputs is not None else []
-    for directory in specs or ():
-        parts += ["--specs", directory]
+    parts += model_options(no_interleave, sets, model_inputs, specs)
     parts += ["--out", str(out_csv), "--resume"]
     return " ".join(shlex.quote(str(p)) for p in parts)
 
@@ -203,7 +198,7 @@ class _LiveProgress:
         self.rows: list = []
         self.live = None
 
-    def __enter__(self) -> "_LiveProgress":
+    def __enter__(self) -> _LiveProgress:
         if self.live_display:
             from rich.live import Live
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import SetOption, SpecsOption, err, out, out_path
+from archbench.cli._common import SetOption, SpecsOption, err, model_options, out, out_path
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.collect import (
     AccountOption,
@@ -44,20 +44,20 @@ _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--refer
 
 
 def compare_command(
-    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", show_default=False, help=(
+    models: Annotated[list[str] | None, typer.Argument(metavar="MODEL", show_default=False, help=(
         "Models to compare: names or references (resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, "
         "./file.py:MyNet); none: the default study."))] = None,
-    study: Annotated[Optional[str], typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
-    batch: Annotated[Optional[str], typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
-    input: Annotated[Optional[str], typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto [default: cpu].", show_default=False)] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", metavar="MODES", help="infer and/or train [default: infer,train].", show_default=False)] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
-    reference: Annotated[Optional[str], typer.Option("--reference", metavar="MODEL", help="Model the others are compared against [default: the first].", show_default=False)] = None,
-    title: Annotated[Optional[str], typer.Option("--title", metavar="TEXT", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", metavar="FRACTION", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
+    study: Annotated[str | None, typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
+    input: Annotated[str | None, typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto [default: cpu].", show_default=False)] = None,
+    mode: Annotated[str | None, typer.Option("--mode", metavar="MODES", help="infer and/or train [default: infer,train].", show_default=False)] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 [default: fp32].", show_default=False)] = None,
+    reference: Annotated[str | None, typer.Option("--reference", metavar="MODEL", help="Model the others are compared against [default: the first].", show_default=False)] = None,
+    title: Annotated[str | None, typer.Option("--title", metavar="TEXT", help="Report title [default: the models, 'a vs b'].", show_default=False)] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell, warm-up included [default: the study's; 8 for models named here].", show_default=False)] = None,
+    precision: Annotated[str | None, typer.Option("--precision", metavar="FRACTION", help="Stop a cell once its 95% CI is within this fraction of the median [default: the study's, 0.03].", show_default=False)] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", metavar="DIR", help="Report folder [default: reports/<study name>/].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
     no_interleave: Annotated[bool, typer.Option("--no-interleave", help="Time each model's cells in turn, not the models of each grid point in alternating rounds (no paired ratios).")] = False,
@@ -237,12 +237,7 @@ def reproduce_command(models, study, grid_given: dict, max_time, precision, out_
         parts += [option, value]
     parts += ["--max-time", max_time] if max_time is not None else []
     parts += ["--precision", precision] if precision is not None else []
-    parts += ["--no-interleave"] if no_interleave else []
-    for item in sets or ():
-        parts += ["--set", item]
-    parts += ["--inputs", model_inputs] if model_inputs is not None else []
-    for directory in specs or ():
-        parts += ["--specs", directory]
+    parts += model_options(no_interleave, sets, model_inputs, specs)
     parts += [*executor_args]
     parts += ["--out", str(out_dir)] if out_dir is not None else []
     return " ".join(shlex.quote(str(p)) for p in parts)
@@ -263,7 +258,7 @@ class _CompareProgress:
     def __init__(self):
         self.inner = _progress_base()()
 
-    def __enter__(self) -> "_CompareProgress":
+    def __enter__(self) -> _CompareProgress:
         self.inner.__enter__()
         return self
 

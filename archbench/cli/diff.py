@@ -79,7 +79,7 @@ def _checked_db_path(text: str | None) -> Path:
 # ------------------------------------------------------------------------------------------- output
 
 
-def _print_result(result: "DiffResult") -> None:
+def _print_result(result: DiffResult) -> None:
     from archbench.report.diff_markdown import (
         cells_by_verdict,
         ci_text,
@@ -108,7 +108,7 @@ def _print_result(result: "DiffResult") -> None:
     out.print(summary_line(result))
 
 
-def _print_env_differences(result: "DiffResult") -> None:
+def _print_env_differences(result: DiffResult) -> None:
     note = "compared anyway (--allow-env-change)" if result.comparable else "the runs are not comparable"
     out.print(f"Environment differences: {note}")
     table = Table(box=box.SIMPLE_HEAD)
@@ -119,7 +119,7 @@ def _print_env_differences(result: "DiffResult") -> None:
     out.print(table)
 
 
-def _print_lists(result: "DiffResult") -> None:
+def _print_lists(result: DiffResult) -> None:
     from archbench.report.diff_markdown import count_text, rule_text
     from archbench.runs.diff import cell_label
 
@@ -137,7 +137,7 @@ def _print_lists(result: "DiffResult") -> None:
     out.print(escape(rule_text(result)))
 
 
-def _print_outcome(result: "DiffResult") -> None:
+def _print_outcome(result: DiffResult) -> None:
     if not result.comparable:
         names = ", ".join(d.name for d in result.env_differences)
         err.print(f"[yellow]warning:[/] the environments differ ({escape(names)}): the runs are not comparable and no "

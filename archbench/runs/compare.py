@@ -27,9 +27,10 @@ import datetime as dt
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
@@ -88,7 +89,7 @@ def report_dir(study: Study, base: str | Path = REPORTS_DIR) -> Path:
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _notify(listener: Any, method: str, *args: Any) -> None:
@@ -378,19 +379,20 @@ def run_compare(
         return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=sweep.warnings, run_id=run_id)
 
 
-def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, force: bool = False
-             ) -> tuple[ReportData, list[Path], tuple[str, ...]]:
+def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, force: bool = False,
+             loaded: tuple[ReportData, tuple[str, ...]] | None = None) -> tuple[ReportData, list[Path], tuple[str, ...]]:
     """Re-render the report of a stored ``results.csv`` (with its ``results.json``) into ``out_dir``
     (default: the CSV's folder) without measuring: the same Markdown as the run that produced it.
     Into another folder, the CSV and JSON are written too so the report's links hold; that folder follows
     the rules of a compare run's folder (:func:`check_report_owner`, one run at a time).
 
+    ``loaded``: the data and warnings of ``results_csv``, when the caller has read it already.
     Returns the data, the files written and warnings (an unfinished last line of the CSV, skipped)."""
     from archbench.report import all_formats
     from archbench.report.jsonfile import load_results
 
     results_csv = Path(results_csv)
-    data, warnings = load_results(results_csv)
+    data, warnings = loaded if loaded is not None else load_results(results_csv)
     target = Path(out_dir) if out_dir is not None else results_csv.parent
     same_place = target.resolve() == results_csv.parent.resolve()
     formats = [f for f in all_formats() if not (same_place and f.name in ("csv", "json"))]
@@ -423,30 +425,14 @@ def render(source: str | Path, out_dir: str | Path | None = None, *, force: bool
     ``reports/bench-X.csv`` -> ``reports/bench-X/``), or a run of the results store at ``db_path``
     (default ``$ARCHBENCH_DB`` or ``reports/archbench.db``) named ``12``, ``latest`` or ``latest~N`` (into
     ``reports/run-<id>/`` by default). A path that exists wins over a run of the same name."""
-    from archbench.runs.store import (
-        Store,
-        bench_csv_report_data,
-        default_db_path,
-        is_bench_csv,
-        is_run_ref,
-        run_report_data,
-    )
+    from archbench.runs.merge import load_source
 
-    path = Path(source)
-    if path.is_dir():
-        path = path / CSV_NAME
-    elif not path.exists():
-        if not is_run_ref(str(source)):
-            raise UsageError(f"'{source}' is neither a results CSV, a report folder nor a run of the results store "
-                             "(a run id such as 12, latest or latest~N).")
-        with Store.open(db_path or default_db_path(), readonly=True) as store:
-            run_id = store.resolve(source)
-            data = run_report_data(store, run_id)
-        target = Path(out_dir) if out_dir is not None else REPORTS_DIR / f"run-{run_id}"
-        return Rendered(data, tuple(write_rendered(data, target, force=force)), target)
-    if is_bench_csv(path):
-        data, warnings = bench_csv_report_data(path)
-        target = Path(out_dir) if out_dir is not None else path.with_suffix("")
-        return Rendered(data, tuple(write_rendered(data, target, force=force)), target, warnings)
-    data, files, warnings = rerender(path, out_dir, force=force)
-    return Rendered(data, tuple(files), Path(out_dir) if out_dir is not None else path.parent, warnings)
+    loaded = load_source(str(source), db_path)
+    if loaded.run_id is not None:
+        target = Path(out_dir) if out_dir is not None else REPORTS_DIR / f"run-{loaded.run_id}"
+    elif loaded.bench:
+        target = Path(out_dir) if out_dir is not None else loaded.path.with_suffix("")
+    else:  # a compare report: re-rendered beside its own files unless told otherwise
+        data, files, warnings = rerender(loaded.path, out_dir, force=force, loaded=(loaded.data, loaded.warnings))
+        return Rendered(data, tuple(files), Path(out_dir) if out_dir is not None else loaded.path.parent, warnings)
+    return Rendered(loaded.data, tuple(write_rendered(loaded.data, target, force=force)), target, loaded.warnings)

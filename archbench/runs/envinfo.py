@@ -101,7 +101,7 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
         "cudnn_benchmark": CUDNN_BENCHMARK if cuda else bool(torch.backends.cudnn.benchmark),
         **gpu_environment(),
         "platform": platform.platform(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return env
 

@@ -28,10 +28,14 @@ class Source:
     label: str
     data: Any
     warnings: tuple[str, ...] = ()
+    run_id: int | None = None  # a run of the store
+    path: Path | None = None  # a results CSV (bench's, or a compare report's)
+    bench: bool = False  # ``path`` is a bench CSV
 
 
 def load_source(text: str, db_path: str | Path | None) -> Source:
-    """The report data of one source, as :func:`archbench.runs.compare.render` reads it."""
+    """The report data of one source (``archbench report``'s argument): a run of the store (``12``,
+    ``latest``, ``latest~N``), a compare report's folder or ``results.csv``, or a bench CSV."""
     from archbench.report import CSV_NAME
     from archbench.report.jsonfile import load_results
     from archbench.runs.store import (
@@ -52,12 +56,12 @@ def load_source(text: str, db_path: str | Path | None) -> Source:
                              "(a run id such as 12, latest or latest~N).")
         with Store.open(db_path or default_db_path(), readonly=True) as store:
             run_id = store.resolve(text)
-            return Source(f"run{run_id}", run_report_data(store, run_id))
+            return Source(f"run{run_id}", run_report_data(store, run_id), run_id=run_id)
     if is_bench_csv(path):
         data, warnings = bench_csv_report_data(path)
-        return Source(_label(path.stem), data, warnings)
+        return Source(_label(path.stem), data, warnings, path=path, bench=True)
     data, warnings = load_results(path)
-    return Source(_label(path.parent.name if path.name == CSV_NAME else path.stem), data, warnings)
+    return Source(_label(path.parent.name if path.name == CSV_NAME else path.stem), data, warnings, path=path)
 
 
 def _label(name: str) -> str:

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Literal, NamedTuple, Sequence, get_args
+from typing import Literal, NamedTuple, get_args
 
 from archbench.timing.stats import CONFIDENCE, median, median_ci
 

@@ -39,9 +39,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
 from archbench.errors import StudyError, UnknownModelError, UsageError
@@ -72,7 +73,7 @@ class Grid:
     dtypes: tuple[str, ...] = ("fp32",)
     per_device: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, hash=False)
 
-    def for_device(self, device: str) -> "Grid":
+    def for_device(self, device: str) -> Grid:
         """This grid with ``device``'s own values (``[grid.<device>]``) applied."""
         own = self.per_device.get(device) or self.per_device.get(device.split(":", 1)[0], {})  # cuda:1 -> [grid.cuda]
         return replace(self, devices=(device,), per_device={}, **dict(own))
@@ -455,7 +456,8 @@ def _positive_number(where: str, key: str, value: Any) -> float:
 
 def resolve_models(study: Study, extra_dirs: Iterable[str] = ()):
     """The :class:`~archbench.catalog.spec.ModelSpec` of each model, under its study name, with its args and
-    input factory (and the grid's first input as its default when it states none); a reference in a study file that names nothing is a :class:`StudyError` naming the file
+    input factory (and the grid's first input as its default when it states none); a reference in a study file
+    that names nothing is a :class:`StudyError` naming the file
     and the ``models`` key (imports the code a reference names, torchvision for zoo names)."""
     from dataclasses import replace as with_fields
 
