@@ -218,8 +218,7 @@ class _Collector:
     def _adopt_peak(self, record: Mapping[str, Any]) -> None:
         peaks = self.caches.peaks
         tflops = math.nan if record["tflops"] is None else float(record["tflops"])
-        key = peaks.key(record["device"], record["dtype"], int(record["threads"]))
-        peaks._peaks.setdefault(key, tflops)  # DevicePeaks has no public setter: the run's first figure wins
+        peaks.adopt(record["device"], record["dtype"], int(record["threads"]), tflops)  # the run's first figure wins
 
     def _against_run_peak(self, row: ResultRow) -> ResultRow:
         """``row``'s ``peak_fraction`` against the run's peak for its device, dtype and threads (two workers
@@ -269,7 +268,7 @@ def _next_unit_index(work_dir: Path) -> int:
 
 def _known_peaks(caches) -> list[tuple[str, str, int, float]]:
     """The CPU peaks the run holds (a resumed run's stored ones), for the workers to reuse."""
-    return [(device, dtype, threads, tflops) for (device, dtype, threads, tf32), tflops in caches.peaks._peaks.items()
+    return [(device, dtype, threads, tflops) for (device, dtype, threads, tf32), tflops in caches.peaks.known().items()
             if tf32 is None]
 
 

@@ -51,6 +51,14 @@ class DevicePeaks:
         note = emulated_peak_note(device, dtype, peak, self.tflops(device, "fp32", threads))
         return (math.nan, note) if note else (peak, "")
 
+    def known(self) -> dict[tuple, float]:
+        """Every peak measured or adopted so far, by :meth:`key` (a copy)."""
+        return dict(self._peaks)
+
+    def adopt(self, device: str, dtype: str, threads: int | None, tflops: float) -> None:
+        """Take a peak measured elsewhere (a worker, a stored run); the run's first figure for a key wins."""
+        self._peaks.setdefault(self.key(device, dtype, threads), tflops)
+
     def is_measured(self, device: str, dtype: str, threads: int | None = None) -> bool:
         return self.key(device, dtype, threads) in self._peaks
 
