@@ -110,6 +110,7 @@ def test_the_callers_model_is_left_as_it_was():
     assert not model._forward_hooks and not model._forward_pre_hooks
 
 
+@pytest.mark.slow
 def test_bench_returns_ok_rows_with_flop_rate_and_peak_memory():
     rows = archbench.bench(LeNet(), (1, 28, 28), batches=(1, 4), modes=("infer", "train"),
                            options=MeasureOptions(precision=0.5, max_time_s=0.3), threads=1)
@@ -153,6 +154,7 @@ def test_measure_keeps_raw_samples_on_a_scripted_timer():
     assert len(m.warmup_ms) == 20  # the warm-up's minimum 0.1 s of 5 ms calls
 
 
+@pytest.mark.slow
 def test_compare_writes_the_cli_report_for_modules_and_names(tmp_path):
     result = archbench.compare({"lenet": LeNet(), "mnist-cnn": "mnist-cnn"}, inputs=[(1, 28, 28)], batches=(1,),
                                modes=("infer",), options=MeasureOptions(precision=0.5, max_time_s=0.2),

@@ -7,6 +7,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import REPO, run_subprocess
 
 WRN_40_1 = REPO / "specs" / "wrn-40-1.toml"
@@ -75,6 +76,7 @@ _HEAVY_PROBE = textwrap.dedent("""
     """)
 
 
+@pytest.mark.slow
 def test_listing_every_source_reads_the_zoo_from_its_cache_without_importing_torch(tmp_path):
     """The first listing imports torchvision and caches its zoo's metadata (keyed by torchvision's
     version); the next one reads the cache: the same listing, no torch, no torchvision."""
@@ -212,6 +214,7 @@ def test_missing_specs_directory(cli, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     result = run_subprocess("--debug", "check", "wrn-40-11")
     assert result.exit_code != 0 and "Traceback" in result.stderr and "UnknownModelError" in result.stderr

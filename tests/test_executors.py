@@ -350,6 +350,7 @@ def test_executor_and_target_tables_are_checked_key_by_key(cli, tmp_path, monkey
 # ---------------------------------------------------------------------------------- merged reports
 
 
+@pytest.mark.slow
 def test_report_merges_runs_each_source_its_own_device_columns(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "a.db"

@@ -86,6 +86,7 @@ def test_paired_ratio_survives_a_drift_that_biases_model_by_model_timing():
     assert result.paired("a") is None  # the reference has no ratio to itself
 
 
+@pytest.mark.slow
 def test_round_order_is_random_and_reproducible_from_the_seed():
     def orders(seed: int):
         machine = Machine()
@@ -262,6 +263,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_compare_interleaves_and_writes_paired_ratios(cli, specs_dir, tmp_path, one_thread):
     out = tmp_path / "report"
     result = cli("compare", "tiny-wrn", "tiny-wide", "tiny-res", "--input", "3x32x32", "--batch", "1", "--mode",
@@ -280,6 +282,7 @@ def test_compare_interleaves_and_writes_paired_ratios(cli, specs_dir, tmp_path, 
     assert table_row.endswith(f" · {paired} |")  # beside the unpaired figure
 
 
+@pytest.mark.slow
 def test_no_interleave_measures_model_by_model(cli, specs_dir, tmp_path, one_thread):
     out = tmp_path / "report"
     result = cli("compare", "tiny-wrn", "tiny-wide", "--batch", "1", "--mode", "infer", "--max-time", "0.2",
@@ -290,6 +293,7 @@ def test_no_interleave_measures_model_by_model(cli, specs_dir, tmp_path, one_thr
     assert "--no-interleave" in (out / "report.md").read_text()  # in the command that reproduces the run
 
 
+@pytest.mark.slow
 def test_bench_interleaves_several_models_against_the_first(cli, specs_dir, tmp_path):
     out = tmp_path / "bench.csv"
     result = cli("bench", "tiny-wide", "tiny-wrn", "--batch", "1", "--mode", "infer", "--max-time", "0.1",
@@ -318,6 +322,7 @@ class InterruptAtCell:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_grid_point_is_written_whole_and_resume_skips_it(specs_dir, tmp_path):
     from archbench.catalog.registry import get_spec
     from archbench.runs.cells import plan_cells

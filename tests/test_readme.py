@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import REPO
 
 
@@ -16,6 +17,7 @@ def test_the_readme_has_python_examples():
     assert len(python_blocks()) >= 3
 
 
+@pytest.mark.slow
 def test_every_python_example_in_the_readme_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "readme"}

@@ -63,6 +63,7 @@ def bench_run(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ round trip
 
 
+@pytest.mark.slow
 def test_a_bench_run_is_stored_with_every_row_and_raw_sample(bench_run):
     output, csv_path, db = bench_run
     assert output["store"] == {"db": str(db), "run_id": 1}
