@@ -33,7 +33,8 @@ from archbench.catalog.registry import get_spec
 from archbench.options import MeasureOptions
 from archbench.results import ResultRow
 from archbench.runs.cells import plan_cells
-from archbench.runs.executors import LocalExecutor, LocalPool, _Collector
+from archbench.runs.executors import Collector, LocalExecutor
+from archbench.runs.pool import LocalPool
 from archbench.runs.sweep import RunCaches
 from archbench.runs.workunits import ShardWriter, row_to_json
 
@@ -66,7 +67,7 @@ def shard_cost_per_row(rows: int, samples: int, folder: Path) -> tuple[float, fl
         writer.write("row", row=row_to_json(r))
     write_s = (time.perf_counter() - started) / rows
     planned = [dataclasses.replace(cells[0], batch=b) for b in range(1, rows + 1)]
-    collector = _Collector(planned, folder / "streamed.csv", {}, MeasureOptions(), None, RunCaches())
+    collector = Collector(planned, folder / "streamed.csv", {}, MeasureOptions(), None, RunCaches())
     started = time.perf_counter()
     contents = collector.read(writer.path)
     stream_s = (time.perf_counter() - started) / rows

@@ -113,7 +113,7 @@ def test_a_row_round_trips_through_a_shard_line_and_a_cut_line_is_skipped(tmp_pa
 
 
 def test_run_cells_twice_measures_nothing_the_shard_already_holds(tmp_path, monkeypatch):
-    from archbench.runs.executors import run_work_unit
+    from archbench.runs.worker import run_work_unit
 
     monkeypatch.chdir(tmp_path)
     path = write_work_unit(tmp_path / "u001.unit.json", make_work_unit(_plan("mnist-cnn"), FAST, label="w"))
@@ -165,7 +165,7 @@ def test_a_module_source_with_a_worker_pool_is_refused_through_the_api(tmp_path)
 
     from archbench.catalog.source import ModuleSource
     from archbench.runs.compare import run_compare
-    from archbench.runs.executors import LocalPool
+    from archbench.runs.pool import LocalPool
     from archbench.runs.study import adhoc_study
 
     study = adhoc_study(["lin"], batches=[1], modes=["infer"], inputs=[(2, 1, 1)])

@@ -158,7 +158,7 @@ def collect_command(
 ) -> None:
     """Gather the cells the Slurm jobs of a detached run have finished into its store and files; once every
     cell is in, write the report. Safe to repeat: what is already gathered is not gathered twice."""
-    from archbench.runs.executors import collect_run
+    from archbench.runs.slurm import collect_run
     from archbench.runs.store import Store
 
     if not run.strip():

@@ -22,7 +22,7 @@ def run_cells_command(
 ) -> None:
     """Measure the cells of a work unit in this process and append them to its shard (used by --workers and
     --executor slurm)."""
-    from archbench.runs.executors import run_work_unit
+    from archbench.runs.worker import run_work_unit
     from archbench.runs.workunits import WorkUnitError, shard_path
 
     if not unit.strip():

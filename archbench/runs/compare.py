@@ -324,9 +324,10 @@ def run_compare(
     """
     from archbench.report.jsonfile import data_to_json, write_json
     from archbench.runs.envinfo import environment
-    from archbench.runs.executors import LocalExecutor, planned_threads
+    from archbench.runs.executors import LocalExecutor
     from archbench.runs.interleave import Interleaving
     from archbench.runs.store import Recording
+    from archbench.runs.worker import planned_threads
 
     executor = executor if executor is not None else LocalExecutor()
     study = planned_threads(study, executor)
