@@ -93,21 +93,11 @@ def test_listing_every_source_reads_the_zoo_from_its_cache_without_importing_tor
 
 
 def test_help_and_spec_listing_do_not_import_torch(tmp_path):
-    probe = textwrap.dedent("""
-        import sys, runpy
-        sys.argv = ["archbench", *sys.argv[1:]]
-        try:
-            runpy.run_module("archbench", run_name="__main__")
-        except SystemExit as exc:
-            code = exc.code
-        heavy = sorted(m for m in ("torch", "torchvision", "fvcore", "torchinfo", "pandas", "matplotlib") if m in sys.modules)
-        print("HEAVY=" + ",".join(heavy), file=sys.stderr)
-        """)
     import subprocess
     import sys
 
     for args in (["--help"], ["list", "--source", "specs"], ["summary", "--help"], ["bench", "--help"], ["compare", "--help"]):
-        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
+        proc = subprocess.run([sys.executable, "-c", _HEAVY_PROBE, *args], capture_output=True, text=True, cwd=tmp_path)
         assert "HEAVY=\n" in proc.stderr, (args, proc.stderr[-2000:])
 
 

@@ -68,8 +68,10 @@ class ModuleSource:
         from torch import nn
 
         if isinstance(self.obj, nn.Module):
-            if str(device) == "meta":
-                return copy.deepcopy(self.obj).to("meta")
+            if str(device) == "meta":  # shapes only: the weights are not copied first
+                from archbench.costs.locate import meta_twin
+
+                return meta_twin(self.obj)
             return copy.deepcopy(self.obj).to(device)
         with torch.device(device):
             model = self.obj(**self.kwargs)
