@@ -385,21 +385,21 @@ def test_set_value_is_blamed_not_the_spec_file(cli):
     assert "wrn-16-8.toml" not in result.stderr
 
 
-# ------------------------------------------------------------------------------------ README examples
+# ------------------------------------------------------------------------------ README and docs examples
 
 
 @pytest.mark.slow
 def test_readme_check_update_example_from_the_repo_root(tmp_path):
     # the README's `archbench check 'wrn-*' --specs ./specs --update`, where ./specs is the built-in folder
     # itself (without --update: a drift would rewrite the repository's files; it exits 1 then)
-    assert "archbench check 'wrn-*' --specs ./specs --update" in (REPO / "README.md").read_text()
+    assert "archbench check 'wrn-*' --specs ./specs --update" in (REPO / "docs" / "models.md").read_text()
     result = run_subprocess("check", "wrn-*", "--specs", "./specs", cwd=REPO)
     assert result.exit_code == 0, result.output
     assert "has the name of a built-in spec" not in result.stderr
 
 
 def test_readme_examples_that_write_files_leave_nothing_untracked():
-    readme = (REPO / "README.md").read_text()
+    readme = "".join(p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
     assert "--study specs/studies/default.toml --device" not in readme  # --device is for ad-hoc comparisons
     ignored = subprocess.run(["git", "check-ignore", "-q", "runs/wrn.csv"], cwd=REPO, check=False)
     assert "--out runs/wrn.csv" not in readme or ignored.returncode == 0
