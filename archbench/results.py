@@ -108,6 +108,7 @@ class ResultRow:
     compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
     note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
     rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.runs.interleave)
+    loaded_rounds: int = 0  # of those, rounds with a burst measured under CPU pressure (archbench.timing.loadsignal)
     paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
     paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
     paired_ratio_high: float = math.nan

@@ -51,9 +51,12 @@ class ScriptedKernel:
         self.busy_s += own_cpu + other_cpu
 
 
-def monitor_for(durations, repeats=1, cores=2) -> tuple[LoadMonitor, ScriptedKernel]:
+def monitor_for(durations, repeats=1, cores=2, stall_us=lambda: math.nan) -> tuple[LoadMonitor, ScriptedKernel]:
+    """A monitor on the scripted kernel; by default on a kernel without PSI (the calibration and CPU-time
+    checks decide), else ``stall_us`` scripts the PSI counter."""
     kernel = ScriptedKernel(durations)
-    return LoadMonitor(kernel=kernel, clock=kernel.clock, cpu_times=kernel.cpu_times, cores=cores, repeats=repeats), kernel
+    return LoadMonitor(kernel=kernel, clock=kernel.clock, cpu_times=kernel.cpu_times, stall_us=stall_us, cores=cores,
+                       repeats=repeats), kernel
 
 
 def test_the_first_calibration_is_the_baseline_and_a_doubled_kernel_is_load():
@@ -235,3 +238,33 @@ def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path)
     with out.open(newline="") as fh:
         (record,) = csv.DictReader(fh)
     assert record["under_load"] == "True" and float(record["load_ratio"]) > LOAD_THRESHOLD
+
+
+# ------------------------------------------------------------------------ CPU pressure (PSI) decides
+
+
+def test_cpu_pressure_decides_where_the_kernel_reports_it():
+    stall = iter([0.0, 40e6])  # µs: some task waited 40 of the cell's 100 s
+    monitor, kernel = monitor_for([10, 30, 10], stall_us=lambda: next(stall))
+    monitor.calibrate(1)
+    window = monitor.before_cell(1)
+    kernel.run_cell(wall=100, own_cpu=100, other_cpu=0)
+    reading = monitor.after_cell(window)
+    assert reading.stall == pytest.approx(0.4) and reading.under_load
+    # a calibration 3x slower at one end of the cell, with no pressure during it: a slow kernel, not a slow cell
+    stall = iter([0.0, 1e6])
+    monitor, kernel = monitor_for([10, 30, 10], stall_us=lambda: next(stall))
+    monitor.calibrate(1)
+    window = monitor.before_cell(1)
+    kernel.run_cell(wall=100, own_cpu=100, other_cpu=0)
+    reading = monitor.after_cell(window)
+    assert reading.slowed and reading.stall == pytest.approx(0.01) and not reading.under_load
+
+
+def test_psi_total_is_read_from_the_some_line(tmp_path):
+    from archbench.timing.load import cpu_stall_us
+
+    psi = tmp_path / "cpu"
+    psi.write_text("some avg10=0.20 avg60=2.62 avg300=1.85 total=12746205\nfull avg10=0.00 total=0\n")
+    assert cpu_stall_us(str(psi)) == 12746205
+    assert math.isnan(cpu_stall_us(str(tmp_path / "absent")))

@@ -45,10 +45,12 @@ RELATIVE_METHOD = (
     "ratios below 6 rounds)."
 )
 LOAD_NOTE = (
-    "A calibration kernel (24 products of 256×256 fp32 matrices, a few ms) is timed before and after each "
-    "cell; a cell is flagged as measured under load when the slower of the two took more than {threshold:g}× "
-    "the sweep's fastest calibration (a quiet machine stays within about ±20%), or when other processes used "
-    "more than half a core beyond the cores the cell left free while it ran (`/proc/stat`)."
+    "The load is read where the time is: CPU pressure (Linux PSI, `/proc/pressure/cpu`: the share of the time "
+    "some task waited for a CPU) around every burst of interleaved rounds, and over the whole of a cell measured "
+    "alone; a cell is flagged as measured under load when more than a tenth of its bursts (or, alone, a quarter "
+    "of its time) ran under pressure. Rounds with a burst under pressure are left out of the paired ratio when "
+    "six quiet ones remain. Without PSI, a calibration kernel timed before and after each cell (flagged above "
+    "{threshold:g}× the sweep's fastest) and the other processes' CPU time (`/proc/stat`) decide."
 )
 
 

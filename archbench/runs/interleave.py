@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from archbench.options import MeasureOptions
 from archbench.results import ResultRow
-from archbench.runs.significance import RatioEstimate, paired_ratio_ci
+from archbench.runs.significance import RatioEstimate, paired_ratio_ci, quiet_rounds
+from archbench.timing.loadsignal import LoadProbe, WindowLoad
 from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
 
@@ -106,6 +108,8 @@ class Interleaved:
     stop_reason: str
     wall_s: float
     precision: float
+    loaded: Mapping[str, tuple[bool, ...]] = dataclasses.field(default_factory=dict)  # per ratio: round loaded?
+    bursts: Mapping[str, tuple[tuple[float, bool], ...]] = dataclasses.field(default_factory=dict)  # (median, loaded)
 
     def measurement(self, name: str) -> Measurement:
         """``name``'s samples as the timer's result (its stop reason is the rounds')."""
@@ -115,7 +119,20 @@ class Interleaved:
         """Median per-round time ratio ``name`` / reference with its CI; None for the reference or without
         a round both ran."""
         ratios = self.ratios.get(name)
-        return paired_ratio_ci(ratios) if ratios else None
+        return paired_ratio_ci(quiet_rounds(ratios, self.loaded.get(name, ()))) if ratios else None
+
+    def loaded_rounds(self, name: str) -> int:
+        """Rounds of ``name`` in which a burst ran under CPU pressure."""
+        return sum(self.loaded.get(name, ()))
+
+    def slowdown(self, name: str) -> float:
+        """How much the load inflated ``name``'s median: the median of all its bursts over the median of its
+        quiet bursts (1.0 with no loaded burst; NaN with no quiet one to compare against)."""
+        bursts = self.bursts.get(name, ())
+        quiet = [m for m, was_loaded in bursts if not was_loaded]
+        if len(quiet) == len(bursts):
+            return 1.0
+        return median([m for m, _ in bursts]) / median(quiet) if quiet else float("nan")
 
 
 # ---------------------------------------------------------------------------------------- scheduler
@@ -124,8 +141,12 @@ class Interleaved:
 class _Rounds:
     """The scheduler's state: the models still running, their samplers, samples, ratios and failures."""
 
-    def __init__(self, names: Sequence[str], reference: str | None, on_failure: Callable[[str, Exception], None]):
+    def __init__(self, names: Sequence[str], reference: str | None, on_failure: Callable[[str, Exception], None],
+                 probe: LoadProbe | None = None, spare_cores: float = 0.0):
         self.names = list(names)
+        self.probe, self.spare_cores = probe, spare_cores
+        self.loaded: dict[str, list[bool]] = {name: [] for name in names if name != reference}
+        self.bursts: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
         self.reference = reference
         self.on_failure = on_failure
         self.samplers: dict[str, Sampler] = {}
@@ -151,26 +172,42 @@ class _Rounds:
         rng.shuffle(order)
         self.orders.append(tuple(order))
         medians: dict[str, float] = {}
+        loaded = False
         for name in order:
             try:
-                times = take_burst(self.samplers[name], burst)
+                times, burst_loaded = self.timed_burst(self.samplers[name], burst)
             except Exception as exc:  # noqa: BLE001 - the model drops out; its failure becomes its row
                 self.fail(name, exc)
                 continue
             self.samples[name] += times
             self.rounds[name] += 1
             medians[name] = median(times)
+            self.bursts[name].append((medians[name], burst_loaded))
+            loaded = loaded or burst_loaded
         if self.reference in medians:
             for name, value in medians.items():
                 if name != self.reference:
                     self.ratios[name].append(value / medians[self.reference])
+                    self.loaded[name].append(loaded)
+
+    def timed_burst(self, sample: Sampler, burst: Burst, times: Sequence[float] = ()) -> tuple[list[float], bool]:
+        """A burst and whether the machine was under CPU pressure while it ran."""
+        if self.probe is None:
+            return take_burst(sample, burst, times), False
+        start = self.probe.now()
+        times = take_burst(sample, burst, times)
+        window: WindowLoad = self.probe.since(start)
+        return times, window.loaded(self.spare_cores)
+
+    def paired(self, name: str) -> RatioEstimate:
+        return paired_ratio_ci(quiet_rounds(self.ratios[name], self.loaded[name]))
 
     def precise(self, precision: float) -> bool:
         """Every model's paired CI against the reference is within ``precision`` of its ratio; without the
         reference (or with it alone), every remaining model's own median CI."""
         others = [name for name in self.active if name != self.reference]
         if self.reference in self.active and others:
-            return all(_within(paired_ratio_ci(self.ratios[name]), precision) for name in others)
+            return all(_within(self.paired(name), precision) for name in others)
         return all(ci_within(self.samples[name], precision) for name in self.active)
 
     def round_s(self, burst: Burst) -> float:
@@ -181,7 +218,8 @@ class _Rounds:
     def result(self, stop_reason: str, wall_s: float, precision: float) -> Interleaved:
         return Interleaved(self.reference, dict(self.warmups), {k: tuple(v) for k, v in self.samples.items()},
                            {k: tuple(v) for k, v in self.ratios.items()}, dict(self.rounds), tuple(self.orders),
-                           dict(self.failures), stop_reason, wall_s, precision)
+                           dict(self.failures), stop_reason, wall_s, precision,
+                           {k: tuple(v) for k, v in self.loaded.items()}, {k: tuple(v) for k, v in self.bursts.items()})
 
 
 def _within(estimate: RatioEstimate, precision: float) -> bool:
@@ -221,6 +259,8 @@ def interleave(
     clock: Callable[[], float] = time.perf_counter,
     on_phase: Callable[[str, str], None] | None = None,
     on_failure: Callable[[str, Exception], None] | None = None,
+    probe: LoadProbe | None = None,
+    spare_cores: float = 0.0,
 ) -> Interleaved:
     """Time the models ``names`` in alternating rounds (see the module docstring); ratios against
     ``reference`` (None: no ratios, and each model's own CI decides when to stop).
@@ -231,9 +271,12 @@ def interleave(
     ``sampling`` (the first burst starts) and then :data:`WARMED_UP` (it ends). The budget counts warm-ups
     and sampling, not the builds (as for a cell timed alone). A model whose build or sampler raises an
     ``Exception`` is out: ``on_failure(name, exc)`` is called at once and the others go on.
-    KeyboardInterrupt propagates."""
+    KeyboardInterrupt propagates. ``probe`` reads the load around every burst (None: not read); a round with
+    a burst under CPU pressure is left out of the paired ratio when enough quiet rounds remain
+    (:func:`archbench.runs.significance.quiet_rounds`); ``spare_cores`` are the cores the cells leave free
+    (the fallback signal's allowance where the kernel has no PSI)."""
     phase = on_phase or (lambda name, what: None)
-    state = _Rounds(names, reference, on_failure or (lambda name, exc: None))
+    state = _Rounds(names, reference, on_failure or (lambda name, exc: None), probe, spare_cores)
     spent_s = 0.0  # warming up and sampling: building a model (and counting its FLOPs) is not in the budget
     for name in names:
         try:
@@ -265,7 +308,8 @@ def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions
     first = measure(sample, "cpu", dataclasses.replace(options, min_samples=1, max_samples=1),
                     on_phase=lambda what: phase(name, what), sampler=sample, clock=clock)
     with _gc_paused():
-        state.samples[name] = take_burst(sample, burst, first.samples_ms)
+        state.samples[name], loaded = state.timed_burst(sample, burst, first.samples_ms)
+    state.bursts[name].append((median(state.samples[name]), loaded))
     state.samplers[name], state.warmups[name] = sample, first.warmup_ms
     phase(name, WARMED_UP)
 
@@ -335,12 +379,28 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
         rows[name] = prepared.pop(name).failure_row(identities[name], exc)
 
     reference = interleaving.reference if interleaving.reference in names else None
+    spare = max((os.cpu_count() or 1) - cells[0].threads, 0)
     result = interleave(names, build, options, reference, interleaving.rng(cells), burst=interleaving.burst,
-                        on_phase=phase, on_failure=failed)
+                        on_phase=phase, on_failure=failed, probe=LoadProbe(), spare_cores=spare)
     for name, cell_prepared in prepared.items():
         row = cell_prepared.ok_row(identities[name], result.measurement(name), peaks[name], caches)
-        rows[name] = dataclasses.replace(row, rounds=result.rounds[name], **_paired_fields(result.paired(name)))
+        rows[name] = dataclasses.replace(row, rounds=result.rounds[name], **_paired_fields(result.paired(name)),
+                                         **_load_fields(result, name))
     return [rows[cell.model] for cell in cells]
+
+
+LOADED_SHARE = 0.1  # a model with more than this share of its bursts under CPU pressure is flagged under load
+
+
+def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
+    """The row's load fields from its bursts: ``under_load`` when over :data:`LOADED_SHARE` of them ran
+    under CPU pressure, ``load_ratio`` the estimated slowdown of its median (see
+    :meth:`Interleaved.slowdown`), ``loaded_rounds`` the rounds left out of (or, too few quiet, kept in)
+    its paired ratio."""
+    bursts = result.bursts.get(name, ())
+    share = sum(loaded for _, loaded in bursts) / len(bursts) if bursts else 0.0
+    return {"under_load": share > LOADED_SHARE, "load_ratio": round(result.slowdown(name), 3),
+            "loaded_rounds": result.loaded_rounds(name)}
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:

@@ -216,6 +216,23 @@ def paired_ratio_ci(per_round_ratios: Sequence[float], confidence: float = CONFI
     return RatioEstimate(median(per_round_ratios), low, high, coverage)
 
 
+MIN_QUIET_ROUNDS = 6  # the fewest rounds whose median CI reaches 95% coverage
+
+
+def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float]:
+    """The ratios of the rounds measured without CPU pressure, when there are enough of them for a 95% CI
+    (:data:`MIN_QUIET_ROUNDS`); otherwise all of them.
+
+    Why drop rather than weight: a round that straddles a load change slows one model's burst and not the
+    other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — not
+    noise to average but a contaminated minority. The load signal is measured around each burst
+    (:mod:`archbench.timing.loadsignal`), independently of the ratios, so selecting on it keeps the
+    order-statistic CI exact for the quiet rounds' distribution. Under a constant load every round is
+    loaded alike: all are kept, and the pairing still cancels the load."""
+    quiet = [ratio for ratio, was_loaded in zip(per_round_ratios, loaded) if not was_loaded]
+    return quiet if len(quiet) >= MIN_QUIET_ROUNDS else list(per_round_ratios)
+
+
 # ---------------------------------------------------------------------------------------- verdict
 
 

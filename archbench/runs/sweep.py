@@ -38,6 +38,7 @@ from archbench.runs.interleave import Interleaving, grid_points, measure_point
 from archbench.timing.compiled import no_recompiles, run_compiling_call
 from archbench.timing.devices import require_device, unsupported_dtype
 from archbench.timing.load import LoadMonitor, with_load
+from archbench.timing.loadsignal import look_at_machine
 from archbench.timing.peak import DevicePeaks
 from archbench.timing.precision import runs_as_tf32, tf32_settings
 from archbench.timing.step import autocast_for, make_images, make_step
@@ -155,6 +156,8 @@ def run_sweep(
         require_device(device)
     check_buildable(todo)
     warnings += threads_warnings(c.threads for c in todo)
+    if todo and (machine := look_at_machine(seconds=0.1)).busy:  # said once, before the first cell
+        warnings += (machine.describe(),)
     for warning in warnings:
         _notify(listener, "warning", warning)
 

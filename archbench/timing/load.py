@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from archbench.results import ResultRow
 
 LOAD_THRESHOLD = 1.5  # calibration this much slower than the baseline -> measured under load
+STALL_THRESHOLD = 0.25  # some task waited for a CPU this share of the time (PSI) -> measured under load
+PSI_CPU = "/proc/pressure/cpu"
 SPARE_CORE_MARGIN = 0.5  # other processes using this much more than the cores a cell leaves free -> load
 CALIBRATION_SIDE = 256
 CALIBRATION_PRODUCTS = 24
@@ -69,6 +71,17 @@ def cpu_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), own
 
 
+def cpu_stall_us(path: str = PSI_CPU) -> float:
+    """Microseconds some task has waited for a CPU since boot (PSI ``some total``); NaN without PSI."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            first = fh.readline().split()
+    except OSError:
+        return math.nan
+    totals = [float(item[len("total="):]) for item in first[1:] if item.startswith("total=")]
+    return totals[0] if totals else math.nan
+
+
 @dataclass(frozen=True)
 class LoadReading:
     """The load around one cell: ``ratio`` (slower calibration / baseline) and ``other_cores`` (CPU cores
@@ -78,6 +91,7 @@ class LoadReading:
     threshold: float = LOAD_THRESHOLD
     other_cores: float = math.nan
     spare_cores: float = math.inf
+    stall: float = math.nan  # share of the cell's wall time some task waited for a CPU (PSI); NaN without PSI
 
     @property
     def slowed(self) -> bool:
@@ -89,6 +103,12 @@ class LoadReading:
 
     @property
     def under_load(self) -> bool:
+        """CPU pressure decides where the kernel reports it: it is measured over the whole cell and counts
+        waiting, not use, so it neither misses a load that comes and goes between the calibrations nor
+        mistakes a slow calibration for a slow cell (benchmarks/busy_machine.py). Without PSI, the
+        calibration and the other processes' CPU time."""
+        if math.isfinite(self.stall):
+            return self.stall > STALL_THRESHOLD
         return self.slowed or self.crowded
 
 
@@ -101,6 +121,7 @@ class CellWindow:
     wall_s: float
     busy_s: float
     own_s: float
+    stall_us: float = math.nan
 
 
 @dataclass
@@ -112,6 +133,7 @@ class LoadMonitor:
     kernel: Callable[[int], object] = field(default_factory=MatmulKernel)
     clock: Callable[[], float] = time.perf_counter
     cpu_times: Callable[[], tuple[float, float]] = cpu_seconds
+    stall_us: Callable[[], float] = cpu_stall_us
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     threshold: float = LOAD_THRESHOLD
     repeats: int = 3
@@ -139,19 +161,24 @@ class LoadMonitor:
     def before_cell(self, threads: int) -> CellWindow:
         ratio = self.ratio(threads)
         busy, own = self.cpu_times()
-        return CellWindow(threads, ratio, self.clock(), busy, own)
+        return CellWindow(threads, ratio, self.clock(), busy, own, self.stall_us())
 
     def after_cell(self, window: CellWindow) -> LoadReading:
         busy, own = self.cpu_times()
+        stall_us = self.stall_us()
         wall = self.clock() - window.wall_s
         others = ((busy - window.busy_s) - (own - window.own_s)) / wall if wall > 0 else math.nan
+        stall = min(max((stall_us - window.stall_us) / 1e6 / wall, 0.0), 1.0) if wall > 0 else math.nan
         after = self.ratio(window.threads)
-        return LoadReading(max(window.ratio, after), self.threshold, others, max(self.cores - window.threads, 0))
+        return LoadReading(max(window.ratio, after), self.threshold, others, max(self.cores - window.threads, 0),
+                           stall)
 
 
 def with_load(row: ResultRow, reading: LoadReading) -> ResultRow:
     """``row`` with its ``load_ratio`` and ``under_load`` flag (timed rows only: a failed cell has no
     timing to discount)."""
     if row.status != "ok" or not math.isfinite(reading.ratio):
+        return row
+    if row.rounds:  # interleaved: its bursts were read one by one (archbench.timing.loadsignal), a finer reading
         return row
     return dataclasses.replace(row, load_ratio=round(reading.ratio, 3), under_load=reading.under_load)
