@@ -52,3 +52,13 @@ def mib(value: int) -> str:
         if value >= factor:
             return f"{value / factor:,.1f} {unit}"
     return f"{value:,} B"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """A duration as ``m:ss`` (``h:mm:ss`` from an hour on)."""
+    if _missing(seconds):
+        return "—"
+    total = round(max(seconds, 0.0))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -36,6 +36,17 @@ SetOption = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a builder argument: key=value, value a TOML literal (repeatable).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+QuickOption = Annotated[bool, typer.Option("--quick", help="A first look: ±10% and 1 s per cell (--precision 0.1 --max-time 1), not a result to cite; explicit --precision/--max-time win.")]
+
+
+def quick_defaults(quick: bool, precision: str | None, max_time: str | None) -> tuple[str, str]:
+    """--precision and --max-time as given, else the --quick preset's or the defaults (as text, as typed)."""
+    from archbench.options import MeasureOptions
+    from archbench.runs.plan import QUICK
+
+    preset = QUICK if quick else MeasureOptions()
+    return (precision if precision is not None else f"{preset.precision:g}",
+            max_time if max_time is not None else f"{preset.max_time_s:g}")
 
 
 def out_path(text: str | None, option: str) -> Path | None:

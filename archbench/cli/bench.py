@@ -20,14 +20,26 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, model_options, out, out_path, print_json
+from archbench.cli._common import (
+    JsonOption,
+    QuickOption,
+    SetOption,
+    SpecsOption,
+    err,
+    model_options,
+    out,
+    out_path,
+    print_json,
+    quick_defaults,
+)
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
 from archbench.results import DTYPES, MODES
-from archbench.units import fmt_ms
+from archbench.runs.plan import Eta, Plan
+from archbench.units import fmt_duration, fmt_ms
 
 
 def bench_command(
@@ -41,8 +53,9 @@ def bench_command(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="Time torch.compile(model).")] = False,
     threads: Annotated[str | None, typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
-    precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop sampling once the 95% CI of the median is within this fraction of it.")] = str(DEFAULT_PRECISION),
-    max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken.")] = str(DEFAULT_MAX_TIME_S),
+    precision: Annotated[str | None, typer.Option("--precision", metavar="FRACTION", help=f"Stop sampling once the 95% CI of the median is within this fraction of it [default: {DEFAULT_PRECISION:g}].", show_default=False)] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", metavar="SECONDS", help=f"Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken [default: {DEFAULT_MAX_TIME_S:g}].", show_default=False)] = None,
+    quick: QuickOption = False,
     out_file: Annotated[str | None, typer.Option("--out", metavar="FILE.csv", help="CSV file the rows are appended to (default: reports/bench-<time>.csv).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in --out: skip the cells already in it.")] = False,
     set_: SetOption = None,
@@ -61,6 +74,7 @@ def bench_command(
     modes = parse_choices(mode, "--mode", MODES)
     dtypes = parse_choices(dtype, "--dtype", DTYPES)
     n_threads = _one_thread_count(threads)
+    precision, max_time = quick_defaults(quick, precision, max_time)
     precision_value = parse_fraction(precision, "--precision")
     max_time_s = parse_seconds(max_time, "--max-time")
     if resume and out_file is None:
@@ -87,11 +101,15 @@ def bench_command(
     from archbench.runs.sweep import run_sweep
 
     cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
+    axes = (("model", len(model_specs)), ("device", len(devices)), ("input", len(inputs or [None])),
+            ("dtype", len(dtypes)), ("batch", len(batches)), ("mode", len(modes)))
+    if not json:
+        err.print(escape(Plan(len(cells), axes, max_time_s, str(out_csv)).describe()), soft_wrap=True)
     env = environment(devices, cells[0].threads if cells else n_threads)
     resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
                                      cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
                                      no_interleave, set_, model_inputs)
-    with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress() as listener:
+    with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress(max_time_s) as listener:
         recording = None if store is None else Recording(
             store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
             resume=resume and out_csv.exists(), listener=listener)  # a deleted CSV's run is not continued
@@ -180,20 +198,16 @@ class _LiveProgress:
     """Sweep listener drawing a progress bar (cells done/total, current cell and phase, time left) above
     a live table of the finished cells, on stderr. Without a terminal, one line per finished cell."""
 
-    def __init__(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    def __init__(self, budget_s: float = math.inf):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.live_display = err.is_terminal
+        self.budget_s = budget_s
+        self.eta: Eta | None = None
+        # rich's TimeRemainingColumn extrapolates from the recent speed: "-:--:--" until a cell finishes, then
+        # "0:00:01" while minutes remain. archbench's estimate starts from the budgets (archbench.runs.plan.Eta).
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=err)
+                                 TimeElapsedColumn(), TextColumn("{task.fields[left]}"), console=err)
         self.task = None
         self.rows: list = []
         self.live = None
@@ -221,19 +235,25 @@ class _LiveProgress:
         err.print(f"[yellow]warning:[/] {escape(message)}")
 
     def sweep_started(self, total: int, already_done: int) -> None:
-        self.task = self.progress.add_task("starting", total=total, completed=already_done)
+        self.eta = Eta(total, self.budget_s, done=already_done)
+        self.task = self.progress.add_task("starting", total=total, completed=already_done, left=self._left())
         if already_done:
             err.print(f"resuming: {already_done} of {total} cells are already in the CSV and are skipped.")
 
+    def _left(self) -> str:
+        seconds = self.eta.remaining_s() if self.eta is not None else math.nan
+        return f"left ~{fmt_duration(seconds)}" if math.isfinite(seconds) else ""
+
     def cell_started(self, cell, index: int, todo: int) -> None:
-        self.progress.update(self.task, description=escape(cell.label()))
+        self.progress.update(self.task, description=escape(cell.label()), left=self._left())
 
     def cell_phase(self, cell, phase: str) -> None:
-        self.progress.update(self.task, description=f"{escape(cell.label())}: {phase}")
+        self.progress.update(self.task, description=f"{escape(cell.label())}: {phase}", left=self._left())
 
     def cell_finished(self, cell, row, index: int, todo: int) -> None:
         self.rows.append(row)
-        self.progress.advance(self.task)
+        self.eta.cell_finished()
+        self.progress.update(self.task, advance=1, left=self._left())
         if self.live is not None:
             self.live.update(self._renderable())
         else:

@@ -8,6 +8,7 @@ table, the speed tables of the first device, the relative speeds — and the pat
 from __future__ import annotations
 
 import contextlib
+import math
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import SetOption, SpecsOption, err, model_options, out, out_path
+from archbench.cli._common import QuickOption, SetOption, SpecsOption, err, model_options, out, out_path, quick_defaults
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.collect import (
     AccountOption,
@@ -61,6 +62,7 @@ def compare_command(
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this study (finished cells are kept).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run, or replace a folder holding another report.")] = False,
     no_interleave: Annotated[bool, typer.Option("--no-interleave", help="Time each model's cells in turn, not the models of each grid point in alternating rounds (no paired ratios).")] = False,
+    quick: QuickOption = False,
     set_: SetOption = None,
     model_inputs: InputsOption = None,
     specs: SpecsOption = None,
@@ -82,6 +84,8 @@ def compare_command(
     report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
     grid_given = {name: value for name, value in zip(_GRID_OPTIONS, (batch, input, device, mode, dtype, reference, title))
                   if value is not None}
+    if quick:  # the preset, written out: the reproduce command says what was measured
+        precision, max_time = quick_defaults(quick, precision, max_time)
     max_time_s = parse_seconds(max_time, "--max-time") if max_time is not None else None
     precision_value = parse_fraction(precision, "--precision") if precision is not None else None
     if models and study is not None:
@@ -132,7 +136,9 @@ def compare_command(
     from archbench.runs.executors import make_executor
 
     runner = make_executor(settings)
-    with store or contextlib.nullcontext(), _CompareProgress() as listener, model_name_warnings():
+    plan = study_plan(the_study, out_dir)
+    err.print(escape(plan.describe()), soft_wrap=True)
+    with store or contextlib.nullcontext(), _CompareProgress(plan.budget_s) as listener, model_name_warnings():
         result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
                              extra_dirs=specs or (), listener=listener, store=store, executor=runner)
     if settings.detach and result.interrupted and result.counted:
@@ -243,6 +249,22 @@ def reproduce_command(models, study, grid_given: dict, max_time, precision, out_
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
+def study_plan(study, out_dir: Path | None):
+    """The plan line of a study: its cells by axis (each device with its own grid) and budget."""
+    from archbench.runs.plan import Plan
+
+    grids = [study.grid.for_device(device) for device in study.grid.devices]
+    sizes = [(len(g.inputs) if g.inputs else 1) * len(g.dtypes) * len(g.batches) * len(g.modes) for g in grids]
+    first = grids[0]
+    axes = (("model", len(study.models)), ("device", len(grids)), ("input", len(first.inputs or [None])),
+            ("dtype", len(first.dtypes)), ("batch", len(first.batches)), ("mode", len(first.modes)))
+    from archbench.runs.compare import report_dir
+
+    where = f"{out_dir if out_dir is not None else report_dir(study)}/"
+    budget = study.options.max_time_s if study.options.max_time_s is not None else math.inf
+    return Plan(len(study.models) * sum(sizes), axes, budget, where)
+
+
 # ------------------------------------------------------------------------------------------ progress
 
 
@@ -255,8 +277,8 @@ def _progress_base():
 class _CompareProgress:
     """The bench progress display, plus a line per model/input while the models are counted."""
 
-    def __init__(self):
-        self.inner = _progress_base()()
+    def __init__(self, budget_s: float = math.inf):
+        self.inner = _progress_base()(budget_s)
 
     def __enter__(self) -> _CompareProgress:
         self.inner.__enter__()
