@@ -62,3 +62,13 @@ def fmt_duration(seconds: float | None) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fmt_scaled(value: float | None, unit: str) -> str:
+    """A count with its unit's prefix scaled to the number: ``751 MMACs``, ``4.12 GFLOPs``, ``590 kMACs``."""
+    if _missing(value):
+        return "—"
+    for scale, prefix in _SI[1:]:
+        if abs(value) >= scale:
+            return f"{fmt_sig(value / scale)} {prefix}{unit}"
+    return f"{fmt_sig(value) if value != int(value) else f'{int(value):,}'} {unit}"

@@ -330,7 +330,7 @@ def architecture_rich_table(data) -> Table:
 def print_summary(data) -> None:
     """Architecture table, the speed and relative-speed tables of the first device and dtype, and the
     footnotes (failures, cells measured under load), on stdout."""
-    from archbench.report.tables import Footnotes, relative_tables, speed_tables
+    from archbench.report.tables import Footnotes, load_note, relative_tables, speed_tables
 
     out.print(architecture_rich_table(data))
     notes = Footnotes("plain")
@@ -341,12 +341,14 @@ def print_summary(data) -> None:
             out.print(_rich_table(frame, f"{key.title()}: median ms (95% CI unless stated) · samples/s"))
     relative = [(key, frame) for key, frame in relative_tables(data) if (key.device, key.dtype) == (first.device, first.dtype)]
     if relative:
-        out.print(f"Relative speed (reference {escape(data.study.reference)}): ×(reference median / median), "
-                  "interval from the CI ends (> 1: faster); \"paired\": from the per-round ratios of interleaved rounds")
+        out.print(f"Relative speed (reference {escape(data.study.reference)}): ×(reference time / time), > 1: faster; "
+                  "\"paired\": from interleaved rounds (the figure to quote), else from the CI ends of the two medians")
     for key, frame in relative:
         out.print(_rich_table(frame, key.title()))
     for number, message in notes.items():
         out.print(f"[{number}] {escape(message)}")
+    if note := load_note(data.rows):
+        out.print(escape(note))
 
 
 def _print_files(files, out_dir: Path) -> None:

@@ -33,7 +33,7 @@ LATEX_ESCAPES = {
 LATEX_SIGNS = {
     "×": r"$\times$", "±": r"$\pm$", "µ": r"$\mu$", "μ": r"$\mu$", "–": "--", "—": "---", "·": r"$\cdot$",
     "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$", "†": r"\dag{}", "…": r"\ldots{}", "→": r"$\rightarrow$",
-    "²": r"$^2$", "½": r"$\frac{1}{2}$", "°": r"$^\circ$",
+    "²": r"$^2$", "½": r"$\frac{1}{2}$", "°": r"$^\circ$", "‡": r"\ddag{}",
 }
 
 
@@ -60,8 +60,19 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, align: Sequence[s
     body = frame.reset_index()
     align = align or ["l", *["r"] * (len(body.columns) - 1)]
     styler = body.style.hide(axis="index").format(latex_text).format_index(latex_text, axis=1)
-    return styler.to_latex(column_format="".join(align), hrules=True, caption=latex_text(caption), label=label,
-                           position="htbp", position_float="centering")
+    latex = styler.to_latex(column_format="".join(align), hrules=True, caption=latex_text(caption), label=label,
+                            position="htbp", position_float="centering")
+    return fit_to_column(latex)
+
+
+# A table wider than the text column is scaled down to \linewidth; a narrower one keeps its size (\width is
+# the tabular's natural width inside \resizebox). pandas' Styler has no width control, hence the wrapper.
+FIT_OPEN = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+
+
+def fit_to_column(latex: str) -> str:
+    """Each ``tabular`` of ``latex`` wrapped so that it never runs past ``\\linewidth``."""
+    return latex.replace("\\begin{tabular}", FIT_OPEN + "\\begin{tabular}").replace("\\end{tabular}", "\\end{tabular}}")
 
 
 def table_label(*parts: str) -> str:
@@ -85,7 +96,8 @@ def header(data: ReportData) -> list[str]:
     return [
         comment(f"{data.study.title}: the tables of report.md for a paper, written by archbench."),
         comment(f"Measured {pretty_date(data.date)}. Reproduce with: {data.command or 'archbench compare'}"),
-        comment(r"Needs \usepackage{booktabs} in the preamble; \input{report.tex} where the tables go. The file is ASCII:"),
+        comment(r"Needs \usepackage{booktabs,graphicx} in the preamble; \input{report.tex} where the tables go (a table"),
+        comment(r"wider than the column is scaled to \linewidth). The file is ASCII:"),
         comment(r"text is escaped and signs are LaTeX commands ($\times$, $\pm$, $\mu$, --, $\cdot$), so pdflatex needs "
                 "nothing else."),
         comment("1 MAC = one multiply-accumulate = 2 FLOPs; MB = 2^20 bytes. See report.md for the methods and the "
@@ -102,7 +114,7 @@ def architecture_tables(data: ReportData, notes: Footnotes) -> list[str]:
                          ["l", *["r"] * 7, "l"])]
     if tables.grid_differs_from_defaults(data):
         per_input = tables.macs_per_input_text(data, notes)
-        lines.append(latex_table(per_input, "Forward GMACs per sample at each input of the grid.",
+        lines.append(latex_table(per_input, "Forward MACs per sample at each input of the grid.",
                                  table_label(data.study.name, "macs-per-input")))
     return lines
 
@@ -110,14 +122,20 @@ def architecture_tables(data: ReportData, notes: Footnotes) -> list[str]:
 def cell_tables(data: ReportData, notes: Footnotes) -> list[str]:
     """Speed, relative speed, peak memory and FLOP rate, a table per device, mode and dtype."""
     lines = []
-    for key, frame in tables.speed_tables(data, notes):
-        lines.append(latex_table(frame, f"Median time per step in ms (CI: 95% unless stated) · samples/s; "
-                                        f"{key.title()}. {tables.NOT_CONVERGED}: the time budget ran out before "
-                                        "the CI met the precision target.", _key_label(data, "speed", key)))
+    for key in tables.table_keys(data.rows):
+        frame = tables.text_table(data, key, tables.time_cell, notes, flag_load=True)
+        lines.append(latex_table(frame, f"Median time per step in ms, with its CI (95% unless stated); {key.title()}. "
+                                        f"{tables.NOT_CONVERGED}: the time budget ran out before the CI met the "
+                                        f"precision target; {tables.LOAD_MARK}: measured under load (see the notes).",
+                                 _key_label(data, "speed", key)))
     for key, frame in tables.relative_tables(data):
-        lines.append(latex_table(frame, f"Speed relative to {data.study.reference}: ×(reference median / median), "
-                                        f"the interval from the CI ends (> 1: faster); {key.title()}.",
-                                 _key_label(data, "relative", key)))
+        lines.append(latex_table(frame, f"Speed relative to {data.study.reference}: ×(reference time / time), > 1: "
+                                        "faster; paired (interleaved rounds) where measured, else from the two "
+                                        f"medians' CI ends; {key.title()}.", _key_label(data, "relative", key)))
+    for key in tables.table_keys(data.rows):
+        frame = tables.text_table(data, key, tables.throughput_cell, notes)
+        lines.append(latex_table(frame, f"Throughput in samples/s (batch / median time); {key.title()}.",
+                                 _key_label(data, "throughput", key)))
     for key, frame in tables.memory_tables(data, notes):
         lines.append(latex_table(frame, f"Peak memory per cell in MB; {key.title()}.", _key_label(data, "memory", key)))
     for key, frame in tables.efficiency_tables(data, notes):
@@ -126,17 +144,19 @@ def cell_tables(data: ReportData, notes: Footnotes) -> list[str]:
     return lines
 
 
-def notes_list(notes: Footnotes) -> list[str]:
-    if not notes.messages:
+def notes_list(notes: Footnotes, data: ReportData) -> list[str]:
+    load = tables.load_note(data.rows)
+    if not notes.messages and not load:
         return []
     items = [f"\\item[{{[{number}]}}] {latex_text(message)}" for number, message in notes.items()]
+    items += [f"\\item[{{{latex_text(tables.LOAD_MARK)}}}] {latex_text(load.removeprefix(tables.LOAD_MARK).strip())}"] if load else []
     return [comment("The notes marked [n] in the tables."), r"\begin{description}", *items, r"\end{description}", ""]
 
 
 def render_latex(data: ReportData) -> str:
     """The tables of :func:`~archbench.report.markdown.render_markdown`, in its order, as LaTeX."""
     notes = Footnotes("plain")
-    lines = [*header(data), *architecture_tables(data, notes), *cell_tables(data, notes), *notes_list(notes)]
+    lines = [*header(data), *architecture_tables(data, notes), *cell_tables(data, notes), *notes_list(notes, data)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

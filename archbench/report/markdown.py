@@ -34,15 +34,16 @@ TIMING_CONVENTION = (
     "e.g. 93.7% with 5 samples) and the throughput in samples/s = batch / median."
 )
 RELATIVE_METHOD = (
-    "×r = m_ref / m, the ratio of the median step times (r > 1: faster than the reference, r < 1: slower). "
-    "The interval is taken from the CI ends, (ref_low / high – ref_high / low): it holds the true ratio "
+    "×r = m_ref / m (r > 1: faster than the reference, r < 1: slower), one figure per cell — the one to quote. "
+    "Where the models were timed in alternating rounds (the default) it is the **paired** ratio: 1 / the median "
+    "of the per-round time ratios model / reference, each from one round's short bursts of both, so a machine's "
+    "drift falls on both; its 95% CI is the distribution-free one of a median (order statistics at binomial ranks; "
+    "the range of the ratios below 6 rounds). Otherwise it is the ratio of the median step times, with the "
+    "interval taken from the CI ends, (ref_low / high – ref_high / low): it holds the true ratio "
     "whenever both true medians lie in their CIs, so it covers at least the product of the two coverages "
     "(≥90.25% for two 95% CIs; a lower bound is written in the cell when a CI covers less), assumes nothing "
-    "about the distributions, and is asymmetric, as a ratio is. "
-    "\"paired\" (models timed in alternating rounds at each cell, the default): 1 / the median of the per-round "
-    "time ratios model / reference, each from one round's short bursts of both, so a machine's drift falls on both; "
-    "its 95% CI is the distribution-free one of a median (order statistics at binomial ranks; the range of the "
-    "ratios below 6 rounds)."
+    "about the distributions, and is asymmetric, as a ratio is. The unpaired ratio of interleaved cells is kept "
+    "in results.csv and results.json (`ratio`, `low`, `high` beside `paired_ratio`)."
 )
 LOAD_NOTE = (
     "The load is read where the time is: CPU pressure (Linux PSI, `/proc/pressure/cpu`: the share of the time "
@@ -111,9 +112,30 @@ def header_section(data: ReportData) -> list[str]:
     lines += [f"Models: {models}; reference: `{data.study.reference}`. Measured {pretty_date(data.date)}."]
     if not data.complete:
         lines += ["", f"**Incomplete:** {len(data.rows)} of {data.planned_cells} cells were measured."]
-    lines += ["", "Reproduce with:", "", "```sh", data.command or "archbench compare", "```", ""]
-    lines += [f"**Conventions.** {MAC_CONVENTION} {TIMING_CONVENTION}", ""]
-    return lines
+    return lines + [""]
+
+
+def headline_section(data: ReportData) -> list[str]:
+    """The answer: the headline table (archbench.report.headline) before any detail."""
+    from archbench.report.headline import headline_table
+
+    found = headline_table(data)
+    if found is None:
+        return []
+    frame, point = found
+    loaded = sum(r.status == "ok" and r.under_load for r in data.rows)
+    caveat = (f" **{loaded} cell(s) were measured under load** ({tables.LOAD_MARK} in the speed tables): their "
+              "times are probably inflated." if loaded else "")
+    return ["## Headline", "",
+            f"At {point.text()}: parameters, forward MACs per sample, the median step time and the speed relative "
+            f"to `{data.study.reference}` (×r > 1: faster; paired where the models were interleaved; 95% CI). "
+            f"Every device, input and batch follows.{caveat}", "",
+            model_table(frame, ["l", *["r"] * (len(frame.columns))]), ""]
+
+
+def method_section(data: ReportData) -> list[str]:
+    return ["## Method", "", "Reproduce with:", "", "```sh", data.command or "archbench compare", "```", "",
+            f"**Conventions.** {MAC_CONVENTION} {TIMING_CONVENTION}", ""]
 
 
 def precision_section(data: ReportData) -> list[str]:
@@ -188,7 +210,7 @@ def architecture_section(data: ReportData, notes: Footnotes) -> list[str]:
              "backward pass, measured.", "", model_table(arch, ["l", *["r"] * 7, "l"]), ""]
     if tables.grid_differs_from_defaults(data):
         per_input = tables.macs_per_input_text(data, notes)
-        lines += ["Forward GMACs per sample at each input of the grid:", "", model_table(per_input), ""]
+        lines += ["Forward MACs per sample at each input of the grid:", "", model_table(per_input), ""]
     return lines
 
 
@@ -201,7 +223,8 @@ def speed_section(data: ReportData, notes: Footnotes) -> list[str]:
     lines = ["## Speed", "", f"{legend} {LOAD_NOTE.format(threshold=LOAD_THRESHOLD)} {load_summary(data.rows)}", ""]
     for key, frame in tables.speed_tables(data, notes):
         lines += [f"### {key.title()}", "", model_table(frame), ""]
-    return lines
+    note = tables.load_note(data.rows)
+    return lines + ([note, ""] if note else [])
 
 
 def load_summary(rows) -> str:
@@ -209,9 +232,9 @@ def load_summary(rows) -> str:
     timed = [r for r in rows if r.status == "ok"]
     loaded = sum(r.under_load for r in timed)
     unchecked = sum(not math.isfinite(r.load_ratio) for r in timed)
-    said = (f"**{loaded} cell(s) were measured under load** (footnoted): their times are probably inflated; measure "
-            "them again on a quiet machine." if loaded else "No checked cell was measured under load." if unchecked
-            else "No cell was measured under load.")
+    quiet = "No checked cell was measured under load." if unchecked else "No cell was measured under load."
+    said = (f"**{loaded} cell(s) were measured under load** (marked {tables.LOAD_MARK}, listed below): their times are "
+            "probably inflated; measure them again on a quiet machine." if loaded else quiet)
     if unchecked:
         said += f" {unchecked} of {len(timed)} cell(s) were not checked (measured before archbench had the check)."
     return said
@@ -275,16 +298,18 @@ def footnotes_section(notes: Footnotes) -> list[str]:
 
 def render_markdown(data: ReportData) -> str:
     notes = Footnotes("markdown")
-    lines = [
+    lines = [  # the answer first, the detail next, how it was measured last
         *header_section(data),
-        *precision_section(data),
-        *environment_section(data),
+        *headline_section(data),
         *architecture_section(data, notes),
         *speed_section(data, notes),
         *relative_section(data),
         *memory_section(data, notes),
         *efficiency_section(data, notes),
         *plots_section(data),
+        *method_section(data),
+        *precision_section(data),
+        *environment_section(data),
         *files_section(),
         *footnotes_section(notes),
     ]

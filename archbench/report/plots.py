@@ -128,6 +128,7 @@ def _line_panels(data: ReportData, series: str, x, err, label):
     values = sorted({getattr(r, series) for r in rows}, key=tables.input_order if series == "input" else None)
     fig, axes = _figure(len(devices), len(modes))
     panels = list(_panel_rows(axes, rows, devices, modes))
+    any_loaded = False
     for ax, cell_rows in panels:
         for model in models:
             for k, value in enumerate(values):
@@ -138,7 +139,15 @@ def _line_panels(data: ReportData, series: str, x, err, label):
                 ax.errorbar([x(r) for r in line], y, yerr=[below, above], color=colors.get(model),
                             marker=_MARKERS[k % len(_MARKERS)], linestyle=_LINESTYLES[k % len(_LINESTYLES)], capsize=3,
                             label=label(model, value))
+                loaded = [(x(r), v) for r, v in zip(line, y) if r.under_load]
+                if loaded:  # measured under load: ringed in red, so nobody reads them as clean figures
+                    ax.scatter(*zip(*loaded), s=160, facecolors="none", edgecolors="red", linewidths=1.5, zorder=4,
+                               label=_LOADED_LABEL if not any_loaded else None)
+                    any_loaded = True
     return fig, axes, panels
+
+
+_LOADED_LABEL = "measured under load (‡)"
 
 
 def _log_axes(ax, ticks, tick_labels, xlabel: str, ylabel: str, x_base: int = 10, minor_ticks: bool = True) -> None:

@@ -23,7 +23,7 @@ from archbench.report.frame import rows_frame, stats_frame
 from archbench.results import CellKey, ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, median_ci_ranks
-from archbench.units import fmt_int, fmt_ms, fmt_sig
+from archbench.units import fmt_int, fmt_ms, fmt_scaled, fmt_sig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -140,10 +140,10 @@ def architecture_table(data: ReportData) -> pd.DataFrame:
 ARCHITECTURE_HEADERS = {
     "params": "params",
     "param_mb": "param memory (MB)",
-    "gmacs": "forward GMACs",
-    "gmacs_with_norm": "GMACs with norm",
-    "gflops_forward": "forward GFLOPs",
-    "gflops_backward": "backward GFLOPs",
+    "gmacs": "forward MACs",
+    "gmacs_with_norm": "MACs with norm",
+    "gflops_forward": "forward FLOPs",
+    "gflops_backward": "backward FLOPs",
     "activation_mb_per_sample": "activations (MB/sample)",
     "input": "default input",
 }
@@ -153,8 +153,10 @@ def architecture_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
     """:func:`architecture_table` as text (index = model, columns = :data:`ARCHITECTURE_HEADERS`), the
     ops no counter accounted for, or why a model did not run, footnoted on its GMACs."""
     arch = architecture_table(data)
-    numbers = [name for name in ARCHITECTURE_HEADERS if name not in ("params", "input")]
-    text = arch.assign(params=arch["params"].map(fmt_int), **{name: arch[name].map(fmt_sig) for name in numbers})
+    numbers = ["param_mb", "activation_mb_per_sample"]
+    counts = {"gmacs": "MACs", "gmacs_with_norm": "MACs", "gflops_forward": "FLOPs", "gflops_backward": "FLOPs"}
+    text = arch.assign(params=arch["params"].map(fmt_int), **{name: arch[name].map(fmt_sig) for name in numbers},
+                       **{name: (arch[name] * 1e9).map(lambda v, u=unit: fmt_scaled(v, u)) for name, unit in counts.items()})
     marks = [_counts_mark(data, model, input, footnotes) for model, input in zip(arch["model"], arch["input"])]
     text["gmacs"] = text["gmacs"] + marks
     return text.set_index("model")[list(ARCHITECTURE_HEADERS)].rename(columns=ARCHITECTURE_HEADERS)
@@ -196,7 +198,7 @@ def macs_per_input_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
     """:func:`macs_per_input_table` as text: ``error`` with a footnote where the model failed on the input,
     ``—`` where it was not counted."""
     table = macs_per_input_table(data)
-    body = {model: [fmt_sig(value) if math.isfinite(value) else _failed_count(data, model, column, footnotes)
+    body = {model: [fmt_scaled(value * 1e9, "MACs") if math.isfinite(value) else _failed_count(data, model, column, footnotes)
                     for column, value in values.items()] for model, values in table.iterrows()}
     return _text_frame(body, list(table.columns))
 
@@ -275,7 +277,7 @@ def _pivot(cells: pd.DataFrame, models: list[str], columns: list[str]) -> pd.Dat
     return table.astype(object).fillna("—").rename_axis(index="model", columns=None)
 
 
-def _text_table(data: ReportData, key: TableKey, render, footnotes: Footnotes, flag_load: bool = False) -> pd.DataFrame:
+def text_table(data: ReportData, key: TableKey, render, footnotes: Footnotes, flag_load: bool = False) -> pd.DataFrame:
     """``render(row, footnotes)`` for each ok cell; failed cells as ``OOM``/``error`` with a footnote;
     with ``flag_load``, cells measured under load get a footnote too. Footnotes are numbered in reading
     order (row by row)."""
@@ -290,14 +292,35 @@ def _text_table(data: ReportData, key: TableKey, render, footnotes: Footnotes, f
 def _cell_text(row: ResultRow, render, footnotes: Footnotes, flag_load: bool) -> str:
     if row.status != "ok":
         return failure_label(row) + footnotes.mark(failure_message(row))
-    loaded = f" · under load{footnotes.mark(load_message(row))}" if flag_load and row.under_load else ""
+    loaded = f" {LOAD_MARK}" if flag_load and row.under_load else ""  # listed once, below the tables
     return render(row, footnotes) + loaded
+
+
+LOAD_MARK = "‡"
+
+
+def load_note(rows: Iterable[ResultRow]) -> str:
+    """One note for every cell measured under load (each marked ``‡`` in the speed tables), or ``""``."""
+    loaded = [r for r in rows if r.status == "ok" and r.under_load]
+    if not loaded:
+        return ""
+    return f"{LOAD_MARK} Measured under load, so probably inflated: " + "; ".join(load_message(r) for r in loaded)
 
 
 def ci_text(row: ResultRow) -> str:
     """``12.1–12.6``, with the coverage when below 95% (``12.1–12.6; 93.7% CI``)."""
     coverage = f"; {ci_label(row)}" if under_coverage(row) else ""
     return f"{fmt_ms(row.ci_low_ms)}–{fmt_ms(row.ci_high_ms)}{coverage}"
+
+
+def time_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
+    """``12.3 (12.1–12.6)†``: the median in ms and its CI, one number per cell (for a paper)."""
+    mark = NOT_CONVERGED if row.stop_reason and row.stop_reason != "precision" else ""
+    return f"{fmt_ms(row.median_ms)} ({ci_text(row)}){mark}"
+
+
+def throughput_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
+    return fmt_sig(row.samples_per_s)
 
 
 def speed_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
@@ -323,7 +346,7 @@ def memory_cell(row: ResultRow, footnotes: Footnotes | None = None) -> str:
 def speed_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: the median time per step with its CI, and samples/s; cells measured
     under load footnoted."""
-    return [(key, _text_table(data, key, speed_cell, footnotes, flag_load=True)) for key in table_keys(data.rows)]
+    return [(key, text_table(data, key, speed_cell, footnotes, flag_load=True)) for key in table_keys(data.rows)]
 
 
 def efficiency_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
@@ -335,7 +358,7 @@ def efficiency_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[Tabl
     rows = tuple(dataclasses.replace(r, peak_fraction=math.nan, note=notes[f"{r.device}/{r.dtype}"])
                  if f"{r.device}/{r.dtype}" in notes and r.status == "ok" else r for r in data.rows)
     data = dataclasses.replace(data, rows=rows)
-    return [(key, _text_table(data, key, efficiency_cell, footnotes)) for key in table_keys(data.rows)]
+    return [(key, text_table(data, key, efficiency_cell, footnotes)) for key in table_keys(data.rows)]
 
 
 def emulated_peaks(peaks_tflops) -> dict[str, str]:
@@ -354,7 +377,7 @@ def emulated_peaks(peaks_tflops) -> dict[str, str]:
 
 def memory_tables(data: ReportData, footnotes: Footnotes) -> list[tuple[TableKey, pd.DataFrame]]:
     """Per device, dtype and mode: each cell's peak memory in MB (``peak_mem_mb``)."""
-    return [(key, _text_table(data, key, memory_cell, footnotes)) for key in table_keys(data.rows)]
+    return [(key, text_table(data, key, memory_cell, footnotes)) for key in table_keys(data.rows)]
 
 
 # --------------------------------------------------------------------------------- relative speed
@@ -428,7 +451,9 @@ def relative_speeds(data: ReportData) -> pd.DataFrame:
     ref_times = pairs[[f"{name}_ref" for name in _TIMES]].set_axis(_TIMES, axis=1)
     speeds = [relative_speed(ref, row) for ref, row in zip(ref_times.itertuples(index=False), pairs.itertuples(index=False))]
     measured = pd.DataFrame(speeds, columns=list(RelativeSpeed._fields), index=pairs.index)
-    texts = [speed.text() + paired_text(row) for speed, row in zip(speeds, pairs.itertuples(index=False))]
+    # the one figure to quote: the paired ratio where the models were interleaved (the unpaired one stays in
+    # the ratio/low/high columns, the CSV and the JSON)
+    texts = [paired_text(row).removeprefix(" · ") or speed.text() for speed, row in zip(speeds, pairs.itertuples(index=False))]
     return pairs.join(measured).assign(reference=reference, text=texts,
                                        column=[column_label(i, b) for i, b in zip(pairs["input"], pairs["batch"])])[RELATIVE_COLUMNS]
 
