@@ -148,9 +148,10 @@ def create_problem(folder: Path) -> str | None:
     return None
 
 
-def existing_file_problem(path: Path) -> str | None:
+def existing_file_problem(path: Path, *, try_open: bool = True) -> str | None:
     """Why the existing ``path`` cannot be a results file appended to, or None: it must be a regular file
-    on a file system that holds files, and open for appending (opened and closed; nothing is written)."""
+    on a file system that holds files, and (``try_open``) open for appending (opened and closed; nothing is
+    written)."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -163,6 +164,8 @@ def existing_file_problem(path: Path) -> str | None:
         return f"it is {kind}, not a regular file: results are appended to a file and read back to resume"
     if (kind := kernel_fs(path)) is not None:
         return f"it is a file of the kernel's {kind} file system (a kernel setting, not storage)"
+    if not try_open:
+        return None
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
     except OSError as exc:

@@ -472,7 +472,7 @@ def _check_location(path: Path) -> None:
     if blocking is not None:
         raise StoreError(f"cannot create the results store {shown}: '{blocking}' is a file, not a folder.")
     folder = nearest_existing(path.parent)
-    if path.exists() and (reason := existing_file_problem(path)):
+    if path.exists() and (reason := existing_file_problem(path, try_open=False)):  # unwritable: a warning, below
         raise StoreError(f"cannot use {shown} as the results store: {reason}.")
     if (kind := kernel_fs(folder)) is not None:
         raise StoreError(f"cannot create the results store {shown}: '{folder}' is on the kernel's {kind} file system, "
