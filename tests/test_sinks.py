@@ -105,6 +105,7 @@ def test_full_disk_under_csv_and_store_stops_and_exits_1(cli, tmp_path):
         assert "mnist-cnn" in result.stdout  # its figures are shown
 
 
+@pytest.mark.slow
 def test_no_store_and_a_full_disk_exits_1_naming_path_and_errno(cli, tmp_path):
     with small_tmpfs(tmp_path / "disk") as disk:
         fill(disk, leave_pages=1)
