@@ -18,6 +18,20 @@ REMEDIES = {
 }
 
 
+ECHO_LIMIT = 60  # characters of a user's value a message repeats
+PATH_ECHO_LIMIT = 240  # of a path: usually long, and the whole of it is what the user needs to see
+
+
+def quoted(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as a message quotes it: ``'3x64'``; a longer one cut to ``limit`` characters with its length
+    said (``'aaaa…' (5,000 characters)``), so a pasted file or a runaway value does not flood the terminal.
+    The one way messages echo what a user typed (paths with ``limit=PATH_ECHO_LIMIT``)."""
+    text = str(value)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[:limit]}…' ({len(text):,} characters)"
+
+
 class ArchbenchError(Exception):
     """Base class of every user-facing archbench error.
 
@@ -69,6 +83,13 @@ class DuplicateFamilyError(ArchbenchError):
 class ModelRunError(ArchbenchError):
     """A model that fails to run on the given input (the message locates the failing module): the input
     was well-formed, the model failed — exit code 1, as for a run whose every cell failed."""
+
+    exit_code = 1
+
+
+class OutputWriteError(ArchbenchError):
+    """Results measured, but a file of them could not be written (disk full, I/O error): exit code 1, the run
+    did not complete; the message names the path, the OS's reason and errno, and where the rows are kept."""
 
     exit_code = 1
 

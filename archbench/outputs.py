@@ -2,7 +2,9 @@
 
 * :func:`check_writable_file` / :func:`check_writable_dir` raise a one-line :class:`UsageError` naming the
   path and the reason (a parent that is a file, a folder where a file is expected or the reverse, no
-  permission, a read-only file system) without creating anything;
+  permission, a read-only file system, a device or a kernel file where a file is expected, a name or path
+  longer than the system allows: :mod:`archbench.locations`) without creating anything but a probe file,
+  removed at once;
 * :func:`owned_file` / :func:`owned_dir` hold an advisory ``fcntl.flock`` lock (a lock file holding the
   owner's PID) for the run's duration, so a second run into the same CSV or report folder is refused
   before it measures anything. The lock file is removed on release, and so is a folder the run created
@@ -18,47 +20,53 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
+from archbench.locations import (
+    SIBLING_NAME_ROOM,
+    create_problem,
+    existing_file_problem,
+    make_dirs,
+    nearest_existing,
+    os_reason,
+    shape_problem,
+)
 
 DIR_LOCK_NAME = ".archbench.lock"
 
 
 def _nearest_existing(path: Path) -> Path:
     """``path`` or its closest ancestor that exists (``.`` for a relative path whose parents do not)."""
-    for candidate in (path, *path.parents):
-        if candidate.exists() or candidate.is_symlink():
-            return candidate
-    return Path(".")
+    return nearest_existing(path)
 
 
 def _writable_reason(folder: Path) -> str | None:
-    """Why files cannot be created in the existing ``folder``, or None."""
-    if not folder.is_dir():
-        return f"'{folder}' is a file, not a folder"
-    if os.access(folder, os.W_OK | os.X_OK):
-        return None
-    try:
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only = False
-    return f"'{folder}' is on a read-only file system" if read_only else f"'{folder}' is not writable (permission denied)"
+    """Why files cannot be created in the existing ``folder``, or None (:func:`archbench.locations.create_problem`)."""
+    return create_problem(folder)
+
+
+def _check_shape(path: Path, what: str, sibling_room: int) -> None:
+    reason = shape_problem(path, sibling_room=sibling_room)
+    if reason:
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {reason}.")
 
 
 def _check_can_create(path: Path, what: str) -> None:
     ancestor = _nearest_existing(path.parent)
     reason = _writable_reason(ancestor)
     if reason:
-        raise UsageError(f"cannot write {what} '{path}': {reason}.")
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {reason}.")
 
 
 def check_writable_file(path: str | Path, what: str = "results to") -> Path:
-    """``path`` can be written as a file: it is not a folder, and it (if it exists) or the folder it
-    would be created in is writable."""
+    """``path`` can be written as a file: a name this system can hold, not a folder, not a device or kernel
+    file, and it (if it exists) or the folder it would be created in takes writes."""
     path = Path(path)
+    _check_shape(path, what, SIBLING_NAME_ROOM)
     if path.is_dir():
-        raise UsageError(f"cannot write {what} '{path}': it is a folder; give a file name such as '{path / 'results.csv'}'.")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"cannot write {what} '{path}': the file is not writable.")
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: it is a folder; give a file name such as "
+                         f"{quoted(path / 'results.csv', PATH_ECHO_LIMIT)}.")
+    if _nearest_existing(path) == path and (reason := existing_file_problem(path)):
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {reason}.")
     _check_can_create(path, what)  # lock and sidecar files go beside it too
     return path
 
@@ -66,11 +74,12 @@ def check_writable_file(path: str | Path, what: str = "results to") -> Path:
 def check_writable_dir(path: str | Path, what: str = "the report to") -> Path:
     """``path`` can hold files: it is a writable folder, or can be created as one."""
     path = Path(path)
+    _check_shape(path, what, 0)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"cannot write {what} '{path}': it is a file, not a folder.")
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: it is a file, not a folder.")
     reason = _writable_reason(path) if path.is_dir() else _writable_reason(_nearest_existing(path))
     if reason:
-        raise UsageError(f"cannot write {what} '{path}': {reason}.")
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {reason}.")
     return path
 
 
@@ -94,7 +103,11 @@ def _holder(lock_path: Path) -> str:
 def _locked(lock_path: Path, owned: Path) -> Iterator[None]:
     """Hold ``lock_path`` (created if needed, the PID written in it) or raise :class:`UsageError`."""
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # checked before, so rare: the folder changed, or its disk is full
+            raise UsageError(f"cannot create the lock file {quoted(lock_path, PATH_ECHO_LIMIT)} of {quoted(owned, PATH_ECHO_LIMIT)}: "
+                             f"{os_reason(exc)}.") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -111,8 +124,12 @@ def _locked(lock_path: Path, owned: Path) -> Iterator[None]:
             break
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # e.g. a full disk: nothing is measured yet
+            raise UsageError(f"cannot write the lock file {quoted(lock_path, PATH_ECHO_LIMIT)} of "
+                             f"{quoted(owned, PATH_ECHO_LIMIT)}: {os_reason(exc)}.") from exc
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -139,8 +156,7 @@ def owned_dir(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def _created_dirs(path: Path) -> Iterator[None]:
     """Create ``path`` and its missing parents; afterwards remove those this call created and that are empty."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
+    missing = make_dirs(path)  # deepest first
     try:
         yield
     finally:

@@ -12,24 +12,71 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 
 InputShape = tuple[int, int, int]
 
-_INPUT_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+# The integer layer. Every integer a user types goes through :func:`parse_int`: digits 0-9 only (a
+# non-ASCII digit such as '３' or '٣', which Python's int() would accept, is refused with a message naming
+# it), surrounding whitespace ignored, and a bound that the value's destination can hold: the results
+# store and torch's sizes are signed 64-bit, torch's thread count a C int.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+_ELEMENT_BYTES_MAX = 8  # the widest element archbench builds inputs of (fp64 when asked; fp32 usually)
+_SHAPE_SEPARATORS = re.compile(r"[xX×]")
+
+
+def _non_ascii_digit(text: str) -> str | None:
+    """The first character of ``text`` that is a digit but not 0-9, or None."""
+    return next((ch for ch in text if ch.isdigit() and not ("0" <= ch <= "9")), None)
+
+
+def _number_text(text: object, option: str) -> str:
+    """``text`` without surrounding whitespace, refused if it holds a non-ASCII digit."""
+    item = str(text).strip()
+    digit = _non_ascii_digit(item)
+    if digit is not None:
+        raise UsageError(f"{option} value {quoted(item)} contains the non-ASCII digit '{digit}' (U+{ord(digit):04X}): "
+                         "write numbers with the digits 0-9.")
+    return item
+
+
+def parse_int(text: object, option: str, *, minimum: int = 1, maximum: int = INT64_MAX, example: str = "") -> int:
+    """One whole number between ``minimum`` and ``maximum`` (inclusive), written with the digits 0-9."""
+    item = _number_text(text, option)
+    example = example or f"{option} {max(minimum, 1)}"
+    if not re.fullmatch(r"[0-9]+", item):
+        kind = "a positive integer" if minimum == 1 else "a whole number"
+        raise UsageError(f"{option} value {quoted(item)} is not {kind}: expected e.g. {example}.")
+    value = int(item) if len(item.lstrip("0")) <= len(str(maximum)) else maximum + 1  # int() refuses 4,300+ digits
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"at least {minimum}"
+        raise UsageError(f"{option} value {quoted(item)} is not {kind}: expected e.g. {example}.")
+    if value > maximum:
+        raise UsageError(f"{option} value {quoted(item)} is too large: at most {maximum:,}{_bound_name(maximum)}.")
+    return value
+
+
+def _bound_name(maximum: int) -> str:
+    return {INT64_MAX: " (2**63 - 1, a 64-bit integer)", INT32_MAX: " (2**31 - 1)"}.get(maximum, "")
 
 
 def parse_input(text: str, option: str = "--input") -> InputShape:
-    """Parse ``CxHxW`` (e.g. ``3x64x64``) into ``(C, H, W)``; every dimension must be positive."""
-    match = _INPUT_RE.match(str(text))
-    if not match:
+    """Parse ``CxHxW`` (e.g. ``3x64x64``) into ``(C, H, W)``; every dimension must be positive, and one input
+    of the widest element type must fit in a 64-bit size."""
+    parts = [part.strip() for part in _SHAPE_SEPARATORS.split(_number_text(text, option))]
+    if len(parts) != 3 or not all(re.fullmatch(r"[0-9]+", part) for part in parts):
         raise UsageError(
-            f"{option} '{text}' is not an input shape: expected CxHxW with three positive integers, "
+            f"{option} {quoted(str(text).strip())} is not an input shape: expected CxHxW with three positive integers, "
             "e.g. 3x64x64 (the batch size is given separately with --batch)."
         )
-    shape = tuple(int(g) for g in match.groups())
+    shape = tuple(int(part) for part in parts)
     if min(shape) <= 0:
-        raise UsageError(f"{option} '{text}' has a zero dimension: every one of C, H and W must be at least 1.")
+        raise UsageError(f"{option} {quoted(str(text).strip())} has a zero dimension: every one of C, H and W must be "
+                         "at least 1.")
+    if math.prod(shape) * _ELEMENT_BYTES_MAX > INT64_MAX:
+        raise UsageError(f"{option} {quoted(str(text).strip())} is too large: C×H×W is {math.prod(shape):,} elements; "
+                         f"at most {INT64_MAX // _ELEMENT_BYTES_MAX:,} fit in a 64-bit size.")
     return shape  # type: ignore[return-value]
 
 
@@ -51,17 +98,12 @@ def parse_inputs(text: str, option: str = "--input") -> list[InputShape]:
     return _unique([parse_input(item, option) for item in items])
 
 
-def parse_positive_ints(text: str, option: str) -> list[int]:
-    """Parse a comma-separated list of positive integers (e.g. ``--batch 1,8,32``)."""
+def parse_positive_ints(text: str, option: str, maximum: int = INT64_MAX) -> list[int]:
+    """Parse a comma-separated list of positive integers (e.g. ``--batch 1,8,32``), each at most ``maximum``."""
     items = split_list(text)
     if not items:
         raise UsageError(f"{option} is empty: give one or more positive integers such as 1,8,32.")
-    values = []
-    for item in items:
-        if not re.fullmatch(r"\d+", item) or int(item) <= 0:
-            raise UsageError(f"{option} value '{item}' is not a positive integer: expected e.g. {option} 1,8,32.")
-        values.append(int(item))
-    return _unique(values)
+    return _unique([parse_int(item, option, maximum=maximum, example=f"{option} 1,8,32") for item in items])
 
 
 def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]:
@@ -71,7 +113,7 @@ def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]
         raise UsageError(f"{option} is empty: choose from {', '.join(choices)}.")
     for item in items:
         if item not in choices:
-            raise UsageError(f"{option} value '{item}' is not one of: {', '.join(choices)}.")
+            raise UsageError(f"{option} value {quoted(item)} is not one of: {', '.join(choices)}.")
     return _unique(items)
 
 
@@ -106,7 +148,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or not value.strip():
             raise UsageError(
-                f"--set '{item}' is not of the form key=value: e.g. --set widen_factor=8 or "
+                f"--set {quoted(item)} is not of the form key=value: e.g. --set widen_factor=8 or "
                 "--set 'blocks=[3,4,6,3]'."
             )
         overrides[key] = parse_toml_value(value.strip())
@@ -121,18 +163,20 @@ def _unique(values: list) -> list:
     return seen
 
 
-def _float_or_nan(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+def _float_or_nan(text: str, option: str) -> float:
+    """A decimal number as typed (0-9 digits, surrounding whitespace ignored); NaN when it is not one."""
+    item = _number_text(text, option)
+    if not re.fullmatch(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?", item):
+        return math.nan  # float() would also take '1_0', 'nan' and 'infinity'
+    return float(item)
 
 
 def parse_fraction(text: str, option: str) -> float:
     """A fraction strictly between 0 and 1 (``--precision 0.02`` means ±2%)."""
-    value = _float_or_nan(text)
+    value = _float_or_nan(text, option)
     if not 0 < value < 1:
-        raise UsageError(f"{option} '{text}' is not a fraction between 0 and 1: e.g. {option} 0.02 for ±2%.")
+        raise UsageError(f"{option} {quoted(str(text).strip())} is not a fraction between 0 and 1: e.g. {option} 0.02 "
+                         "for ±2%.")
     return value
 
 
@@ -141,8 +185,8 @@ MAX_SECONDS = 86_400.0  # one day per cell: anything longer is a typo (1e99), no
 
 def parse_seconds(text: str, option: str) -> float:
     """A positive number of seconds, at most :data:`MAX_SECONDS`."""
-    value = _float_or_nan(text)
+    value = _float_or_nan(text, option)
     if not 0 < value <= MAX_SECONDS:
-        raise UsageError(f"{option} '{text}' is not a number of seconds between 0 and {MAX_SECONDS:,.0f} (a day): "
-                         f"e.g. {option} 10.")
+        raise UsageError(f"{option} {quoted(str(text).strip())} is not a number of seconds between 0 and "
+                         f"{MAX_SECONDS:,.0f} (a day): e.g. {option} 10.")
     return value

@@ -34,9 +34,17 @@ from archbench.cli._common import (
 )
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
-from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
+from archbench.parsing import (
+    INT32_MAX,
+    parse_choices,
+    parse_fraction,
+    parse_inputs,
+    parse_positive_ints,
+    parse_seconds,
+    parse_set,
+)
 from archbench.results import DTYPES, MODES
 from archbench.runs.plan import Eta, Plan
 from archbench.units import fmt_duration, fmt_ms
@@ -95,8 +103,9 @@ def bench_command(
     from archbench.options import MeasureOptions
     from archbench.outputs import owned_file
     from archbench.runs.cells import plan_cells
-    from archbench.runs.envinfo import append_environment, environment
+    from archbench.runs.envinfo import environment
     from archbench.runs.interleave import Interleaving
+    from archbench.runs.sinks import keep_environment, where_kept
     from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
 
@@ -118,14 +127,18 @@ def bench_command(
                            caches=None if recording is None else recording.caches,
                            interleave=None if no_interleave else Interleaving(model_specs[0].name))
         if recording is not None:
-            recording.finish(result.rows)
-        if result.measured:
-            append_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
+            recording.finish(result.rows, interrupted=result.interrupted or result.stopped)
+        env_failure = None
+        if result.measured and result.write_failure is None:
+            env_failure = keep_environment(out_csv, env, {"peaks_tflops": result.peaks_tflops})
+    kept = where_kept(result.unwritten, result.write_failure, recording)
 
     if json:
         print_json({"environment": env, "peaks_tflops": result.peaks_tflops, "csv": str(out_csv),
                     "interrupted": result.interrupted, "warnings": list(result.warnings),
-                    "store": _json_store(recording), "rows": [_json_row(r) for r in result.rows]})
+                    "store": _json_store(recording), "rows": [_json_row(r) for r in result.rows],
+                    "write_failures": [str(f) for f in (*kept.failures, *([env_failure] if env_failure else []))],
+                    "lost_cells": len(kept.lost)})
     else:
         out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
         _print_failures(result.rows)
@@ -133,6 +146,15 @@ def bench_command(
     _print_saved(result, out_csv)
     if recording is not None:
         print_stored(recording.store, recording.recorded)
+    if env_failure is not None:
+        err.print(f"[yellow]warning:[/] {escape(str(env_failure))}: the rows are kept; the report of this CSV lacks this "
+                  "session's environment.", soft_wrap=True)
+    if not kept.complete:
+        err.print(f"[bold red]error:[/] {escape(kept.summary())} (Their figures are in the table above only.)",
+                  soft_wrap=True)
+        raise typer.Exit(1)
+    if kept.failures:
+        err.print(f"[yellow]warning:[/] {escape(kept.summary())}", soft_wrap=True)
     if result.interrupted:
         err.print(f"interrupted: {len(result.rows)} of {len(cells)} cells are saved in {escape(str(out_csv))}. Resume with:")
         err.print(f"  {escape(resume_command)}", soft_wrap=True)
@@ -169,9 +191,9 @@ def _checked_out(out_file: Path | None) -> Path:
 def _one_thread_count(text: str | None) -> int | None:
     if text is None:
         return None
-    counts = parse_positive_ints(text, "--threads")
+    counts = parse_positive_ints(text, "--threads", maximum=INT32_MAX)  # torch takes a C int
     if len(counts) > 1:
-        raise UsageError(f"--threads '{text}': give one thread count; bench does not sweep thread counts. Run one bench "
+        raise UsageError(f"--threads {quoted(text)}: give one thread count; bench does not sweep thread counts. Run one bench "
                          "per count, each with its own --out, e.g. --threads 1 --out t1.csv.")
     return counts[0]
 
@@ -367,6 +389,8 @@ def _print_saved(result, out_csv: Path) -> None:
     parts = [f"{len(result.measured)} cell(s) measured"]
     if result.previous:
         parts.append(f"{len(result.previous)} already in the file")
+    if result.unwritten:
+        parts.append(f"{len(result.unwritten)} of them not in the CSV (it could not be written)")
     err.print(f"{', '.join(parts)}; results: {escape(str(out_csv))}")
 
 

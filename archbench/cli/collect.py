@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from archbench.cli._common import err
 from archbench.cli.history import DbOption, db_path
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 
 ExecutorOption = Annotated[str | None, typer.Option("--executor", metavar="local|slurm", show_default=False, help=(
     "Where the cells are measured: local (this machine) or slurm (one job per model, through submitit) [default: "
@@ -105,7 +105,7 @@ def parse_workers(text: str) -> int | str:
 def _one_int(text: str, option: str, parse, alternative: str = "") -> int:
     values = parse(text, option)
     if len(values) != 1:
-        raise UsageError(f"{option} {text!r}: give one positive integer{' ' + alternative if alternative else ''}.")
+        raise UsageError(f"{option} {quoted(text)}: give one positive integer{' ' + alternative if alternative else ''}.")
     return values[0]
 
 

@@ -5,7 +5,6 @@ saying where the run was stored.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -102,21 +101,29 @@ def history_command(
 
 
 def _positive_int(text: str, option: str) -> int:
-    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) <= 0:
-        raise UsageError(f"{option} '{text}' is not a positive whole number: expected e.g. {option} 20.")
-    return int(text)
+    from archbench.parsing import parse_int
+
+    return parse_int(text, option, example=f"{option} 20")
+
+
+_STATE_MARKS = {"running": "*", "unknown": "*", "interrupted": "†"}
+_STATE_NOTES = {
+    "*": "* unfinished: still running (or running on another host, where its process cannot be looked up)",
+    "†": "† interrupted: its process is gone (killed or crashed); its finished cells are kept. Run its command "
+         "again with --resume to finish it",
+}
 
 
 def history_table(runs: list[RunInfo], path: Path) -> Table:
-    unfinished = any(r.finished_utc is None for r in runs)
+    marks = dict.fromkeys(_STATE_MARKS.get(r.state, "") for r in runs if r.finished_utc is None)
+    caption = "\n".join(_STATE_NOTES[m] for m in _STATE_NOTES if m in marks) or None
     table = Table(title=f"archbench history: {len(runs)} run(s) in {escape(str(path))}", title_justify="left",
-                  box=box.SIMPLE_HEAD, caption_justify="left",
-                  caption="* unfinished: still running, or its process was killed" if unfinished else None)
+                  box=box.SIMPLE_HEAD, caption_justify="left", caption=caption)
     for name in ("id", "started (UTC)", "command", "models", "devices", "cells", "git", "torch"):
         table.add_column(name, justify="right" if name == "id" else "left",
                          no_wrap=name != "command", overflow="fold" if name == "command" else "ellipsis")
     for r in runs:
-        started = r.started_utc[:16].replace("T", " ") + ("*" if r.finished_utc is None else "")
+        started = r.started_utc[:16].replace("T", " ") + (_STATE_MARKS.get(r.state, "") if r.finished_utc is None else "")
         table.add_row(str(r.id), started, escape(_what(r)), escape(", ".join(r.models)), ", ".join(r.devices),
                       _cells(r), escape(_short_commit(r.git_commit)), escape(str(r.torch_version or "—")))
     return table

@@ -34,10 +34,11 @@ from typing import Any
 
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
-from archbench.errors import ModelRunError, UsageError
+from archbench.errors import ModelRunError, OutputWriteError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
 from archbench.results import ResultRow
+from archbench.runs.sinks import WriteFailure, keeps_rows, where_kept
 from archbench.runs.study import Study, resolve_models
 
 REPORTS_DIR = Path("reports")
@@ -256,6 +257,7 @@ class _SampleRecorder:
     def __init__(self, path: Path, listener: Any):
         self.path = path
         self.listener = listener
+        self.failure: WriteFailure | None = None
 
     def sweep_started(self, total: int, already_done: int) -> None:
         _notify(self.listener, "sweep_started", total, already_done)
@@ -270,11 +272,20 @@ class _SampleRecorder:
         _notify(self.listener, "warning", message)
 
     def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": list(row.key()), "samples_ms": list(row.samples_ms)}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        if self.failure is None:
+            try:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"key": list(row.key()), "samples_ms": list(row.samples_ms)}) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # the row itself goes on to the CSV and the store (archbench.runs.sinks)
+                self.failure = WriteFailure.from_os_error("the raw samples file", self.path, exc)
+                _notify(self.listener, "warning", f"{self.failure}. The results store keeps the raw samples of this "
+                                                  "cell and the next; a report written from the folder lacks them.")
         _notify(self.listener, "cell_finished", cell, row, index, todo)
+
+    def keeps_rows(self) -> bool:
+        return keeps_rows(self.listener)
 
 
 def _read_samples(path: Path) -> dict[tuple, tuple[float, ...]]:
@@ -352,7 +363,10 @@ def run_compare(
                 meta = ReportData(study, (), (), planned_cells=len(cells), command=command)
                 return CompareResult(out_dir, meta, (), True, 0, 0, out_dir / PARTIAL_CSV, counted=False)
             meta = ReportData(study, (), infos, stats, errors, (env,), {}, command, "", len(cells))
-        write_json(out_dir / PARTIAL_JSON, meta)
+        try:
+            write_json(out_dir / PARTIAL_JSON, meta)
+        except OSError as exc:  # nothing measured yet: the folder cannot hold the run
+            raise UsageError(f"{WriteFailure.from_os_error('the run file', out_dir / PARTIAL_JSON, exc)}.") from exc
 
         recording = None if store is None else Recording(
             store, command, title=study.title, env=env, out_path=out_dir, planned_cells=len(cells),
@@ -364,20 +378,29 @@ def run_compare(
                              work_dir=out_dir / SHARDS_DIR)
         rows = _with_samples(sweep.rows, _read_samples(out_dir / PARTIAL_SAMPLES))
         if recording is not None:
-            recording.finish(rows)
+            recording.finish(rows, interrupted=sweep.interrupted or sweep.stopped)
         run_id = None if recording is None else recording.recorded
         workers = [e for e in executor.environments if e not in meta.environments]  # where out-of-process cells ran
         data = dataclasses.replace(meta, rows=rows, peaks_tflops={**meta.peaks_tflops, **sweep.peaks_tflops}, date=utc_now(),
                                    environments=(*meta.environments, *workers))
         counts = (len(sweep.measured), len(sweep.previous), out_dir / PARTIAL_CSV)
-        if sweep.interrupted or sweep.remaining:
-            write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
-            return CompareResult(out_dir, data, (), True, *counts, warnings=sweep.warnings, run_id=run_id)
-
-        files = write_report(data, out_dir)
+        kept = where_kept(sweep.unwritten, sweep.write_failure, recording)
+        try:
+            if sweep.interrupted or sweep.remaining or sweep.write_failure is not None:
+                write_json(out_dir / PARTIAL_JSON, dataclasses.replace(data, rows=(), date=""))
+            if not kept.complete:
+                raise OutputWriteError(kept.summary())
+            if sweep.interrupted or sweep.remaining:
+                return CompareResult(out_dir, data, (), True, *counts, warnings=sweep.warnings, run_id=run_id)
+            files = write_report(data, out_dir)  # its results.csv holds every row, those the partial CSV lacks too
+        except OSError as exc:
+            where = f"the results store (run {run_id})" if run_id is not None else f"'{out_dir / PARTIAL_CSV}'"
+            raise OutputWriteError(f"{WriteFailure.from_os_error('the report', getattr(exc, 'filename', None) or out_dir, exc)}"
+                                   f". The measured cells are kept in {where}.") from exc
         for path in _partial_files(out_dir):
             path.unlink()
-        return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=sweep.warnings, run_id=run_id)
+        warnings = (*sweep.warnings, *([kept.summary()] if kept.failures else []))
+        return CompareResult(out_dir, data, tuple(files), False, *counts, warnings=warnings, run_id=run_id)
 
 
 def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, force: bool = False,

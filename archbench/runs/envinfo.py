@@ -145,6 +145,6 @@ def append_environment(out_csv: str | Path, env: dict[str, Any], extra: dict[str
         except json.JSONDecodeError:
             runs = [{"unparsed_previous_content": text}]  # keep whatever was there
     runs.append({**env, **(extra or {})})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(runs, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
+    from archbench.report.files import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(runs, indent=2, default=str) + "\n")  # a full disk keeps the old file

@@ -35,7 +35,8 @@ from typing import Any
 from archbench.errors import UsageError
 from archbench.interrupts import interrupts_deferred
 from archbench.options import MeasureOptions
-from archbench.results import CellKey, CsvRows, ResultRow, append_rows_csv, check_same_sweep, read_results_csv
+from archbench.results import CellKey, CsvRows, ResultRow, check_same_sweep, read_results_csv
+from archbench.runs.sinks import CsvSink
 from archbench.runs.workunits import (
     ShardContents,
     WorkUnit,
@@ -159,6 +160,7 @@ class Collector:
                  listener: Any, caches):
         self.cells = {c.key(): c for c in cells}
         self.out_csv, self.options, self.listener, self.caches = out_csv, options, listener, caches
+        self.csv = CsvSink(out_csv)  # a write error leaves the row in its shard and the store (archbench.runs.sinks)
         self.done: dict[CellKey, ResultRow] = dict(done)
         self.todo = sum(1 for key in self.cells if key not in self.done)
         self.measured: list[ResultRow] = []
@@ -191,10 +193,14 @@ class Collector:
             return
         row = self._against_run_peak(row)
         with interrupts_deferred():
-            append_rows_csv(self.out_csv, [row])
+            failed_before = self.csv.failure is not None
+            self.csv.append([row])
             self.done[key] = row
             self.measured.append(row)
             notify(self.listener, "cell_finished", self.cells[key], row, len(self.measured) - 1, self.todo)
+            if self.csv.failure is not None and not failed_before:  # the shards keep every row: the run goes on
+                notify(self.listener, "warning", f"{self.csv.failure}. This cell and the next stay in the work units' "
+                                                 "shards (and the results store, when it records the run).")
 
     def fail(self, keys: Iterable[CellKey], reason: Callable[[CellKey], str]) -> None:
         """Error rows for the cells of ``keys`` that have none, each with ``reason(key)``."""
@@ -314,8 +320,9 @@ class ShardedExecutor:
 
         self.environments = tuple(worker_environments(work_dir))
         measured = tuple(collector.measured)
-        result = SweepResult(out_csv, cells, measured, previous, interrupted, collector.peaks_used, stored.warnings)
-        if not interrupted and not result.remaining:
+        result = SweepResult(out_csv, cells, measured, previous, interrupted, collector.peaks_used, stored.warnings,
+                             collector.csv.failure)  # its unwritten rows stay in the shards: not lost
+        if not interrupted and not result.remaining and collector.csv.failure is None:
             self.finished(work_dir)
         return result
 

@@ -7,7 +7,9 @@ the file as archbench's):
   killed), ``command`` (the command line that reproduces it), ``title``, ``out_path`` (the CSV or report
   folder it wrote; a resumed run is found by it), ``planned_cells``, ``env`` (the environment
   fingerprint, JSON), ``git_commit`` (of the working directory, ``+dirty`` with changes; NULL outside a
-  repository), ``report`` (a compare run: its report's data besides the rows, JSON; NULL for bench);
+  repository), ``report`` (a compare run: its report's data besides the rows, JSON; NULL for bench),
+  ``host``, ``pid``, ``pid_token`` (the process writing it: :mod:`archbench.runs.liveness`, so a run whose
+  process was killed reads as ``interrupted``, not as running forever);
 * ``device_peaks``: ``run_id``, ``device``, ``dtype``, ``threads`` (0 on CUDA), ``tflops``;
 * ``cells``: ``id``, ``run_id`` and one column per :class:`~archbench.results.ResultRow` field (the CSV
   columns, ``note`` included), unique per run and :class:`~archbench.results.CellKey`: a cell measured
@@ -40,8 +42,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from archbench.errors import StoreError, StoreNotWritableError, UsageError
+from archbench.errors import ECHO_LIMIT, PATH_ECHO_LIMIT, StoreError, StoreNotWritableError, UsageError, quoted
+from archbench.locations import (
+    create_problem,
+    existing_file_problem,
+    kernel_fs,
+    make_dirs,
+    nearest_existing,
+    shape_problem,
+)
 from archbench.results import KEY_FIELDS, CellKey, ResultRow, cell_key
+from archbench.runs.liveness import INTERRUPTED, owner_state, this_process
 
 if TYPE_CHECKING:
     from archbench.report import ReportData
@@ -58,7 +69,9 @@ _RECENT_SHOWN = 5
 T = TypeVar("T")
 _CELL_FIELDS = tuple(f for f in fields(ResultRow) if f.name != "samples_ms")
 _SQL_TYPES = {"bool": "INTEGER", "int": "INTEGER", "float": "REAL"}  # every other field is TEXT
-_RUN_REF = re.compile(r"^(?:(\d+)|latest(?:~(\d+))?)$")
+_RUN_REF = re.compile(r"^(?:([0-9]+)|latest(?:~([0-9]+))?)$")  # ASCII digits only: '３' is not a run id
+_MAX_ID = 2**63 - 1  # SQLite's INTEGER: no run id (or offset) is larger
+_OWNER_COLUMNS = ("host", "pid", "pid_token")
 
 
 def default_db_path() -> Path:
@@ -92,6 +105,7 @@ class RunInfo:
     n_ok: int
     models: tuple[str, ...]
     devices: tuple[str, ...]
+    state: str = "finished"  # finished | running | interrupted (its process is gone) | unknown (another host)
 
     @property
     def n_failed(self) -> int:
@@ -204,19 +218,43 @@ class Store:
         """Record the start of a run; returns its id (ids only grow: the newest run has the highest).
         ``out_path`` is the results file or folder it writes (stored resolved); ``report`` a compare
         run's report data without rows (:func:`archbench.report.jsonfile.data_to_json`)."""
+        owner = this_process()
         values = (utc_now(), command, title, _resolved(out_path), int(planned_cells), _json(env), git_commit,
-                  _json(report) if report is not None else None)
+                  _json(report) if report is not None else None, owner.host, owner.pid, owner.token)
         return self._write(lambda db: db.execute(
-            "INSERT INTO runs (started_utc, command, title, out_path, planned_cells, env, git_commit, report) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values).lastrowid)
+            "INSERT INTO runs (started_utc, command, title, out_path, planned_cells, env, git_commit, report, host, pid, "
+            "pid_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values).lastrowid)
 
     def continue_run(self, run_id: int, *, planned_cells: int | None = None,
                      report: Mapping[str, Any] | None = None) -> None:
         """A resumed run goes on under its id: unfinished again, with the new plan and report data if given
-        (its start, environment, git commit and peaks stay those of its first part)."""
+        (its start, environment, git commit and peaks stay those of its first part); this process owns it now."""
+        owner = this_process()
         self._update_run(run_id, "finished_utc = NULL, planned_cells = coalesce(?, planned_cells), "
-                                 "report = coalesce(?, report)",
-                         (planned_cells, _json(report) if report is not None else None))
+                                 "report = coalesce(?, report), host = ?, pid = ?, pid_token = ?",
+                         (planned_cells, _json(report) if report is not None else None, owner.host, owner.pid,
+                          owner.token))
+
+    def delete_run_if_empty(self, run_id: int) -> bool:
+        """Remove ``run_id`` when it holds no cell (a run stopped before its first): nothing of it is lost,
+        and history is not cluttered with it. Returns whether it was removed."""
+        return bool(self._write(lambda db: db.execute(
+            "DELETE FROM runs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM cells WHERE run_id = runs.id)",
+            (run_id,)).rowcount))
+
+    def drop_orphans(self, out_path: str | Path) -> int:
+        """Remove the runs into ``out_path`` that hold no cell and whose process is gone (killed before its
+        first cell): a new run into that place replaces them. Returns how many."""
+        def work(db: sqlite3.Connection) -> int:
+            records = db.execute("SELECT id, host, pid, pid_token FROM runs WHERE out_path = ? AND finished_utc IS NULL "
+                                 "AND NOT EXISTS (SELECT 1 FROM cells WHERE run_id = runs.id)",
+                                 (_resolved(out_path),)).fetchall()
+            gone = [r[0] for r in records if owner_state(*r[1:]) == INTERRUPTED]
+            for run_id in gone:
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            return len(gone)
+
+        return self._write(work) if self._db is not None else 0
 
     def finish_run(self, run_id: int) -> None:
         """The run ended (finished, or stopped by Ctrl-C/SIGTERM with its finished cells recorded)."""
@@ -232,6 +270,7 @@ class Store:
         """Store ``row`` and its raw samples in one transaction, committed before returning; a row of a
         cell the run already holds replaces it."""
         values = [run_id, *(getattr(row, f.name) for f in _CELL_FIELDS)]
+        _check_fits(self.path, row)
 
         def work(db: sqlite3.Connection) -> None:
             (cell_id,) = db.execute(_UPSERT_CELL, values).fetchone()
@@ -243,7 +282,9 @@ class Store:
     # -------------------------------------------------------------------------------------- reading
 
     def runs(self, model: str | None = None, device: str | None = None, limit: int | None = None) -> list[RunInfo]:
-        """Stored runs, newest first; only those with a cell of ``model`` / on ``device`` when given."""
+        """Stored runs, newest first; only those with a cell of ``model`` / on ``device`` when given. A run
+        that holds no cell and never finished is left out once its process is gone (killed before its first
+        cell: nothing to show)."""
         where, params = [], []
         for column, value in (("model", model), ("device", device)):
             if value is not None:
@@ -254,7 +295,8 @@ class Store:
             sql += " LIMIT ?"
             params.append(int(limit))
         ids = self._read(lambda db: [r[0] for r in db.execute(sql, params)])
-        return self._run_infos(ids)
+        infos = self._run_infos(ids)
+        return [r for r in infos if not (r.n_cells == 0 and r.state == INTERRUPTED)]
 
     def run_info(self, run_id: int) -> RunInfo:
         infos = self._run_infos([run_id])
@@ -267,15 +309,18 @@ class Store:
         Raises :class:`StoreError` listing the recent runs when there is no such run."""
         match = _RUN_REF.match(str(ref).strip())
         if not match:
-            raise StoreError(f"'{ref}' is not a run: expected a run id (e.g. 12), latest, or latest~N (N runs "
-                             "before the latest).")
+            raise StoreError(f"{quoted(str(ref).strip())} is not a run: expected a run id (e.g. 12), latest, or "
+                             "latest~N (N runs before the latest), written with the digits 0-9.")
+        found = None
         if match.group(1) is not None:
-            run_id = int(match.group(1))
-            found = self._read(lambda db: db.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone())
+            run_id = _bounded(match.group(1))
+            if run_id <= _MAX_ID:
+                found = self._read(lambda db: db.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone())
         else:
-            back = int(match.group(2) or 0)
-            found = self._read(lambda db: db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
-                                                     (back,)).fetchone())
+            back = _bounded(match.group(2) or "0")
+            if back <= _MAX_ID:
+                found = self._read(lambda db: db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                                         (back,)).fetchone())
         if found is None:
             raise self._unknown_run(str(ref).strip())
         return int(found[0])
@@ -325,8 +370,10 @@ class Store:
         marks = ", ".join("?" * len(ids))
 
         def query(db: sqlite3.Connection) -> tuple[list, list]:
+            present = {r[1] for r in db.execute("PRAGMA table_info(runs)")}  # a store of an older archbench lacks some
+            owner = ", ".join(c if c in present else "NULL" for c in _OWNER_COLUMNS)
             runs = db.execute("SELECT id, started_utc, finished_utc, command, title, out_path, planned_cells, env, "
-                              f"git_commit FROM runs WHERE id IN ({marks})", ids).fetchall()
+                              f"git_commit, {owner} FROM runs WHERE id IN ({marks})", ids).fetchall()
             cells = db.execute(f"SELECT run_id, model, device, count(*), sum(status = 'ok') FROM cells WHERE run_id IN "
                                f"({marks}) GROUP BY run_id, model, device ORDER BY min(id)", ids).fetchall()
             return runs, cells
@@ -339,6 +386,7 @@ class Store:
         return [infos[i] for i in ids if i in infos]
 
     def _unknown_run(self, ref: str) -> StoreError:
+        ref = ref if len(ref) <= ECHO_LIMIT else quoted(ref)
         recent = self.runs(limit=_RECENT_SHOWN)
         if not recent:
             return StoreError(f"no run {ref} in '{self.path}': it holds no runs yet.")
@@ -365,6 +413,8 @@ class Store:
             raise StoreError(f"'{self.path}' was opened read-only.")
         try:
             return self._transaction(self._connection(), work)
+        except OverflowError as exc:  # an integer beyond SQLite's 64 bits (sqlite3 checks it when binding)
+            raise StoreError(f"cannot write to the results store '{self.path}': {exc}.") from exc
         except sqlite3.IntegrityError as exc:
             if run_id is not None and "FOREIGN KEY" in str(exc):
                 raise self._unknown_run(str(run_id)) from exc
@@ -411,22 +461,30 @@ class Store:
 
 def _check_location(path: Path) -> None:
     """``path`` can be a store file, and its folder (or, when missing, the nearest one that exists) can be
-    written; nothing is created."""
+    written; nothing is created (but a probe file, removed at once: :mod:`archbench.locations`)."""
+    shown = quoted(path, PATH_ECHO_LIMIT)
+    if reason := shape_problem(path, sibling_room=len("-journal")):  # sqlite keeps FILE-wal/-shm/-journal beside it
+        raise StoreError(f"cannot use {shown} as the results store: {reason}.")
     if path.is_dir():
-        raise StoreError(f"'{path}' is a folder, not a database file: give a file name such as "
+        raise StoreError(f"{shown} is a folder, not a database file: give a file name such as "
                          f"'{path / DEFAULT_DB.name}'.")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise StoreError(f"cannot create the results store '{path}': '{blocking}' is a file, not a folder.")
-    folder = next(p for p in (*path.parents, Path(".")) if p.exists())
-    reason = _unwritable_reason(folder)
+        raise StoreError(f"cannot create the results store {shown}: '{blocking}' is a file, not a folder.")
+    folder = nearest_existing(path.parent)
+    if path.exists() and (reason := existing_file_problem(path, try_open=False)):  # unwritable: a warning, below
+        raise StoreError(f"cannot use {shown} as the results store: {reason}.")
+    if (kind := kernel_fs(folder)) is not None:
+        raise StoreError(f"cannot create the results store {shown}: '{folder}' is on the kernel's {kind} file system, "
+                         "which holds no files of its own.")
+    reason = create_problem(folder)
     if reason:
-        raise StoreNotWritableError(f"cannot write the results store '{path}': {reason}.")
+        raise StoreNotWritableError(f"cannot write the results store {shown}: {reason}.")
 
 
 def _create_location(path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
     except OSError as exc:
         raise StoreNotWritableError(f"cannot create the results store '{path}': {_os_reason(exc)}.") from exc
 
@@ -485,7 +543,7 @@ def _schema() -> list[str]:
     return [
         ("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_utc TEXT NOT NULL, finished_utc TEXT, "
          "command TEXT NOT NULL, title TEXT NOT NULL DEFAULT '', out_path TEXT, planned_cells INTEGER NOT NULL DEFAULT 0, "
-         "env TEXT NOT NULL, git_commit TEXT, report TEXT)"),
+         "env TEXT NOT NULL, git_commit TEXT, report TEXT, host TEXT, pid INTEGER, pid_token TEXT)"),
         "CREATE INDEX runs_by_out_path ON runs (out_path)",
         ("CREATE TABLE device_peaks (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE, device TEXT NOT NULL, "
          "dtype TEXT NOT NULL, threads INTEGER NOT NULL, tflops REAL, PRIMARY KEY (run_id, device, dtype, threads))"),
@@ -505,6 +563,10 @@ def _create_or_extend_schema(db: sqlite3.Connection) -> None:
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    present_runs = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in zip(_OWNER_COLUMNS, ("TEXT", "INTEGER", "TEXT")):
+        if column not in present_runs:  # a store of an archbench that did not record the run's process
+            db.execute(f'ALTER TABLE runs ADD COLUMN "{column}" {kind}')
     present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     for f in _CELL_FIELDS:
         if f.name not in present:
@@ -523,10 +585,28 @@ _UPSERT_CELL = _upsert_cell()
 
 def _run_info(record: tuple, groups: list[tuple]) -> RunInfo:
     """A ``runs`` record with its cells counted per (model, device, cells, ok cells), in measured order."""
-    run_id, started, finished, command, title, out_path, planned, env, commit = record
+    run_id, started, finished, command, title, out_path, planned, env, commit, host, pid, token = record
+    state = "finished" if finished is not None else owner_state(host, pid, token)
     return RunInfo(run_id, started, finished, command, title, out_path, planned, json.loads(env), commit,
                    n_cells=sum(g[2] for g in groups), n_ok=sum(g[3] for g in groups),
-                   models=tuple(dict.fromkeys(g[0] for g in groups)), devices=tuple(dict.fromkeys(g[1] for g in groups)))
+                   models=tuple(dict.fromkeys(g[0] for g in groups)), devices=tuple(dict.fromkeys(g[1] for g in groups)),
+                   state=state)
+
+
+def _bounded(digits: str) -> int:
+    """ASCII ``digits`` as an int, any value beyond SQLite's INTEGER as ``_MAX_ID + 1`` (int() refuses 4,300+
+    digits)."""
+    return int(digits) if len(digits.lstrip("0")) <= len(str(_MAX_ID)) else _MAX_ID + 1
+
+
+def _check_fits(path: Path, row: ResultRow) -> None:
+    """Every integer of ``row`` fits SQLite's INTEGER (signed 64-bit); else a :class:`StoreError` naming the
+    field (sqlite3 would raise OverflowError mid-transaction)."""
+    for f in _CELL_FIELDS:
+        value = getattr(row, f.name)
+        if isinstance(value, int) and not -(2**63) <= value <= _MAX_ID:
+            raise StoreError(f"cannot store the cell {row.model} {row.mode} batch {quoted(row.batch)} in '{path}': its "
+                             f"{f.name} {quoted(value)} does not fit SQLite's 64-bit INTEGER (at most {_MAX_ID:,}).")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -539,7 +619,7 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"'{path}' is not an SQLite database ({exc}), so not an archbench results store; archbench "
                           "does not write into it. Give another database file.")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR", "SQLITE_FULL")):
-        return StoreNotWritableError(f"cannot write the results store '{path}': {exc}{_location_hint(path)}.")
+        return StoreNotWritableError(f"cannot write the results store '{path}': {exc} ({name}){_location_hint(path)}.")
     if _is_busy(exc):
         return StoreError(f"the results store '{path}' stayed locked by another process for over "
                           f"{WRITE_DEADLINE_S:.0f} s ({exc}).")
@@ -609,8 +689,10 @@ class StoreRecorder:
     written with interrupts deferred, so the store and the CSV agree even on SIGTERM. With ``run_id`` None
     nothing is recorded (yet).
 
-    A write that fails mid-run (disk full, a database locked for over a minute) ends the recording, not the
-    run: ``failure`` says why and ``inner`` gets a ``warning``; the results file keeps every row."""
+    A write that fails mid-run (disk full, a database locked for over a minute, a value SQLite cannot hold) ends
+    the recording, not the run: ``failure`` says why and ``inner`` gets a ``warning``; the results file keeps
+    every row (:mod:`archbench.runs.sinks`: the store and the CSV are the run's two sinks, and a row lost by
+    one is kept by the other)."""
 
     def __init__(self, store: Store, run_id: int | None, inner: Any = None, peaks: DevicePeaks | None = None):
         self.store = store
@@ -619,6 +701,7 @@ class StoreRecorder:
         self.peaks = peaks
         self.failure: str | None = None
         self._recorded_peaks: set[tuple] = set()
+        self._recorded_keys: set[CellKey] = set()
 
     def cell_finished(self, cell: Any, row: ResultRow, index: int, todo: int) -> None:
         self.record(row)
@@ -636,6 +719,16 @@ class StoreRecorder:
         except StoreError as exc:
             self._fail(exc, "This cell and the next are not recorded in the results store (the results file keeps "
                             "them).")
+            return
+        self._recorded_keys.add(row.key())
+
+    def keeps_rows(self) -> bool:
+        """Whether rows given now are recorded (the sweep asks when its CSV failed: :mod:`archbench.runs.sinks`)."""
+        return self.failure is None and self.run_id is not None
+
+    def recorded_keys(self) -> set[CellKey]:
+        """The cells this recorder stored."""
+        return set(self._recorded_keys)
 
     def _fail(self, exc: StoreError, consequence: str) -> None:
         self.failure = str(exc)
@@ -711,22 +804,30 @@ class Recording(StoreRecorder):
             return
         from archbench.runs.gitinfo import git_commit
 
+        self.store.drop_orphans(self._run["out_path"])  # runs into this place killed before their first cell
         self.run_id = self.store.begin_run(git_commit=git_commit(self._cwd), **self._run)
 
-    def finish(self, rows: Iterable[ResultRow]) -> None:
+    def finish(self, rows: Iterable[ResultRow], *, interrupted: bool = False) -> None:
         """Add the rows of the results file the run lacks — rows of an earlier, unrecorded part of a resumed
         sweep, or a row whose process was killed between its CSV line and the store — and mark the run
-        finished. Nothing when the sweep never started, or after a failed write."""
-        if self.run_id is None or self.failure is not None:
+        finished; after a failed write, only mark it finished (best effort: a full disk may refuse that too).
+        A new run ``interrupted`` before its first cell is removed: it holds nothing. Nothing when the sweep
+        never started."""
+        if self.run_id is None:
             return
         try:
-            stored = self.store.keys(self.run_id)
-            for row in rows:
-                if row.key() not in stored:
-                    self.store.add_cell(self.run_id, row)
+            if interrupted and self.resumed is None and self.store.delete_run_if_empty(self.run_id):
+                self.run_id = None
+                return
+            if self.failure is None:
+                stored = self.store.keys(self.run_id)
+                for row in rows:
+                    if row.key() not in stored:
+                        self.store.add_cell(self.run_id, row)
+                        self._recorded_keys.add(row.key())
             self.store.finish_run(self.run_id)
         except StoreError as exc:
-            self.failure = str(exc)
+            self.failure = self.failure or str(exc)
 
 
 # ------------------------------------------------------------------------------------------ reports

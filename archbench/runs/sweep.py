@@ -32,9 +32,10 @@ from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
-from archbench.results import KEY_FIELDS, CsvRows, ResultRow, append_rows_csv, check_same_sweep, read_results_csv
+from archbench.results import KEY_FIELDS, CsvRows, ResultRow, check_same_sweep, read_results_csv
 from archbench.runs.cells import Cell
 from archbench.runs.interleave import Interleaving, grid_points, measure_point
+from archbench.runs.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
 from archbench.timing.compiled import no_recompiles, run_compiling_call
 from archbench.timing.devices import require_device, unsupported_dtype
 from archbench.timing.load import LoadMonitor, with_load
@@ -100,6 +101,9 @@ class SweepResult:
     interrupted: bool = False
     peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s used by its rows
     warnings: tuple[str, ...] = ()  # also sent to the listener's ``warning`` as they arise
+    write_failure: WriteFailure | None = None  # why the CSV stopped taking rows (archbench.runs.sinks)
+    unwritten: tuple[ResultRow, ...] = ()  # measured rows the CSV lacks (kept by the store, or lost)
+    stopped: bool = False  # the sweep stopped early: no sink kept its rows any more
 
     @property
     def rows(self) -> list[ResultRow]:
@@ -164,7 +168,8 @@ def run_sweep(
     _notify(listener, "sweep_started", len(cells), len(cells) - len(todo))
     measured: list[ResultRow] = []
     peaks: dict[str, float] = {}
-    interrupted = False
+    interrupted = stopped = False
+    csv = CsvSink(out_csv)
     with _sweep_settings(todo):
         try:
             for device in dict.fromkeys(c.device for c in todo):
@@ -189,17 +194,26 @@ def run_sweep(
                 # Ctrl-C or SIGTERM never leaves half a CSV line, nor a row on disk that the result (and the
                 # listener, which keeps the raw samples) does not have.
                 with interrupts_deferred():
-                    append_rows_csv(out_csv, rows)
+                    failed_before = csv.failure is not None
+                    csv.append(rows)  # a write error is kept in csv.failure: the store still gets the rows
                     measured.extend(rows)
                     for cell, row in zip(group, rows):
                         if math.isfinite(row.peak_fraction):  # the peak the row was measured against
                             peaks[f"{cell.device}/{cell.dtype}"] = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)[0]
                     for offset, (cell, row) in enumerate(zip(group, rows)):
                         _notify(listener, "cell_finished", cell, row, first + offset, len(todo))
+                    if csv.failure is not None:
+                        store_keeps = keeps_rows(listener)
+                        if not failed_before:
+                            _notify(listener, "warning", csv_failure_warning(csv.failure, store_keeps))
+                        if not store_keeps:  # measuring on would lose every further cell
+                            stopped = True
+                            break
         except KeyboardInterrupt:
             interrupted = True
             free_memory()
-    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks, warnings)
+    return SweepResult(out_csv, cells, tuple(measured), previous, interrupted, peaks, warnings, csv.failure,
+                       tuple(csv.unwritten), stopped)
 
 
 def _measured_together(cells: Sequence[Cell], interleave: Interleaving | None) -> list[tuple[int, tuple[Cell, ...]]]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 
-from archbench.errors import DeviceUnavailableError, UsageError
-from archbench.parsing import split_list
+from archbench.errors import DeviceUnavailableError, UsageError, quoted
+from archbench.parsing import INT32_MAX, parse_int, split_list
 
 DEVICE_KINDS = ("cpu", "cuda")
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(.*))?$")
 
 
 def device_type(device: str) -> str:
@@ -27,10 +27,12 @@ def parse_device(text: str, option: str = "--device") -> str:
     """One device name, normalised (``cuda:01`` -> ``cuda:1``); syntax only, no availability check."""
     match = _DEVICE_RE.match(str(text).strip())
     if not match or (match.group(1) == "cpu" and match.group(2) is not None):
-        raise UsageError(f"{option} value '{text}' is not a device: expected cpu, cuda or cuda:N (e.g. cuda:1), "
-                         "or auto.")
+        raise UsageError(f"{option} value {quoted(str(text).strip())} is not a device: expected cpu, cuda or cuda:N "
+                         "(e.g. cuda:1), or auto.")
     kind, index = match.groups()
-    return kind if index is None else f"{kind}:{int(index)}"
+    if index is None:
+        return kind
+    return f"{kind}:{parse_int(index, f'{option} {kind}:N', minimum=0, maximum=INT32_MAX, example=f'{option} cuda:1')}"
 
 
 def cuda_available() -> bool:
