@@ -14,7 +14,7 @@ import dataclasses
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
@@ -59,10 +59,29 @@ class ModelStats:
     macs_with_norm: int | None = None  # macs + normalisation and pooling (fvcore's formulas); None: not counted
     other_ops: int | None = None  # activations, elementwise, softmax, one per element; None: not counted
     # (None only in stats stored by an archbench that did not count them yet)
+    backward_uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)  # of the training step
 
     @property
     def activation_bytes_per_sample(self) -> float:
         return self.activation_bytes / self.batch
+
+    @property
+    def macs_flag(self) -> str:
+        """``"incomplete: N ops uncounted"`` when the forward ran ops with arithmetic that no formula counts
+        (``macs``, ``macs_with_norm`` and ``flops_forward`` leave them out); ``""`` when complete."""
+        return incomplete_flag(self.uncounted_ops)
+
+    @property
+    def flops_backward_flag(self) -> str:
+        """The same for ``flops_backward`` (the training step's backward ops)."""
+        return incomplete_flag(self.backward_uncounted_ops)
+
+
+def incomplete_flag(uncounted_ops: Mapping[str, int]) -> str:
+    """``"incomplete: N ops uncounted"`` (N distinct ops) for a count that leaves out ops with arithmetic:
+    such a total must never look complete. ``""`` when there are none."""
+    count = len(uncounted_ops)
+    return f"incomplete: {count} op{'s' if count != 1 else ''} uncounted" if count else ""
 
 
 @dataclass(frozen=True)

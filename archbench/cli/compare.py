@@ -317,7 +317,8 @@ def architecture_rich_table(data) -> Table:
     text = pd.DataFrame({
         "params": arch["params"].map(fmt_int),
         "param MB": arch["param_mb"].map(fmt_sig),
-        "GMACs": arch["gmacs"].map(fmt_sig),
+        "GMACs": [fmt_sig(value) + _incomplete(data, model, input)
+                  for value, model, input in zip(arch["gmacs"], arch["model"], arch["input"])],
         "GMACs w/ norm": arch["gmacs_with_norm"].map(fmt_sig),
         "fwd GFLOPs": arch["gflops_forward"].map(fmt_sig),
         "bwd GFLOPs": arch["gflops_backward"].map(fmt_sig),
@@ -325,6 +326,11 @@ def architecture_rich_table(data) -> Table:
         "input": arch["input"],
     }).set_axis(arch["model"])
     return _rich_table(text, "Models (default input, batch 1; 1 MAC = 2 FLOPs)")
+
+
+def _incomplete(data, model: str, input: str) -> str:
+    stats = data.stats_for(model, input)
+    return " (incomplete)" if stats is not None and stats.macs_flag else ""
 
 
 def print_summary(data) -> None:

@@ -23,19 +23,31 @@ statistics, the RNG).
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import warnings
+import weakref
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
-from archbench.costs.formulas import FREE, MACS, evaluate, formula_for, is_free, load_plugins, op_name
+from archbench.costs.formulas import (
+    FREE,
+    MACS,
+    NORM_POOL,
+    Formula,
+    evaluate,
+    formula_for,
+    is_free,
+    load_plugins,
+    op_name,
+)
 
 aten = torch.ops.aten
 
@@ -73,26 +85,59 @@ class FvcoreCounts:
     uncalled_modules: frozenset[str] = frozenset()  # modules the eval-mode forward never called
 
 
-def fvcore_counts(model: nn.Module, inputs: tuple) -> FvcoreCounts:
-    """fvcore's ``FlopCountAnalysis`` of one eval-mode forward (its jit trace), warnings silenced.
+def fvcore_counts(model: nn.Module, inputs: tuple, kwargs: Mapping[str, Any] | None = None) -> FvcoreCounts:
+    """fvcore's ``FlopCountAnalysis`` of one eval-mode forward (its jit trace) of ``model(*inputs, **kwargs)``,
+    warnings silenced.
 
-    fvcore falls short in two ways we wrap: its import and trace emit torch.jit deprecation warnings,
-    and it reports skipped ops only as warnings; we silence those and return the skipped ops instead."""
+    fvcore falls short in three ways we wrap: its import and trace emit torch.jit deprecation warnings,
+    it reports skipped ops only as warnings (we silence those and return the skipped ops instead), and its
+    trace takes positional inputs only (keyword inputs go through :class:`_KeywordCall`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fvcore.nn import FlopCountAnalysis
 
+        traced, tensors = (model, inputs) if not kwargs else _KeywordCall.wrapping(model, inputs, kwargs)
         # Grad stays enabled: under no_grad, nn.MultiheadAttention takes its fused fast path, which
         # fvcore cannot see into (ViT's attention projections would go uncounted).
         with preserved_state(model), torch.inference_mode(False), torch.enable_grad():
             model.eval()
-            analysis = FlopCountAnalysis(model, inputs)
+            analysis = FlopCountAnalysis(traced, tensors)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             macs = int(analysis.total())
             by_operator = {name: int(v) for name, v in analysis.by_operator().items() if v}
             uncounted = _strip_aten(analysis.unsupported_ops())
             uncalled = frozenset(analysis.uncalled_modules())
+    if traced is not model:  # the wrapper's names: "model.blocks.0" -> "blocks.0"
+        uncalled = frozenset(_KeywordCall.inner_name(name) for name in uncalled)
     return FvcoreCounts(macs, by_operator, uncounted, uncalled)
+
+
+class _KeywordCall(nn.Module):
+    """Calls ``model(*args, **kwargs)`` from the tensors of that call given positionally (the other values
+    fixed), so that fvcore's jit trace, which passes positional inputs only, can trace a keyword call."""
+
+    def __init__(self, model: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._leaves, self._structure = tree_flatten((tuple(args), dict(kwargs)))
+        self._slots = [i for i, leaf in enumerate(self._leaves) if isinstance(leaf, torch.Tensor)]
+
+    @classmethod
+    def wrapping(cls, model: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> tuple[_KeywordCall, tuple]:
+        """The wrapper and the tensors to trace it with."""
+        wrapper = cls(model, args, kwargs)
+        return wrapper, tuple(wrapper._leaves[i] for i in wrapper._slots)
+
+    @staticmethod
+    def inner_name(name: str) -> str:
+        return "" if name == "model" else name.removeprefix("model.")
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        leaves = list(self._leaves)
+        for slot, tensor in zip(self._slots, tensors):
+            leaves[slot] = tensor
+        args, kwargs = tree_unflatten(leaves, self._structure)
+        return self.model(*args, **kwargs)
 
 
 def _strip_aten(ops: Counter) -> dict[str, int]:
@@ -199,7 +244,7 @@ class OpCounts:
         totals: Counter = Counter()
         for e in self._kept(exclude):
             if e.kind == kind:
-                for name in _ancestors(e.module):
+                for name in module_ancestors(e.module):
                     totals[name] += e.value
         return dict(totals)
 
@@ -215,7 +260,7 @@ class OpCounts:
         result: dict[str, Counter] = {}
         for e in self._kept(exclude):
             if e.kind is None:
-                for name in _ancestors(e.module):
+                for name in module_ancestors(e.module):
                     result.setdefault(name, Counter())[e.op] += e.calls
         return {name: dict(ops) for name, ops in result.items()}
 
@@ -229,7 +274,7 @@ class OpCounts:
         return [e for e in self.entries if e.module not in exclude]
 
 
-def _ancestors(module: str) -> list[str]:
+def module_ancestors(module: str) -> list[str]:
     """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``."""
     parts = module.split(".") if module else []
     return [""] + [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -249,11 +294,22 @@ class OpCounter(TorchDispatchMode):
         self._values: Counter = Counter()
         self._formulas: dict[tuple[str, str], tuple[str | None, str]] = {}
         self._hooks: list = []
+        self._squares = _Squares()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         op, formula = op_name(func), formula_for(func)
+        if self._squares.of_square(func, args):
+            op, formula = MEAN_OF_SQUARES, MEAN_OF_SQUARES_FORMULA
+        self._squares.note(func, args, out)
+        self._record(op, formula, func, args, kwargs, out)
+        if formula is not None and formula.also is not None:  # a fused kernel's second count (RNN gates)
+            suffix, also = formula.also
+            self._record(f"{op} {suffix}", also, func, args, kwargs, out)
+        return out
+
+    def _record(self, op: str, formula: Formula | None, func, args, kwargs, out) -> None:
         key = (self._stack[-1], op)
         self._calls[key] += 1
         if formula is not None:
@@ -261,7 +317,6 @@ class OpCounter(TorchDispatchMode):
             self._formulas[key] = (formula.kind, formula.source)
         elif key not in self._formulas:
             self._formulas[key] = (FREE, "no arithmetic") if is_free(func) else (None, "no formula")
-        return out
 
     def counts(self) -> OpCounts:
         return OpCounts(tuple(OpEntry(module, op, *self._formulas[(module, op)], calls, self._values[(module, op)])
@@ -288,6 +343,34 @@ class OpCounter(TorchDispatchMode):
 
 
 _defer_dynamo_import(OpCounter)
+
+MEAN_OF_SQUARES = "mean (rms_norm)"
+MEAN_OF_SQUARES_FORMULA = Formula(NORM_POOL, lambda x_shape, *args, out_shape=None, **kwargs: math.prod(x_shape),
+                                  "fvcore's mean, as normalisation (a mean of squares: RMSNorm)")
+
+
+class _Squares:
+    """Which tensors are squares (``x.pow(2)``, ``x * x``), so that a ``mean`` of one is told apart from a
+    ``mean`` that pools. RMSNorm is written as ``x.pow(2).mean(-1, keepdim=True)`` (``nn.RMSNorm``, timm's
+    RmsNorm2d, Hugging Face's Gemma and Llama): recognised by this op context, whatever the module is
+    called, rather than by guessing module class names. Holds weak references only."""
+
+    def __init__(self) -> None:
+        self._squares: dict[int, weakref.ref] = {}
+
+    def note(self, func, args, out) -> None:
+        packet = func._overloadpacket
+        square = ((packet is aten.pow and len(args) > 1 and not isinstance(args[1], torch.Tensor) and args[1] == 2)
+                  or (packet is aten.mul and len(args) > 1 and args[0] is args[1]))
+        if square and isinstance(out, torch.Tensor):
+            self._squares[id(out)] = weakref.ref(out)
+
+    def of_square(self, func, args) -> bool:
+        """Whether ``func`` is a ``mean`` of a square."""
+        if func._overloadpacket is not aten.mean or not args or not isinstance(args[0], torch.Tensor):
+            return False
+        held = self._squares.get(id(args[0]))
+        return held is not None and held() is args[0]
 
 
 def count_forward(model: nn.Module, *inputs: Any) -> OpCounts:

@@ -32,7 +32,7 @@ from torch import nn
 from torchinfo import torchinfo as _torchinfo
 from torchinfo.layer_info import LayerInfo
 
-from archbench.costs.counting import OpCounts, preserved_state
+from archbench.costs.counting import OpCounts, module_ancestors, preserved_state
 from archbench.costs.formulas import MACS, NORM_POOL
 from archbench.inputs import ModelInputs
 
@@ -132,7 +132,10 @@ def uncalled_at_inference(model: nn.Module, x: ModelInputs) -> frozenset[str]:
         called = called_in(meta_twin(model), meta)
     except Exception:  # noqa: BLE001 - the twin cannot run this forward: the model itself does
         called = called_in(model, x)
-    return frozenset(names - called)
+    # As fvcore's trace ("owner" ancestors): a module is called when any module below it is. A ModuleList or
+    # ModuleDict is never called itself, only its children: without this it looked uncalled, and
+    # skipped_at_inference dropped it with every layer in it from the counts.
+    return frozenset(names - {ancestor for name in called for ancestor in module_ancestors(name)})
 
 
 def skipped_at_inference(model: nn.Module, uncalled: Collection[str]) -> set[str]:

@@ -28,6 +28,9 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 ``param_bytes``        bytes of parameters and buffers
 ``macs``               forward multiply-accumulates of convolutions, matrix products and attention
                        (torchvision's ``_ops`` convention; 1 MAC = 2 FLOPs)
+``macs_flag``          ``"incomplete: N ops uncounted"`` when the forward ran N ops with arithmetic that no
+                       formula counts (``macs``, ``macs_with_norm``, ``flops_forward`` leave them out; see
+                       ``uncounted_ops``), else ``""``; ``flops_backward_flag`` the same for the backward
 ``macs_with_norm``     ``macs`` + normalisation and pooling, fvcore's formulas (fvcore / timm convention)
 ``other_ops``          activations, elementwise ops, softmax, max pooling: operations, one per element
 ``flops_forward``      2 x ``macs``
@@ -69,7 +72,7 @@ import torch
 from torch import nn
 
 from archbench.catalog.source import ModelSource
-from archbench.costs.counting import count_training_step, fvcore_counts
+from archbench.costs.counting import MEAN_OF_SQUARES, count_training_step, fvcore_counts
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
 from archbench.costs.layers import (
     LayerRow,
@@ -319,11 +322,9 @@ def _training_step(spec: ModelSource, model: nn.Module, x: ModelInputs, override
 
 def _fvcore(model: nn.Module, x: ModelInputs):
     """fvcore's counts, or ``(None, why not)``: the model ran (its training step did), so a trace that
-    fails (or keyword inputs, which fvcore's jit trace cannot take) only costs the cross-check."""
-    if x.kwargs:
-        return None, "fvcore's trace takes positional inputs only, and this model's forward takes keywords"
+    fails only costs the cross-check."""
     try:
-        return fvcore_counts(model, x.args), ""
+        return fvcore_counts(model, x.args, x.kwargs), ""
     except Exception as error:  # noqa: BLE001 - the model ran (the training step did): fvcore failed
         if is_out_of_memory(error):
             raise
@@ -370,6 +371,7 @@ def _stats(spec, model: nn.Module, shape, batch: int, device: str, forward, not_
         uncounted_ops=forward.by_op(None, not_run),
         macs_with_norm=macs + forward.total(NORM_POOL, not_run),
         other_ops=forward.total(OTHER, not_run),
+        backward_uncounted_ops=step.backward.by_op(None),
     )
 
 
@@ -386,7 +388,15 @@ _KINDS = {
     "native_layer_norm": "normalisation", "group_norm": "normalisation", "native_group_norm": "normalisation",
     "instance_norm": "normalisation", "adaptive_avg_pool2d": "pooling", "_adaptive_avg_pool2d": "pooling",
     "mean": "pooling", "upsample_nearest2d": "upsampling", "upsample_bilinear2d": "upsampling",
+    MEAN_OF_SQUARES: "normalisation", "rms_norm": "normalisation",
+    # recurrent layers: fvcore's names (it has no formula for them) and the fused kernels archbench counts
+    "lstm": "recurrent", "gru": "recurrent", "rnn_tanh": "recurrent", "rnn_relu": "recurrent",
+    "mkldnn_rnn_layer": "recurrent", "_cudnn_rnn": "recurrent", "miopen_rnn": "recurrent",
 }
+# fvcore's skipped ops whose work archbench counts as matrix products (mm/addmm/bmm) when they run
+# decomposed: attention by SDPA's math path (an explicit mask, dropout), recurrent layers on the CPU
+_DECOMPOSED_BY_KIND = {"attention": "bmm: attention run as batched matrix products (SDPA's math path)",
+                       "recurrent": "mm/addmm: recurrent layers run step by step"}
 
 
 def op_kind(op: str) -> str:
@@ -394,6 +404,8 @@ def op_kind(op: str) -> str:
     normalisation, pooling, upsampling (or the op itself)."""
     if "attention" in op:
         return "attention"
+    if op.startswith("upsample") or op.startswith("_upsample"):
+        return "upsampling"
     return _KINDS.get(op, op)
 
 
@@ -419,17 +431,45 @@ def cross_check_counts(fvcore_total: int, fvcore_by_operator: dict[str, int], fv
         if abs(a - b) <= AGREEMENT * max(a, b):
             continue
         if a == 0:
-            skipped = [op for op in fvcore_uncounted if op_kind(op) == kind]
-            why = f" (fvcore has no formula for {', '.join(skipped)})" if skipped else ""
+            skipped = _skipped_by_fvcore(kind, fvcore_uncounted)
+            why = f" (fvcore has no formula for {', '.join(skipped)}{_decomposed(kind, skipped)})" if skipped else ""
             reasons.append(f"archbench counts {kind} ({si(b, 'MACs', 3)}) that fvcore does not{why}")
         elif b == 0:
             reasons.append(f"fvcore counts {kind} ({si(a, 'MACs', 3)}) that archbench does not")
         else:
-            reasons.append(f"{kind}: fvcore {si(a, 'MACs', 3)} vs archbench {si(b, 'MACs', 3)}")
+            reasons.append(f"{kind}: fvcore {si(a, 'MACs', 3)} vs archbench {si(b, 'MACs', 3)}"
+                           + _difference_cause(kind, a, b, fvcore_by_operator, macs_by_op, fvcore_uncounted))
     verdict = (f"fvcore's total ({si(fvcore_total, 'MACs', 3)}) agrees with macs_with_norm ({difference:.2%} apart)" if agrees
                else f"fvcore's total ({si(fvcore_total, 'MACs', 3)}) and macs_with_norm differ by {difference:.1%}")
     note = verdict + ("; " + "; ".join(reasons) if reasons else "")
     return CrossCheck(fvcore_total, fv, ours, difference, agrees, note)
+
+
+def _difference_cause(kind: str, fvcore_macs: int, ours: int, fvcore_by_operator: dict[str, int],
+                      macs_by_op: dict[str, int], fvcore_uncounted: dict[str, int]) -> str:
+    """Why one kind differs: the ops each side counted in it, and the ops fvcore skipped that archbench
+    counts in this kind (attention or a recurrent layer run as plain matrix products)."""
+    def ops(by_op: dict[str, int]) -> str:
+        return ", ".join(f"{op} {si(v, '', 3).strip()}" for op, v in by_op.items() if op_kind(op) == kind)
+
+    cause = f" (fvcore: {ops(fvcore_by_operator)}; archbench: {ops(macs_by_op)})"
+    skipped = _skipped_by_fvcore(kind, fvcore_uncounted) if ours > fvcore_macs else []
+    if skipped:
+        cause += f": fvcore has no formula for {', '.join(skipped)}{_decomposed(kind, skipped)}"
+    return cause
+
+
+def _skipped_by_fvcore(kind: str, fvcore_uncounted: dict[str, int]) -> list[str]:
+    """The ops fvcore skipped whose work archbench counts in ``kind`` (attention and recurrent layers
+    run as matrix products count there)."""
+    return [op for op in fvcore_uncounted if op_kind(op) == kind
+            or (kind == "matrix product" and op_kind(op) in _DECOMPOSED_BY_KIND)]
+
+
+def _decomposed(kind: str, skipped: list[str]) -> str:
+    """``", which archbench counts here as bmm: ..."`` for skipped ops counted as matrix products."""
+    kinds = sorted({op_kind(op) for op in skipped} & set(_DECOMPOSED_BY_KIND)) if kind == "matrix product" else []
+    return f", which archbench counts here as {'; '.join(_DECOMPOSED_BY_KIND[k] for k in kinds)}" if kinds else ""
 
 
 def not_cross_checked(reason: str, macs_by_op: dict[str, int], norm_pool_by_op: dict[str, int]) -> CrossCheck:
@@ -464,10 +504,12 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "buffers": s.buffers,
         "param_bytes": s.param_bytes,
         "macs": s.macs,
+        "macs_flag": s.macs_flag,
         "macs_with_norm": s.macs_with_norm,
         "other_ops": s.other_ops,
         "flops_forward": s.flops_forward,
         "flops_backward": s.flops_backward,
+        "flops_backward_flag": s.flops_backward_flag,
         "activation_bytes": s.activation_bytes,
         "training_batch": summary.training_batch,
         "macs_by_op": c.macs_by_op,

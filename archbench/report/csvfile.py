@@ -23,9 +23,11 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "params_trainable",
     "param_mb",
     "macs_per_sample",
+    "macs_flag",  # "incomplete: N ops uncounted" when ops no formula counts ran (not in the MACs/FLOPs)
     "macs_with_norm_per_sample",
     "flops_forward_per_sample",
     "flops_backward_per_sample",
+    "flops_backward_flag",
     "activation_mb_per_sample",
 )
 
@@ -38,9 +40,11 @@ def count_columns(stats: ModelStats) -> dict[str, Any]:
         "params_trainable": stats.params_trainable,
         "param_mb": round(stats.param_bytes / MIB, 4),
         "macs_per_sample": _per_sample(stats.macs, per_sample),
+        "macs_flag": stats.macs_flag,
         "macs_with_norm_per_sample": "" if stats.macs_with_norm is None else _per_sample(stats.macs_with_norm, per_sample),
         "flops_forward_per_sample": _per_sample(stats.flops_forward, per_sample),
         "flops_backward_per_sample": _per_sample(stats.flops_backward, per_sample),
+        "flops_backward_flag": stats.flops_backward_flag,
         "activation_mb_per_sample": round(stats.activation_bytes_per_sample / MIB, 4),
     }
 

@@ -76,7 +76,8 @@ def headline_table(data: ReportData) -> tuple[pd.DataFrame, HeadlinePoint] | Non
     for model in listed_models(data):
         stats = data.stats_for(model, point.input)
         line = {"params": fmt_int(stats.params_total) if stats else "—",
-                "MACs": fmt_scaled(stats.macs / stats.batch, "MACs") if stats else "—"}
+                "MACs": fmt_scaled(stats.macs / stats.batch, "MACs") + (" (incomplete)" if stats.macs_flag else "")
+                if stats else "—"}
         for mode in modes:
             row, ref = at_point.get((model, mode)), at_point.get((reference, mode))
             line[f"{mode} ms"] = fmt_ms(row.median_ms) if row is not None and row.status == "ok" else (

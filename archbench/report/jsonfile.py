@@ -61,7 +61,9 @@ def data_to_json(data: ReportData) -> dict[str, Any]:
         "environments": list(data.environments),
         "peaks_tflops": dict(data.peaks_tflops),
         "models": [dataclasses.asdict(m) for m in data.models],
-        "model_stats": [dataclasses.asdict(s) for s in data.stats],
+        # the flags are derived (read back from uncounted_ops), written for readers of the file
+        "model_stats": [{**dataclasses.asdict(s), "macs_flag": s.macs_flag, "flops_backward_flag": s.flops_backward_flag}
+                        for s in data.stats],
         "model_stats_errors": [{"model": m, "input": i, "error": e} for m, i, e in data.stats_errors],
         "rows": [row_to_json(r) for r in data.rows],
     })

@@ -52,6 +52,11 @@ def ops_text(ops: dict[str, int], limit: int = 12) -> str:
     return ", ".join(items) if items else "none"
 
 
+def flagged(flag: str) -> str:
+    """A total's incomplete flag, to follow its value (``" — incomplete: 2 ops uncounted"``), or ``""``."""
+    return f" — {flag}" if flag else ""
+
+
 def header_lines(s: ModelSummary) -> list[tuple[str, str]]:
     lines = [("model", s.model), ("family", s.family)]
     if s.description:
@@ -66,18 +71,19 @@ def header_lines(s: ModelSummary) -> list[tuple[str, str]]:
 def total_lines(s: ModelSummary) -> list[tuple[str, str, str]]:
     """(quantity, value, convention) rows of the totals."""
     st = s.stats
+    forward, backward = flagged(st.macs_flag), flagged(st.flops_backward_flag)
     return [
         ("parameters", f"{st.params_total:,}",
          f"trainable {st.params_trainable:,}, non-trainable {s.params_non_trainable:,}"),
         ("buffers", f"{st.buffers:,}", "elements (e.g. BatchNorm running statistics)"),
         ("parameter memory", mib(st.param_bytes), "parameters + buffers"),
-        ("forward MACs", f"{st.macs:,} ({si(st.macs)})",
+        ("forward MACs", f"{st.macs:,} ({si(st.macs)}){forward}",
          "convolutions, matrix products, attention (torchvision _ops convention; 1 MAC = 2 FLOPs)"),
-        ("MACs with norm", f"{st.macs_with_norm:,} ({si(st.macs_with_norm)})",
+        ("MACs with norm", f"{st.macs_with_norm:,} ({si(st.macs_with_norm)}){forward}",
          "MACs + normalisation and pooling, fvcore's formulas (fvcore / timm infer_gmacs convention)"),
         ("other ops", si(st.other_ops), "activations, elementwise, softmax, max pooling: one op per element"),
-        ("forward FLOPs", si(st.flops_forward), "2 × MACs"),
-        ("backward FLOPs", si(st.flops_backward),
+        ("forward FLOPs", si(st.flops_forward) + forward, "2 × MACs"),
+        ("backward FLOPs", si(st.flops_backward) + backward,
          "training step, same ops as MACs (conv, matmul, attention gradients; grouped convs corrected)"),
         ("activation memory", mib(st.activation_bytes),
          f"measured: saved for backward, training mode, batch {s.batch}" + (

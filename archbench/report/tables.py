@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from archbench.parsing import parse_input
 from archbench.report.frame import rows_frame, stats_frame
-from archbench.results import CellKey, ResultRow
+from archbench.results import CellKey, ModelStats, ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, median_ci_ranks
 from archbench.units import fmt_int, fmt_ms, fmt_scaled, fmt_sig
@@ -164,11 +164,20 @@ def architecture_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
 
 def _counts_mark(data: ReportData, model: str, input: str, footnotes: Footnotes) -> str:
     stats = data.stats_for(model, input)
-    if stats and stats.uncounted_ops:
-        ops = ", ".join(f"{op} ×{n}" for op, n in sorted(stats.uncounted_ops.items()))
-        return footnotes.mark(f"{model} at {input}: ops no counter accounted for (not in the MACs/FLOPs): {ops}.")
+    if stats and (stats.macs_flag or stats.flops_backward_flag):
+        return " (incomplete)" + footnotes.mark(incomplete_note(model, input, stats))
     failure = data.stats_error(model, input)
     return footnotes.mark(f"{model} at {input}: {failure}") if failure else ""
+
+
+def incomplete_note(model: str, input: str, stats: ModelStats) -> str:
+    """The footnote of a count that leaves out ops no formula counts (forward, backward or both)."""
+    parts = []
+    for flag, ops, what in ((stats.macs_flag, stats.uncounted_ops, "MACs and forward FLOPs"),
+                            (stats.flops_backward_flag, stats.backward_uncounted_ops, "backward FLOPs")):
+        if flag:
+            parts.append(f"{flag} in the {what} ({', '.join(f'{op} ×{n}' for op, n in sorted(ops.items()))})")
+    return f"{model} at {input}: " + "; ".join(parts) + ": no formula counts them, so these totals are too low."
 
 
 def grid_inputs(data: ReportData) -> list[str]:
@@ -198,9 +207,15 @@ def macs_per_input_text(data: ReportData, footnotes: Footnotes) -> pd.DataFrame:
     """:func:`macs_per_input_table` as text: ``error`` with a footnote where the model failed on the input,
     ``—`` where it was not counted."""
     table = macs_per_input_table(data)
-    body = {model: [fmt_scaled(value * 1e9, "MACs") if math.isfinite(value) else _failed_count(data, model, column, footnotes)
+    body = {model: [fmt_scaled(value * 1e9, "MACs") + _incomplete_mark(data, model, column, footnotes)
+                    if math.isfinite(value) else _failed_count(data, model, column, footnotes)
                     for column, value in values.items()] for model, values in table.iterrows()}
     return _text_frame(body, list(table.columns))
+
+
+def _incomplete_mark(data: ReportData, model: str, input: str, footnotes: Footnotes) -> str:
+    stats = data.stats_for(model, input)
+    return " (incomplete)" + footnotes.mark(incomplete_note(model, input, stats)) if stats and stats.macs_flag else ""
 
 
 def _failed_count(data: ReportData, model: str, input: str, footnotes: Footnotes) -> str:
