@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# `pytest tests/fuzz --hypothesis-profile=long`: the fuzzer's ten-minute run (tests/fuzz/harness.py scales
+# each strategy's examples under it; the default profile keeps the whole fuzzer under a minute).
+settings.register_profile("long", deadline=None)
 
 REPO = Path(__file__).resolve().parent.parent
 REGISTRY = "archbench.catalog.registry"
