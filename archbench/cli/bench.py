@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -251,7 +250,7 @@ class _LiveProgress:
 
         if not self.rows:
             return self.progress
-        return Group(rows_table(self.rows[-15:], title=None), self.progress)
+        return Group(rows_table(self.rows[-15:], title=None, width=err.width), self.progress)
 
     def warning(self, message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}")
@@ -299,7 +298,6 @@ def _fmt(value: float, spec: str) -> str:
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
     from archbench.report.tables import under_coverage
-    from archbench.timing.load import LOAD_THRESHOLD
 
     ok = [r for r in rows if r.status == "ok"]
     lines = []
@@ -308,8 +306,8 @@ def _caption(rows) -> str | None:
     if any(under_coverage(r) for r in ok):
         lines.append("[N%]: the CI's exact coverage where it is below 95% (fewer than 6 samples: the interval is the sample range)")
     if any(r.under_load for r in ok):
-        lines.append(f"under load: a calibration kernel around the cell ran ×R (> {LOAD_THRESHOLD:g}×) slower than at the "
-                     "start of the sweep, or other processes kept the cores it needed busy: the time is probably inflated")
+        lines.append("under load: the CPU was busy with other work while the cell ran (×R: its median about R× what its "
+                     "quiet bursts ran at, or the calibration kernel's slowdown): the time is probably inflated")
     return "\n".join(lines) or None
 
 
@@ -323,47 +321,45 @@ def _ci_cell(row) -> str:
 
 def _ok_status(row) -> str:
     if row.under_load:
-        from archbench.timing.load import LOAD_THRESHOLD
-
-        slowed = f" ×{row.load_ratio:.1f}" if row.load_ratio > LOAD_THRESHOLD else ""
+        slowed = f" ×{row.load_ratio:.1f}" if math.isfinite(row.load_ratio) and row.load_ratio >= 1.05 else ""
         return f"[yellow]under load{slowed}[/]"
     return "[yellow]noisy[/]" if row.noisy else "ok"
 
 
-def rows_table(rows, title: str | None) -> Table:
+def rows_table(rows, title: str | None, width: int | None = None) -> Table:
     """Finished cells: median with its CI (95%, or its coverage when lower) and IQR, samples, throughput,
-    FLOP/s, memory, status (``noisy``, ``under load``).
+    FLOP/s, memory, status (``noisy``, ``under load``), fitted to ``width`` (default: stdout's): the
+    least needed columns go first (archbench.cli._fit).
 
     Device, dtype and threads get a column only when they vary; otherwise they are named in the title."""
-    shared = [f"{name} {values.pop()}" if name == "threads" else str(values.pop())
-              for name in ("device", "dtype", "threads") if len(values := {getattr(r, name) for r in rows}) == 1]
-    varying = [name for name in ("device", "dtype", "threads") if len({getattr(r, name) for r in rows}) > 1]
+    from archbench.cli._fit import Column, fitted_table
+
+    axes = ("mode", "batch", "input", "device", "dtype", "threads")
+    named = {"batch": "batch {}", "threads": "threads {}"}
+    shared = [named.get(name, "{}").format(values.pop()) for name in axes
+              if len(rows) > 1 and len(values := {getattr(r, name) for r in rows}) == 1]
+    varying = [name for name in axes if len(rows) <= 1 or len({getattr(r, name) for r in rows}) > 1]
     options = any(r.channels_last or r.compiled for r in rows)
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        title=" · ".join([title, *shared]) if title else None,
-        title_justify="left",
-        caption=_caption(rows),
-        caption_justify="left",
-    )
-    columns = ["model", "mode", "batch", "input", *varying, *(["options"] if options else []),
-               "median\nms", "95% CI\nms", "IQR\nms", "n", "samples\n/s", "TFLOP\n/s", "%\npeak", "peak\nMB", "status"]
-    numeric = {"batch", "threads", "n", *(c for c in columns if "\n" in c)}
-    for name in columns:
-        table.add_column(name, justify="right" if name in numeric else "left", no_wrap=True)
+    columns = [Column("model", shorten=20),
+               *(Column(name, "right" if name in ("batch", "threads") else "left") for name in varying),
+               *([Column("options", drop=2)] if options else []),
+               Column("median\nms", "right"), Column("95% CI\nms", "right"), Column("IQR\nms", "right", drop=5),
+               Column("n", "right", drop=3), Column("samples\n/s", "right", drop=4), Column("TFLOP\n/s", "right", drop=6),
+               Column("%\npeak", "right", drop=6), Column("peak\nMB", "right", drop=4), Column("status")]
+    body = []
     for r in rows:
-        ok = r.status == "ok"
-        cells = [escape(r.model), r.mode, str(r.batch), r.input, *(str(getattr(r, name)) for name in varying)]
+        cells = [r.model, *(str(getattr(r, name)) for name in varying)]
         if options:
             cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
-        if ok:
+        if r.status == "ok":
             cells += [fmt_ms(r.median_ms), _ci_cell(r), fmt_ms(r.iqr_ms),
                       str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
                       _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"), _ok_status(r)]
         else:
             cells += ["—"] * 8 + [f"[red]{r.status}[/]"]
-        table.add_row(*cells)
-    return table
+        body.append([escape(c) if i == 0 else c for i, c in enumerate(cells)])
+    return fitted_table(columns, body, width or out.width, title=" · ".join([title, *shared]) if title else None,
+                        title_justify="left", caption=_caption(rows), caption_justify="left")
 
 
 def _print_failures(rows) -> None:

@@ -100,13 +100,13 @@ def list_command(
             ]
         )
         return
-    table = Table(title=f"{len(models)} models", title_justify="left")
-    for name, kw in (("name", {"style": "bold", "no_wrap": True}), ("family", {}), ("source", {}), ("input", {}),
-                     ("params", {"justify": "right"}), ("description", {"overflow": "fold"})):
-        table.add_column(name, **kw)
-    for m in models:
-        table.add_row(m.name, m.family, m.source, m.input_str, fmt_int(m.params), m.description)
-    out.print(table)
+    from archbench.cli._fit import Column, fitted_table
+
+    columns = [Column("name", shorten=28), Column("family", drop=2), Column("source", drop=1), Column("input"),
+               Column("params", "right"), Column("description", text=True)]
+    body = [[escape(m.name), escape(m.family), m.source, m.input_str, fmt_int(m.params), escape(m.description)]
+            for m in models]
+    out.print(fitted_table(columns, body, out.width, title=f"{len(models)} models", title_justify="left"))
 
 
 def check_command(

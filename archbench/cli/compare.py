@@ -301,31 +301,49 @@ def _rich_table(frame, title: str, first: str = "model") -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column(first, no_wrap=True)
     for column in frame.columns:
-        table.add_column(str(column), justify="right")
+        table.add_column(str(column), justify="right", no_wrap=True)
     for index, values in zip(frame.index, frame.values.tolist()):
         table.add_row(escape(str(index)), *(escape(str(v)) for v in values))
     return table
 
 
-def architecture_rich_table(data) -> Table:
-    import pandas as pd
+def _grid_table(frames, title: str, width: int) -> Table:
+    """A model × (input · batch) table that fits ``width``: the first of ``frames`` (fuller cells first) whose
+    pivot fits, else the last one stacked — a line per model and grid point — so no cell is ever cut."""
+    from archbench.cli._fit import natural_width
 
+    console = type(out)(width=width)
+    for frame in frames:
+        table = _rich_table(frame, title)
+        if natural_width(table, console) <= width:
+            return table
+    stacked = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("model", "input · batch", "value"):
+        stacked.add_column(name, justify="right" if name == "value" else "left", no_wrap=name != "model")
+    for model, values in zip(frames[-1].index, frames[-1].values.tolist()):
+        for column, value in zip(frames[-1].columns, values):
+            stacked.add_row(escape(str(model)), str(column), escape(str(value)))
+    return stacked
+
+
+def architecture_rich_table(data, width: int | None = None) -> Table:
+    """The counts of each model, fitted to ``width`` (default stdout's): the least needed columns go first."""
+    from archbench.cli._fit import Column, fitted_table
     from archbench.report.tables import architecture_table
-    from archbench.units import fmt_int, fmt_sig
+    from archbench.units import fmt_int, fmt_scaled, fmt_sig
 
     arch = architecture_table(data)
-    text = pd.DataFrame({
-        "params": arch["params"].map(fmt_int),
-        "param MB": arch["param_mb"].map(fmt_sig),
-        "GMACs": [fmt_sig(value) + _incomplete(data, model, input)
-                  for value, model, input in zip(arch["gmacs"], arch["model"], arch["input"])],
-        "GMACs w/ norm": arch["gmacs_with_norm"].map(fmt_sig),
-        "fwd GFLOPs": arch["gflops_forward"].map(fmt_sig),
-        "bwd GFLOPs": arch["gflops_backward"].map(fmt_sig),
-        "act. MB/sample": arch["activation_mb_per_sample"].map(fmt_sig),
-        "input": arch["input"],
-    }).set_axis(arch["model"])
-    return _rich_table(text, "Models (default input, batch 1; 1 MAC = 2 FLOPs)")
+    columns = [Column("model", shorten=20), Column("params", "right"), Column("param\nMB", "right", drop=3),
+               Column("MACs", "right"), Column("MACs\nw/ norm", "right", drop=2), Column("fwd\nFLOPs", "right", drop=4),
+               Column("bwd\nFLOPs", "right", drop=1), Column("act. MB\n/sample", "right", drop=2), Column("input")]
+    body = [[escape(str(model)), fmt_int(params), fmt_sig(param_mb), fmt_scaled(gmacs * 1e9, "MACs") + _incomplete(data, model, input),
+             fmt_scaled(with_norm * 1e9, "MACs"), fmt_scaled(fwd * 1e9, "FLOPs"), fmt_scaled(bwd * 1e9, "FLOPs"),
+             fmt_sig(act), input]
+            for model, params, param_mb, gmacs, with_norm, fwd, bwd, act, input in zip(
+                arch["model"], arch["params"], arch["param_mb"], arch["gmacs"], arch["gmacs_with_norm"],
+                arch["gflops_forward"], arch["gflops_backward"], arch["activation_mb_per_sample"], arch["input"])]
+    return fitted_table(columns, body, width or out.width, title="Models (default input, batch 1; 1 MAC = 2 FLOPs)",
+                        title_justify="left")
 
 
 def _incomplete(data, model: str, input: str) -> str:
@@ -336,7 +354,7 @@ def _incomplete(data, model: str, input: str) -> str:
 def print_summary(data) -> None:
     """Architecture table, the speed and relative-speed tables of the first device and dtype, and the
     footnotes (failures, cells measured under load), on stdout."""
-    from archbench.report.tables import Footnotes, load_note, relative_tables, speed_tables
+    from archbench.report.tables import Footnotes, load_note, relative_tables, speed_tables, text_table, time_cell
 
     out.print(architecture_rich_table(data))
     notes = Footnotes("plain")
@@ -344,13 +362,14 @@ def print_summary(data) -> None:
     first = tables[0][0] if tables else None
     for key, frame in tables:
         if (key.device, key.dtype) == (first.device, first.dtype):
-            out.print(_rich_table(frame, f"{key.title()}: median ms (95% CI unless stated) · samples/s"))
+            compact = text_table(data, key, time_cell, notes, flag_load=True)  # median (CI), no throughput
+            out.print(_grid_table([frame, compact], f"{key.title()}: median ms (95% CI unless stated)", out.width))
     relative = [(key, frame) for key, frame in relative_tables(data) if (key.device, key.dtype) == (first.device, first.dtype)]
     if relative:
         out.print(f"Relative speed (reference {escape(data.study.reference)}): ×(reference time / time), > 1: faster; "
                   "\"paired\": from interleaved rounds (the figure to quote), else from the CI ends of the two medians")
     for key, frame in relative:
-        out.print(_rich_table(frame, key.title()))
+        out.print(_grid_table([frame], key.title(), out.width))
     for number, message in notes.items():
         out.print(f"[{number}] {escape(message)}")
     if note := load_note(data.rows):

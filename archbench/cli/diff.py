@@ -95,14 +95,17 @@ def _print_result(result: DiffResult) -> None:
         _print_env_differences(result)
     confidence = f"{result.confidence * 100:g}%"
     out.print(f"{escape(result.base_label)} → {escape(result.new_label)}: time new/base per cell")
-    table = Table(box=box.SIMPLE_HEAD)
-    for name, justify in (("cell", "left"), ("base ms", "right"), ("new ms", "right"), ("change", "right"),
-                          (f"{confidence} CI", "right"), ("p (Holm)", "right"), ("verdict", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "cell")
-    for cell in cells_by_verdict(result):
-        table.add_row(escape(cell_label(cell.key)), fmt_ms(cell.base_median_ms), fmt_ms(cell.new_median_ms),
-                      percent(cell.ratio), ci_text(cell, result.confidence), p_text(cell.p_holm), verdict_text(cell),
-                      style=_STYLES[cell.verdict])
+    from archbench.cli._fit import Column, fitted_table
+
+    columns = [Column("cell", text=True), Column("base ms", "right", drop=2), Column("new ms", "right", drop=2),
+               Column("change", "right"), Column(f"{confidence} CI", "right"), Column("p (Holm)", "right", drop=1),
+               Column("verdict", text=True)]
+    cells = cells_by_verdict(result)
+    body = [[escape(cell_label(cell.key)), fmt_ms(cell.base_median_ms), fmt_ms(cell.new_median_ms), percent(cell.ratio),
+             ci_text(cell, result.confidence), p_text(cell.p_holm), verdict_text(cell)] for cell in cells]
+    table = fitted_table(columns, body, out.width)
+    for row_index, cell in enumerate(cells):
+        table.rows[row_index].style = _STYLES[cell.verdict]
     out.print(table)
     _print_lists(result)
     out.print(summary_line(result))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -114,19 +113,24 @@ _STATE_NOTES = {
 }
 
 
-def history_table(runs: list[RunInfo], path: Path) -> Table:
+def history_table(runs: list[RunInfo], path: Path, width: int | None = None) -> Table:
+    """The runs, fitted to ``width`` (default stdout's): git, torch, devices and models give way first, and a
+    long command is shortened in the middle rather than wrapped mid-token."""
+    from archbench.cli._fit import Column, fitted_table
+
     marks = dict.fromkeys(_STATE_MARKS.get(r.state, "") for r in runs if r.finished_utc is None)
     caption = "\n".join(_STATE_NOTES[m] for m in _STATE_NOTES if m in marks) or None
-    table = Table(title=f"archbench history: {len(runs)} run(s) in {escape(str(path))}", title_justify="left",
-                  box=box.SIMPLE_HEAD, caption_justify="left", caption=caption)
-    for name in ("id", "started (UTC)", "command", "models", "devices", "cells", "git", "torch"):
-        table.add_column(name, justify="right" if name == "id" else "left",
-                         no_wrap=name != "command", overflow="fold" if name == "command" else "ellipsis")
+    width = width or out.width
+    columns = [Column("id", "right"), Column("started (UTC)"), Column("command", shorten=max(24, width - 52), text=True),
+               Column("models", drop=2, text=True), Column("devices", drop=3), Column("cells"), Column("git", drop=4),
+               Column("torch", drop=5)]
+    body = []
     for r in runs:
         started = r.started_utc[:16].replace("T", " ") + (_STATE_MARKS.get(r.state, "") if r.finished_utc is None else "")
-        table.add_row(str(r.id), started, escape(_what(r)), escape(", ".join(r.models)), ", ".join(r.devices),
-                      _cells(r), escape(_short_commit(r.git_commit)), escape(str(r.torch_version or "—")))
-    return table
+        body.append([str(r.id), started, escape(_what(r)), escape(", ".join(r.models)), ", ".join(r.devices),
+                     _cells(r), escape(_short_commit(r.git_commit)), escape(str(r.torch_version or "—"))])
+    return fitted_table(columns, body, width, title=f"archbench history: {len(runs)} run(s) in {escape(str(path))}",
+                        title_justify="left", caption_justify="left", caption=caption)
 
 
 def _what(run: RunInfo) -> str:

@@ -92,8 +92,8 @@ def load_message(row: ResultRow) -> str:
     if row.rounds:  # interleaved: the load was read around each of its bursts
         inflated = f"its median is about ×{row.load_ratio:.2f} what the quiet rounds ran at" if math.isfinite(
             row.load_ratio) else "no round was quiet, so how much is unknown"
-        why = (f"{row.loaded_rounds} of its {row.rounds} rounds ran under CPU pressure ({inflated}); its paired ratio "
-               "leaves them out when six quiet rounds remain")
+        why = (f"over a tenth of its bursts ran under CPU pressure, in {row.loaded_rounds} of its {row.rounds} rounds "
+               f"({inflated}); its paired ratio leaves those rounds out when six quiet ones remain")
     elif row.load_ratio > LOAD_THRESHOLD:
         why = f"the calibration kernel ran {row.load_ratio:.2f}× slower around this cell than at the start of the sweep"
     else:
