@@ -23,8 +23,6 @@ from rich.table import Table
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, model_options, out, out_path, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
-from archbench.errors import UsageError
-from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.cli.memory import (
     MaxBatchOption,
     MemoryLimitOption,
@@ -35,7 +33,17 @@ from archbench.cli.memory import (
     search_options,
     stored_rows,
 )
-from archbench.parsing import parse_batches, parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
+from archbench.errors import UsageError
+from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
+from archbench.parsing import (
+    parse_batches,
+    parse_choices,
+    parse_fraction,
+    parse_inputs,
+    parse_positive_ints,
+    parse_seconds,
+    parse_set,
+)
 from archbench.results import DTYPES, MODES
 from archbench.units import fmt_ms
 
@@ -95,10 +103,9 @@ def bench_command(
     from archbench.outputs import owned_file
     from archbench.runs.envinfo import append_environment, environment
     from archbench.runs.interleave import Interleaving
+    from archbench.runs.maxbatch import plan_with_max
     from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
-
-    from archbench.runs.maxbatch import plan_with_max
 
     cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads,
                           settings=search_settings, previous=stored_rows(out_csv) if resume else (),

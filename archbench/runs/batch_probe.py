@@ -7,9 +7,10 @@ pipes (stdout and stderr stay free for whatever torch prints). The first request
     {"model": {...ModelSpec fields...}, "device": "cpu", "mode": "train", "input": "3x64x64", "dtype": "fp32",
      "channels_last": false, "threads": 1, "limit_bytes": 2147483648, "optimizer": "none"}
 
-runs one step at batch 2 (see :meth:`Prober._warm_up`), and is answered ``{"ready": true, "limit": "...how it is enforced..."}``; each later ``{"batch": N}`` builds the
-model, runs :data:`STEPS` steps and answers ``{"batch": N, "fits": true, "peak_bytes": ...}``, or ``"fits":
-false`` with the allocator's words when memory ran out. Any other failure answers ``{"error": ...}``.
+runs one step at batch 2 (see :meth:`Prober._warm_up`), and is answered ``{"ready": true, "limit": "..."}``
+(how the limit is enforced); each later ``{"batch": N}`` builds the model, runs :data:`STEPS` steps and
+answers ``{"batch": N, "fits": true, "peak_bytes": ...}``, or ``"fits": false`` with the allocator's words
+when memory ran out. Any other failure answers ``{"error": ...}``.
 
 The limit, enforced here so an allocation beyond it fails in this process and nowhere else:
 
