@@ -102,16 +102,16 @@ def test_estimate_parts_of_a_linear_model_are_exact():
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd-momentum", "adamw"])
 def test_estimate_within_15_percent_of_a_measured_step(optimizer):
-    """The estimate against the peak resident set of a real training step in a fresh process (mnist-cnn at
-    two batches, where activations dominate)."""
+    """The estimate against the peak resident set of a real training step in a fresh process (resnet18 at
+    3x64x64, two batches)."""
     from archbench.catalog.refs import resolve_model
     from archbench.costs.memory_estimate import estimate_memory
     from archbench.runs.maxbatch import measure_step_peak
 
-    source = resolve_model("mnist-cnn")
-    estimate = estimate_memory(source, batch=1, optimizer=optimizer)
-    for batch in (512, 2048):
-        measured = measure_step_peak(source, None, batch, optimizer=optimizer)
+    source = resolve_model("resnet18")
+    estimate = estimate_memory(source, (3, 64, 64), batch=1, optimizer=optimizer)
+    for batch in (32, 128):
+        measured = measure_step_peak(source, (3, 64, 64), batch, optimizer=optimizer)
         assert measured.fits
         assert estimate.at(batch).total == pytest.approx(measured.peak_bytes, rel=0.15), batch
 

@@ -95,8 +95,10 @@ class Prober:
         """One step of the model at batch :data:`WARM_BATCH` before the baseline: what a process pays once (the
         library code the step runs, paged in; oneDNN's kernels, compiled) is not counted to any batch, as in a
         training job past its first iteration."""
+        self.warmed = False
         try:
             self._run(WARM_BATCH)
+            self.warmed = True
         except Exception:  # noqa: BLE001 - the probes report what fails; the warm-up only warms
             pass
         finally:
@@ -115,6 +117,12 @@ class Prober:
         except Exception as exc:  # noqa: BLE001 - out of memory is the answer; anything else is reported
             if is_out_of_memory(exc):
                 return {"batch": batch, "fits": False, "reason": oom_reason(exc)}
+            if self.warmed and batch > WARM_BATCH and isinstance(exc, RuntimeError) and not self.device.startswith("cuda"):
+                # oneDNN says "could not create a primitive" when its memory runs out: the same step ran at
+                # batch 2, so a failure at a larger batch under the limit is taken as the limit's
+                return {"batch": batch, "fits": False,
+                        "reason": f"{' '.join(str(exc).split())[:200]} (taken as out of memory: the step ran at batch "
+                                  f"{WARM_BATCH})"}
             return {"batch": batch, "error": f"{type(exc).__name__}: {exc}", "cuda": "cuda" in str(exc).lower()}
         finally:
             self._release()
