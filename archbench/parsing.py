@@ -163,7 +163,7 @@ def parse_batches(text: str, option: str = "--batch") -> list[int | str]:
         elif re.fullmatch(r"\d+", item) and int(item) > 0:
             values.append(int(item))
         else:
-            raise UsageError(f"{option} value '{item}' is neither a positive integer nor max: expected e.g. "
+            raise UsageError(f"{option} value '{item}' is not a positive integer or max: expected e.g. "
                              f"{option} 1,8,32 or {option} 1,8,max.")
     return _unique(values)
 

@@ -22,7 +22,7 @@ MIB = 2**20
 def test_batches_take_max_among_integers():
     assert parse_batches("1, 8,max,8") == [1, 8, "max"]
     assert parse_batches("MAX") == ["max"]
-    with pytest.raises(UsageError, match="neither a positive integer nor max"):
+    with pytest.raises(UsageError, match="not a positive integer or max"):
         parse_batches("1,maximum")
 
 
