@@ -368,7 +368,7 @@ def _batches(where: str, key: str, value: Any) -> tuple[int, ...]:
         if item == "max":
             continue
         if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-            raise StudyError(f"{where}: {key}: {item!r} is neither a positive integer nor \"max\"; expected e.g. "
+            raise StudyError(f"{where}: {key}: {item!r} is not a positive integer (nor \"max\"); expected e.g. "
                              f"{key.split('.')[-1]} = [1, 8, \"max\"].")
     return tuple(dict.fromkeys(items))
 
