@@ -18,6 +18,7 @@ from archbench.catalog.source import ModelSource, as_source
 from archbench.options import MeasureOptions
 
 if TYPE_CHECKING:
+    from archbench.costs.memory_estimate import MemoryEstimate
     from archbench.costs.summary import ModelSummary
     from archbench.results import ModelStats, ResultRow
     from archbench.runs.compare import CompareResult
@@ -63,6 +64,28 @@ def count(model: Model, inputs: Any = None, *, input_size: Sequence[int] | None 
     module = _module_to_count(model, source, device, dtype)
     return summarize_source(source, tuple(input_size) if input_size else None, batch, device, depth=0, model=module,
                             inputs=inputs, cross_check=False).stats
+
+
+def estimate_memory(model: Model, input_size: Sequence[int] | None = None, *, batch: int = 1, optimizer: str = "none",
+                    mode: str = "train", dtype: str = "fp32", device: str = "cpu", name: str | None = None,
+                    make_inputs: Callable[..., Any] | None = None) -> MemoryEstimate:
+    """The memory one step of ``model`` needs at ``batch``, by part: parameters, gradients, optimizer state
+    (``optimizer``: none, sgd, sgd-momentum, adam, adamw), inputs, activations saved for backward and transient
+    workspace (see :mod:`archbench.costs.memory_estimate`). ``dtype`` bf16/fp16 runs under autocast (AMP, fp32
+    master weights). The result's ``.at(batch)`` and ``.largest_batch(budget_bytes)`` answer for other batches
+    and budgets; the caller's model is never changed (a copy runs)."""
+    from archbench.costs.memory_estimate import estimate_memory as estimate
+
+    source = _source(model, name, input_size, make_inputs)
+    module = model if _is_module(model) else None
+    return estimate(source, tuple(input_size) if input_size else None, batch=batch, mode=mode, dtype=dtype,
+                    optimizer=optimizer, device=device, model=module)
+
+
+def _is_module(model: Model) -> bool:
+    from torch import nn
+
+    return isinstance(model, nn.Module)
 
 
 def measure(fn: Callable[[], object], device: str = "cpu", options: MeasureOptions = MeasureOptions(),

@@ -190,3 +190,43 @@ def parse_seconds(text: str, option: str) -> float:
         raise UsageError(f"{option} {quoted(str(text).strip())} is not a number of seconds between 0 and "
                          f"{MAX_SECONDS:,.0f} (a day): e.g. {option} 10.")
     return value
+
+
+MAX_BATCH = "max"  # --batch max: the largest batch that fits (archbench.runs.maxbatch)
+
+
+def parse_batches(text: str, option: str = "--batch") -> list[int | str]:
+    """Batch sizes, each a positive integer or ``max`` (the largest that fits): ``--batch 1,8,max``."""
+    items = split_list(text)
+    if not items:
+        raise UsageError(f"{option} is empty: give one or more batch sizes such as 1,8,32, or max.")
+    values: list[int | str] = []
+    for item in items:
+        if item.lower() == MAX_BATCH:
+            values.append(MAX_BATCH)
+        elif re.fullmatch(r"\d+", item) and int(item) > 0:
+            values.append(int(item))
+        else:
+            raise UsageError(f"{option} value '{item}' is not a positive integer or max: expected e.g. "
+                             f"{option} 1,8,32 or {option} 1,8,max.")
+    return _unique(values)
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
+               "t": 2**40, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+MAX_BYTES = 2**60  # an exbibyte: anything larger is a typo, not a memory size
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """A memory size: ``8GiB``, ``512MiB``, ``1.5G`` (K/M/G/T and KiB/MiB/GiB/TiB are binary, KB/MB/GB/TB decimal,
+    a bare number is bytes); positive and at most 2**60."""
+    match = _BYTES_RE.match(str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _BYTE_UNITS:
+        raise UsageError(f"{option} '{text}' is not a memory size: expected a number and a unit, e.g. {option} 8GiB "
+                         "or 512MiB (KiB/MiB/GiB/TiB binary, KB/MB/GB/TB decimal).")
+    value = round(float(match.group(1)) * _BYTE_UNITS[unit])
+    if not 0 < value <= MAX_BYTES:
+        raise UsageError(f"{option} '{text}' is not a memory size between 1 byte and 1 EiB.")
+    return value

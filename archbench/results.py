@@ -131,6 +131,10 @@ class ResultRow:
     paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
     paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
     paired_ratio_high: float = math.nan
+    max_batch_bound: str = ""  # batch "max": what stopped the search (oom | memory_limit | max_batch); "": batch given
+    max_batch_probes: str = ""  # batch "max": the batches the search ran, in order ("64 ok, 128 oom, 96 ok")
+    max_batch_predicted: int = 0  # batch "max": the batch the memory estimate predicted (0: none)
+    memory_limit_mb: float = math.nan  # batch "max": the memory limit the search ran under (MiB; NaN: the device's)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
     def key(self) -> CellKey:

@@ -59,6 +59,9 @@ MALFORMED: dict[str, list[str]] = {
     "NAME": ["", "a b"],
     "FEATURES": ["", "a b"],
     "MINUTES": _NUMBERS,
+    "MODE": _WORDS + ["infer,train"],
+    "DTYPE": _WORDS + ["fp64", "fp32,bf16"],
+    "SIZE": ["", "0", "-1", "1e99", "nan", "abc", "ü中", "8 parsecs", "2**70"],
 }
 # Kinds whose every value is meaningful text: nothing to break (unknown options and extra arguments are
 # still tested for their commands).
@@ -70,6 +73,7 @@ BASE: dict[str, list[str]] = {
     "list": ["list"],
     "check": ["check", "mnist-cnn"],
     "summary": ["summary", "mnist-cnn"],
+    "memory": ["memory", "mnist-cnn", "--batch", "8"],
     "bench": ["bench", "mnist-cnn", "--mode", "infer", "--max-time", "0.05", "--out", "{out}.csv"],
     "compare": ["compare", "mnist-cnn", "resnet-cifar-n5", "--mode", "infer", "--batch", "1", "--max-time", "0.05",
                 "--out", "{out}"],

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from archbench import __version__
-from archbench.cli import bench, catalog, collect, compare, diff, history, run_cells, summary
+from archbench.cli import bench, catalog, collect, compare, diff, history, memory, run_cells, summary
 from archbench.cli._common import err
 from archbench.errors import ArchbenchError
 from archbench.interrupts import sigterm_as_interrupt
@@ -46,6 +46,7 @@ def _root(
 app.command("list")(catalog.list_command)
 app.command("check")(catalog.check_command)
 app.command("summary")(summary.summary_command)
+app.command("memory")(memory.memory_command)
 app.command("bench")(bench.bench_command)
 app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)

@@ -33,10 +33,21 @@ from archbench.cli._common import (
 )
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
+from archbench.cli.memory import (
+    MaxBatchOption,
+    MemoryLimitOption,
+    batch_label,
+    max_batch_settings,
+    print_probe,
+    print_searches,
+    search_options,
+    stored_rows,
+)
 from archbench.errors import UsageError, quoted
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.parsing import (
     INT32_MAX,
+    parse_batches,
     parse_choices,
     parse_fraction,
     parse_inputs,
@@ -53,7 +64,7 @@ def bench_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL", show_default=False, help=(
         "Model names or references: resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, ./file.py:MyNet."))],
     device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = "cpu",
-    batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated.")] = "1",
+    batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated; max: the largest that fits (searched in a worker process).")] = "1",
     input: Annotated[str | None, typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
     mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = "fp32",
@@ -72,11 +83,14 @@ def bench_command(
     specs: SpecsOption = None,
     db: DbOption = None,
     no_db: NoDbOption = False,
+    memory_limit: MemoryLimitOption = None,
+    max_batch: MaxBatchOption = None,
 ) -> None:
     """Time forward (infer) and forward+backward (train) steps of each model on every combination of the
     options; every finished cell is appended to the CSV at once. Several models are timed in alternating
     rounds at each combination, with paired time ratios against the first model in the CSV."""
-    batches = parse_positive_ints(batch, "--batch")
+    batches = parse_batches(batch, "--batch")
+    search_settings = max_batch_settings(batches, memory_limit, max_batch)
     inputs = parse_inputs(input, "--input") if input is not None else None
     modes = parse_choices(mode, "--mode", MODES)
     dtypes = parse_choices(dtype, "--dtype", DTYPES)
@@ -101,14 +115,16 @@ def bench_command(
 
     from archbench.options import MeasureOptions
     from archbench.outputs import owned_file
-    from archbench.runs.cells import plan_cells
     from archbench.runs.envinfo import environment
     from archbench.runs.interleave import Interleaving
+    from archbench.runs.maxbatch import plan_with_max
     from archbench.runs.sinks import keep_environment, where_kept
     from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
 
-    cells = plan_cells(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads)
+    cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads,
+                          settings=search_settings, previous=stored_rows(out_csv) if resume else (),
+                          on_probe=print_probe)
     axes = (("model", len(model_specs)), ("device", len(devices)), ("input", len(inputs or [None])),
             ("dtype", len(dtypes)), ("batch", len(batches)), ("mode", len(modes)))
     if not json:
@@ -116,7 +132,7 @@ def bench_command(
     env = environment(devices, cells[0].threads if cells else n_threads)
     resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
                                      cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
-                                     no_interleave, set_, model_inputs)
+                                     no_interleave, set_, model_inputs, memory_limit, max_batch)
     with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress(max_time_s) as listener:
         recording = None if store is None else Recording(
             store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
@@ -141,6 +157,7 @@ def bench_command(
     else:
         out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
         _print_failures(result.rows)
+        print_searches(result.rows)
         _print_peaks(result.peaks_tflops)
     _print_saved(result, out_csv)
     if recording is not None:
@@ -198,7 +215,7 @@ def _one_thread_count(text: str | None) -> int | None:
 
 
 def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs,
-                    no_interleave, sets=None, model_inputs=None) -> str:
+                    no_interleave, sets=None, model_inputs=None, memory_limit=None, max_batch=None) -> str:
     parts = ["archbench", "bench", *models, "--device", device, "--batch", batch]
     if input is not None:
         parts += ["--input", input]
@@ -208,6 +225,7 @@ def _resume_command(models, device, batch, input, mode, dtype, channels_last, co
     parts += ["--threads", str(threads)] if threads is not None else []
     parts += ["--precision", precision, "--max-time", max_time]
     parts += model_options(no_interleave, sets, model_inputs, specs)
+    parts += search_options(memory_limit, max_batch)
     parts += ["--out", str(out_csv), "--resume"]
     return " ".join(shlex.quote(str(p)) for p in parts)
 
@@ -348,7 +366,7 @@ def rows_table(rows, title: str | None, width: int | None = None) -> Table:
                Column("%\npeak", "right", drop=6), Column("peak\nMB", "right", drop=4), Column("status")]
     body = []
     for r in rows:
-        cells = [r.model, *(str(getattr(r, name)) for name in varying)]
+        cells = [r.model, *(batch_label(r) if name == "batch" else str(getattr(r, name)) for name in varying)]
         if options:
             cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
         if r.status == "ok":

@@ -37,8 +37,16 @@ from archbench.cli.collect import (
     print_detached,
 )
 from archbench.cli.history import DbOption, NoDbOption, db_path, open_recording_store, print_stored
+from archbench.cli.memory import (
+    MaxBatchOption,
+    MemoryLimitOption,
+    max_batch_settings,
+    print_probe,
+    print_searches,
+    search_options,
+)
 from archbench.errors import UsageError
-from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
+from archbench.parsing import parse_batches, parse_choices, parse_fraction, parse_inputs, parse_seconds, parse_set
 from archbench.runs.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
@@ -49,7 +57,7 @@ def compare_command(
         "Models to compare: names or references (resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, "
         "./file.py:MyNet); none: the default study."))] = None,
     study: Annotated[str | None, typer.Option("--study", metavar="FILE|NAME", help="A study file (TOML), or the name of one in specs/studies/.", show_default=False)] = None,
-    batch: Annotated[str | None, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated [default: 1,8].", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated; max: the largest that fits [default: 1,8].", show_default=False)] = None,
     input: Annotated[str | None, typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated [default: each model's own].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto [default: cpu].", show_default=False)] = None,
     mode: Annotated[str | None, typer.Option("--mode", metavar="MODES", help="infer and/or train [default: infer,train].", show_default=False)] = None,
@@ -79,6 +87,8 @@ def compare_command(
     sbatch: SbatchOption = None,
     no_exclusive: SharedNodeOption = False,
     detach: DetachOption = False,
+    memory_limit: MemoryLimitOption = None,
+    max_batch: MaxBatchOption = None,
 ) -> None:
     """Compare models cell by cell (devices x inputs x batches x modes x dtypes) and write a report:
     report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
@@ -111,7 +121,7 @@ def compare_command(
             models,
             devices=_devices(device),
             inputs=parse_inputs(input, "--input") if input is not None else None,
-            batches=parse_positive_ints(_or_default(batch, "1,8"), "--batch"),
+            batches=parse_batches(_or_default(batch, "1,8"), "--batch"),
             modes=parse_choices(_or_default(mode, "infer,train"), "--mode", MODE_CHOICES),
             dtypes=parse_choices(_or_default(dtype, "fp32"), "--dtype", DTYPE_CHOICES),
             reference=reference,
@@ -122,6 +132,7 @@ def compare_command(
     else:
         the_study = load_study(find_study(study) if study is not None else default_study_path())
     the_study = _with_options(the_study, max_time_s, precision_value, interleave=False if no_interleave else None)
+    the_study = _with_search(the_study, memory_limit, max_batch)
     executor_args = executor_command_args(executor, workers, partition, gpus_per_job, constraint, time_limit, account,
                                           qos, sbatch, no_exclusive)
     settings = executor_settings(the_study.executor, executor=executor, workers=workers, partition=partition,
@@ -129,7 +140,7 @@ def compare_command(
                                  qos=qos, sbatch=sbatch, no_exclusive=no_exclusive, detach=detach,
                                  targets=the_study.targets)
     command = reproduce_command(models, study, grid_given, max_time, precision, out_dir, specs, no_interleave,
-                                set_, model_inputs, executor_args)
+                                set_, model_inputs, [*executor_args, *search_options(memory_limit, max_batch)])
     store = open_recording_store(db, no_db)
 
     from archbench.runs.compare import run_compare
@@ -156,6 +167,7 @@ def compare_command(
         err.print(f"  {escape(command)} --resume", soft_wrap=True)
         raise typer.Exit(130)
     print_summary(result.data)
+    print_searches(result.data.rows)
     _print_files(result.files, result.out_dir)
     if result.all_failed:
         err.print(f"[red]every cell failed[/] ({len(result.data.rows)} of {len(result.data.rows)}): see the errors in the report.")
@@ -233,6 +245,19 @@ def _with_options(study, max_time_s: float | None, precision: float | None, inte
     return dataclasses.replace(study, options=options)
 
 
+def _with_search(study, memory_limit: str | None, max_batch: str | None):
+    """``--memory-limit`` / ``--max-batch`` into the study's options (they bound a batch ``max`` only)."""
+    import dataclasses
+
+    if memory_limit is None and max_batch is None:
+        return study
+    batches = [*study.grid.batches, *(b for g in study.grid.per_device.values() for b in g.get("batches", ()))]
+    settings = max_batch_settings(batches, memory_limit, max_batch)
+    options = dataclasses.replace(study.options, memory_limit=settings.memory_limit_bytes or study.options.memory_limit,
+                                  max_batch=settings.max_batch or study.options.max_batch)
+    return dataclasses.replace(study, options=options)
+
+
 def reproduce_command(models, study, grid_given: dict, max_time, precision, out_dir, specs, no_interleave=False,
                       sets=None, model_inputs=None, executor_args=()) -> str:
     """The command line that reruns this comparison (what the report prints under "Reproduce with")."""
@@ -289,6 +314,9 @@ class _CompareProgress:
 
     def counting(self, model: str, input: str) -> None:
         err.print(f"counting {escape(model)} at {input} (parameters, MACs, activation memory)")
+
+    def batch_probed(self, cell, probe) -> None:
+        print_probe(cell, probe)
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)  # sweep_started, cell_started, cell_phase, cell_finished

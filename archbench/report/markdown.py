@@ -274,6 +274,23 @@ def efficiency_section(data: ReportData, notes: Footnotes) -> list[str]:
     return lines
 
 
+def knee_section(data: ReportData) -> list[str]:
+    """The knee of each throughput curve, and the largest batch a ``max`` search found (none: no section)."""
+    from archbench.report.knee import knees
+
+    found = knees(data.rows)
+    if not found:
+        return []
+    rows = [(k.model, k.device, k.mode, k.input, k.dtype, f"{k.knee_batch} ({k.knee_samples_per_s:,.1f}/s)",
+             f"{k.best_batch} ({k.best_samples_per_s:,.1f}/s)", f"{k.max_batch} ({k.max_bound})" if k.max_batch else "—")
+            for k in found]
+    return ["## Throughput knee", "",
+            "The knee of each throughput curve: the smallest batch whose samples/s is within 5% of the best measured "
+            "— the batch worth running. Largest batch: found by `--batch max`, with what stopped the search.", "",
+            md_table(["model", "device", "mode", "input", "dtype", "knee batch", "best batch", "largest batch"], rows,
+                     ["l", "l", "l", "l", "l", "r", "r", "r"]), ""]
+
+
 def plots_section(data: ReportData) -> list[str]:
     from archbench.report.plots import planned_plots
 
@@ -306,6 +323,7 @@ def render_markdown(data: ReportData) -> str:
         *relative_section(data),
         *memory_section(data, notes),
         *efficiency_section(data, notes),
+        *knee_section(data),
         *plots_section(data),
         *method_section(data),
         *precision_section(data),

@@ -186,8 +186,26 @@ def throughput_figure(data: ReportData):
     for ax, cell_rows in panels:
         batches = sorted({r.batch for r in cell_rows})
         _log_axes(ax, batches, [str(b) for b in batches], "batch size", "samples / s", x_base=2)
+        _mark_knees(ax, cell_rows, _styles(data)[1])
     _figure_legend(fig, axes)
     return fig
+
+
+def _mark_knees(ax, rows, colors) -> None:
+    """Each curve's knee (:mod:`archbench.report.knee`) as a ring labelled ``knee N``, and a batch a ``max``
+    search found labelled ``max N``."""
+    from archbench.report.knee import knees
+
+    for knee in knees(rows):
+        color = colors.get(knee.model)
+        ax.scatter([knee.knee_batch], [knee.knee_samples_per_s], s=160, facecolors="none", edgecolors=color,
+                   linewidths=1.5, zorder=4, label="knee: smallest batch within 5% of the best throughput")
+        ax.annotate(f"knee {knee.knee_batch}", (knee.knee_batch, knee.knee_samples_per_s), textcoords="offset points",
+                    xytext=(0, -16), ha="center", fontsize="small", color=color)
+        if knee.max_batch:
+            top = next(r for r in rows if r.model == knee.model and r.input == knee.input and r.batch == knee.max_batch)
+            ax.annotate(f"max {knee.max_batch}", (knee.max_batch, top.samples_per_s), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize="small", color=color)
 
 
 def time_vs_input_figure(data: ReportData):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from archbench.catalog.source import ModelSource
 from archbench.errors import UsageError
@@ -30,6 +31,7 @@ class Cell:
     channels_last: bool = False
     compiled: bool = False
     threads: int = 1
+    search: Any = field(default=None, compare=False)  # how ``batch`` was found (archbench.runs.maxbatch); None: given
 
     @property
     def input_str(self) -> str:

@@ -37,7 +37,7 @@ from archbench.catalog.spec import ModelSpec
 from archbench.errors import ModelRunError, OutputWriteError, UsageError
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
-from archbench.results import ResultRow
+from archbench.results import ResultRow, read_rows_csv
 from archbench.runs.sinks import WriteFailure, keeps_rows, where_kept
 from archbench.runs.study import Study, resolve_models
 
@@ -109,16 +109,19 @@ def study_devices(study: Study) -> list[str]:
     return parse_devices(",".join(study.grid.devices), option="grid.devices")
 
 
-def plan_study(study: Study, specs: Sequence[ModelSpec]) -> list:
-    """The cells of the study, device by device (each device with its own grid values)."""
-    from archbench.runs.cells import plan_cells
+def plan_study(study: Study, specs: Sequence[ModelSpec], previous: Iterable[ResultRow] = (), on_probe=None) -> list:
+    """The cells of the study, device by device (each device with its own grid values); a batch ``max`` is
+    searched (:mod:`archbench.runs.maxbatch`) unless a row of ``previous`` (a resumed run's) found it."""
+    from archbench.runs.maxbatch import MaxBatchSettings, plan_with_max
 
     options = study.options
+    settings = MaxBatchSettings(options.memory_limit, options.max_batch)
     cells = []
     for device in study_devices(study):
         grid = study.grid.for_device(device)
-        cells += plan_cells(specs, [device], grid.batches, grid.inputs, grid.modes, grid.dtypes,
-                            options.channels_last, options.compiled, options.threads)
+        cells += plan_with_max(specs, [device], grid.batches, grid.inputs, grid.modes, grid.dtypes,
+                               options.channels_last, options.compiled, options.threads, settings=settings,
+                               previous=previous, on_probe=on_probe)
     if study.targets:  # every cell on every target, its device labelled with the target (cpu@a)
         from archbench.runs.workunits import with_target
 
@@ -346,7 +349,13 @@ def run_compare(
     check_writable_dir(out_dir)
     # ``sources``: models the caller already holds (the Python API: modules, factories); by name otherwise
     specs = [sources[n] for n in study.models] if sources else resolve_models(study, extra_dirs)
-    cells = plan_study(study, specs)
+    if "max" in study.grid.batches or any("max" in g.get("batches", ()) for g in study.grid.per_device.values()):
+        from archbench.runs.maxbatch import check_searchable
+
+        check_searchable("slurm" if type(executor).__name__ == "SlurmExecutor" else "local", study.targets)
+    partial = out_dir / PARTIAL_CSV
+    cells = plan_study(study, specs, read_rows_csv(partial) if resume and partial.exists() else (),
+                       lambda cell, probe: _notify(listener, "batch_probed", cell, probe))
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")
     executor.check(cells)

@@ -57,7 +57,8 @@ DEFAULT_STUDY = "default"
 _TOP_KEYS = ("title", "models", "reference", "grid", "options", "executor", "targets")
 _GRID_KEYS = ("devices", "inputs", "batches", "modes", "dtypes")
 _DEVICE_GRID_KEYS = ("inputs", "batches", "modes", "dtypes")
-_OPTION_KEYS = ("max_time_s", "precision", "min_samples", "channels_last", "compiled", "threads", "interleave")
+_OPTION_KEYS = ("max_time_s", "precision", "min_samples", "channels_last", "compiled", "threads", "interleave",
+                "memory_limit", "max_batch")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -68,7 +69,7 @@ class Grid:
 
     devices: tuple[str, ...] = ("cpu",)  # may hold "auto", resolved when the study runs
     inputs: tuple[InputShape, ...] | None = None
-    batches: tuple[int, ...] = (1, 8)
+    batches: tuple[int | str, ...] = (1, 8)  # "max": the largest batch that fits (archbench.runs.maxbatch)
     modes: tuple[str, ...] = ("infer", "train")
     dtypes: tuple[str, ...] = ("fp32",)
     per_device: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, hash=False)
@@ -90,6 +91,8 @@ class StudyOptions:
     compiled: bool = False
     threads: int | None = None
     interleave: bool = True  # models sharing a grid point timed in alternating rounds (archbench.runs.interleave)
+    memory_limit: int | None = None  # batch "max": bytes the search's worker may use (archbench.runs.maxbatch)
+    max_batch: int | None = None  # batch "max": never searched above
 
     @property
     def measure(self) -> MeasureOptions:
@@ -362,8 +365,11 @@ def _batches(where: str, key: str, value: Any) -> tuple[int, ...]:
     if not items:
         raise StudyError(f"{where}: {key}: expected a non-empty list of positive integers, e.g. [1, 8].")
     for item in items:
+        if item == "max":
+            continue
         if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-            raise StudyError(f"{where}: {key}: {item!r} is not a positive integer; expected e.g. {key.split('.')[-1]} = [1, 8].")
+            raise StudyError(f"{where}: {key}: {item!r} is not a positive integer (nor \"max\"); expected e.g. "
+                             f"{key.split('.')[-1]} = [1, 8, \"max\"].")
     return tuple(dict.fromkeys(items))
 
 
@@ -428,9 +434,11 @@ def _options(where: str, table: Any) -> StudyOptions:
     if isinstance(table.get("threads"), list):
         raise StudyError(f"{where}: options.threads: {table['threads']!r}: give one thread count (e.g. threads = 2); "
                          "a study does not sweep thread counts.")
-    for key in ("min_samples", "threads"):
+    for key in ("min_samples", "threads", "max_batch"):
         if key in table:
             values[key] = _positive_int(where, f"options.{key}", table[key])
+    if "memory_limit" in table:
+        values["memory_limit"] = _memory_size(where, "options.memory_limit", table["memory_limit"])
     for key in ("channels_last", "compiled", "interleave"):
         if key in table:
             if not isinstance(table[key], bool):
@@ -443,6 +451,20 @@ def _positive_int(where: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise StudyError(f"{where}: {key}: {value!r} is not a positive integer.")
     return value
+
+
+def _memory_size(where: str, key: str, value: Any) -> int:
+    """A memory size: a string with a unit ("8GiB") or a number of bytes."""
+    from archbench.parsing import parse_bytes
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise StudyError(f"{where}: {key}: {value!r} is not a memory size; expected e.g. {key.split('.')[-1]} = \"8GiB\".")
+    try:
+        return parse_bytes(value, key)
+    except UsageError as exc:
+        raise StudyError(f"{where}: {exc}") from None
 
 
 def _positive_number(where: str, key: str, value: Any) -> float:

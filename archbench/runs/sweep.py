@@ -346,6 +346,8 @@ def measure_cell(
     unsupported = unsupported_dtype(cell.device, cell.dtype)
     if unsupported:
         return ResultRow(**identity, status="unsupported", error=unsupported)
+    if cell.search is not None and not cell.search.found:  # batch "max": not even batch 1 fits
+        return ResultRow(**identity, status="oom", error=cell.search.failure())
     prepared = PreparedCell(cell)
     try:
         tracker = MemoryTracker(cell.device)
@@ -360,11 +362,14 @@ def measure_cell(
 
 
 def cell_identity(cell: Cell, options: MeasureOptions) -> dict[str, Any]:
-    """The fields of ``cell``'s row that every outcome shares: its key, options and TF32 state."""
+    """The fields of ``cell``'s row that every outcome shares: its key, options, TF32 state and, for a batch
+    ``max``, how the batch was found."""
+    from archbench.runs.maxbatch import search_fields
+
     return dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                 dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
                 precision=options.precision, max_time_s=options.budget_s, min_samples=options.min_samples,
-                tf32=runs_as_tf32(cell.device, cell.dtype, tf32_settings()))
+                tf32=runs_as_tf32(cell.device, cell.dtype, tf32_settings()), **search_fields(cell.search))
 
 
 @dataclass
