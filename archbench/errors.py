@@ -15,6 +15,9 @@ REMEDIES = {
     "out": ("choose another --out", "choose another output location (out_dir / out_csv)"),
     "no_resume": ("run without --resume", "run with resume=False"),
     "smaller": ("try a smaller --batch or --input, or another --device", "try a smaller batch or input_size, or another device"),
+    "inputs": ("its forward takes other inputs than one image tensor: give them with --inputs FILE.py:factory "
+               "(docs/models.md)", "its forward takes other inputs than one image tensor: pass them as input_data= "
+               "(a tuple or a dict of keyword arguments)"),
 }
 
 
@@ -73,7 +76,9 @@ class UnknownModelError(ArchbenchError):
         self.name = name
         self.suggestions = list(suggestions or [])
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown model '{name}'.{hint} Run `archbench list` to see every model.")
+        super().__init__(f"unknown model '{name}'.{hint} Run `archbench list` to see every model. Your own code "
+                         "goes in as ./file.py:Class or package.module:attr; a plugin's family (archbench.families "
+                         "entry point) is known once its package is installed (pip install -e its folder).")
 
 
 class DuplicateFamilyError(ArchbenchError):

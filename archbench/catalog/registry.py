@@ -11,6 +11,7 @@ specs, plugin families, torchvision's and timm's zoos, and the user's own code.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fnmatch
 import importlib
 import inspect
@@ -284,12 +285,14 @@ def _check_arguments(spec: ModelSpec, builder: Builder) -> None:
     params = builder_arguments(builder)
     open_ended = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in _signature(builder).parameters.values())
     hints = _type_hints(builder)
-    valid = ", ".join(f"{n}: {_type_name(hints.get(n))}" for n in params) or "none"
+    valid = ", ".join(f"{n}: {_type_name(hints.get(n), p.default)}" for n, p in params.items()) or "none"
     for key, value in spec.args.items():
         where = _where(spec, {key: value} if key in spec.set_args else {})
         if key not in params and not open_ended:
+            close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.75)
+            guess = f" Did you mean '{close[0]}'?" if close else ""
             raise SpecError(
-                f"{where}model '{spec.name}': {_builder_label(spec, builder)} has no argument '{key}'. "
+                f"{where}model '{spec.name}': {_builder_label(spec, builder)} has no argument '{key}'.{guess} "
                 f"Valid arguments: {valid}."
             )
         if key in hints and not _matches(value, hints[key]):
@@ -336,9 +339,13 @@ def _matches(value: Any, annotation: Any) -> bool:
     return True
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any, default: Any = inspect.Parameter.empty) -> str:
+    """An argument's type as the user reads it: its annotation, else its default's type (an unannotated
+    ``width=32`` reads ``int (from its default)``), else ``unannotated``."""
     if annotation is None:
-        return "any"
+        if default is inspect.Parameter.empty or default is None:
+            return "unannotated"
+        return f"{type(default).__name__} (from its default)"
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")

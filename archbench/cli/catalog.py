@@ -106,7 +106,11 @@ def list_command(
                Column("params", "right"), Column("description", text=True)]
     body = [[escape(m.name), escape(m.family), m.source, m.input_str, fmt_int(m.params), escape(m.description)]
             for m in models]
-    out.print(fitted_table(columns, body, out.width, title=f"{len(models)} models", title_justify="left"))
+    seeds = any("seed 0" in m.description for m in models)
+    caption = ("seed NNN: the source document a built-in spec was written from (one of four blog posts with the "
+               "architecture's PyTorch code: WRN, the CIFAR ResNet, the MNIST CNN, ResNeXt)") if seeds else None
+    out.print(fitted_table(columns, body, out.width, title=f"{len(models)} models", title_justify="left",
+                           caption=caption, caption_justify="left"))
 
 
 def check_command(

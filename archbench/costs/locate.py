@@ -163,7 +163,19 @@ def forward_located(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
             if is_out_of_memory(error):
                 raise
             failed, failure = error, trace.failure_of(error)
-    raise ModelRunError(describe_failure(model, inputs, failed, failure)) from failed
+    raise ModelRunError(describe_failure(model, inputs, failed, failure), remedies=remedies_for(failed)) from failed
+
+
+_SIGNATURE_MISMATCH = ("required positional argument", "keyword-only argument", "unexpected keyword argument",
+                       "positional arguments but")
+
+
+def remedies_for(error: BaseException) -> tuple[str, ...]:
+    """What the user can do about a failed forward: a call that does not match forward's signature (a model
+    with two inputs given one image) is fixed by giving its inputs (``inputs``)."""
+    if isinstance(error, TypeError) and any(text in str(error) for text in _SIGNATURE_MISMATCH):
+        return ("inputs",)
+    return ()
 
 
 def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, failure: Failure | None) -> str:

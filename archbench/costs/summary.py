@@ -82,7 +82,7 @@ from archbench.costs.layers import (
     torchinfo_records,
     uncalled_at_inference,
 )
-from archbench.costs.locate import ModuleTrace, describe_failure, one_line
+from archbench.costs.locate import ModuleTrace, describe_failure, one_line, remedies_for
 from archbench.errors import ModelOutOfMemoryError, ModelRunError
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
@@ -317,7 +317,8 @@ def _training_step(spec: ModelSource, model: nn.Module, x: ModelInputs, override
     image = x.image
     on = (f"input {format_input(image.shape[1:])} (batch {image.shape[0]}, training mode)" if image is not None
           else f"inputs {x.describe()} (training mode)")
-    raise ModelRunError(f"{_model_label(spec, overrides)} does not run on {on}: {where}") from failed
+    raise ModelRunError(f"{_model_label(spec, overrides)} does not run on {on}: {where}",
+                        remedies=remedies_for(failed)) from failed
 
 
 def _fvcore(model: nn.Module, x: ModelInputs):

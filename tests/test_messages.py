@@ -1,0 +1,43 @@
+"""Messages that help: a misspelt argument gets a did-you-mean, a model with more inputs than one image is
+pointed at --inputs, an unannotated argument shows its default's type, `list` says what "seed" means."""
+
+from __future__ import annotations
+
+import textwrap
+
+from conftest import REPO
+
+TWO_INPUTS = textwrap.dedent("""
+    from torch import nn
+
+    class Two(nn.Module):
+        def __init__(self, width=4):  # unannotated on purpose
+            super().__init__()
+            self.conv = nn.Conv2d(3, width, 3)
+            self.head = nn.Linear(4, 4)
+
+        def forward(self, image, mask):
+            return self.conv(image).mean() + self.head(mask).mean()
+""")
+
+
+def test_a_misspelt_argument_gets_a_did_you_mean(cli):
+    result = cli("summary", f"{REPO}/examples/mynet.py:MyNet", "--set", "widht=2")
+    assert result.exit_code == 2
+    assert "has no argument 'widht'. Did you mean 'width'? Valid arguments: width: int" in result.stderr
+
+
+def test_a_model_with_two_inputs_is_pointed_at_inputs_and_unannotated_arguments_show_their_default(cli, tmp_path):
+    (tmp_path / "two.py").write_text(TWO_INPUTS)
+    result = cli("summary", f"{tmp_path}/two.py:Two", "--input", "3x16x16")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "missing 1 required positional argument: 'mask'" in result.stderr
+    assert "give them with --inputs FILE.py:factory" in result.stderr
+    wrong = cli("summary", f"{tmp_path}/two.py:Two", "--set", "depth=2")
+    assert "Valid arguments: width: int (from its default)." in wrong.stderr
+
+
+def test_list_explains_seed(cli):
+    result = cli("list", "mnist-cnn")
+    assert result.exit_code == 0
+    assert "seed 002" in result.stdout and "seed NNN: the source document a built-in spec was written from" in result.stdout
