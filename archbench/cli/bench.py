@@ -26,6 +26,7 @@ from archbench.cli.history import DbOption, NoDbOption, open_recording_store, pr
 from archbench.errors import UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.parsing import parse_choices, parse_fraction, parse_inputs, parse_positive_ints, parse_seconds, parse_set
+from archbench.resources import check_threads
 from archbench.results import DTYPES, MODES
 from archbench.units import fmt_ms
 
@@ -155,7 +156,7 @@ def _one_thread_count(text: str | None) -> int | None:
     if len(counts) > 1:
         raise UsageError(f"--threads '{text}': give one thread count; bench does not sweep thread counts. Run one bench "
                          "per count, each with its own --out, e.g. --threads 1 --out t1.csv.")
-    return counts[0]
+    return check_threads(counts[0], "--threads")
 
 
 def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from archbench.catalog.source import ModelSource
 from archbench.errors import UsageError
 from archbench.parsing import InputShape, format_input
+from archbench.resources import check_threads
 from archbench.results import DTYPES, MODES, CellKey, cell_key
 from archbench.timing.devices import require_device
 
@@ -92,3 +93,5 @@ def _check_values(batches, modes, dtypes, threads) -> None:
             raise UsageError(f"batch {batch} is not a positive integer.")
     if threads is not None and int(threads) <= 0:
         raise UsageError(f"threads {threads} is not a positive integer.")
+    if threads is not None:
+        check_threads(int(threads))

@@ -327,6 +327,7 @@ def run_compare(
     from archbench.runs.executors import LocalExecutor
     from archbench.runs.interleave import Interleaving
     from archbench.runs.store import Recording
+    from archbench.runs.sweep import check_buildable
     from archbench.runs.worker import planned_threads
 
     executor = executor if executor is not None else LocalExecutor()
@@ -339,6 +340,7 @@ def run_compare(
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")
     executor.check(cells)
+    check_buildable(cells)  # before the counts build each model for real
     with owned_dir(out_dir):
         previous = prepare_dir(out_dir, study, resume=resume, force=force)
         env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)

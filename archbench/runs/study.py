@@ -48,6 +48,7 @@ from archbench.catalog.refs import ModelReferenceError, builder_reference, code_
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
+from archbench.resources import threads_problem
 
 DEVICE_CHOICES = ("cpu", "cuda")
 MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported: the sweep module is heavier)
@@ -431,6 +432,8 @@ def _options(where: str, table: Any) -> StudyOptions:
     for key in ("min_samples", "threads"):
         if key in table:
             values[key] = _positive_int(where, f"options.{key}", table[key])
+    if problem := threads_problem(values.get("threads", 0)):
+        raise StudyError(f"{where}: options.threads: {problem}")
     for key in ("channels_last", "compiled", "interleave"):
         if key in table:
             if not isinstance(table[key], bool):
