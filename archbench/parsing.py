@@ -78,12 +78,14 @@ def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]
 def read_toml_file(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The table of a TOML file (a spec or a study file); ``error`` names the file, and the line of a
     syntax error."""
+    from archbench.schemas import check_nesting, read_text_file  # (schemas imports this module)
+
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return check_nesting(tomllib.loads(read_text_file(path, f"a {what}", error)), str(path), f"a {what}", error)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror}.") from exc
+    except RecursionError:
+        raise error(f"{path}: nested too deeply for Python's TOML parser: expected a {what}.") from None
 
 
 def parse_toml_value(text: str) -> Any:

@@ -166,7 +166,12 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
         values["note"], values["error"] = values["error"], ""
     if values["status"] not in STATUSES:
         raise ValueError(f"column 'status': {values['status']!r} is not one of {', '.join(STATUSES)}")
-    return ResultRow(**values)
+    from archbench.schemas import RESULT_ROW, SchemaError  # the row's schema, as for the JSON and the store
+
+    try:
+        return ResultRow(**{**RESULT_ROW(values, ""), "samples_ms": ()})
+    except SchemaError as exc:
+        raise ValueError(f"column '{exc.field}': {exc.detail}") from None
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}

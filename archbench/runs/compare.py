@@ -186,7 +186,7 @@ def _stored_study(path: Path) -> dict[str, Any] | None:
     try:
         study = json.loads(path.read_text(encoding="utf-8"))["study"]
         return study if isinstance(study, dict) and isinstance(study.get("name"), str) else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -281,12 +281,12 @@ def _read_samples(path: Path) -> dict[tuple, tuple[float, ...]]:
     samples: dict[tuple, tuple[float, ...]] = {}
     if not path.exists():
         return samples
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash: that cell's samples are lost, its row is not
-        samples[tuple(record["key"])] = tuple(record["samples_ms"])
+            samples[tuple(record["key"])] = tuple(float(v) for v in record["samples_ms"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # a line cut by a crash (or not archbench's): that cell's samples are lost, its row is not
     return samples
 
 

@@ -246,10 +246,9 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
         return CsvRows(())
     if not resume:
         raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
-    import csv
+    from archbench.schemas import csv_header
 
-    with out_csv.open(newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    header = csv_header(out_csv)
     missing = [c for c in KEY_FIELDS if c not in header]
     if missing:
         raise UsageError(
