@@ -185,7 +185,10 @@ def _parse_value(name: str, kind: str, raw: str) -> Any:
         if kind == "bool":
             return _BOOLS[raw.lower()]
         if kind == "int":
-            return int(float(raw)) if raw else 0
+            number = float(raw) if raw else 0.0  # "8.0" is 8; "2.5" is not an integer (never truncated)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
         if kind == "float":
             return float(raw) if raw else math.nan
     except (KeyError, ValueError, OverflowError):
