@@ -203,5 +203,8 @@ def _module_to_count(model: Model, source: ModelSource, device: str, dtype: str)
         in_dtype = all(t.dtype == wanted for t in tensors if t.is_floating_point())
         if on_device and in_dtype:
             return model
+    from archbench.resources import meta_build_within_bounds
+
+    meta_build_within_bounds(source, [device])  # a model too large for the device is refused before it is built
     module = source.build(device)
     return module.to(wanted) if dtype != "fp32" else module

@@ -65,6 +65,11 @@ class UsageError(ArchbenchError):
     """A malformed command-line value (``--input``, ``--batch``, ``--set``, ``--device`` ...)."""
 
 
+class ResourceLimitError(ArchbenchError):
+    """A run that asks for more than the machine has: threads beyond the bound, a model too large to build
+    (see :mod:`archbench.resources`). Says the bound and the size asked for."""
+
+
 class SpecError(ArchbenchError):
     """A spec file or spec override that cannot be loaded or applied."""
 

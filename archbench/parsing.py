@@ -120,12 +120,14 @@ def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]
 def read_toml_file(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The table of a TOML file (a spec or a study file); ``error`` names the file, and the line of a
     syntax error."""
+    from archbench.schemas import check_nesting, read_text_file  # (schemas imports this module)
+
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return check_nesting(tomllib.loads(read_text_file(path, f"a {what}", error)), str(path), f"a {what}", error)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from exc
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror}.") from exc
+    except RecursionError:
+        raise error(f"{path}: nested too deeply for Python's TOML parser: expected a {what}.") from None
 
 
 def parse_toml_value(text: str) -> Any:
@@ -204,10 +206,10 @@ def parse_batches(text: str, option: str = "--batch") -> list[int | str]:
     for item in items:
         if item.lower() == MAX_BATCH:
             values.append(MAX_BATCH)
-        elif re.fullmatch(r"\d+", item) and int(item) > 0:
-            values.append(int(item))
+        elif item.isdigit():  # any digits: the one integer parser refuses non-ASCII ones and bounds the value
+            values.append(parse_int(item, option, example=f"{option} 1,8,32 or {option} 1,8,max"))
         else:
-            raise UsageError(f"{option} value '{item}' is not a positive integer or max: expected e.g. "
+            raise UsageError(f"{option} value {quoted(item)} is not a positive integer or max: expected e.g. "
                              f"{option} 1,8,32 or {option} 1,8,max.")
     return _unique(values)
 

@@ -190,7 +190,12 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
         values["note"], values["error"] = values["error"], ""
     if values["status"] not in STATUSES:
         raise ValueError(f"column 'status': {values['status']!r} is not one of {', '.join(STATUSES)}")
-    return ResultRow(**values)
+    from archbench.schemas import RESULT_ROW, SchemaError  # the row's schema, as for the JSON and the store
+
+    try:
+        return ResultRow(**{**RESULT_ROW(values, ""), "samples_ms": ()})
+    except SchemaError as exc:
+        raise ValueError(f"column '{exc.field}': {exc.detail}") from None
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
@@ -204,7 +209,10 @@ def _parse_value(name: str, kind: str, raw: str) -> Any:
         if kind == "bool":
             return _BOOLS[raw.lower()]
         if kind == "int":
-            return int(float(raw)) if raw else 0
+            number = float(raw) if raw else 0.0  # "8.0" is 8; "2.5" is not an integer (never truncated)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
         if kind == "float":
             return float(raw) if raw else math.nan
     except (KeyError, ValueError, OverflowError):

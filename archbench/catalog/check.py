@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archbench.catalog.registry import build_model, count_params
+from archbench.catalog.registry import count_params
 from archbench.catalog.spec import ModelSpec, set_expected_params
+from archbench.resources import meta_build_within_bounds
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class CheckResult:
 
 
 def check_model(spec: ModelSpec) -> CheckResult:
-    params = count_params(build_model(spec, device="meta"))
+    params = count_params(meta_build_within_bounds(spec))
     return CheckResult(spec.name, spec.source, spec.params, params, str(spec.path) if spec.path else None)
 
 

@@ -55,6 +55,7 @@ from archbench.parsing import (
     parse_seconds,
     parse_set,
 )
+from archbench.resources import check_threads
 from archbench.results import DTYPES, MODES
 from archbench.runs.plan import Eta, Plan
 from archbench.units import fmt_duration, fmt_ms
@@ -211,7 +212,7 @@ def _one_thread_count(text: str | None) -> int | None:
     if len(counts) > 1:
         raise UsageError(f"--threads {quoted(text)}: give one thread count; bench does not sweep thread counts. Run one bench "
                          "per count, each with its own --out, e.g. --threads 1 --out t1.csv.")
-    return counts[0]
+    return check_threads(counts[0], "--threads")
 
 
 def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs,

@@ -204,13 +204,16 @@ def summarize(
     Raises :class:`ModelRunError` (the failure located to its module) if the model does not run on the
     input, :class:`~archbench.errors.DeviceUnavailableError` for ``cuda`` without a GPU."""
     from archbench.catalog.registry import build_model
+    from archbench.resources import meta_build_within_bounds
     from archbench.timing.devices import require_device
 
     require_device(device)
     shape = tuple(input or spec.input)
     overrides = dict(overrides or {})
     if model is None:
-        model = build_model(spec, device=device, overrides=overrides) if overrides else spec.build(device)
+        checked = meta_build_within_bounds(spec.with_args(overrides) if overrides else spec, [device])  # before building
+        model = checked if str(device) == "meta" else build_model(spec, device=device, overrides=overrides) if overrides \
+            else spec.build(device)
     hooks = TorchinfoHooks(model) if depth != 0 else None
     try:
         # the input alone may not fit (3x100000x100000)

@@ -4,7 +4,6 @@ re-render the report without measuring. :func:`load_results` reads it back besid
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -16,14 +15,13 @@ from archbench.errors import UsageError
 from archbench.report.files import atomic_write_text
 from archbench.results import ModelStats, ResultRow, read_results_csv
 from archbench.runs.study import study_from_dict
+from archbench.schemas import REPORT, RESULT_ROW, csv_header, read_json_file, validate
 
 if TYPE_CHECKING:
     from archbench.report import ReportData
 
 FORMAT = "archbench-report"
 FORMAT_VERSION = 1
-_ROW_FIELDS = {f.name for f in dataclasses.fields(ResultRow)}
-_STATS_FIELDS = {f.name for f in dataclasses.fields(ModelStats)}
 
 
 def _clean(value: Any) -> Any:
@@ -42,12 +40,13 @@ def row_to_json(row: ResultRow) -> dict[str, Any]:
 
 
 def row_from_json(data: Mapping[str, Any]) -> ResultRow:
-    values = {k: v for k, v in data.items() if k in _ROW_FIELDS}
-    for name, value in list(values.items()):
-        if value is None:
-            values[name] = math.nan
-    values["samples_ms"] = tuple(data.get("samples_ms") or ())
-    return ResultRow(**values)
+    """A row as :func:`row_to_json` wrote it; raises :class:`~archbench.schemas.SchemaError` (a ValueError)
+    naming the field of a row that is not of that shape."""
+    return _row(RESULT_ROW(data, ""))
+
+
+def _row(values: dict[str, Any]) -> ResultRow:
+    return ResultRow(**{**values, "samples_ms": tuple(values["samples_ms"])})
 
 
 def data_to_json(data: ReportData) -> dict[str, Any]:
@@ -72,19 +71,20 @@ def data_to_json(data: ReportData) -> dict[str, Any]:
 def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> ReportData:
     from archbench.report import ModelInfo, ReportData
 
-    if payload.get("format") != FORMAT:
+    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise UsageError(f"{where} is not an archbench report file (no \"format\": \"{FORMAT}\").")
+    payload = validate(REPORT, payload, where)  # every field of the shape archbench wrote, or an error naming it
     return ReportData(
         study=study_from_dict(payload["study"]),
-        rows=tuple(row_from_json(r) for r in payload.get("rows", [])),
-        models=tuple(ModelInfo(**m) for m in payload.get("models", [])),
-        stats=tuple(ModelStats(**{k: v for k, v in s.items() if k in _STATS_FIELDS}) for s in payload.get("model_stats", [])),
-        stats_errors=tuple((e["model"], e["input"], e["error"]) for e in payload.get("model_stats_errors", [])),
-        environments=tuple(payload.get("environments", [])),
-        peaks_tflops=dict(payload.get("peaks_tflops", {})),
-        command=payload.get("command", ""),
-        date=payload.get("date", ""),
-        planned_cells=int(payload.get("planned_cells", 0)),
+        rows=tuple(_row(r) for r in payload["rows"]),
+        models=tuple(ModelInfo(**m) for m in payload["models"]),
+        stats=tuple(ModelStats(**s) for s in payload["model_stats"]),
+        stats_errors=tuple((e["model"], e["input"], e["error"]) for e in payload["model_stats_errors"]),
+        environments=tuple(payload["environments"]),
+        peaks_tflops=dict(payload["peaks_tflops"]),
+        command=payload["command"],
+        date=payload["date"],
+        planned_cells=payload["planned_cells"],
     )
 
 
@@ -93,13 +93,7 @@ def write_json(path: Path, data: ReportData) -> Path:
 
 
 def read_json(path: Path) -> ReportData:
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc}); it cannot be read back as a report.") from exc
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}.") from exc
-    return data_from_json(payload, str(path))
+    return data_from_json(read_json_file(path, "an archbench report"), str(path))
 
 
 class JsonFormat:
@@ -143,8 +137,7 @@ def load_results(results_csv: str | Path) -> tuple[ReportData, tuple[str, ...]]:
 
 
 def _check_header(results_csv: Path) -> None:
-    with results_csv.open(newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    header = csv_header(results_csv)
     missing = [c for c in _KEY_COLUMNS if c not in header]
     if missing:
         raise UsageError(f"'{results_csv}' is not an archbench results CSV (no column(s) {', '.join(missing)}).")

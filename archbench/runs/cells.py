@@ -9,6 +9,7 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.errors import UsageError
 from archbench.parsing import InputShape, format_input
+from archbench.resources import check_threads
 from archbench.results import DTYPES, MODES, CellKey, cell_key
 from archbench.timing.devices import require_device
 
@@ -94,3 +95,5 @@ def _check_values(batches, modes, dtypes, threads) -> None:
             raise UsageError(f"batch {batch} is not a positive integer.")
     if threads is not None and int(threads) <= 0:
         raise UsageError(f"threads {threads} is not a positive integer.")
+    if threads is not None:
+        check_threads(int(threads))

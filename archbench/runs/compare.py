@@ -190,7 +190,7 @@ def _stored_study(path: Path) -> dict[str, Any] | None:
     try:
         study = json.loads(path.read_text(encoding="utf-8"))["study"]
         return study if isinstance(study, dict) and isinstance(study.get("name"), str) else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -295,12 +295,12 @@ def _read_samples(path: Path) -> dict[tuple, tuple[float, ...]]:
     samples: dict[tuple, tuple[float, ...]] = {}
     if not path.exists():
         return samples
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash: that cell's samples are lost, its row is not
-        samples[tuple(record["key"])] = tuple(record["samples_ms"])
+            samples[tuple(record["key"])] = tuple(float(v) for v in record["samples_ms"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # a line cut by a crash (or not archbench's): that cell's samples are lost, its row is not
     return samples
 
 
@@ -341,6 +341,7 @@ def run_compare(
     from archbench.runs.executors import LocalExecutor
     from archbench.runs.interleave import Interleaving
     from archbench.runs.store import Recording
+    from archbench.runs.sweep import check_buildable
     from archbench.runs.worker import planned_threads
 
     executor = executor if executor is not None else LocalExecutor()
@@ -359,6 +360,7 @@ def run_compare(
     if not cells:
         raise UsageError(f"study '{study.name}' has no cells to measure.")
     executor.check(cells)
+    check_buildable(cells)  # before the counts build each model for real
     with owned_dir(out_dir):
         previous = prepare_dir(out_dir, study, resume=resume, force=force)
         env = environment(list(dict.fromkeys(c.device for c in cells)), cells[0].threads)

@@ -18,7 +18,6 @@ A regression is a cell called slower, or one that ran in BASE and fails in NEW.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -384,8 +383,9 @@ def _from_csv(path: Path) -> RunData:
 
 
 def _check_results_csv(path: Path) -> None:
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        header = next(csv.reader(fh), [])
+    from archbench.schemas import csv_header
+
+    header = csv_header(path)
     missing = [c for c in _KEY_COLUMNS if c not in header]
     if missing:
         raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}): give "
@@ -402,12 +402,12 @@ def _json_format(path: Path) -> str | None:
 
 def _bench_environment(path: Path) -> dict[str, Any]:
     """The fingerprint(s) ``bench`` keeps beside its CSV (one per session), merged; ``{}`` without one."""
+    from archbench.schemas import environment_sessions, read_json_file
+
     try:
-        sessions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        sessions = environment_sessions(read_json_file(path, "an environment file"))
+    except UsageError:  # missing or unreadable: no environment
         return {}
-    sessions = sessions if isinstance(sessions, list) else [sessions]
-    sessions = [s for s in sessions if isinstance(s, dict)]
     return merge_sessions(sessions) if sessions else {}
 
 

@@ -204,10 +204,12 @@ def collect_missing(unit: Unit, contents: ShardContents) -> list[CellKey]:
 
 
 def _read_manifest(work_dir: Path) -> list[dict[str, Any]]:
+    from archbench.schemas import JOB_MANIFEST, read_json_file, validate
+
     path = work_dir / MANIFEST
     if not path.exists():
         return []
-    return json.loads(path.read_text(encoding="utf-8"))["jobs"]
+    return validate(JOB_MANIFEST, read_json_file(path, "a job manifest", ExecutorError), str(path), ExecutorError)["jobs"]
 
 
 def _append_manifest(work_dir: Path, entry: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ from archbench.locations import (
     nearest_existing,
     shape_problem,
 )
-from archbench.results import KEY_FIELDS, CellKey, ResultRow, cell_key
+from archbench.results import KEY_FIELDS, CellKey, ResultRow
 from archbench.runs.liveness import INTERRUPTED, owner_state, this_process
 
 if TYPE_CHECKING:
@@ -329,17 +329,17 @@ class Store:
         """The run's cells in the order they were first measured, raw samples included."""
         present = [f for f in _CELL_FIELDS if f.name in self._columns]
         columns = ", ".join(f'c."{f.name}"' for f in present)
-        sql = (f"SELECT {columns}, s.samples_ms FROM cells c LEFT JOIN samples s ON s.cell_id = c.id "
+        sql = (f"SELECT {columns}, s.samples_ms, c.id FROM cells c LEFT JOIN samples s ON s.cell_id = c.id "
                "WHERE c.run_id = ? ORDER BY c.id")
         records = self._read(lambda db: db.execute(sql, (run_id,)).fetchall())
-        return [ResultRow(**{f.name: _from_sql(f, v) for f, v in zip(present, r)}, samples_ms=unpack_samples(r[-1]))
-                for r in records]
+        return [self._stored_row(run_id, present, r) for r in records]
 
     def keys(self, run_id: int) -> set[CellKey]:
         """The cells the run holds."""
         columns = ", ".join(f'"{n}"' for n in KEY_FIELDS)
-        records = self._read(lambda db: db.execute(f"SELECT {columns} FROM cells WHERE run_id = ?", (run_id,)).fetchall())
-        return {cell_key(*r) for r in records}
+        records = self._read(lambda db: db.execute(f"SELECT {columns}, id FROM cells WHERE run_id = ?", (run_id,)).fetchall())
+        key_fields = [f for f in _CELL_FIELDS if f.name in KEY_FIELDS]
+        return {self._stored_row(run_id, key_fields, (*r[:-1], None, r[-1])).key() for r in records}
 
     def models(self) -> list[str]:
         """Every model the store holds a cell of, sorted."""
@@ -347,9 +347,14 @@ class Store:
 
     def peaks(self, run_id: int) -> dict[tuple[str, str, int], float]:
         """``(device, dtype, threads) -> TFLOP/s`` measured by the run (NaN: could not be measured)."""
+        from archbench.schemas import PEAK, validate
+
         records = self._read(lambda db: db.execute(
             "SELECT device, dtype, threads, tflops FROM device_peaks WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall())
-        return {(d, dt, int(t)): (math.nan if v is None else float(v)) for d, dt, t, v in records}
+        where = f"the results store '{self.path}', run {run_id}"
+        peaks = [validate(PEAK, dict(zip(("device", "dtype", "threads", "tflops"), r)), where, StoreError, "device_peaks")
+                 for r in records]
+        return {(p["device"], p["dtype"], p["threads"]): p["tflops"] for p in peaks}
 
     def latest_run_for(self, out_path: str | Path) -> int | None:
         """The newest run that wrote ``out_path`` (the run a ``--resume`` of that file continues)."""
@@ -359,8 +364,25 @@ class Store:
 
     def report_json(self, run_id: int) -> dict[str, Any] | None:
         """A compare run's report data without rows (None for a bench run)."""
+        from archbench.schemas import parse_json
+
         found = self._read(lambda db: db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone())
-        return json.loads(found[0]) if found and found[0] else None
+        if not found or not found[0]:
+            return None
+        where = f"the results store '{self.path}', run {run_id}"
+        return parse_json(found[0], f"{where}: report", "a report", StoreError)
+
+    def _stored_row(self, run_id: int, present: list, record: tuple) -> ResultRow:
+        """A ``cells`` record (its columns in ``present``, then its samples blob and id) as a row, checked
+        against the row's schema: a store is a file anyone can write into."""
+        from archbench.schemas import RESULT_ROW, sample_blob, validate
+
+        *values, blob, cell_id = record
+        where = f"the results store '{self.path}', run {run_id}"
+        row = validate(RESULT_ROW, {f.name: _from_sql(f, v) for f, v in zip(present, values)}, where, StoreError,
+                       f"cell {cell_id}")
+        samples = validate(sample_blob, blob, where, StoreError, f"cell {cell_id}.samples_ms")
+        return ResultRow(**{**row, "samples_ms": unpack_samples(samples)})
 
     # ------------------------------------------------------------------------------------ internals
 
@@ -382,7 +404,7 @@ class Store:
         groups: dict[int, list[tuple]] = {}
         for run_id, *group in cells:
             groups.setdefault(run_id, []).append(tuple(group))
-        infos = {r[0]: _run_info(r, groups.get(r[0], [])) for r in runs}
+        infos = {r[0]: _run_info(r, groups.get(r[0], []), self.path) for r in runs}
         return [infos[i] for i in ids if i in infos]
 
     def _unknown_run(self, ref: str) -> StoreError:
@@ -583,11 +605,21 @@ def _upsert_cell() -> str:
 _UPSERT_CELL = _upsert_cell()
 
 
-def _run_info(record: tuple, groups: list[tuple]) -> RunInfo:
-    """A ``runs`` record with its cells counted per (model, device, cells, ok cells), in measured order."""
-    run_id, started, finished, command, title, out_path, planned, env, commit, host, pid, token = record
+def _run_info(record: tuple, groups: list[tuple], path: Path) -> RunInfo:
+    """A ``runs`` record (checked against its schema) with its cells counted per (model, device, cells, ok
+    cells), in measured order."""
+    from archbench.schemas import RUN, parse_json, validate
+
+    where = f"the results store '{path}', run {record[0]}"
+    names = ("id", "started_utc", "finished_utc", "command", "title", "out_path", "planned_cells", "env", "git_commit")
+    values = dict(zip(names, record))
+    host, pid, token = record[len(names):len(names) + 3]
+    values["env"] = parse_json(values["env"], f"{where}: env", "an environment", StoreError) if isinstance(
+        values["env"], str) else values["env"]
+    run = validate(RUN, values, where, StoreError)
+    run_id, started, finished, command, title, out_path, planned, env, commit = (run[n] for n in names)
     state = "finished" if finished is not None else owner_state(host, pid, token)
-    return RunInfo(run_id, started, finished, command, title, out_path, planned, json.loads(env), commit,
+    return RunInfo(run_id, started, finished, command, title or "", out_path, planned or 0, env, commit,
                    n_cells=sum(g[2] for g in groups), n_ok=sum(g[3] for g in groups),
                    models=tuple(dict.fromkeys(g[0] for g in groups)), devices=tuple(dict.fromkeys(g[1] for g in groups)),
                    state=state)
@@ -654,13 +686,14 @@ def _resolved(path: str | Path | None) -> str | None:
 
 def _from_sql(f, value: Any) -> Any:
     """A stored value as the ResultRow field's type: NULL is NaN in a float column (sqlite stores NaN as
-    NULL), the field's default elsewhere (a column added after the row was stored)."""
+    NULL), the field's default elsewhere (a column added after the row was stored); 0/1 in a bool column is
+    a bool. Other values stay as stored: the row's schema (:data:`~archbench.schemas.RESULT_ROW`) checks them."""
     kind = f.type
-    if kind == "float":
-        return math.nan if value is None else float(value)
     if value is None:
-        return f.default
-    return bool(value) if kind == "bool" else int(value) if kind == "int" else str(value)
+        return math.nan if kind == "float" else f.default
+    if kind == "bool" and value in (0, 1):  # sqlite has no booleans: 0/1; anything else fails the row's schema
+        return bool(value)
+    return value
 
 
 def pack_samples(samples: Iterable[float]) -> bytes:
@@ -851,7 +884,7 @@ def run_report_data(store: Store, run_id: int) -> ReportData:
         return rows_report_data(rows, name=f"run-{run_id}", title=info.title or f"{' vs '.join(info.models)} (run {run_id})",
                                 environments=(info.env,), peaks_tflops=peaks, command=info.command, date=date,
                                 planned_cells=info.planned_cells)
-    data = data_from_json(stored, f"run {run_id} in '{store.path}'")
+    data = data_from_json(stored, f"the results store '{store.path}', run {run_id}: report")
     return dataclasses.replace(data, rows=rows, peaks_tflops={**data.peaks_tflops, **peaks}, date=date)
 
 
@@ -912,17 +945,16 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
 
 
 def _csv_header(path: Path) -> list[str]:
-    import csv
+    from archbench.schemas import csv_header
 
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        return next(csv.reader(fh), [])
+    return csv_header(path)
 
 
 def _bench_sessions(path: Path) -> list[dict[str, Any]]:
     """The fingerprints bench keeps beside its CSV, one per session that added rows; none when unreadable."""
+    from archbench.schemas import environment_sessions, read_json_file
+
     try:
-        sessions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return environment_sessions(read_json_file(path, "an environment file"))
+    except UsageError:  # missing or unreadable: no environment
         return []
-    sessions = sessions if isinstance(sessions, list) else [sessions]
-    return [s for s in sessions if isinstance(s, dict)]

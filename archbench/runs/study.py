@@ -48,6 +48,7 @@ from archbench.catalog.refs import ModelReferenceError, builder_reference, code_
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
+from archbench.resources import threads_problem
 
 DEVICE_CHOICES = ("cpu", "cuda")
 MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported: the sweep module is heavier)
@@ -439,6 +440,8 @@ def _options(where: str, table: Any) -> StudyOptions:
             values[key] = _positive_int(where, f"options.{key}", table[key])
     if "memory_limit" in table:
         values["memory_limit"] = _memory_size(where, "options.memory_limit", table["memory_limit"])
+    if problem := threads_problem(values.get("threads", 0)):
+        raise StudyError(f"{where}: options.threads: {problem}")
     for key in ("channels_last", "compiled", "interleave"):
         if key in table:
             if not isinstance(table[key], bool):

@@ -263,10 +263,9 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
         return CsvRows(())
     if not resume:
         raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
-    import csv
+    from archbench.schemas import csv_header
 
-    with out_csv.open(newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    header = csv_header(out_csv)
     missing = [c for c in KEY_FIELDS if c not in header]
     if missing:
         raise UsageError(
@@ -278,9 +277,13 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
 
 def check_buildable(cells: Iterable[Cell]) -> None:
     """Build each distinct model on the ``meta`` device (no memory, no time), so a bad spec or override
-    is a :class:`~archbench.errors.SpecError` before anything runs."""
+    is a :class:`~archbench.errors.SpecError` before anything runs, and a model too large for the devices
+    its cells run on a :class:`~archbench.errors.ResourceLimitError` (:mod:`archbench.resources`)."""
+    from archbench.resources import meta_build_within_bounds
+
+    cells = tuple(cells)
     for source in dict.fromkeys(c.source for c in cells):
-        source.build("meta")
+        meta_build_within_bounds(source, (c.device for c in cells if c.source == source))
 
 
 @contextlib.contextmanager

@@ -278,13 +278,17 @@ def read_shard(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]],
             data = fh.read()
     except FileNotFoundError:
         return [], offset
+    from archbench.schemas import shard_record, validate
+
     complete = data[: data.rfind(b"\n") + 1]
     records = []
     for line in complete.splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             continue  # a line cut by a killed process and then written over: its cell was not finished
+        records.append(validate(shard_record, record, f"{path} (the line at byte {offset + complete.find(line):,})",
+                                WorkUnitError))
     return records, offset + len(complete)
 
 
