@@ -150,7 +150,7 @@ def test_cli_json(runs, cli):
     result = cli("diff", *runs, "--json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
-    assert payload["outcome"] == "regressed" and payload["comparable"] is True
+    assert payload["outcome"] == "regressed" and payload["comparable"] is True and payload["fully_compared"] is True
     assert payload["verdicts"] == {"slower": 1, "faster": 0, "unchanged": 1, "noisy": 1, "not comparable": 0}
     assert {c["reason"] for c in payload["cells"]} == {""}  # quiet runs: the statistics decide every cell
     steady = next(c for c in payload["cells"] if c["model"] == "steady")
@@ -206,7 +206,7 @@ def test_environment_change_is_not_comparable_exit_0_unless_allowed(tmp_path, cl
     allowed = cli("diff", base, new, "--allow-env-change")
     assert allowed.exit_code == 1 and "compared anyway" in allowed.stdout
     strict = cli("diff", base, new, "--fail-on-env-change")
-    assert strict.exit_code == 3 and "not comparable" in strict.stderr and "(exit 3)" in strict.stderr
+    assert strict.exit_code == 3 and "not comparable" in strict.stderr and "(exit 3)" in " ".join(strict.stderr.split())
     assert cli("diff", base, new, "--fail-on-env-change", "--allow-env-change").exit_code == 1
 
 
@@ -362,16 +362,18 @@ def test_a_cell_measured_under_load_is_not_comparable_never_faster(tmp_path, cli
     assert result.exit_code == 0, result.output
     line = next(line for line in result.stdout.splitlines() if line.strip().startswith("m infer"))
     assert "≠ not comparable (measured under load)" in line and "-98.9%" in line and "▼" not in line
+    text, warning = " ".join(result.stdout.split()), " ".join(result.stderr.split())  # as rich wrapped them
     assert "not judged: m infer cpu fp32 b1 3x32x32 threads 2: ≠ not comparable (measured under load): measured " \
-           "under load in the base (the calibration kernel ran 40.9× slower around it)" in result.stdout
-    assert "not comparable: ▲ 0 slower · ▼ 0 faster · = 0 unchanged · ? 0 noisy · ≠ 1 not comparable" in result.stdout
-    assert "1 of 1 cell(s) were measured under load" in result.stderr and "--fail-on-env-change" in result.stderr
+           "under load in the base (the calibration kernel ran 40.9× slower around it)" in text
+    assert "not comparable: ▲ 0 slower · ▼ 0 faster · = 0 unchanged · ? 0 noisy · ≠ 1 not comparable" in text
+    assert "1 of 1 cell(s) were measured under load" in warning and "--fail-on-env-change" in warning
 
     payload = json.loads(cli("diff", "latest~1", "latest", "--db", db, "--json").stdout)
     (cell,) = payload["cells"]
     assert cell["verdict"] == "not comparable" and cell["p"] < 0.001 and cell["p_holm"] is None
     assert cell["reason"] == "measured under load in the base (the calibration kernel ran 40.9× slower around it)"
     assert payload["outcome"] == "not comparable" and payload["comparable"] is True  # the environments match
+    assert payload["fully_compared"] is False
     assert payload["verdicts"]["not comparable"] == 1 and payload["verdicts"]["faster"] == 0
 
     markdown = cli("diff", "latest~1", "latest", "--db", db, "--markdown").stdout
@@ -382,7 +384,7 @@ def test_a_cell_measured_under_load_is_not_comparable_never_faster(tmp_path, cli
 
     assert run_subprocess("diff", "latest~1", "latest", "--db", db).exit_code == 0
     strict = run_subprocess("diff", "latest~1", "latest", "--db", db, "--fail-on-env-change")
-    assert strict.exit_code == 3 and "(exit 3)" in strict.stderr and "Traceback" not in strict.output
+    assert strict.exit_code == 3 and "(exit 3)" in " ".join(strict.stderr.split()) and "Traceback" not in strict.output
 
 
 def test_load_on_some_cells_sets_them_aside_and_leaves_the_rest_judged():

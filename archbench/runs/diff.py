@@ -455,6 +455,7 @@ def diff_to_json(result: DiffResult) -> dict[str, Any]:
         "new": result.new_label,
         "outcome": result.outcome,
         "comparable": result.comparable,
+        "fully_compared": result.fully_compared,
         "min_effect": result.min_effect,
         "alpha": result.alpha,
         "confidence": result.confidence,
