@@ -4,6 +4,7 @@ and missing cells, exact count changes, the store path, and bad input through th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -136,6 +137,7 @@ def test_min_effect_changes_what_is_called(runs, cli):
 def test_cli_regression_exits_1_with_a_table(runs, cli):
     result = cli("diff", *runs)
     assert result.exit_code == 1, result.output
+    assert cli("diff", *runs, "--fail-on-env-change").exit_code == 1  # comparable: the regression decides
     lines = result.stdout.splitlines()
     steady = next(line for line in lines if line.strip().startswith("steady"))
     assert "▲ slower" in steady and "+10." in steady
@@ -148,8 +150,9 @@ def test_cli_json(runs, cli):
     result = cli("diff", *runs, "--json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
-    assert payload["outcome"] == "regressed" and payload["comparable"] is True
-    assert payload["verdicts"] == {"slower": 1, "faster": 0, "unchanged": 1, "noisy": 1}
+    assert payload["outcome"] == "regressed" and payload["comparable"] is True and payload["fully_compared"] is True
+    assert payload["verdicts"] == {"slower": 1, "faster": 0, "unchanged": 1, "noisy": 1, "not comparable": 0}
+    assert {c["reason"] for c in payload["cells"]} == {""}  # quiet runs: the statistics decide every cell
     steady = next(c for c in payload["cells"] if c["model"] == "steady")
     assert steady["batch"] == 1 and steady["method"] == "mann-whitney" and steady["low"] > 1.05
 
@@ -163,6 +166,7 @@ def test_cli_markdown_is_a_pull_request_comment(runs, cli):
     assert table[0].startswith("| `steady infer cpu fp32 b1 3x32x32 threads 2` |") and table[0].endswith("| ▲ slower |")
     assert [line.rsplit("|", 2)[1].strip() for line in table] == ["▲ slower", "? noisy", "= unchanged"]
     assert "Mann–Whitney U" in text and "±5%" in text
+    assert "Not judged" not in text and "Set aside" not in text and "not comparable" not in text
 
 
 def test_cli_no_regression_exits_0(tmp_path, cli):
@@ -171,6 +175,8 @@ def test_cli_no_regression_exits_0(tmp_path, cli):
     result = cli("diff", base, new)
     assert result.exit_code == 0, result.output
     assert "no regression: ▲ 0 slower" in result.stdout
+    assert "not judged" not in result.stdout and "warning" not in result.stderr
+    assert cli("diff", base, new, "--fail-on-env-change").exit_code == 0  # quiet runs: the flag changes nothing
 
 
 def test_a_results_csv_with_its_json_keeps_the_raw_samples(runs, cli):
@@ -199,6 +205,9 @@ def test_environment_change_is_not_comparable_exit_0_unless_allowed(tmp_path, cl
                                                   {"name": "threads", "base": "2", "new": "4"}]
     allowed = cli("diff", base, new, "--allow-env-change")
     assert allowed.exit_code == 1 and "compared anyway" in allowed.stdout
+    strict = cli("diff", base, new, "--fail-on-env-change")
+    assert strict.exit_code == 3 and "not comparable" in strict.stderr and "(exit 3)" in " ".join(strict.stderr.split())
+    assert cli("diff", base, new, "--fail-on-env-change", "--allow-env-change").exit_code == 1
 
 
 def test_environment_fields_that_do_not_matter_or_only_one_run_has():
@@ -318,3 +327,125 @@ def test_bad_input_is_exit_2_with_a_message(runs, tmp_path, cli):
         result = cli(*argv)
         assert result.exit_code == 2, (argv, result.output)
         assert message in result.stderr and "Traceback" not in result.output, (argv, result.stderr)
+
+
+# ------------------------------------------------------------------- load, noise, short intervals
+
+
+def loaded(r: ResultRow, load_ratio: float = 40.9) -> ResultRow:
+    """``r`` as a sweep writes a cell measured while the machine was busy (archbench.timing.load.with_load)."""
+    return dataclasses.replace(r, under_load=True, load_ratio=load_ratio)
+
+
+def store_runs(db: Path, *runs) -> None:
+    """Each list of rows as one finished run of the results store, as `bench` records them."""
+    from archbench.runs.store import Store
+
+    with Store.open(db) as store:
+        for rows in runs:
+            run_id = store.begin_run("archbench bench", env=ENV)
+            for r in rows:
+                store.add_cell(run_id, r)
+            store.finish_run(run_id)
+
+
+def test_a_cell_measured_under_load_is_not_comparable_never_faster(tmp_path, cli):
+    """Issue 19: two identical runs, the first measured while the machine was busy (load ratio 40.9): the
+    cell looks 98.9% faster with p < 0.001. It is not comparable, exit 0; exit 3 with --fail-on-env-change,
+    checked through the real `archbench` process."""
+    from tests.conftest import run_subprocess
+
+    quiet = samples(1, 1.0, 0.01)
+    db = tmp_path / "archbench.db"
+    store_runs(db, [loaded(row("m", changed(quiet, 90.0)))], [row("m", quiet)])
+    result = cli("diff", "latest~1", "latest", "--db", db)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("m infer"))
+    assert "≠ not comparable (measured under load)" in line and "-98.9%" in line and "▼" not in line
+    text, warning = " ".join(result.stdout.split()), " ".join(result.stderr.split())  # as rich wrapped them
+    assert "not judged: m infer cpu fp32 b1 3x32x32 threads 2: ≠ not comparable (measured under load): measured " \
+           "under load in the base (the calibration kernel ran 40.9× slower around it)" in text
+    assert "not comparable: ▲ 0 slower · ▼ 0 faster · = 0 unchanged · ? 0 noisy · ≠ 1 not comparable" in text
+    assert "1 of 1 cell(s) were measured under load" in warning and "--fail-on-env-change" in warning
+
+    payload = json.loads(cli("diff", "latest~1", "latest", "--db", db, "--json").stdout)
+    (cell,) = payload["cells"]
+    assert cell["verdict"] == "not comparable" and cell["p"] < 0.001 and cell["p_holm"] is None
+    assert cell["reason"] == "measured under load in the base (the calibration kernel ran 40.9× slower around it)"
+    assert payload["outcome"] == "not comparable" and payload["comparable"] is True  # the environments match
+    assert payload["fully_compared"] is False
+    assert payload["verdicts"]["not comparable"] == 1 and payload["verdicts"]["faster"] == 0
+
+    markdown = cli("diff", "latest~1", "latest", "--db", db, "--markdown").stdout
+    assert "| ≠ not comparable (measured under load) |" in markdown and "**Not judged** (1)" in markdown
+    assert "- `m infer cpu fp32 b1 3x32x32 threads 2`: ≠ not comparable (measured under load) — measured under " \
+           "load in the base (the calibration kernel ran 40.9× slower around it)" in markdown
+    assert "never a regression: ≠ not comparable, measured under load in either run" in markdown
+
+    assert run_subprocess("diff", "latest~1", "latest", "--db", db).exit_code == 0
+    strict = run_subprocess("diff", "latest~1", "latest", "--db", db, "--fail-on-env-change")
+    assert strict.exit_code == 3 and "(exit 3)" in " ".join(strict.stderr.split()) and "Traceback" not in strict.output
+
+
+def test_load_on_some_cells_sets_them_aside_and_leaves_the_rest_judged():
+    """A slower cell under load in the new run, and one that crowded cores (ratio below the threshold) in
+    both: not comparable, out of the Holm family, never a regression; the quiet cells are judged as if the
+    loaded ones were not there. Exit 3 needs --fail-on-env-change; a real regression is still exit 1."""
+    from archbench.cli.diff import exit_code
+
+    quiet_base, quiet_new = BASE_ROWS[1:], NEW_ROWS[1:]  # jittery (noisy), tweaked (unchanged)
+    hot_base, hot_new = row("hot", samples(7, 10.0, 0.01)), loaded(row("hot", changed(samples(7, 10.0, 0.01), 3.0)), 2.5)
+    busy = [loaded(row("busy", samples(8, 10.0, 0.01)), 1.1), loaded(row("busy", samples(9, 10.0, 0.01)), 1.2)]
+    result = diff_runs(RunData("b", [*quiet_base, hot_base, busy[0]], ENV), RunData("n", [*quiet_new, hot_new, busy[1]], ENV))
+    alone = diff_runs(RunData("b", quiet_base, ENV), RunData("n", quiet_new, ENV))
+    assert verdicts(result) == {"jittery": "noisy", "tweaked": "unchanged", "hot": "not comparable",
+                                "busy": "not comparable"}
+    assert [c.p_holm for c in result.cells[:2]] == [c.p_holm for c in alone.cells]  # the family is the quiet cells
+    hot, busy_cell = result.cells[2:]
+    assert hot.ratio == pytest.approx(3.0) and hot.reason == ("measured under load in the new run (the calibration "
+                                                              "kernel ran 2.5× slower around it)")
+    assert busy_cell.reason == ("measured under load in both runs (base: other processes kept the cores it needed "
+                                "busy; new run: other processes kept the cores it needed busy)")
+    assert result.outcome == "no regression" and not result.fully_compared
+    assert (exit_code(result, False), exit_code(result, True)) == (0, 3)
+
+    regressed = diff_runs(RunData("b", [*BASE_ROWS, hot_base], ENV), RunData("n", [*NEW_ROWS, hot_new], ENV))
+    assert regressed.outcome == "regressed" and [c.key.model for c in regressed.slower] == ["steady"]
+    assert (exit_code(regressed, False), exit_code(regressed, True)) == (1, 1)
+
+
+def test_a_cell_flagged_noisy_is_noisy_not_slower(tmp_path, cli):
+    """`steady` is 10% slower, significant and beyond ±5%: slower — unless either run flagged it noisy
+    (IQR above 10% of the median). Noisy is no environment change: exit 0 with --fail-on-env-change too."""
+    base_rows = [dataclasses.replace(BASE_ROWS[0], noisy=True, iqr_ms=23.0)]
+    base = write_report_dir(tmp_path / "b", base_rows)
+    new = write_report_dir(tmp_path / "n", NEW_ROWS[:1])
+    result = cli("diff", base, new, "--json", "--fail-on-env-change")
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads(result.stdout)["cells"]
+    assert cell["verdict"] == "noisy" and cell["low"] > 1.05 and cell["p"] < 1e-6 and cell["p_holm"] is None
+    assert cell["reason"] == f"noisy in the base (IQR {23.0 / base_rows[0].median_ms:.0%} of the median)"
+    assert "**Not judged** (1)" in cli("diff", base, new, "--markdown").stdout
+
+
+def test_a_ci_covering_less_than_95_percent_is_noisy(tmp_path, cli):
+    """Raw samples: 3 against 3 equal times give the full range of the ratios, a 90% interval, within
+    ±5% — "unchanged" before, noisy now. Rows without samples: 5 samples a side (each median's CI 93.75%),
+    20% slower — "slower" before, noisy now (exit 0)."""
+    few = diff_runs(RunData("b", [row("m", (10.0, 10.01, 10.02))], ENV), RunData("n", [row("m", (10.0, 10.01, 10.02))], ENV))
+    (cell,) = few.cells
+    assert cell.verdict == "noisy" and cell.coverage == pytest.approx(0.9) and 0.95 < cell.low < cell.high < 1.05
+    assert cell.reason == "the CI of the ratio covers only 90% < 95% (too few samples: 3 and 3)"
+
+    base_csv, new_csv = tmp_path / "base.csv", tmp_path / "new.csv"
+    five = (100.0, 101.0, 102.0, 103.0, 104.0)
+    append_rows_csv(base_csv, [row("m", five)])
+    append_rows_csv(new_csv, [row("m", tuple(1.2 * t for t in five))])
+    for path in (base_csv, new_csv):
+        append_environment(path, ENV)
+    result = cli("diff", base_csv, new_csv, "--json")
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads(result.stdout)["cells"]
+    assert cell["method"] == "row CIs" and cell["low"] > 1.05 and cell["verdict"] == "noisy"
+    assert cell["reason"] == ("its median's CI covers less than the nominal in both runs (base: 93.7%, 5 samples; "
+                              "new run: 93.7%, 5 samples)")

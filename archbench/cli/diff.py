@@ -3,7 +3,10 @@ prints the environment differences, then a table (or Markdown for a pull request
 
 Exit codes: 1 when a cell regressed (slower by asv's rule, or failing where it ran in BASE) and the runs
 are comparable; 0 otherwise — "not comparable" included, with a warning; 2 for bad input (unknown runs,
-no cell in common, a file that is not archbench's).
+no cell in common, a file that is not archbench's). With ``--fail-on-env-change``, 3 instead of 0 when
+something went unjudged for the environment's sake: the environments differ (without
+``--allow-env-change``), or any cell was measured under load in either run. A regression among the cells
+that were judged is still 1: it is real whatever happened to the others.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from archbench.runs.significance import DEFAULT_MIN_EFFECT
 if TYPE_CHECKING:
     from archbench.runs.diff import DiffResult
 
-_STYLES = {"slower": "red", "faster": "green", "unchanged": "", "noisy": "yellow"}
+_STYLES = {"slower": "red", "faster": "green", "unchanged": "", "noisy": "yellow", "not comparable": "magenta"}
+EXIT_REGRESSED = 1
+EXIT_NOT_COMPARABLE = 3
 
 
 def diff_command(
@@ -34,12 +39,13 @@ def diff_command(
     new: Annotated[str, typer.Argument(metavar="NEW", help="The run to check, in the same forms.", show_default=False)],
     min_effect: Annotated[str, typer.Option("--min-effect", metavar="FRACTION", help="Smallest change that counts: a change is called only when its whole 95% CI lies beyond ±this.")] = str(DEFAULT_MIN_EFFECT),
     allow_env_change: Annotated[bool, typer.Option("--allow-env-change", help="Compare even when torch, the device, threads, CUDA or the driver differ.")] = False,
+    fail_on_env_change: Annotated[bool, typer.Option("--fail-on-env-change", help="Exit 3 when the runs are not comparable: the environments differ, or a cell was measured under load in either run.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown (for a pull request comment) instead of a table.")] = False,
     json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """Compare run NEW against run BASE cell by cell: time ratio with its CI, Mann-Whitney U (Holm-corrected),
-    and a verdict per cell. Exit 1 when a cell regressed."""
+    and a verdict per cell. Exit 1 when a cell regressed (3 with --fail-on-env-change when not comparable)."""
     effect = parse_fraction(min_effect, "--min-effect")
     if markdown and json:
         raise UsageError("--markdown and --json both print the diff: give one of them.")
@@ -58,9 +64,18 @@ def diff_command(
         sys.stdout.flush()
     else:
         _print_result(result)
-    _print_outcome(result)
+    code = exit_code(result, fail_on_env_change)
+    _print_outcome(result, code)
+    if code:
+        raise typer.Exit(code)
+
+
+def exit_code(result: DiffResult, fail_on_env_change: bool) -> int:
+    """1 for a regression; 3 with ``fail_on_env_change`` for a diff that left cells unjudged because of the
+    environment (differences, or cells measured under load); else 0."""
     if result.outcome == "regressed":
-        raise typer.Exit(1)
+        return EXIT_REGRESSED
+    return EXIT_NOT_COMPARABLE if fail_on_env_change and not result.fully_compared else 0
 
 
 def _checked_db_path(text: str | None) -> Path:
@@ -85,6 +100,7 @@ def _print_result(result: DiffResult) -> None:
         ci_text,
         p_text,
         percent,
+        set_aside,
         summary_line,
         verdict_text,
     )
@@ -107,6 +123,8 @@ def _print_result(result: DiffResult) -> None:
     for row_index, cell in enumerate(cells):
         table.rows[row_index].style = _STYLES[cell.verdict]
     out.print(table)
+    for cell in set_aside(result):
+        out.print(f"not judged: {escape(cell_label(cell.key))}: {verdict_text(cell)}: {escape(cell.reason)}")
     _print_lists(result)
     out.print(summary_line(result))
 
@@ -140,11 +158,17 @@ def _print_lists(result: DiffResult) -> None:
     out.print(escape(rule_text(result)))
 
 
-def _print_outcome(result: DiffResult) -> None:
+def _print_outcome(result: DiffResult, code: int) -> None:
+    because = {0: " (exit 0; --fail-on-env-change makes it exit 3)", EXIT_NOT_COMPARABLE: " (exit 3)"}.get(code, "")
     if not result.comparable:
         names = ", ".join(d.name for d in result.env_differences)
         err.print(f"[yellow]warning:[/] the environments differ ({escape(names)}): the runs are not comparable and no "
-                  "cell is called a regression (exit 0). Pass --allow-env-change to compare them anyway.")
-    elif result.outcome == "regressed":
+                  f"cell is called a regression{because}. Pass --allow-env-change to compare them anyway.")
+        return
+    if result.not_comparable:
+        err.print(f"[yellow]warning:[/] {len(result.not_comparable)} of {len(result.cells)} cell(s) were measured under "
+                  f"load in either run: not comparable, never called slower or faster{because}. Measure them "
+                  "again on a quiet machine.")
+    if result.outcome == "regressed":
         failing = f", {len(result.newly_failed)} failing that ran in the base" if result.newly_failed else ""
         err.print(f"[red]regressed:[/] {len(result.slower)} cell(s) slower{failing} (exit 1).")

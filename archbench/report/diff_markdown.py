@@ -1,20 +1,22 @@
 """``archbench diff --markdown``: a :class:`~archbench.runs.diff.DiffResult` as Markdown, ready for a pull
-request comment (▲ slower / ▼ faster / = unchanged / ? noisy), and the cell texts the CLI's table shares."""
+request comment (▲ slower / ▼ faster / = unchanged / ? noisy / ≠ not comparable), and the cell texts the CLI's
+table shares."""
 
 from __future__ import annotations
 
 import math
 
 from archbench.report.tables import coverage_percent
+from archbench.runs.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
 from archbench.runs.diff import CellDiff, DiffResult, cell_label
-from archbench.runs.significance import SYMBOLS
+from archbench.timing.stats import NOISY_IQR_FRACTION
 from archbench.units import fmt_ms, fmt_sig
 
-_ORDER = {"slower": 0, "faster": 1, "noisy": 2, "unchanged": 3}
+_ORDER = {"slower": 0, "faster": 1, "not comparable": 2, "noisy": 3, "unchanged": 4}
 
 
 def cells_by_verdict(result: DiffResult) -> list[CellDiff]:
-    """Slower cells first, then faster, noisy and unchanged (each in the runs' order)."""
+    """Slower cells first, then faster, not comparable, noisy and unchanged (each in the runs' order)."""
     return sorted(result.cells, key=lambda c: _ORDER[c.verdict])
 
 
@@ -46,13 +48,17 @@ def p_text(p: float) -> str:
 
 
 def verdict_text(cell: CellDiff) -> str:
-    return f"{SYMBOLS[cell.verdict]} {cell.verdict}"
+    """``▲ slower``; ``≠ not comparable (measured under load)``."""
+    return f"{CELL_SYMBOLS[cell.verdict]} {NOT_COMPARABLE_TEXT if cell.verdict == 'not comparable' else cell.verdict}"
 
 
 def summary_line(result: DiffResult) -> str:
-    """``regressed: ▲ 2 slower · ▼ 1 faster · = 10 unchanged · ? 3 noisy`` (+ cells failing now)."""
+    """``regressed: ▲ 2 slower · ▼ 1 faster · = 10 unchanged · ? 3 noisy`` (+ cells not comparable, cells
+    failing now)."""
     counts = result.verdict_counts()
-    parts = [f"{SYMBOLS[v]} {counts[v]} {v}" for v in ("slower", "faster", "unchanged", "noisy")]
+    parts = [f"{CELL_SYMBOLS[v]} {counts[v]} {v}" for v in ("slower", "faster", "unchanged", "noisy")]
+    if counts["not comparable"]:
+        parts.append(f"{CELL_SYMBOLS['not comparable']} {counts['not comparable']} {NOT_COMPARABLE_TEXT}")
     if result.newly_failed:
         parts.append(f"✗ {len(result.newly_failed)} failing that ran in the base")
     return f"{result.outcome}: {' · '.join(parts)}"
@@ -64,7 +70,21 @@ def rule_text(result: DiffResult) -> str:
     return (f"▲ slower / ▼ faster: Mann–Whitney U on the raw samples significant (Holm-adjusted over the cells, "
             f"p < {result.alpha:g}) and the whole {confidence} CI of the time ratio new/base (Hodges–Lehmann "
             f"estimate, Moses interval) beyond {effect}; = unchanged: the CI within {effect}; ? noisy: neither. "
-            "A cell that ran in the base and fails in the new run is a regression too.")
+            "A cell that ran in the base and fails in the new run is a regression too." + _set_aside_rule(result))
+
+
+def _set_aside_rule(result: DiffResult) -> str:
+    """The rule for cells set aside, told only where a diff has some (a quiet diff reads as before)."""
+    if not any(c.reason for c in result.cells):
+        return ""
+    return (f" Set aside before the test, never a regression: ≠ not comparable, measured under load in either run; "
+            f"? noisy, flagged noisy (IQR above {NOISY_IQR_FRACTION:.0%} of the median) or a CI covering less than "
+            f"{result.confidence * 100:g}%.")
+
+
+def set_aside(result: DiffResult) -> list[CellDiff]:
+    """The cells set aside (not comparable, or noisy for a flag or a short CI), in the table's order."""
+    return [c for c in cells_by_verdict(result) if c.reason]
 
 
 def diff_markdown(result: DiffResult) -> str:
@@ -81,10 +101,19 @@ def diff_markdown(result: DiffResult) -> str:
         lines.append(f"| `{cell_label(cell.key)}` | {fmt_ms(cell.base_median_ms)} | {fmt_ms(cell.new_median_ms)} | "
                      f"{change_text(cell, result.confidence)} | {p_text(cell.p_holm)} | {verdict_text(cell)} |")
     lines.append("")
-    lines += _failed_lines(result) + _only_lines(result) + _count_lines(result)
+    lines += _set_aside_lines(result) + _failed_lines(result) + _only_lines(result) + _count_lines(result)
     lines += [f"- {_cell(note)}" for note in result.notes] + ([""] if result.notes else [])
     lines.append(f"<sub>{rule_text(result)}</sub>")
     return "\n".join(lines) + "\n"
+
+
+def _set_aside_lines(result: DiffResult) -> list[str]:
+    cells = set_aside(result)
+    if not cells:
+        return []
+    lines = [f"**Not judged** ({len(cells)}): their times cannot show a change, whatever the ratio:", ""]
+    lines += [f"- `{cell_label(c.key)}`: {verdict_text(c)} — {_cell(c.reason)}" for c in cells]
+    return [*lines, ""]
 
 
 def _failed_lines(result: DiffResult) -> list[str]:

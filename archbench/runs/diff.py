@@ -9,11 +9,16 @@ Cells are matched by :meth:`ResultRow.key`. For each cell measured successfully 
   new_high / base_low]`` (it covers the true ratio at least as often as both median CIs hold; no test).
 * ``verdict`` — asv's rule (:func:`~archbench.runs.significance.verdict`): slower / faster only when
   significant and the whole CI lies beyond ``±min_effect``; unchanged when it lies within; else noisy.
+  Cells whose measurements cannot support a verdict are set aside first
+  (:func:`~archbench.runs.comparability.screen_cell`, with a ``reason``): measured under load in either
+  run -> ``not comparable``; flagged noisy, or a CI covering less than the nominal -> ``noisy``. They
+  are left out of the Holm family (no decision rests on their test) and are never a regression.
 
 Counts (FLOPs per step, parameters, MACs) are compared exactly. Cells that failed in either run, and
 cells measured in only one, are listed. Environment differences (torch, devices, threads, CUDA, driver
 ...) are listed first and make the runs "not comparable" unless allowed: then no cell is a regression.
-A regression is a cell called slower, or one that ran in BASE and fails in NEW.
+A regression is a cell called slower, or one that ran in BASE and fails in NEW. When every cell both
+runs measured was set aside as not comparable (and none regressed), the outcome is "not comparable" too.
 """
 
 from __future__ import annotations
@@ -29,12 +34,11 @@ from archbench.errors import UsageError
 from archbench.report.jsonfile import _clean
 from archbench.report.tables import ci_coverage
 from archbench.results import KEY_FIELDS, CellKey, ResultRow
+from archbench.runs.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
 from archbench.runs.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
-    VERDICTS,
     RatioEstimate,
-    Verdict,
     holm,
     mann_whitney_u,
     ratio_ci,
@@ -72,7 +76,8 @@ class EnvDifference:
 @dataclass(frozen=True)
 class CellDiff:
     """One cell measured in both runs. ``ratio``/``low``/``high``: NEW time / BASE time and its CI
-    (``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test)."""
+    (``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test, or a
+    cell set aside); ``reason``: why the cell was set aside (empty when the statistics decided)."""
 
     key: CellKey
     base_median_ms: float
@@ -83,10 +88,11 @@ class CellDiff:
     coverage: float
     p: float
     p_holm: float
-    verdict: Verdict
+    verdict: CellVerdict
     method: Method
     n_base: int
     n_new: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,13 +152,26 @@ class DiffResult:
         return tuple(f for f in self.failed if f.newly_failed)
 
     @property
+    def not_comparable(self) -> tuple[CellDiff, ...]:
+        """Cells measured under load in either run: their times say nothing about the code."""
+        return tuple(c for c in self.cells if c.verdict == "not comparable")
+
+    @property
+    def fully_compared(self) -> bool:
+        """Nothing was left unjudged for the environment's sake: the environments match (or a difference
+        was allowed) and no cell was measured under load."""
+        return self.comparable and not self.not_comparable
+
+    @property
     def outcome(self) -> Outcome:
         if not self.comparable:
             return "not comparable"
-        return "regressed" if self.slower or self.newly_failed else "no regression"
+        if self.slower or self.newly_failed:
+            return "regressed"
+        return "not comparable" if self.cells and len(self.not_comparable) == len(self.cells) else "no regression"
 
     def verdict_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(VERDICTS, 0)
+        counts = dict.fromkeys(CELL_VERDICTS, 0)
         for cell in self.cells:
             counts[cell.verdict] += 1
         return counts
@@ -173,9 +192,13 @@ def diff_runs(base: RunData, new: RunData, *, min_effect: float = DEFAULT_MIN_EF
     pairs = [(base_rows[k], new_rows[k]) for k in common if _both_ok(base_rows[k], new_rows[k])]
     tested = [(b, n) for b, n in pairs if _testable(b.samples_ms) and _testable(n.samples_ms)]
     pvalues = {b.key(): mann_whitney_u(n.samples_ms, b.samples_ms)[1] for b, n in tested}
-    adjusted = dict(zip(pvalues, holm(list(pvalues.values()))))
-    cells = tuple(_cell_diff(b, n, pvalues.get(b.key()), adjusted.get(b.key()), min_effect, alpha, confidence)
-                  for b, n in pairs)
+    estimates = {b.key(): _estimate(b, n, b.key() in pvalues, confidence) for b, n in pairs}
+    screens = {b.key(): screen_cell(b, n, raw_samples=b.key() in pvalues, ratio_coverage=estimates[b.key()].coverage,
+                                    confidence=confidence) for b, n in pairs}
+    family = [key for key in pvalues if screens[key].verdict is None]  # Holm over the cells a test decides
+    adjusted = dict(zip(family, holm([pvalues[key] for key in family])))
+    cells = tuple(_cell_diff(b, n, estimates[b.key()], pvalues.get(b.key()), adjusted.get(b.key()), screens[b.key()],
+                             min_effect, alpha) for b, n in pairs)
     return DiffResult(
         base_label=base.label,
         new_label=new.label,
@@ -206,14 +229,16 @@ def _both_ok(base: ResultRow, new: ResultRow) -> bool:
     return base.status == new.status == "ok"
 
 
-def _cell_diff(base: ResultRow, new: ResultRow, p: float | None, p_holm: float | None, min_effect: float,
-               alpha: float, confidence: float) -> CellDiff:
+def _estimate(base: ResultRow, new: ResultRow, raw_samples: bool, confidence: float) -> RatioEstimate:
+    return ratio_ci(base.samples_ms, new.samples_ms, confidence) if raw_samples else _from_row_cis(base, new)
+
+
+def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: float | None, p_holm: float | None,
+               screen: Screen, min_effect: float, alpha: float) -> CellDiff:
     if p is None:
-        estimate, method = _from_row_cis(base, new), "row CIs"
-        base_median, new_median = base.median_ms, new.median_ms
+        method, base_median, new_median = "row CIs", base.median_ms, new.median_ms
     else:
-        estimate, method = ratio_ci(base.samples_ms, new.samples_ms, confidence), "mann-whitney"
-        base_median, new_median = median(base.samples_ms), median(new.samples_ms)
+        method, base_median, new_median = "mann-whitney", median(base.samples_ms), median(new.samples_ms)
     return CellDiff(
         key=base.key(),
         base_median_ms=base_median,
@@ -224,10 +249,11 @@ def _cell_diff(base: ResultRow, new: ResultRow, p: float | None, p_holm: float |
         coverage=estimate.coverage,
         p=math.nan if p is None else p,
         p_holm=math.nan if p_holm is None else p_holm,
-        verdict=verdict(estimate.low, estimate.high, p_holm, alpha=alpha, min_effect=min_effect),
+        verdict=screen.verdict or verdict(estimate.low, estimate.high, p_holm, alpha=alpha, min_effect=min_effect),
         method=method,
         n_base=len(base.samples_ms) or base.n_samples,
         n_new=len(new.samples_ms) or new.n_samples,
+        reason=screen.reason,
     )
 
 
@@ -429,6 +455,7 @@ def diff_to_json(result: DiffResult) -> dict[str, Any]:
         "new": result.new_label,
         "outcome": result.outcome,
         "comparable": result.comparable,
+        "fully_compared": result.fully_compared,
         "min_effect": result.min_effect,
         "alpha": result.alpha,
         "confidence": result.confidence,

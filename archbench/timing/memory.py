@@ -50,7 +50,11 @@ class MemoryTracker:
       It counts everything the process touched for the cell (weights, gradients, activations, scratch,
       allocator slack); NaN where ``/proc`` cannot do this (non-Linux).
 
-    Create it before building the model so the weights are included, as on CUDA."""
+    Create it before building the model so the weights are included, as on CUDA. Everything resident
+    between the baseline and the peak is charged to the cell, so the process's one-time costs must be paid
+    before the first baseline (the sweep's ``warm_process``: thread pool, oneDNN, and the FLOP counters'
+    first call, which loads ~170 MB of Python modules). A baseline read after the cell's build and count
+    instead would lose the weights, and whatever lazily made state the count leaves in the model."""
 
     def __init__(self, device: str):
         self.device = str(device)
