@@ -86,6 +86,7 @@ from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
 from archbench.results import ModelStats
 from archbench.units import si
+from archbench.usercode import exits_as_failures
 
 SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
@@ -323,7 +324,8 @@ def _fvcore(model: nn.Module, x: ModelInputs):
     if x.kwargs:
         return None, "fvcore's trace takes positional inputs only, and this model's forward takes keywords"
     try:
-        return fvcore_counts(model, x.args), ""
+        with exits_as_failures("the model's forward"):  # fvcore's trace calls the forward itself
+            return fvcore_counts(model, x.args), ""
     except Exception as error:  # noqa: BLE001 - the model ran (the training step did): fvcore failed
         if is_out_of_memory(error):
             raise
