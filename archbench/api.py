@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archbench import arguments as check
 from archbench.catalog.source import ModelSource, as_source
 from archbench.options import MeasureOptions
 
@@ -45,12 +46,13 @@ def summarize(
 
     ``depth`` limits the layer table (``0``: none; ``None``: every module). The result prints as a rich
     table, and has ``.to_dict()`` (the ``archbench summary --json`` schema) and ``.to_markdown()``."""
+    model, input_size, batch, device, dtype, name = _counting_arguments(model, input_size, batch, device, dtype, name)
+    depth = check.optional_integer(depth, "depth", minimum=0, what="0 or more (0: no layer table), or None (all)")
     from archbench.costs.summary import summarize as summarize_source
 
     source = _source(model, name, input_size)
     module = _module_to_count(model, source, device, dtype)
-    return summarize_source(source, tuple(input_size) if input_size else None, batch, device, depth=depth,
-                            model=module, inputs=input_data)
+    return summarize_source(source, input_size, batch, device, depth=depth, model=module, inputs=input_data)
 
 
 def count(model: Model, inputs: Any = None, *, input_size: Sequence[int] | None = None, batch: int = 1,
@@ -58,12 +60,13 @@ def count(model: Model, inputs: Any = None, *, input_size: Sequence[int] | None 
     """Counts only: parameters, MACs, FLOPs forward and backward, activation memory of ``model`` on
     ``inputs`` (a tensor, tuple or dict), or on ``batch`` x ``input_size`` images — the numbers of
     :func:`summarize`, without its layer table and fvcore cross-check (about half the time)."""
+    model, input_size, batch, device, dtype, name = _counting_arguments(model, input_size, batch, device, dtype, name)
     from archbench.costs.summary import summarize as summarize_source
 
     source = _source(model, name, input_size)
     module = _module_to_count(model, source, device, dtype)
-    return summarize_source(source, tuple(input_size) if input_size else None, batch, device, depth=0, model=module,
-                            inputs=inputs, cross_check=False).stats
+    return summarize_source(source, input_size, batch, device, depth=0, model=module, inputs=inputs,
+                            cross_check=False).stats
 
 
 def estimate_memory(model: Model, input_size: Sequence[int] | None = None, *, batch: int = 1, optimizer: str = "none",
@@ -98,6 +101,11 @@ def measure(fn: Callable[[], object], device: str = "cpu", options: MeasureOptio
 
     from archbench.timing.timer import measure as measure_step
 
+    check.function(fn, "fn", "a callable taking no arguments (one timed call)")
+    device = check.device(device)
+    check.instance(options, "options", MeasureOptions, "a MeasureOptions")
+    check.optional_function(sampler, "sampler", "a callable returning one call's milliseconds, or None")
+    check.optional_function(clock, "clock", "a callable returning seconds, or None")
     return measure_step(fn, device, options, sampler=sampler, clock=clock or time.perf_counter)
 
 
@@ -123,15 +131,23 @@ def bench(
 
     ``make_inputs(batch, input_shape, dtype, device)`` builds the inputs of a model whose forward takes
     more than an image batch. ``out_csv`` keeps the rows as a CSV as they are measured (default: none)."""
+    models = check.named_models(model, "model", allow_single=True)
+    input_size = check.input_shape(input_size)
+    batches, modes, dtypes = check.integers(batches, "batches", "(1, 8)"), check.modes(modes), check.dtypes(dtypes)
+    device = check.device(device)
+    check.instance(options, "options", MeasureOptions, "a MeasureOptions")
+    threads = check.optional_integer(threads, "threads", what="a positive number of threads, or None (torch's)")
+    channels_last, compiled = check.flag(channels_last, "channels_last"), check.flag(compiled, "compiled")
+    check.optional_function(make_inputs, "make_inputs", "a function make_inputs(batch, input_shape, dtype, device), or None")
+    out_csv = check.location(out_csv, "out_csv")
     from archbench.runs.cells import plan_cells
     from archbench.runs.sweep import run_sweep
 
-    models = model if isinstance(model, Mapping) else {None: model}
     sources = [_source(m, n, input_size, make_inputs) for n, m in models.items()]
-    cells = plan_cells(sources, [device], list(batches), [tuple(input_size)] if input_size else None, list(modes),
+    cells = plan_cells(sources, [device], list(batches), [input_size] if input_size else None, list(modes),
                        list(dtypes), channels_last, compiled, threads)
     with tempfile.TemporaryDirectory(prefix="archbench-") as scratch:
-        path = Path(out_csv) if out_csv is not None else Path(scratch) / "results.csv"
+        path = out_csv if out_csv is not None else Path(scratch) / "results.csv"
         result = run_sweep(cells, path, resume=False, options=options, listener=listener)
     if result.interrupted:
         raise KeyboardInterrupt
@@ -156,11 +172,20 @@ def compare(
     ``results.csv``/``.json``, plots) to ``out_dir`` (default ``reports/<a>-vs-<b>/``). ``models`` maps
     report names to models (modules, factories or names: ``{"mine": MyNet(), "resnext-50": "resnext-50"}``);
     a sequence uses each name or class name. The result's ``.data`` holds the rows and counts."""
+    named = _compared_models(models)
+    shapes = check.input_shapes(inputs)
+    batches, modes, dtypes = check.integers(batches, "batches", "(1, 8)"), check.modes(modes), check.dtypes(dtypes)
+    devices = check.devices(devices)
+    check.instance(options, "options", MeasureOptions, "a MeasureOptions")
+    out_dir = check.location(out_dir, "out_dir")
+    title, force = check.text(title, "title"), check.flag(force, "force")
+    reference = check.optional_text(reference, "reference")
+    if reference is not None and reference not in named:
+        raise check.ArgumentError(f"argument reference: {reference!r} is not one of the models compared "
+                                  f"({', '.join(map(repr, named))}).")
     from archbench.runs.compare import run_compare
     from archbench.runs.study import StudyOptions, adhoc_study
 
-    named = dict(models) if isinstance(models, Mapping) else {_name_of(m): m for m in models}
-    shapes = [tuple(s) for s in inputs] if inputs is not None else None
     sources = {n: _source(m, n, shapes[0] if shapes and not isinstance(m, str) else None) for n, m in named.items()}
     study = adhoc_study(list(named), devices=list(devices), inputs=shapes, batches=list(batches), modes=list(modes),
                         dtypes=list(dtypes), reference=reference, title=title,
@@ -180,6 +205,27 @@ def _source(model: Model, name: str | None, input_size: Sequence[int] | None,
 
         source = dataclasses.replace(source, name=name)  # a spec reported under the caller's name
     return source
+
+
+def _counting_arguments(model, input_size, batch, device, dtype, name):
+    """The arguments :func:`summarize` and :func:`count` share, checked (see :mod:`archbench.arguments`)."""
+    return (check.model(model), check.input_shape(input_size), check.integer(batch, "batch", what="a positive batch size"),
+            check.device(device), check.dtype(dtype), check.optional_text(name, "name"))
+
+
+def _compared_models(models: Any) -> dict[str, Model]:
+    """``{report name: model}``: a mapping as given; a sequence named by each name or class name (two of one
+    name are an error: their rows would merge)."""
+    if isinstance(models, Mapping):
+        return dict(check.named_models(models, "models", allow_single=False))
+    named: dict[str, Model] = {}
+    for model in check.named_models(models, "models", allow_single=False).values():
+        label = _name_of(model)
+        if label in named:
+            raise check.ArgumentError(f"argument models: two models are named {label!r}: pass a mapping "
+                                      "{name: model} to name them apart.")
+        named[label] = model
+    return named
 
 
 def _name_of(model: Model) -> str:

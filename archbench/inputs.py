@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from archbench.usercode import USER_EXITS, as_failure
+
 
 @dataclass(frozen=True)
 class ModelInputs:
@@ -28,7 +30,12 @@ class ModelInputs:
         return cls((data,), {})
 
     def call(self, model: Any) -> Any:
-        return model(*self.args, **self.kwargs)
+        """``model(*args, **kwargs)``; a forward that calls ``sys.exit`` fails as a model does (see
+        :mod:`archbench.usercode`)."""
+        try:  # not a context manager: this is the timed call
+            return model(*self.args, **self.kwargs)
+        except USER_EXITS as exc:
+            raise as_failure(exc, "the model's forward") from exc
 
     @property
     def image(self) -> Any:

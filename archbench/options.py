@@ -45,6 +45,14 @@ class MeasureOptions:
     warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
 
     def __post_init__(self) -> None:
+        from archbench import arguments as check  # types first: a string here would fail inside a comparison
+
+        check.number(self.precision, "precision", "a fraction between 0 and 1 (0.02 means ±2%)")
+        if self.max_time_s is not None:
+            check.number(self.max_time_s, "max_time_s", "a positive number of seconds, or None")
+        check.integer(self.min_samples, "min_samples")
+        check.integer(self.max_samples, "max_samples")
+        check.instance(self.warmup, "warmup", WarmupPolicy, "a WarmupPolicy")
         if not 0 < self.precision < 1:
             raise ValueError(f"precision {self.precision!r} is not a fraction between 0 and 1 (0.02 means ±2%).")
         if self.max_time_s is not None and not self.max_time_s > 0:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from archbench.catalog.spec import ModelSpec, load_catalog
 from archbench.errors import SpecError, UnknownModelError
+from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
 
 Kind = Literal["name", "tv", "timm", "plugin", "module", "file"]
 PREFIXES: tuple[Kind, ...] = ("tv", "timm", "plugin")
@@ -257,8 +258,9 @@ def input_is_a_default(spec: ModelSpec) -> bool:
 
 def _describe(obj: Any) -> str:
     """The first line of the object's own docstring, else its qualified name."""
-    target = obj if isinstance(obj, (type, types.FunctionType)) else type(obj)
-    doc = (target.__doc__ or "").strip()
+    target = obj if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) else type(obj)
+    doc = target.__doc__ if isinstance(target.__doc__, str) else ""  # a C type's may be a descriptor
+    doc = doc.strip()
     return doc.splitlines()[0] if doc else f"{target.__module__}.{target.__qualname__}"
 
 
@@ -290,6 +292,9 @@ def load_model_object(ref: str) -> Any:
     from torch import nn
 
     obj, module = load_object(ref)
+    if isinstance(obj, types.BuiltinFunctionType):  # os:system, math:sqrt: callable, never a model factory
+        raise ModelReferenceError(f"'{ref}' is a built-in function ({_describe(obj)}), not an nn.Module subclass, a "
+                                  f"factory returning one or an nn.Module instance.{_candidates_text(module)}")
     if isinstance(obj, nn.Module) or callable(obj):
         return obj
     raise ModelReferenceError(f"'{ref}' is {_a(type(obj).__name__)}, not an nn.Module subclass, a factory returning "
@@ -297,13 +302,15 @@ def load_model_object(ref: str) -> Any:
 
 
 def load_inputs_factory(ref: str) -> Callable[..., Any]:
-    """The input factory a code reference names: ``make_inputs(batch, input_shape, dtype, device)``."""
+    """The input factory a code reference names: ``make_inputs(batch, input_shape, dtype, device)``, checked
+    and wrapped (see :mod:`archbench.catalog.input_factory`)."""
+    from archbench.catalog.input_factory import FORM, RETURNS, input_factory
+
     obj, module = load_object(ref)
     if not callable(obj):
         raise ModelReferenceError(f"'{ref}' is {_a(type(obj).__name__)}, not an input factory: expected a function "
-                                  "make_inputs(batch, input_shape, dtype, device) returning a tensor, a tuple of "
-                                  "arguments or a dict of keyword arguments.")
-    return obj
+                                  f"{FORM} returning {RETURNS}.")
+    return input_factory(obj, ref, source_roots(ref))
 
 
 def load_object(ref: str) -> tuple[Any, types.ModuleType]:
@@ -329,7 +336,8 @@ def _import_module(name: str) -> types.ModuleType:
     importlib.invalidate_caches()  # a module written since the interpreter started is found
     roots = _package_roots(name)
     try:
-        return importlib.import_module(name)
+        with exits_as_failures(f"importing '{name}'"):
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise ModelReferenceError(
@@ -367,7 +375,8 @@ def _import_file(path: Path) -> types.ModuleType:
     if str(resolved.parent) not in sys.path:
         sys.path.insert(0, str(resolved.parent))
     try:
-        loader_spec.loader.exec_module(module)
+        with exits_as_failures(f"loading {path}"):
+            loader_spec.loader.exec_module(module)
     except BaseException as exc:
         del sys.modules[name]
         if not isinstance(exc, Exception):
@@ -403,7 +412,12 @@ def _candidates(module: types.ModuleType) -> list[str]:
 
 def _candidates_text(module: types.ModuleType) -> str:
     found = _candidates(module)
-    return f" It has: {', '.join(found)}." if found else " It defines no nn.Module subclass, function or instance."
+    more = f" and {len(found) - _CANDIDATES_SHOWN} more" if len(found) > _CANDIDATES_SHOWN else ""
+    return (f" It has: {', '.join(found[:_CANDIDATES_SHOWN])}{more}." if found
+            else " It defines no nn.Module subclass, function or instance.")
+
+
+_CANDIDATES_SHOWN = 12  # a module like os or builtins has hundreds: a message names a few
 
 
 def _did_you_mean(attr: str, module: types.ModuleType) -> str:
@@ -459,14 +473,14 @@ def _under(path: Path, roots: tuple[Path, ...]) -> bool:
 
 
 def _shown(filename: str) -> str:
-    """A path relative to the working directory when it is inside it (shorter to read)."""
-    relative = os.path.relpath(filename)
-    return filename if relative.startswith("..") else relative
+    return shown_path(filename)
 
 
 def one_line(exc: BaseException) -> str:
     """``ExcType: first line of its message``."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg}"
+    if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:  # located by the caller already
+        return exit_one_line(exc.__cause__)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

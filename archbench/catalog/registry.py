@@ -33,7 +33,8 @@ from archbench.catalog.refs import (
     source_roots,
 )
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import DuplicateFamilyError, SpecError, UsageError
+from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError
+from archbench.usercode import exits_as_failures
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
 
@@ -138,7 +139,7 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     ``device="meta"`` allocates nothing: use it when only counts are needed."""
     from torch import nn
 
-    from archbench.oom import is_out_of_memory
+    from archbench.oom import is_out_of_memory, oom_reason
 
     spec = spec.with_args(overrides)
     builder = load_builder(spec.builder) if spec.builder else _family_for(spec)
@@ -147,18 +148,20 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     _check_arguments(spec, builder)
     roots = _user_code_roots(spec)
     try:
-        model = _call(builder, spec.args, device)
+        with exits_as_failures(f"building model '{spec.name}'"):
+            model = _call(builder, spec.args, device)
     except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
         raise SpecError(f"{_where(spec)}model '{spec.name}': {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - the user's code failed: located; other failures as before
+    except Exception as exc:  # noqa: BLE001 - the user's code failed: located; a family's: its arguments
         if is_out_of_memory(exc):
-            raise
+            raise ModelOutOfMemoryError(f"model '{spec.name}' with {dict(spec.args)} ran out of memory while being "
+                                        f"built on {device} (its weights alone): {oom_reason(exc)}") from exc
         if roots is not None:
             raise UserCodeError(f"{locate(exc, roots)}: model '{spec.name}': {_builder_label(spec, builder)} raised "
                                 f"{one_line(exc)}") from exc
-        if isinstance(exc, (TypeError, ValueError)):
-            raise SpecError(f"{_where(spec)}model '{spec.name}' cannot be built with {dict(spec.args)}: {exc}") from exc
-        raise
+        # torch's own errors too (a negative width: "Trying to create tensor with negative dimension")
+        raise SpecError(f"{_where(spec)}model '{spec.name}' cannot be built with {dict(spec.args)}: "
+                        f"{exc if isinstance(exc, (TypeError, ValueError)) else one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelReferenceError(f"model '{spec.name}': {_builder_label(spec, builder)} returned "
                                   f"{type(model).__name__}, not an nn.Module.")

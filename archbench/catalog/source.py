@@ -64,7 +64,6 @@ class ModuleSource:
         return format_input(self.input)
 
     def build(self, device: str = "cpu") -> Any:
-        import torch
         from torch import nn
 
         if isinstance(self.obj, nn.Module):
@@ -73,13 +72,30 @@ class ModuleSource:
 
                 return meta_twin(self.obj)
             return copy.deepcopy(self.obj).to(device)
-        with torch.device(device):
-            model = self.obj(**self.kwargs)
+        model = self._call_factory(device)
         if not isinstance(model, nn.Module):
             from archbench.errors import SpecError
 
             raise SpecError(f"model '{self.name}': its factory returned {type(model).__name__}, not an nn.Module.")
         return model
+
+    def _call_factory(self, device: str) -> Any:
+        """``obj(**kwargs)`` on ``device``; the user's code failing (or exiting) is a located
+        :class:`~archbench.catalog.refs.UserCodeError`, as for a model named by a reference."""
+        import torch
+
+        from archbench.catalog.refs import UserCodeError, locate, one_line
+        from archbench.oom import is_out_of_memory
+        from archbench.usercode import code_roots, exits_as_failures
+
+        try:
+            with torch.device(device), exits_as_failures(f"building model '{self.name}'"):
+                return self.obj(**self.kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user's class or factory failed: located
+            if is_out_of_memory(exc):
+                raise
+            raise UserCodeError(f"{locate(exc, code_roots(self.obj))}: model '{self.name}': {_default_name(self.obj)} raised "
+                                f"{one_line(exc)}") from exc
 
     def inputs_factory(self) -> Callable[..., Any] | None:
         return self.make_inputs
@@ -97,6 +113,10 @@ def as_source(model: Any, *, name: str | None = None, input: InputShape | None =
     if isinstance(model, ModelSource) and not _is_module(model):
         return model
     label = name or _default_name(model)
+    if make_inputs is not None:
+        from archbench.catalog.input_factory import input_factory
+
+        make_inputs = input_factory(make_inputs, _default_name(make_inputs))
     return ModuleSource(model, label, tuple(input) if input else DEFAULT_INPUT, make_inputs=make_inputs)
 
 

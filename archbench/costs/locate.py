@@ -24,7 +24,9 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from archbench.errors import ModelRunError
+from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
+from archbench.usercode import UserCodeExit
 
 # Square sizes probed (on meta) for a failing image model, and how many working ones to name. The small
 # ones matter: an MNIST-style CNN with a fixed-size classifier runs at 28x28 only.
@@ -133,6 +135,11 @@ class ModuleTrace:
 
     def failure_of(self, error: BaseException) -> Failure | None:
         entry = self._failures.get(id(error))
+        if entry is None and isinstance(error, UserCodeExit) and self._stack:
+            # torch runs no always_call hook for a SystemExit: the modules it left are still on the stack
+            frame = self._stack[-1]
+            module = dict(self.model.named_modules())[frame.name]
+            entry = self._failures[id(error)] = (error, _failure(frame.name, module, frame, error))
         return entry[1] if entry is not None and entry[0] is error else None
 
 
@@ -158,7 +165,7 @@ def forward_located(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
     module docstring). Out-of-memory errors and KeyboardInterrupt propagate unchanged; no hooks stay behind."""
     with ModuleTrace(model) as trace:
         try:
-            return model(*inputs, **kwargs)
+            return ModelInputs(inputs, kwargs).call(model)
         except Exception as error:  # noqa: BLE001 - re-raised, located
             if is_out_of_memory(error):
                 raise
@@ -245,7 +252,7 @@ class _Prober:
         x = torch.empty(self.batch, self.channels, height, width, device="meta")
         with torch.inference_mode(False), torch.no_grad(), ModuleTrace(self.twin) as trace:
             try:
-                self.twin(x)
+                ModelInputs((x,)).call(self.twin)
                 return None
             except Exception as error:  # noqa: BLE001 - a probe's failure is its answer
                 where = trace.failure_of(error)

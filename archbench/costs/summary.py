@@ -89,6 +89,7 @@ from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
 from archbench.results import ModelStats
 from archbench.units import si
+from archbench.usercode import exits_as_failures
 
 SCHEMA = "archbench.summary/2"
 AGREEMENT = 0.02  # the cross-check flags counters more than 2% apart
@@ -328,7 +329,8 @@ def _fvcore(model: nn.Module, x: ModelInputs):
     """fvcore's counts, or ``(None, why not)``: the model ran (its training step did), so a trace that
     fails only costs the cross-check."""
     try:
-        return fvcore_counts(model, x.args, x.kwargs), ""
+        with exits_as_failures("the model's forward"):  # fvcore's trace calls the forward itself
+            return fvcore_counts(model, x.args, x.kwargs), ""
     except Exception as error:  # noqa: BLE001 - the model ran (the training step did): fvcore failed
         if is_out_of_memory(error):
             raise
