@@ -19,7 +19,7 @@ from archbench.timing.timer import make_sampler
 
 CPU_ARRAY_BYTES = 64 * 2**20  # per array: 3 x 64 MiB is far beyond any CPU's last-level cache
 CUDA_ARRAY_BYTES = 2**30  # per array on a GPU (an H100's L2 is 50 MiB)
-RUNS = 7  # best of: the first touches pages, later ones see the machine at its quietest
+RUNS = 10  # best of: the first touches pages, later ones see the machine at its quietest
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ def _stream(device: str, n: int) -> tuple[float, float]:
         c = torch.zeros(n, device=device)
         copy_ms = _best_ms(lambda: b.copy_(a), device)
         triad_ms = _best_ms(lambda: torch.add(b, c, alpha=3.0, out=a), device)
-        del a, b, c
     element = 4
     return _gbps(2 * n * element, copy_ms), _gbps(3 * n * element, triad_ms)
 
