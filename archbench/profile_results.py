@@ -15,8 +15,9 @@ Definitions (also in every report):
   the numerator of ``intensity`` = work_flops / bytes, and of achieved FLOP/s.
 * ``bytes``: tensors read + written per op at dispatch, no cache reuse (:mod:`archbench.costs.traffic`).
 * ``bound``: ``memory`` left of the ridge point (intensity < peak FLOP/s / peak bytes/s), else ``compute``.
-* ``overhead``: profiled step median (wall) / unprofiled step median − 1; ``coverage``: the top-level
-  modules' summed time (median over steps) / the unprofiled step median.
+* rounds: each profiled step follows one unprofiled step (the timer's sampler), so a loaded machine's drift
+  falls on both; ``overhead``: the median over rounds of profiled step (wall) / unprofiled step − 1;
+  ``coverage``: the median over rounds of the top-level modules' summed time / the unprofiled step.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class ModelProfile:
     layers: tuple[LayerProfile, ...]
     step_ms: tuple[float, ...]  # per profiled step: total op time (the profiler's view of the step)
     profiled_wall_ms: tuple[float, ...]  # per profiled step: its wall (CPU) or CUDA-event (GPU) time
-    unprofiled_ms: tuple[float, ...]  # the existing timer's samples of the same step, no profiler
+    unprofiled_ms: tuple[float, ...]  # per round: the same step unprofiled, timed just before the profiled one
     outside_ms: tuple[float, ...]  # per step: ops outside every module (loss, gradient accumulation)
     summary_flops: int  # the summary's FLOPs of one step (forward, + backward in train mode)
     peaks: Peaks
@@ -143,6 +144,7 @@ class ModelProfile:
     stop_reason: str  # why profiling stopped after len(step_ms) steps
     env: Mapping[str, Any] = field(default_factory=dict, hash=False)
     warnings: tuple[str, ...] = ()
+    timer_ms: tuple[float, ...] = ()  # the existing adaptive timer's samples (warm-up run), before the rounds
 
     # ----------------------------------------------------------------------------------- the step
 
@@ -160,9 +162,8 @@ class ModelProfile:
 
     @property
     def overhead(self) -> float:
-        """Profiled step median / unprofiled step median − 1."""
-        base = self.unprofiled_median_ms
-        return self.profiled_median_ms / base - 1 if base > 0 else math.nan
+        """The median over rounds of profiled step / unprofiled step − 1."""
+        return _paired_median(self.profiled_wall_ms, self.unprofiled_ms) - 1
 
     @property
     def top_level(self) -> tuple[LayerProfile, ...]:
@@ -176,9 +177,12 @@ class ModelProfile:
 
     @property
     def coverage(self) -> float:
-        """The top-level modules' summed time (median over steps) / the unprofiled step median."""
-        base = self.unprofiled_median_ms
-        return median(self.top_level_ms) / base if base > 0 else math.nan
+        """The median over rounds of the top-level modules' summed time / the round's unprofiled step."""
+        return _paired_median(self.top_level_ms, self.unprofiled_ms)
+
+    @property
+    def timer_median_ms(self) -> float:
+        return median(self.timer_ms) if self.timer_ms else math.nan
 
     @property
     def flops(self) -> int:
@@ -241,10 +245,16 @@ class ModelProfile:
                                                  if f.name in layer}) for layer in data["layers"])
         values["layers"] = tuple(_with_nans(layer) for layer in values["layers"])
         values["peaks"] = Peaks(**{k: _number(v) if k != "note" else v for k, v in data["peaks"].items()})
-        for name in ("step_ms", "profiled_wall_ms", "unprofiled_ms", "outside_ms"):
+        for name in ("step_ms", "profiled_wall_ms", "unprofiled_ms", "outside_ms", "timer_ms"):
             values[name] = tuple(map(_number, values.get(name, ())))
         values["warnings"] = tuple(values.get("warnings", ()))
         return cls(**values)
+
+
+def _paired_median(values: Sequence[float], references: Sequence[float]) -> float:
+    """The median of per-round ratios ``value / reference`` (NaN without a round)."""
+    ratios = [v / r for v, r in zip(values, references) if r > 0]
+    return median(ratios) if ratios else math.nan
 
 
 def _json_safe(value: Any) -> Any:

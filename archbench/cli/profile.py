@@ -42,7 +42,7 @@ def profile_command(
     min_steps: Annotated[str, typer.Option("--min-steps", metavar="K", help="Profiled steps at least (10 give every module a 95% CI of its median).")] = "10",
     max_steps: Annotated[str, typer.Option("--max-steps", metavar="K", help="Profiled steps at most.")] = "50",
     precision: Annotated[str, typer.Option("--precision", metavar="FRACTION", help="Stop profiling once the 95% CI of the median step time is within this fraction of it.")] = "0.03",
-    max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds of profiling (after --min-steps) before it stops.")] = "30",
+    max_time: Annotated[str, typer.Option("--max-time", metavar="SECONDS", help="Seconds of profiling (after --min-steps) before it stops; also caps the timer's warm-up before the rounds (at most 4 s).")] = "30",
     out_dir: Annotated[str | None, typer.Option("--out", metavar="DIR", show_default=False, help="Folder of the report (default: reports/profile-<model>-<time>/).")] = None,
     trace: Annotated[bool, typer.Option("--trace", help="Also write the first profiled step's Chrome/Perfetto trace (trace.json) into the report folder.")] = False,
     json: JsonOption = False,
@@ -89,12 +89,15 @@ def profile_command(
         spec = resolve_model(model, extra_dirs=specs or (), args=overrides, inputs=inputs_ref)
     store = open_recording_store(db, no_db)
 
+    from archbench.options import MeasureOptions
     from archbench.outputs import owned_dir
     from archbench.report.profile_view import TRACE_NAME, profile_markdown, profile_renderable, write_profile_report
     from archbench.report.roofline import ROOFLINE, TIME_BREAKDOWN
-    from archbench.runs.profile import ProfileOptions, profile_model, record_profile
+    from archbench.runs.profile import TIMER_BUDGET_S, ProfileOptions, profile_model, record_profile
 
-    options = ProfileOptions(min_steps=steps[0], max_steps=steps[1], precision=precision_value, max_time_s=max_time_s)
+    unprofiled = MeasureOptions(precision_value, min(TIMER_BUDGET_S, max_time_s))  # the timer's warm-up and samples
+    options = ProfileOptions(min_steps=steps[0], max_steps=steps[1], precision=precision_value, max_time_s=max_time_s,
+                             unprofiled=unprofiled)
     with owned_dir(target), err.status(f"profiling {spec.name} ...", spinner="dots") as status:
         profile = profile_model(spec, shape, batches[0], mode=mode_value, dtype=dtype_value, device=device_name,
                                 channels_last=channels_last, depth=depth, options=options, threads=n_threads,

@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 MARKDOWN_NAME = "profile.md"
 JSON_NAME = "profile.json"
 TRACE_NAME = "trace.json"
-COLUMNS = ("module", "type", "median ms", "95% CI ms", "own ms", "fwd ms", "bwd ms", "share", "GFLOPs", "MB moved",
-           "FLOPs/byte", "GFLOP/s", "GB/s", "bound")
+COLUMNS = ("module", "type", "ms", "95% CI", "own ms", "fwd ms", "bwd ms", "share", "GFLOPs", "MB", "FLOP/B",
+           "GFLOP/s", "GB/s", "bound")
+LEGEND = ("ms: median time per step (summed op self time of the subtree); 95% CI: of that median; own: ops in the "
+          "module's own forward, not in a listed child; share: of the step's op time; GFLOPs: 2 x MACs; MB: bytes "
+          "moved (10^6); FLOP/B: work FLOPs per byte; GFLOP/s, GB/s: achieved; bound: the roof it sits under")
 
 
 def _pct(value: float) -> str:
@@ -34,12 +37,12 @@ def header_lines(p: ModelProfile) -> list[tuple[str, str]]:
         ("profile", f"{p.label()} ({p.steps} profiled steps, stopped: {p.stop_reason.replace('_', ' ')})"),
         ("timed", f"{p.timing}; modules from record_function ranges of forward hooks, backward ops by the "
                   "sequence number of the forward op that made their autograd node"),
-        ("step, unprofiled", f"{fmt_ms(p.unprofiled_median_ms)} ms median over {len(p.unprofiled_ms)} samples "
-                             "(archbench's timer, no profiler)"),
+        ("step, unprofiled", f"{fmt_ms(p.unprofiled_median_ms)} ms median over {len(p.unprofiled_ms)} rounds "
+                             f"(archbench's timer alone: {fmt_ms(p.timer_median_ms)} ms over {len(p.timer_ms)} samples)"),
         ("step, profiled", f"{fmt_ms(p.profiled_median_ms)} ms median; profiling overhead {p.overhead:+.1%} "
-                           "(profiled / unprofiled median − 1)"),
-        ("coverage", f"{_pct(p.coverage)} — the top-level modules' summed time / the unprofiled step median "
-                     f"(ops outside every module: {fmt_ms(_median(p.outside_ms))} ms)"),
+                           "(median over rounds of profiled / unprofiled step − 1)"),
+        ("coverage", f"{_pct(p.coverage)} — the top-level modules' summed time / the unprofiled step, median over "
+                     f"rounds (ops outside every module: {fmt_ms(_median(p.outside_ms))} ms)"),
         ("FLOPs", f"{p.flops:,} ({si(p.flops, 'FLOPs', 3)}) summed over modules, {check} against the summary's "
                   f"{'forward + backward' if p.mode == 'train' else 'forward'} FLOPs (2 per MAC)"),
         ("roofs", f"compute {fmt_sig(peaks.tflops * 1e3)} GFLOP/s (matmul peak, {p.dtype}); bandwidth "
@@ -78,7 +81,7 @@ def profile_markdown(p: ModelProfile, plots: list[tuple[str, str]] = ()) -> str:
     lines = [f"# Profile: {p.label()}", ""]
     lines += [f"- **{what}**: {value}" for what, value in header_lines(p)]
     lines += [f"- **warning**: {w}" for w in p.warnings]
-    lines += ["", "## Slowest modules", "", *_md_table([layer_cells(p, layer) for layer in p.leaves()[:10]]), ""]
+    lines += ["", LEGEND, "", "## Slowest modules", "", *_md_table([layer_cells(p, layer) for layer in p.leaves()[:10]]), ""]
     lines += ["## Every module", "", *_md_table([layer_cells(p, layer) for layer in table_layers(p)]), ""]
     for stem, caption in plots:
         lines += [f"## {caption}", "", f"![{caption}]({stem}.png) ([SVG]({stem}.svg))", ""]
@@ -112,11 +115,9 @@ def profile_renderable(p: ModelProfile, limit: int | None = None):
         header.add_row(escape(what), escape(value))
     for warning in p.warnings:
         header.add_row("[yellow]warning[/]", escape(warning))
-    table = Table(box=box.SIMPLE_HEAD, title="Modules (time: summed op self time of the subtree per step)",
-                  title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title="Modules", title_justify="left", caption=LEGEND, caption_justify="left")
     for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("module", "type", "bound") else "right",
-                         no_wrap=name == "module")
+        table.add_column(name, justify="left" if name in ("module", "type", "bound") else "right", no_wrap=True)
     layers = table_layers(p)
     for layer in layers[:limit] if limit else layers:
         table.add_row(*(escape(c) for c in layer_cells(p, layer)))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 ROOFLINE = ("roofline", "Roofline: leaf modules at their arithmetic intensity and achieved FLOP/s")
 TIME_BREAKDOWN = ("time_breakdown", "Where the time goes: slowest modules, median with 95% CI")
 LABELLED = 6
+_LABEL_OFFSETS = ((12, 14), (12, -18), (-12, 22), (-12, -26), (14, 34), (-14, -40))
 TOP_N = 15
 
 
@@ -51,9 +52,11 @@ def roofline(profile: ModelProfile, out_dir: Path) -> list[Path]:
         total = max(sum(max(layer.share_median, 0.0) for layer in layers), 1e-12)
         sizes = [20 + 1500 * max(layer.share_median, 0.0) / total for layer in layers]
         ax.scatter(xs, ys, s=sizes, alpha=0.55, color="tab:blue", edgecolors="black", linewidths=0.5, zorder=3)
-        for layer, x, y in list(zip(layers, xs, ys))[:LABELLED]:  # leaves() is slowest first
+        for i, (layer, x, y) in enumerate(list(zip(layers, xs, ys))[:LABELLED]):  # leaves() is slowest first
+            dx, dy = _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]  # neighbours' labels fan out instead of overlapping
             ax.annotate(f"{layer.name} ({layer.share_median:.0%})", (x, y), textcoords="offset points",
-                        xytext=(6, 4), fontsize=7)
+                        xytext=(dx, dy), fontsize=7, ha="left" if dx > 0 else "right",
+                        arrowprops={"arrowstyle": "-", "linewidth": 0.5, "color": "grey"})
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)

@@ -7,10 +7,12 @@ One profile, in order:
    bandwidth (:func:`~archbench.timing.bandwidth.measure_bandwidth`), before the model is built;
 2. the counts of one step, per module (:func:`~archbench.costs.traffic.module_costs`: the summary's FLOP
    counter and bytes moved), and the summary's own total to check them against;
-3. the unprofiled step, timed by the existing adaptive timer (:func:`~archbench.timing.timer.measure`):
-   the reference for the profiling overhead and the coverage;
-4. K profiled steps, each in its own ``torch.profiler`` session, module ranges recorded from forward
-   hooks (:mod:`archbench.timing.attribution`); K adapts: at least :attr:`ProfileOptions.min_steps`, then
+3. the unprofiled step, warmed up and timed by the existing adaptive timer (:func:`~archbench.timing.timer.measure`);
+4. K rounds of one unprofiled step (the same timer's sampler) and one profiled step, each in its own
+   ``torch.profiler`` session, module ranges recorded from forward hooks (:mod:`archbench.timing.attribution`).
+   The unprofiled steps of the rounds are the reference of the overhead and the coverage, ratio by
+   round: measured side by side, a loaded machine's drift falls on both. K adapts: at least
+   :attr:`ProfileOptions.min_steps`, then
    until the 95% CI of the median step op time is within ``precision`` of it, ``max_steps`` or
    ``max_time_s``. 10 steps are the least that give every module an order-statistic 95% CI of its median
    that is not the sample range (ranks 2 and 9 of 10, coverage 97.9%).
@@ -33,6 +35,7 @@ from archbench.timing.stats import ci_within
 
 MODES = ("infer", "train")
 DEFAULT_DEPTH = 3
+TIMER_BUDGET_S = 4.0  # the existing timer's warm-up and samples before the rounds (the rounds are the reference)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class ProfileOptions:
     max_steps: int = 50
     precision: float = 0.03
     max_time_s: float = 30.0
-    unprofiled: MeasureOptions = MeasureOptions()
+    unprofiled: MeasureOptions = MeasureOptions(max_time_s=TIMER_BUDGET_S)
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.min_steps) <= int(self.max_steps):
@@ -71,11 +74,13 @@ def profile_model(
     trace_path: str | Path | None = None,
     model: Any = None,
     inputs: Any = None,
+    peaks: Peaks | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> ModelProfile:
     """Profile ``source``'s model (or ``model``, an ``nn.Module`` on ``device``) on ``batch`` x ``input``
     images (or ``inputs``) — see the module docstring. ``trace_path``: write the first profiled step's
-    Chrome/Perfetto trace there. Raises :class:`ModelRunError` (:class:`ModelOutOfMemoryError`) when the
+    Chrome/Perfetto trace there. ``peaks``: roofs measured before (default: measured now).
+    Raises :class:`ModelRunError` (:class:`ModelOutOfMemoryError`) when the
     model does not run."""
     import torch
 
@@ -94,8 +99,9 @@ def profile_model(
         torch.set_num_threads(int(threads))
     try:
         used_threads = 0 if str(device).startswith("cuda") else torch.get_num_threads()
-        phase("measuring the device's peaks")
-        peaks = measure_peaks(device, dtype, used_threads)
+        if peaks is None:
+            phase("measuring the device's peaks")
+            peaks = measure_peaks(device, dtype, used_threads)
         phase("building")
         module, x = _prepared(source, model, inputs, shape, batch, dtype, device, channels_last)
         try:
@@ -170,7 +176,7 @@ def _profile(source, module, x, shape, batch, mode, dtype, device, channels_last
     listed = _listed_modules(module, depth)
     step = make_step(module, x, mode, dtype, device)
     phase("timing the unprofiled step")
-    unprofiled = measure(step, device, options.unprofiled)
+    timer = measure(step, device, options.unprofiled)
     phase("profiling")
     profiled = _profiled_steps(step, module, listed, device, options, trace_path, phase)
     layers = _layers(module, listed, costs, profiled)
@@ -178,9 +184,10 @@ def _profile(source, module, x, shape, batch, mode, dtype, device, channels_last
         model=source.name, input=format_input(shape), batch=x.batch or batch, mode=mode, dtype=dtype, device=device,
         channels_last=channels_last, threads=threads, depth=depth, layers=layers,
         step_ms=tuple(s.total_ms for s in profiled.steps), profiled_wall_ms=tuple(profiled.wall_ms),
-        unprofiled_ms=unprofiled.samples_ms, outside_ms=tuple(s.outside_ms for s in profiled.steps),
+        unprofiled_ms=tuple(profiled.unprofiled_ms), timer_ms=timer.samples_ms,
+        outside_ms=tuple(s.outside_ms for s in profiled.steps),
         summary_flops=summary_flops, peaks=peaks, timing=_timing_label(device), stop_reason=profiled.stop_reason,
-        env=env, warnings=_warnings(profiled, unprofiled),
+        env=env, warnings=_warnings(profiled, timer),
     )
 
 
@@ -205,6 +212,7 @@ def _listed_modules(model, depth: int | None) -> dict[int, str]:
 class _Profiled:
     steps: list
     wall_ms: list
+    unprofiled_ms: list
     stop_reason: str
 
 
@@ -220,11 +228,13 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
     cuda = str(device).startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sample = make_sampler(step, device)
-    steps, wall, began = [], [], clock()
+    steps, wall, unprofiled, began = [], [], [], clock()
     reason = "max_steps"
-    with ModuleRanges(listed), _quiet_profiler():
+    ranges = ModuleRanges(listed)
+    with _quiet_profiler():
         while len(steps) < options.max_steps:
-            with profile(activities=activities) as prof:
+            unprofiled.append(sample())
+            with ranges, profile(activities=activities) as prof:
                 wall.append(sample())
             if cuda:
                 torch.cuda.synchronize(device)
@@ -240,7 +250,7 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
             if clock() - began > options.max_time_s:
                 reason = "max_time"
                 break
-    return _Profiled(steps, wall, reason)
+    return _Profiled(steps, wall, unprofiled, reason)
 
 
 @contextlib.contextmanager
