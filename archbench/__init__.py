@@ -4,7 +4,7 @@ The library never prints; :mod:`archbench.cli` is the only module that does. Imp
 does not import torch.
 """
 
-from archbench.api import bench, compare, count, estimate_memory, measure, summarize
+from archbench.api import bench, compare, count, estimate_memory, measure, profile, summarize
 from archbench.catalog.registry import build_model, count_params, get_spec, list_models, register_family
 from archbench.catalog.source import ModelSource, ModuleSource
 from archbench.catalog.spec import ModelSpec
@@ -42,6 +42,7 @@ __all__ = [
     "count",
     "estimate_memory",
     "measure",
+    "profile",
     "summarize",
     "DeviceUnavailableError",
     "ModelOutOfMemoryError",

@@ -21,6 +21,7 @@ from archbench.options import MeasureOptions
 if TYPE_CHECKING:
     from archbench.costs.memory_estimate import MemoryEstimate
     from archbench.costs.summary import ModelSummary
+    from archbench.profile_results import ModelProfile
     from archbench.results import ModelStats, ResultRow
     from archbench.runs.compare import CompareResult
     from archbench.timing.stats import Measurement
@@ -192,6 +193,40 @@ def compare(
                         options=StudyOptions(options.max_time_s, options.precision, options.min_samples))
     return run_compare(study, out_dir, command=f"archbench.compare({', '.join(named)})", force=force,
                        sources=sources)
+
+
+def profile(
+    model: Model,
+    input_size: Sequence[int] | None = None,
+    *,
+    batch: int = 1,
+    mode: str = "infer",
+    dtype: str = "fp32",
+    device: str = "cpu",
+    channels_last: bool = False,
+    depth: int | None = 3,
+    min_steps: int = 10,
+    max_steps: int = 50,
+    precision: float = 0.03,
+    max_time_s: float = 30.0,
+    threads: int | None = None,
+    input_data: Any = None,
+    trace: str | Path | None = None,
+    name: str | None = None,
+) -> ModelProfile:
+    """Where ``model``'s step time goes (``archbench profile``): each module's time over repeated
+    torch.profiler steps (median, 95% CI; forward and, with ``mode="train"``, backward), its share of the
+    step, FLOPs (the summary's counts), bytes moved, FLOPs/byte, achieved GFLOP/s and GB/s and its roof
+    (memory or compute, against this device's measured matmul and STREAM peaks); the profiling overhead and
+    the coverage. ``depth`` limits the modules timed (``None``: all). ``trace``: a path for the first
+    profiled step's Chrome trace. Timing runs on a copy of an ``nn.Module``; the caller's is not changed."""
+    from archbench.runs.profile import ProfileOptions, profile_model
+
+    source = _source(model, name, input_size)  # an nn.Module's source builds a copy of it
+    return profile_model(source, tuple(input_size) if input_size else None, batch, mode=mode, dtype=dtype,
+                         device=device, channels_last=channels_last, depth=depth, threads=threads,
+                         options=ProfileOptions(min_steps, max_steps, precision, max_time_s), trace_path=trace,
+                         inputs=input_data)
 
 
 # ------------------------------------------------------------------------------------------ helpers

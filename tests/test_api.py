@@ -170,7 +170,7 @@ def test_the_exported_names_are_pinned():
         "ArchbenchError", "CellKey", "DeviceUnavailableError", "MeasureOptions", "ModelOutOfMemoryError",
         "ModelRunError", "ModelSource", "ModelSpec", "ModuleSource", "ResultRow", "SpecError", "StudyError",
         "UnknownModelError", "UsageError", "WarmupPolicy", "__version__", "bench", "build_model", "compare",
-        "count", "count_params", "estimate_memory", "get_spec", "list_models", "measure", "register_family", "register_flop_formula",
-        "summarize",
+        "count", "count_params", "estimate_memory", "get_spec", "list_models", "measure", "profile", "register_family",
+        "register_flop_formula", "summarize",
     ])
     assert all(hasattr(archbench, name) for name in archbench.__all__)

@@ -96,7 +96,8 @@ def test_help_and_spec_listing_do_not_import_torch(tmp_path):
     import subprocess
     import sys
 
-    for args in (["--help"], ["list", "--source", "specs"], ["summary", "--help"], ["bench", "--help"], ["compare", "--help"]):
+    for args in (["--help"], ["list", "--source", "specs"], ["summary", "--help"], ["bench", "--help"], ["compare", "--help"],
+                 ["profile", "--help"]):
         proc = subprocess.run([sys.executable, "-c", _HEAVY_PROBE, *args], capture_output=True, text=True, cwd=tmp_path)
         assert "HEAVY=\n" in proc.stderr, (args, proc.stderr[-2000:])
 

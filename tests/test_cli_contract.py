@@ -81,6 +81,8 @@ BASE: dict[str, list[str]] = {
     "diff": ["diff", str(EXAMPLE_CSV), str(EXAMPLE_CSV)],
     "history": ["history", "mnist-cnn", "--db", "{out}.db"],  # no such store: every value is checked before it is read
     "collect": ["collect", "1", "--db", "{out}.db"],  # no such store
+    "profile": ["profile", "mnist-cnn", "--min-steps", "1", "--max-steps", "1", "--max-time", "0.05", "--depth", "1",
+                "--out", "{out}"],
     "run-cells": ["run-cells", "{file}"],  # not a work unit: only the command line is parsed before it fails
 }
 # Options that only make sense without the base's models (a study file replaces them).

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from archbench import __version__
-from archbench.cli import bench, catalog, collect, compare, diff, history, memory, run_cells, summary
+from archbench.cli import bench, catalog, collect, compare, diff, history, memory, profile, run_cells, summary
 from archbench.cli._common import err
 from archbench.errors import ArchbenchError
 from archbench.interrupts import sigterm_as_interrupt
@@ -51,6 +51,7 @@ app.command("bench")(bench.bench_command)
 app.command("compare")(compare.compare_command)
 app.command("report")(compare.report_command)
 app.command("diff")(diff.diff_command)
+app.command("profile")(profile.profile_command)
 app.command("history")(history.history_command)
 app.command("collect")(collect.collect_command)
 app.command("run-cells", hidden=True)(run_cells.run_cells_command)

@@ -197,6 +197,10 @@ def report_command(
         raise UsageError("RUN|RESULTS.csv|DIR is empty: give a run id (or latest), a results CSV or a report folder.")
     if db is not None and Path(source).exists():
         raise UsageError(f"--db names the store a run id refers to, and '{source}' is a file or folder: leave --db out.")
+    from archbench.cli.profile import report_profile  # a profile (run, folder or profile.json) renders as one
+
+    if report_profile(source, out_path(out_dir, "--out"), db_path(db)):
+        return
     rendered = render(source, out_path(out_dir, "--out"), force=force, db_path=db_path(db))
     for warning in rendered.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")

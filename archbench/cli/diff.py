@@ -51,6 +51,10 @@ def diff_command(
         raise UsageError("--markdown and --json both print the diff: give one of them.")
     store_path = _checked_db_path(db)
 
+    from archbench.cli.profile import diff_profile_runs  # two profiles are compared module by module
+
+    if diff_profile_runs(base, new, store_path, effect, allow_env_change, markdown, json):
+        return
     from archbench.runs.diff import diff_runs, diff_to_json, load_run_data
 
     result = diff_runs(load_run_data(base, store_path), load_run_data(new, store_path), min_effect=effect,

@@ -17,7 +17,14 @@ the file as archbench's):
   opened; a column the store lacks reads as the field's default;
 * ``samples``: ``cell_id``, ``samples_ms`` — the raw samples as one BLOB of little-endian float64, not a
   row per sample: a cell's samples are always written and read together, never queried one by one in
-  SQL, and 8 bytes a sample round-trip every float exactly (NaN included) in one row per cell.
+  SQL, and 8 bytes a sample round-trip every float exactly (NaN included) in one row per cell;
+* ``profiles`` (schema 2): ``run_id``, ``model``, ``data`` — a profile run's
+  :class:`~archbench.profile_results.ModelProfile` as JSON (per-step samples of every module included);
+* ``bandwidth_peaks`` (schema 2): ``run_id``, ``device``, ``threads``, ``copy_gbps``, ``triad_gbps`` — the
+  STREAM bandwidth a run measured, beside its compute peaks.
+
+A store of schema 1 is brought to schema 2 (the two tables added) when it is opened for writing; read-only,
+it reads as holding no profiles.
 
 Writes are transactions committed at once (``BEGIN IMMEDIATE``, ``synchronous=FULL``), so a killed
 process (SIGKILL included) leaves a valid database holding every cell it finished. WAL mode lets readers
@@ -58,7 +65,7 @@ if TYPE_CHECKING:
     from archbench.report import ReportData
     from archbench.timing.peak import DevicePeaks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: profiles and bandwidth_peaks
 APPLICATION_ID = 0x41524342  # "ARCB": this SQLite file is an archbench results store
 DEFAULT_DB = Path("reports") / "archbench.db"
 DB_ENV = "ARCHBENCH_DB"
@@ -266,6 +273,17 @@ class Store:
             "INSERT OR REPLACE INTO device_peaks (run_id, device, dtype, threads, tflops) VALUES (?, ?, ?, ?, ?)",
             (run_id, device, dtype, int(threads), tflops)), run_id)
 
+    def record_bandwidth(self, run_id: int, device: str, threads: int, copy_gbps: float, triad_gbps: float) -> None:
+        """The STREAM copy and triad rates (GB/s; NaN: not measurable) a run's roofline uses."""
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO bandwidth_peaks (run_id, device, threads, copy_gbps, triad_gbps) VALUES (?, ?, ?, ?, ?)",
+            (run_id, device, int(threads), copy_gbps, triad_gbps)), run_id)
+
+    def add_profile(self, run_id: int, model: str, data: Mapping[str, Any]) -> None:
+        """Store a profile run's profile (:meth:`~archbench.profile_results.ModelProfile.to_dict`)."""
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO profiles (run_id, model, data) VALUES (?, ?, ?)",
+                                          (run_id, model, _json(data))), run_id)
+
     def add_cell(self, run_id: int, row: ResultRow) -> None:
         """Store ``row`` and its raw samples in one transaction, committed before returning; a row of a
         cell the run already holds replaces it."""
@@ -355,6 +373,25 @@ class Store:
         peaks = [validate(PEAK, dict(zip(("device", "dtype", "threads", "tflops"), r)), where, StoreError, "device_peaks")
                  for r in records]
         return {(p["device"], p["dtype"], p["threads"]): p["tflops"] for p in peaks}
+
+    def profile_json(self, run_id: int) -> dict[str, Any] | None:
+        """A profile run's stored profile (None for any other run, or a store of schema 1)."""
+        if not self._has_table("profiles"):
+            return None
+        found = self._read(lambda db: db.execute("SELECT data FROM profiles WHERE run_id = ?", (run_id,)).fetchone())
+        return json.loads(found[0]) if found else None
+
+    def bandwidth(self, run_id: int) -> dict[tuple[str, int], tuple[float, float]]:
+        """``(device, threads) -> (copy GB/s, triad GB/s)`` measured by the run."""
+        if not self._has_table("bandwidth_peaks"):
+            return {}
+        records = self._read(lambda db: db.execute(
+            "SELECT device, threads, copy_gbps, triad_gbps FROM bandwidth_peaks WHERE run_id = ?", (run_id,)).fetchall())
+        return {(d, int(t)): (_nan_if_null(c), _nan_if_null(tr)) for d, t, c, tr in records}
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._read(lambda db: db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()))
 
     def latest_run_for(self, out_path: str | Path) -> int | None:
         """The newest run that wrote ``out_path`` (the run a ``--resume`` of that file continues)."""
@@ -573,18 +610,33 @@ def _schema() -> list[str]:
          f"{cell_columns}, UNIQUE (run_id, {key}))"),
         ("CREATE TABLE samples (cell_id INTEGER PRIMARY KEY REFERENCES cells (id) ON DELETE CASCADE, "
          "samples_ms BLOB NOT NULL)"),
+        *_SCHEMA_2,
     ]
+
+
+# What schema 2 added to schema 1 (a store of schema 1 gets these when opened for writing).
+_SCHEMA_2 = (
+    ("CREATE TABLE profiles (run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE, model TEXT NOT NULL, "
+     "data TEXT NOT NULL)"),
+    ("CREATE TABLE bandwidth_peaks (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE, device TEXT NOT NULL, "
+     "threads INTEGER NOT NULL, copy_gbps REAL, triad_gbps REAL, PRIMARY KEY (run_id, device, threads))"),
+)
 
 
 def _create_or_extend_schema(db: sqlite3.Connection) -> None:
     """A new file gets the schema; a store of an archbench whose ResultRow had fewer fields gets their columns
     (read back as the fields' defaults where no value was stored). Runs inside the write transaction, so
     two processes creating one store at once create it once."""
-    if _header(db)[0] == 0:
+    version = _header(db)[0]
+    if version == 0:
         for statement in _schema():
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    elif version == 1:  # schema 1 -> 2: the profile tables
+        for statement in _SCHEMA_2:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
     present_runs = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
     for column, kind in zip(_OWNER_COLUMNS, ("TEXT", "INTEGER", "TEXT")):
         if column not in present_runs:  # a store of an archbench that did not record the run's process
@@ -694,6 +746,10 @@ def _from_sql(f, value: Any) -> Any:
     if kind == "bool" and value in (0, 1):  # sqlite has no booleans: 0/1; anything else fails the row's schema
         return bool(value)
     return value
+
+
+def _nan_if_null(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def pack_samples(samples: Iterable[float]) -> bytes:
