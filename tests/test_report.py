@@ -424,7 +424,7 @@ def test_bench_table_labels_short_intervals_and_cells_under_load(data):
     loaded = dataclasses.replace(data.rows[0], under_load=True, load_ratio=2.14)
     text = _rendered(rows_table([loaded, five, data.rows[2]], title="t"))
     assert "3.90–4.06 [93.7%]" in text and "[N%]: the CI's exact coverage where it is below 95%" in text
-    assert "under load ×2.1" in text and "under load: a calibration kernel around the cell ran ×R" in text
+    assert "under load ×2.1" in text and "under load: the CPU was busy with other work while the cell ran" in text
     assert "39.0–41.0 " in text  # a 95% interval carries no label
     quiet = _rendered(rows_table([data.rows[2]], title="t"))
     assert "[93.7%]" not in quiet and "under load" not in quiet

@@ -26,7 +26,8 @@ def device_type(device: str) -> str:
 def parse_device(text: str, option: str = "--device") -> str:
     """One device name, normalised (``cuda:01`` -> ``cuda:1``); syntax only, no availability check."""
     match = _DEVICE_RE.match(str(text).strip())
-    if not match or (match.group(1) == "cpu" and match.group(2) is not None):
+    if not match or (match.group(1) == "cpu" and match.group(2) is not None) or (
+            match.group(2) is not None and not match.group(2).isdigit()):
         raise UsageError(f"{option} value {quoted(str(text).strip())} is not a device: expected cpu, cuda or cuda:N "
                          "(e.g. cuda:1), or auto.")
     kind, index = match.groups()
