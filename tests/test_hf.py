@@ -78,6 +78,14 @@ def test_without_overrides_vit_is_vit_b_16_with_torchvision_s_parameter_count():
     assert count_params(spec.build("meta")) == 86_567_656
 
 
+@pytest.mark.slow
+def test_default_vit_counts_exactly_as_torchvision_s_vit_b_16(cli):
+    """Same architecture, two implementations: the same parameters and MACs (17.56 GMACs, 224x224)."""
+    hf, tv = summary_json(cli, "hf:vit"), summary_json(cli, "tv:vit_b_16")
+    assert (hf["params_total"], hf["macs"], hf["input"]) == (tv["params_total"], tv["macs"], tv["input"])
+    assert hf["macs"] == 17_563_828_224
+
+
 def test_the_default_input_follows_image_size_and_num_channels():
     from archbench.catalog.refs import resolve_model
 
