@@ -55,7 +55,7 @@ def test_list_pattern_and_source_filter(cli):
 
 def test_list_rejects_an_unknown_source(cli):
     result = cli("list", "--source", "hub")
-    assert result.exit_code == 2 and "--source 'hub' is not one of: specs, plugins, torchvision, timm, all" in result.stderr
+    assert result.exit_code == 2 and "--source 'hub' is not one of: specs, plugins, torchvision, timm, hf, all" in result.stderr
 
 
 def test_specs_ship_with_the_package_and_work_from_any_directory(tmp_path):

@@ -7,6 +7,9 @@ spec file's ``builder`` and the Python API — and one resolver, :func:`resolve_
 ``resnet50``                torchvision's classification zoo
 ``tv:resnet50``             torchvision, explicitly (``plugin:mynet`` likewise)
 ``timm:convnext_tiny``      timm (an optional extra), ``pretrained=False``: nothing is downloaded
+``hf:vit``                  Hugging Face transformers (an optional extra), from a config: a model type,
+                            ``hf:org/name`` in the local cache or ``hf:./folder`` with a config.json; never a
+                            download (:mod:`archbench.catalog.models.hf_zoo`)
 ``mypkg.models:MyNet``      an importable object: an ``nn.Module`` subclass, a factory returning one, or an
                             instance (never changed: every build is a copy); the current directory is
                             importable, as for ``python -m``
@@ -41,11 +44,11 @@ from archbench.catalog.spec import ModelSpec, load_catalog
 from archbench.errors import SpecError, UnknownModelError
 from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
 
-Kind = Literal["name", "tv", "timm", "plugin", "module", "file"]
-PREFIXES: tuple[Kind, ...] = ("tv", "timm", "plugin")
+Kind = Literal["name", "tv", "timm", "hf", "plugin", "module", "file"]
+PREFIXES: tuple[Kind, ...] = ("tv", "timm", "hf", "plugin")
 CODE_KINDS = ("module", "file")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
-_FORMS = ("a model name (resnext-50, resnet50), tv:NAME, timm:NAME, module:attr (mypkg.models:MyNet) or "
+_FORMS = ("a model name (resnext-50, resnet50), tv:NAME, timm:NAME, hf:MODEL_TYPE, module:attr (mypkg.models:MyNet) or "
           "PATH.py:attr (./nets/mynet.py:MyNet)")
 
 
@@ -116,7 +119,7 @@ def builder_reference(text: str, base_dir: Path | None = None) -> str:
     reference = parse_reference(text)
     if reference.kind == "name":
         raise ModelReferenceError(f"'{text}' is a model name, not a builder: expected tv:NAME, timm:NAME, "
-                                  "module:attr or PATH.py:attr.")
+                                  "hf:MODEL_TYPE, module:attr or PATH.py:attr.")
     return _absolute(reference, base_dir)
 
 
@@ -131,6 +134,10 @@ def code_reference(text: str, base_dir: Path | None = None) -> str:
 
 
 def _absolute(reference: Reference, base_dir: Path | None) -> str:
+    if reference.kind == "hf":  # hf:./folder
+        from archbench.catalog.models import hf_zoo
+
+        return hf_zoo.absolute(reference.target, base_dir)
     if reference.kind != "file":
         return reference.text
     path = Path(reference.target).expanduser()
@@ -141,7 +148,7 @@ def _absolute(reference: Reference, base_dir: Path | None) -> str:
 def family_of(builder: str) -> str:
     """The family a builder reference's models are listed under."""
     reference = parse_reference(builder)
-    return {"tv": "torchvision", "timm": "timm", "plugin": reference.target}.get(reference.kind, "python")
+    return {"tv": "torchvision", "timm": "timm", "hf": "transformers", "plugin": reference.target}.get(reference.kind, "python")
 
 
 # ------------------------------------------------------------------------------------------ resolving
@@ -226,6 +233,12 @@ def _resolve_timm(reference: Reference, extra_dirs) -> ModelSpec:
     return timm_zoo.spec(reference.target, name=reference.text)
 
 
+def _resolve_hf(reference: Reference, extra_dirs) -> ModelSpec:
+    from archbench.catalog.models import hf_zoo
+
+    return hf_zoo.spec(reference.target, name=reference.text)
+
+
 def _resolve_plugin(reference: Reference, extra_dirs) -> ModelSpec:
     from archbench.catalog import plugins
 
@@ -245,7 +258,7 @@ def _resolve_code(reference: Reference, extra_dirs) -> ModelSpec:
 
 
 _RESOLVERS: dict[Kind, Callable[[Reference, Any], ModelSpec]] = {
-    "name": _resolve_name, "tv": _resolve_tv, "timm": _resolve_timm, "plugin": _resolve_plugin,
+    "name": _resolve_name, "tv": _resolve_tv, "timm": _resolve_timm, "hf": _resolve_hf, "plugin": _resolve_plugin,
     "module": _resolve_code, "file": _resolve_code,
 }
 
@@ -279,6 +292,10 @@ def load_builder(builder: str) -> Any:
         from archbench.catalog.models import timm_zoo
 
         return timm_zoo.builder(reference.target)
+    if reference.kind == "hf":
+        from archbench.catalog.models import hf_zoo
+
+        return hf_zoo.builder(reference.target)
     if reference.kind == "plugin":
         from archbench.catalog import plugins
 

@@ -46,7 +46,7 @@ _BUILTIN_FAMILY_MODULES = {
     "resnet-cifar": "archbench.catalog.models.resnet_cifar",
     "mnist-cnn": "archbench.catalog.models.mnist_cnn",
 }
-SOURCES = ("specs", "plugins", "torchvision", "timm", "all")  # "all": specs, plugins and torchvision (timm is large)
+SOURCES = ("specs", "plugins", "torchvision", "timm", "hf", "all")  # "all": specs, plugins and torchvision (timm is large)
 
 
 def register_family(name: str) -> Callable[[Builder], Builder]:
@@ -106,6 +106,10 @@ def list_models(
         from archbench.catalog.models import timm_zoo
 
         specs += timm_zoo.listing(pattern, on_model)
+    if "hf" in wanted:
+        from archbench.catalog.models import hf_zoo
+
+        specs += hf_zoo.listing(pattern)
     if pattern:
         specs = [s for s in specs if _name_matches(s.name, pattern)]
     return sorted(specs, key=lambda s: (s.source != "specs", s.source, s.family, _natural_key(s.name)))

@@ -77,13 +77,21 @@ class ModelSpec:
 
         return load_inputs_factory(self.inputs)
 
-    def with_args(self, overrides: Mapping[str, Any] | None) -> ModelSpec:
+    def with_args(self, overrides: Mapping[str, Any] | None, per_run: bool = True) -> ModelSpec:
         """A copy with ``overrides`` merged into the builder arguments (``None`` values are dropped so they
-        never override a default, as timm's ``create_model`` does); errors blame them as given per run."""
+        never override a default, as timm's ``create_model`` does); errors blame them as given per run
+        (``per_run=False``: as the model's own, e.g. a study file's). An ``hf:`` model's default input follows
+        the ``image_size`` and ``num_channels`` set."""
         extra = {k: v for k, v in (overrides or {}).items() if v is not None}
         if not extra:
             return self
-        return replace(self, args={**self.args, **extra}, set_args={**self.set_args, **extra})
+        set_args = {**self.set_args, **extra} if per_run else self.set_args
+        spec = replace(self, args={**self.args, **extra}, set_args=set_args)
+        if spec.builder is not None and spec.builder.startswith("hf:"):
+            from archbench.catalog.models.hf_zoo import input_after
+
+            spec = replace(spec, input=input_after(spec.input, extra))
+        return spec
 
 
 def builtin_specs_dir() -> Path:

@@ -76,7 +76,7 @@ def _select(pattern: str | None, source: str, specs: list[str] | None, choices: 
 def list_command(
     pattern: Annotated[str | None, typer.Argument(metavar="PATTERN", help="Shell-style pattern, e.g. 'wrn-*' or '*resnext*'.")] = None,
     source: Annotated[str, typer.Option("--source", metavar="SOURCE",
-                                        help="specs, plugins, torchvision, timm, or all (specs, plugins and torchvision).")] = "all",
+                                        help="specs, plugins, torchvision, timm, hf (transformers' vision model types), or all (specs, plugins and torchvision).")] = "all",
     json: JsonOption = False,
     specs: SpecsOption = None,
 ) -> None:

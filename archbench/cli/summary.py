@@ -55,7 +55,7 @@ def summary_command(
     devices = [parse_device(device)]
     require_device(devices[0])
     with model_name_warnings():
-        spec = resolve_model(model, extra_dirs=specs or (), inputs=inputs_ref)
+        spec = resolve_model(model, extra_dirs=specs or (), args=overrides, inputs=inputs_ref)
     from archbench.costs.summary import summarize  # imports torch
 
     with err.status(f"summarising {spec.name} at {format_input(shape or spec.input)}, batch {batches[0]} ...",

@@ -318,7 +318,7 @@ def _model(where: str, key: str, item: Any, base_dir: Path | None) -> StudyModel
         raise StudyError(f"{where}: {key}.args: expected a table of keyword arguments, e.g. args = {{ width = 64 }}.")
     inputs = table.get("inputs")
     try:
-        model = builder_reference(text, base_dir) if parse_reference(text).kind == "file" else text
+        model = builder_reference(text, base_dir) if parse_reference(text).kind in ("file", "hf") else text
         inputs = code_reference(_string(where, f"{key}.inputs", inputs), base_dir) if inputs is not None else None
     except ModelReferenceError as exc:
         raise StudyError(f"{where}: {key}: {exc}") from None
@@ -498,7 +498,7 @@ def resolve_models(study: Study, extra_dirs: Iterable[str] = ()):
             raise StudyError(f"{study.path}: models: {exc}") from exc
         # Arguments from the command line (no study file) are blamed as given per run (--set); a file's
         # are the model's own.
-        spec = spec.with_args(entry.args) if study.path is None else with_fields(spec, args={**spec.args, **entry.args})
+        spec = spec.with_args(entry.args, per_run=study.path is None)
         if study.grid.inputs and input_is_a_default(spec):  # counted at the study's input, not at a guessed 224x224
             spec = with_fields(spec, input=study.grid.inputs[0])
         specs.append(with_fields(spec, name=entry.name))
