@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.report import tables
+from archbench.report.backends import backends_section
 from archbench.report.files import atomic_write_text
 from archbench.report.tables import Footnotes
 
@@ -321,6 +322,7 @@ def render_markdown(data: ReportData) -> str:
         *architecture_section(data, notes),
         *speed_section(data, notes),
         *relative_section(data),
+        *backends_section(data.rows),
         *memory_section(data, notes),
         *efficiency_section(data, notes),
         *knee_section(data),

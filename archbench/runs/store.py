@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from archbench.report import ReportData
     from archbench.timing.peak import DevicePeaks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cells are unique per backend too (archbench.results.BACKENDS)
 APPLICATION_ID = 0x41524342  # "ARCB": this SQLite file is an archbench results store
 DEFAULT_DB = Path("reports") / "archbench.db"
 DB_ENV = "ARCHBENCH_DB"
@@ -337,7 +337,7 @@ class Store:
 
     def keys(self, run_id: int) -> set[CellKey]:
         """The cells the run holds."""
-        columns = ", ".join(f'"{n}"' for n in KEY_FIELDS)
+        columns = ", ".join(f'"{n}"' for n in KEY_FIELDS if n in self._columns)  # a read-only v1 store: no backend
         records = self._read(lambda db: db.execute(f"SELECT {columns} FROM cells WHERE run_id = ?", (run_id,)).fetchall())
         return {cell_key(*r) for r in records}
 
@@ -568,9 +568,32 @@ def _create_or_extend_schema(db: sqlite3.Connection) -> None:
         if column not in present_runs:  # a store of an archbench that did not record the run's process
             db.execute(f'ALTER TABLE runs ADD COLUMN "{column}" {kind}')
     present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
+    if "backend" not in present:
+        _add_backend_to_key(db, present)
+        present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     for f in _CELL_FIELDS:
         if f.name not in present:
             db.execute(f'ALTER TABLE cells ADD COLUMN "{f.name}" {_SQL_TYPES.get(f.type, "TEXT")}')
+    if _header(db)[0] < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_backend_to_key(db: sqlite3.Connection, present: set[str]) -> None:
+    """A version-1 store's cells are unique without ``backend``: the table is rebuilt with today's schema (SQLite
+    cannot change a UNIQUE constraint), its rows copied with ``backend`` from ``compiled`` and their ids kept, so
+    the samples still belong to them. The old table is renamed aside under ``legacy_alter_table`` so the samples'
+    foreign key keeps naming ``cells`` (and dropping it deletes no sample)."""
+    db.execute("PRAGMA legacy_alter_table = ON")
+    try:
+        db.execute("ALTER TABLE cells RENAME TO cells_v1")
+        db.execute(next(s for s in _schema() if s.startswith("CREATE TABLE cells ")))
+        kept = [f'"{f.name}"' for f in _CELL_FIELDS if f.name in present]
+        names = ", ".join(["id", "run_id", *kept])
+        db.execute(f"INSERT INTO cells ({names}, \"backend\") SELECT {names}, "
+                   "CASE WHEN compiled THEN 'compile' ELSE 'eager' END FROM cells_v1")
+        db.execute("DROP TABLE cells_v1")
+    finally:
+        db.execute("PRAGMA legacy_alter_table = OFF")
 
 
 def _upsert_cell() -> str:
@@ -871,7 +894,8 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
     first = rows[0]
     models = values("model")
     grid = Grid(devices=values("device"), inputs=tuple(parse_input(i) for i in values("input")),
-                batches=tuple(sorted(values("batch"))), modes=values("mode"), dtypes=values("dtype"))
+                batches=tuple(sorted(values("batch"))), modes=values("mode"), dtypes=values("dtype"),
+                backends=values("backend"))
     options = StudyOptions(max_time_s=first.max_time_s if math.isfinite(first.max_time_s) else None,
                            precision=first.precision, min_samples=first.min_samples,
                            channels_last=first.channels_last, compiled=first.compiled, threads=first.threads or None)
