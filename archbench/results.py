@@ -326,6 +326,7 @@ def read_rows_csv(path: str | Path) -> list[ResultRow]:
 
 
 KEY_FIELDS = CellKey._fields
+REQUIRED_KEY_COLUMNS = tuple(name for name in KEY_FIELDS if name != "backend")  # a file of an older archbench has none
 
 
 def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,

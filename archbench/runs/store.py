@@ -51,7 +51,7 @@ from archbench.locations import (
     nearest_existing,
     shape_problem,
 )
-from archbench.results import KEY_FIELDS, CellKey, ResultRow, cell_key
+from archbench.results import KEY_FIELDS, REQUIRED_KEY_COLUMNS, CellKey, ResultRow, cell_key
 from archbench.runs.liveness import INTERRUPTED, owner_state, this_process
 
 if TYPE_CHECKING:
@@ -580,20 +580,22 @@ def _create_or_extend_schema(db: sqlite3.Connection) -> None:
 
 def _add_backend_to_key(db: sqlite3.Connection, present: set[str]) -> None:
     """A version-1 store's cells are unique without ``backend``: the table is rebuilt with today's schema (SQLite
-    cannot change a UNIQUE constraint), its rows copied with ``backend`` from ``compiled`` and their ids kept, so
-    the samples still belong to them. The old table is renamed aside under ``legacy_alter_table`` so the samples'
-    foreign key keeps naming ``cells`` (and dropping it deletes no sample)."""
-    db.execute("PRAGMA legacy_alter_table = ON")
-    try:
-        db.execute("ALTER TABLE cells RENAME TO cells_v1")
-        db.execute(next(s for s in _schema() if s.startswith("CREATE TABLE cells ")))
-        kept = [f'"{f.name}"' for f in _CELL_FIELDS if f.name in present]
-        names = ", ".join(["id", "run_id", *kept])
-        db.execute(f"INSERT INTO cells ({names}, \"backend\") SELECT {names}, "
-                   "CASE WHEN compiled THEN 'compile' ELSE 'eager' END FROM cells_v1")
-        db.execute("DROP TABLE cells_v1")
-    finally:
-        db.execute("PRAGMA legacy_alter_table = OFF")
+    cannot change a UNIQUE constraint), its rows copied with ``backend`` from ``compiled`` and their ids kept.
+    The samples, whose foreign key would follow the renamed table (and be deleted with it), are set aside in a
+    temporary table and put back. One transaction: a failure leaves the version-1 store as it was."""
+    schema = {statement.split(" (", 1)[0]: statement for statement in _schema()}
+    db.execute("CREATE TEMP TABLE samples_kept AS SELECT cell_id, samples_ms FROM samples")
+    db.execute("DROP TABLE samples")
+    db.execute("ALTER TABLE cells RENAME TO cells_v1")
+    db.execute(schema["CREATE TABLE cells"])
+    kept = [f'"{f.name}"' for f in _CELL_FIELDS if f.name in present]
+    names = ", ".join(["id", "run_id", *kept])
+    db.execute(f"INSERT INTO cells ({names}, \"backend\") SELECT {names}, "
+               "CASE WHEN compiled THEN 'compile' ELSE 'eager' END FROM cells_v1")
+    db.execute("DROP TABLE cells_v1")
+    db.execute(schema["CREATE TABLE samples"])
+    db.execute("INSERT INTO samples (cell_id, samples_ms) SELECT cell_id, samples_ms FROM samples_kept")
+    db.execute("DROP TABLE temp.samples_kept")
 
 
 def _upsert_cell() -> str:
@@ -920,7 +922,7 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
     from archbench.results import read_results_csv
     from archbench.runs.envinfo import environment_path
 
-    missing = [c for c in (*KEY_FIELDS, "status", "median_ms") if c not in _csv_header(path)]
+    missing = [c for c in (*REQUIRED_KEY_COLUMNS, "status", "median_ms") if c not in _csv_header(path)]
     if missing:
         raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}): give the CSV "
                          "of a bench run, the results.csv of a compare report, a report folder or a run of the store.")

@@ -32,7 +32,7 @@ from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
-from archbench.results import KEY_FIELDS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
+from archbench.results import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
 from archbench.runs.cells import Cell
 from archbench.runs.interleave import Interleaving, grid_points, measure_point
 from archbench.runs.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
@@ -276,7 +276,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
 
     with out_csv.open(newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])
-    missing = [c for c in KEY_FIELDS if c not in header]
+    missing = [c for c in REQUIRED_KEY_COLUMNS if c not in header]
     if missing:
         raise UsageError(
             f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
