@@ -282,7 +282,8 @@ def knee_section(data: ReportData) -> list[str]:
     found = knees(data.rows)
     if not found:
         return []
-    rows = [(k.model, k.device, k.mode, k.input, k.dtype, f"{k.knee_batch} ({k.knee_samples_per_s:,.1f}/s)",
+    rows = [(k.model + (f" · {k.backend}" if k.backend != "eager" else ""), k.device, k.mode, k.input, k.dtype,
+             f"{k.knee_batch} ({k.knee_samples_per_s:,.1f}/s)",
              f"{k.best_batch} ({k.best_samples_per_s:,.1f}/s)", f"{k.max_batch} ({k.max_bound})" if k.max_batch else "—")
             for k in found]
     return ["## Throughput knee", "",
