@@ -278,3 +278,17 @@ def test_speedup_vs_eager_from_the_two_cis_and_the_numerics_flag_in_the_report()
     assert "| **numerics** |" in text
     assert "| error: torch.export cannot export the model: X |" in text
     assert backends_section(rows[:1]) == []
+
+
+def test_a_study_grid_names_its_backends_and_round_trips():
+    from archbench.errors import StudyError
+    from archbench.runs.study import study_from_dict, study_from_mapping
+
+    study = study_from_mapping({"models": ["mnist-cnn"], "grid": {"backends": ["eager", "compile:max-autotune"],
+                                                                  "cuda": {"backends": ["onnxruntime"]}}})
+    assert study.grid.backends == ("eager", "compile:max-autotune")
+    assert study.grid.for_device("cuda").backends == ("onnxruntime",)
+    assert study_from_dict(study.to_dict()).grid == study.grid
+    assert study_from_mapping({"models": ["mnist-cnn"]}).grid.backends is None  # options.compiled decides
+    with pytest.raises(StudyError, match="study: grid.backends 'tvm' is not one of: eager, compile, export, onnxruntime"):
+        study_from_mapping({"models": ["mnist-cnn"], "grid": {"backends": ["tvm"]}})
