@@ -27,6 +27,22 @@ DType = Literal["fp32", "bf16", "fp16"]
 STATUSES: tuple[str, ...] = get_args(Status)
 MODES: tuple[str, ...] = get_args(Mode)
 DTYPES: tuple[str, ...] = get_args(DType)
+# How a cell runs the model (archbench.timing.backends): a grid axis. ``compile:MODE`` is torch.compile in another
+# mode (``compile:max-autotune``); ``compiled`` (the flag of an older archbench, still a column) means "compile*".
+BACKENDS: tuple[str, ...] = ("eager", "compile", "export", "onnxruntime")
+COMPILE_MODES: tuple[str, ...] = ("default", "max-autotune")
+
+
+def backend_kind(backend: str) -> str:
+    """``compile:max-autotune`` -> ``compile``; any other backend name as is."""
+    return str(backend).split(":", 1)[0]
+
+
+def normal_backend(backend: str, compiled: bool) -> tuple[str, bool]:
+    """``(backend, compiled)`` agreeing: a row or key of an older archbench (no backend) is ``compile`` when it
+    was ``compiled``, else ``eager``; ``compiled`` is true exactly for the compile backends."""
+    backend = str(backend or "").strip() or ("compile" if compiled else "eager")
+    return backend, backend_kind(backend) == "compile"
 
 
 @dataclass(frozen=True)
@@ -99,8 +115,9 @@ class ResultRow:
     input: str  # "3x32x32"
     dtype: DType
     channels_last: bool = False
-    compiled: bool = False
+    compiled: bool = False  # backend is compile (kept for older readers; see normal_backend)
     threads: int = 0
+    backend: str = ""  # eager | compile[:mode] | export | onnxruntime ("": from compiled, as older files have it)
     status: Status = "ok"
     error: str = ""  # why a cell failed (status oom/error/unsupported); empty on ok rows
     n_samples: int = 0
@@ -124,7 +141,10 @@ class ResultRow:
     max_time_s: float = math.nan
     min_samples: int = 0
     tf32: bool = False  # fp32 on a GPU whose convolutions or matmuls ran as TF32 (shown as "fp32 (tf32)")
-    compile_s: float = math.nan  # --compile: seconds of the compiling first call (not in the samples or budget)
+    compile_s: float = math.nan  # non-eager backend: seconds building it (compile: the compiling first call; export:
+    # torch.export + AOTInductor compile + load; onnxruntime: export + ONNX conversion + session), not in the samples
+    max_abs_err: float = math.nan  # non-eager backend, infer: max |output - eager output| on the same input
+    max_rel_err: float = math.nan  # max_abs_err / max |eager output| (archbench.timing.backends.output_error)
     note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
     rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.runs.interleave)
     loaded_rounds: int = 0  # of those, rounds with a burst measured under CPU pressure (archbench.timing.loadsignal)
@@ -137,10 +157,15 @@ class ResultRow:
     memory_limit_mb: float = math.nan  # batch "max": the memory limit the search ran under (MiB; NaN: the device's)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # raw samples (JSON only, not CSV)
 
+    def __post_init__(self) -> None:
+        backend, compiled = normal_backend(self.backend, self.compiled)
+        object.__setattr__(self, "backend", backend)
+        object.__setattr__(self, "compiled", compiled)
+
     def key(self) -> CellKey:
         """Identity of the cell, used by ``--resume`` to skip cells already measured."""
         return cell_key(self.model, self.device, self.mode, self.batch, self.input, self.dtype, self.channels_last,
-                        self.compiled, self.threads)
+                        self.compiled, self.threads, self.backend)
 
 
 class CellKey(NamedTuple):
@@ -154,15 +179,18 @@ class CellKey(NamedTuple):
     input: str  # "3x32x32"
     dtype: str
     channels_last: bool
-    compiled: bool
+    compiled: bool  # backend is compile (redundant with backend; kept so older keys compare)
     threads: int
+    backend: str = "eager"
 
 
 def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool,
-             compiled: bool, threads: int) -> CellKey:
-    """A :class:`CellKey` with normalised types (a CSV or JSON file gives strings and floats)."""
+             compiled: bool, threads: int, backend: str | None = None) -> CellKey:
+    """A :class:`CellKey` with normalised types (a CSV or JSON file gives strings and floats); no ``backend``
+    (an older archbench's key) is ``compile`` or ``eager`` by ``compiled``."""
+    backend, compiled = normal_backend(backend or "", bool(compiled))
     return CellKey(str(model), str(device), str(mode), int(batch), str(input), str(dtype), bool(channels_last),
-                   bool(compiled), int(threads))
+                   compiled, int(threads), backend)
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.name != "samples_ms")
@@ -306,6 +334,7 @@ def read_rows_csv(path: str | Path) -> list[ResultRow]:
 
 
 KEY_FIELDS = CellKey._fields
+REQUIRED_KEY_COLUMNS = tuple(name for name in KEY_FIELDS if name != "backend")  # a file of an older archbench has none
 
 
 def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,

@@ -40,6 +40,7 @@ MALFORMED: dict[str, list[str]] = {
     "DEVICE": _WORDS + ["cpu,cuda", "cuda:x"],
     "MODES": _WORDS + ["infer,abc"],
     "DTYPES": _WORDS + ["fp64", "fp32,abc"],
+    "BACKENDS": _WORDS + ["tensorrt", "eager,abc", "compile:fast", "export:max-autotune", ","],
     "SOURCE": _WORDS,
     "MODEL": _WORDS,
     "KEY=VALUE": ["", "0", "-1", "abc", "ü中", "=1", "k=", "nosuchkey=1"],

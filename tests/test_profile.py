@@ -151,7 +151,7 @@ def test_a_schema_1_store_gains_the_profile_tables_when_opened_for_writing(tmp_p
         store.record_bandwidth(1, "cpu", 1, 10.0, 9.0)
         assert store.bandwidth(1) == {("cpu", 1): (10.0, 9.0)}
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     raw.close()
 
 

@@ -31,6 +31,7 @@ from archbench.cli._common import (
     print_json,
     quick_defaults,
 )
+from archbench.cli.backends import BackendOption, CompileModeOption, parse_backends, print_backend_comparisons
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.cli.memory import (
@@ -70,7 +71,9 @@ def bench_command(
     mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = "fp32",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="Time torch.compile(model).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="Same as --backend compile.")] = False,
+    backend: BackendOption = None,
+    compile_mode: CompileModeOption = None,
     threads: Annotated[str | None, typer.Option("--threads", metavar="N", help="torch intra-op threads (default: torch's current count).", show_default=False)] = None,
     precision: Annotated[str | None, typer.Option("--precision", metavar="FRACTION", help=f"Stop sampling once the 95% CI of the median is within this fraction of it [default: {DEFAULT_PRECISION:g}].", show_default=False)] = None,
     max_time: Annotated[str | None, typer.Option("--max-time", metavar="SECONDS", help=f"Seconds per cell (warm-up included) before sampling stops; at least 5 samples are always taken [default: {DEFAULT_MAX_TIME_S:g}].", show_default=False)] = None,
@@ -96,6 +99,7 @@ def bench_command(
     modes = parse_choices(mode, "--mode", MODES)
     dtypes = parse_choices(dtype, "--dtype", DTYPES)
     n_threads = _one_thread_count(threads)
+    backends = parse_backends(backend, compile, compile_mode)
     precision, max_time = quick_defaults(quick, precision, max_time)
     precision_value = parse_fraction(precision, "--precision")
     max_time_s = parse_seconds(max_time, "--max-time")
@@ -123,15 +127,15 @@ def bench_command(
     from archbench.runs.store import Recording
     from archbench.runs.sweep import run_sweep
 
-    cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, compile, n_threads,
+    cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, False, n_threads,
                           settings=search_settings, previous=stored_rows(out_csv) if resume else (),
-                          on_probe=print_probe)
+                          on_probe=print_probe, backends=backends)
     axes = (("model", len(model_specs)), ("device", len(devices)), ("input", len(inputs or [None])),
-            ("dtype", len(dtypes)), ("batch", len(batches)), ("mode", len(modes)))
+            ("dtype", len(dtypes)), ("batch", len(batches)), ("backend", len(backends)), ("mode", len(modes)))
     if not json:
         err.print(escape(Plan(len(cells), axes, max_time_s, str(out_csv)).describe()), soft_wrap=True)
     env = environment(devices, cells[0].threads if cells else n_threads)
-    resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, compile,
+    resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, backends,
                                      cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
                                      no_interleave, set_, model_inputs, memory_limit, max_batch)
     with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress(max_time_s) as listener:
@@ -157,6 +161,7 @@ def bench_command(
                     "lost_cells": len(kept.lost)})
     else:
         out.print(rows_table(result.rows, title=f"archbench bench: {len(result.rows)} of {len(cells)} cells"))
+        print_backend_comparisons(result.rows)
         _print_failures(result.rows)
         print_searches(result.rows)
         _print_peaks(result.peaks_tflops)
@@ -215,14 +220,14 @@ def _one_thread_count(text: str | None) -> int | None:
     return check_threads(counts[0], "--threads")
 
 
-def _resume_command(models, device, batch, input, mode, dtype, channels_last, compile, threads, precision, max_time, out_csv, specs,
+def _resume_command(models, device, batch, input, mode, dtype, channels_last, backends, threads, precision, max_time, out_csv, specs,
                     no_interleave, sets=None, model_inputs=None, memory_limit=None, max_batch=None) -> str:
     parts = ["archbench", "bench", *models, "--device", device, "--batch", batch]
     if input is not None:
         parts += ["--input", input]
     parts += ["--mode", mode, "--dtype", dtype]
     parts += ["--channels-last"] if channels_last else []
-    parts += ["--compile"] if compile else []
+    parts += ["--backend", ",".join(backends)] if tuple(backends) != ("eager",) else []
     parts += ["--threads", str(threads)] if threads is not None else []
     parts += ["--precision", precision, "--max-time", max_time]
     parts += model_options(no_interleave, sets, model_inputs, specs)
@@ -358,7 +363,7 @@ def rows_table(rows, title: str | None, width: int | None = None) -> Table:
     shared = [named.get(name, "{}").format(values.pop()) for name in axes
               if len(rows) > 1 and len(values := {getattr(r, name) for r in rows}) == 1]
     varying = [name for name in axes if len(rows) <= 1 or len({getattr(r, name) for r in rows}) > 1]
-    options = any(r.channels_last or r.compiled for r in rows)
+    options = any(r.channels_last or r.backend != "eager" for r in rows)
     columns = [Column("model", shorten=20),
                *(Column(name, "right" if name in ("batch", "threads") else "left") for name in varying),
                *([Column("options", drop=2)] if options else []),
@@ -369,7 +374,8 @@ def rows_table(rows, title: str | None, width: int | None = None) -> Table:
     for r in rows:
         cells = [r.model, *(batch_label(r) if name == "batch" else str(getattr(r, name)) for name in varying)]
         if options:
-            cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), ("compiled", r.compiled)) if on))
+            cells.append(", ".join(x for x, on in (("channels-last", r.channels_last), (r.backend, r.backend != "eager"))
+                                   if on) or "eager")
         if r.status == "ok":
             cells += [fmt_ms(r.median_ms), _ci_cell(r), fmt_ms(r.iqr_ms),
                       str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
@@ -386,7 +392,8 @@ def _print_failures(rows) -> None:
     notes: dict[str, int] = {}
     for r in rows:
         if r.status != "ok":
-            label = f"{r.model} {r.device} {r.mode} batch {r.batch} {r.input} {r.dtype}"
+            label = f"{r.model} {r.device} {r.mode} batch {r.batch} {r.input} {r.dtype}" + \
+                (f" {r.backend}" if r.backend != "eager" else "")
             err.print(f"[red]{r.status}[/] ({escape(label)}): {escape(r.error)}")
         elif r.note:
             notes[r.note] = notes.get(r.note, 0) + 1

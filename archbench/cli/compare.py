@@ -8,6 +8,7 @@ table, the speed tables of the first device, the relative speeds — and the pat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shlex
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from archbench.cli._common import QuickOption, SetOption, SpecsOption, err, model_options, out, out_path, quick_defaults
+from archbench.cli.backends import BackendOption, CompileModeOption, parse_backends
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.collect import (
     AccountOption,
@@ -89,6 +91,8 @@ def compare_command(
     detach: DetachOption = False,
     memory_limit: MemoryLimitOption = None,
     max_batch: MaxBatchOption = None,
+    backend: BackendOption = None,
+    compile_mode: CompileModeOption = None,
 ) -> None:
     """Compare models cell by cell (devices x inputs x batches x modes x dtypes) and write a report:
     report.md, results.csv, results.json and plots. With no arguments, runs the default study."""
@@ -133,6 +137,10 @@ def compare_command(
         the_study = load_study(find_study(study) if study is not None else default_study_path())
     the_study = _with_options(the_study, max_time_s, precision_value, interleave=False if no_interleave else None)
     the_study = _with_search(the_study, memory_limit, max_batch)
+    if backend is not None or compile_mode is not None:  # a grid axis, given here for a study file too
+        backends = parse_backends(backend, False, compile_mode)
+        the_study = dataclasses.replace(the_study, grid=dataclasses.replace(the_study.grid, backends=backends))
+        grid_given = {**grid_given, "--backend": ",".join(backends)}
     executor_args = executor_command_args(executor, workers, partition, gpus_per_job, constraint, time_limit, account,
                                           qos, sbatch, no_exclusive)
     settings = executor_settings(the_study.executor, executor=executor, workers=workers, partition=partition,
@@ -283,10 +291,12 @@ def study_plan(study, out_dir: Path | None):
     from archbench.runs.plan import Plan
 
     grids = [study.grid.for_device(device) for device in study.grid.devices]
-    sizes = [(len(g.inputs) if g.inputs else 1) * len(g.dtypes) * len(g.batches) * len(g.modes) for g in grids]
+    sizes = [(len(g.inputs) if g.inputs else 1) * len(g.dtypes) * len(g.batches) * len(g.modes) * len(g.backends or "e")
+             for g in grids]
     first = grids[0]
     axes = (("model", len(study.models)), ("device", len(grids)), ("input", len(first.inputs or [None])),
-            ("dtype", len(first.dtypes)), ("batch", len(first.batches)), ("mode", len(first.modes)))
+            ("dtype", len(first.dtypes)), ("batch", len(first.batches)), ("backend", len(first.backends or "e")),
+            ("mode", len(first.modes)))
     from archbench.runs.compare import report_dir
 
     where = f"{out_dir if out_dir is not None else report_dir(study)}/"

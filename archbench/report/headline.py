@@ -70,8 +70,10 @@ def headline_table(data: ReportData) -> tuple[pd.DataFrame, HeadlinePoint] | Non
         return None
     reference = data.study.reference
     modes = [key.mode for key in table_keys(data.rows) if (key.device, key.dtype) == (point.device, point.dtype)]
+    backend = next((r.backend for r in data.rows), "eager")  # the first backend's (eager's): one line per model
     at_point = {(r.model, r.mode): r for r in data.rows
-                if (r.device, r.dtype, r.input, r.batch) == (point.device, point.dtype, point.input, point.batch)}
+                if (r.device, r.dtype, r.input, r.batch, r.backend) == (point.device, point.dtype, point.input, point.batch,
+                                                                        backend)}
     body: dict[str, dict[str, str]] = {}
     for model in listed_models(data):
         stats = data.stats_for(model, point.input)

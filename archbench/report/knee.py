@@ -30,6 +30,7 @@ class Knee:
     max_batch: int = 0
     max_bound: str = ""
     points: int = 0
+    backend: str = "eager"  # each backend its own curve
 
 
 def knees(rows: Iterable[ResultRow]) -> list[Knee]:
@@ -37,7 +38,7 @@ def knees(rows: Iterable[ResultRow]) -> list[Knee]:
     lines: dict[tuple, list[ResultRow]] = {}
     for r in rows:
         if r.status == "ok" and math.isfinite(r.samples_per_s) and r.samples_per_s > 0:
-            lines.setdefault((r.model, r.device, r.dtype, r.mode, r.input), []).append(r)
+            lines.setdefault((r.model, r.device, r.dtype, r.mode, r.input, r.backend), []).append(r)
     found = []
     for key, line in lines.items():
         if len({r.batch for r in line}) < 2:
@@ -46,6 +47,7 @@ def knees(rows: Iterable[ResultRow]) -> list[Knee]:
         best = max(line, key=lambda r: r.samples_per_s)
         knee = next(r for r in line if r.samples_per_s >= (1 - KNEE_SHARE) * best.samples_per_s)
         searched = next((r for r in line if r.max_batch_bound), None)
-        found.append(Knee(*key, best.batch, best.samples_per_s, knee.batch, knee.samples_per_s,
-                          searched.batch if searched else 0, searched.max_batch_bound if searched else "", len(line)))
+        found.append(Knee(*key[:5], best.batch, best.samples_per_s, knee.batch, knee.samples_per_s,
+                          searched.batch if searched else 0, searched.max_batch_bound if searched else "", len(line),
+                          backend=key[5]))
     return found

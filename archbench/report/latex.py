@@ -81,7 +81,8 @@ def table_label(*parts: str) -> str:
 
 
 def _key_label(data: ReportData, kind: str, key: TableKey) -> str:
-    return table_label(data.study.name, kind, key.device, key.mode, key.dtype)
+    return table_label(data.study.name, kind, key.device, key.mode, key.dtype,
+                       *([key.backend] if key.backend != "eager" else []))
 
 
 def comment(text: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.report import tables
+from archbench.report.backends import backends_section
 from archbench.report.files import atomic_write_text
 from archbench.report.tables import Footnotes
 
@@ -281,7 +282,8 @@ def knee_section(data: ReportData) -> list[str]:
     found = knees(data.rows)
     if not found:
         return []
-    rows = [(k.model, k.device, k.mode, k.input, k.dtype, f"{k.knee_batch} ({k.knee_samples_per_s:,.1f}/s)",
+    rows = [(k.model + (f" · {k.backend}" if k.backend != "eager" else ""), k.device, k.mode, k.input, k.dtype,
+             f"{k.knee_batch} ({k.knee_samples_per_s:,.1f}/s)",
              f"{k.best_batch} ({k.best_samples_per_s:,.1f}/s)", f"{k.max_batch} ({k.max_bound})" if k.max_batch else "—")
             for k in found]
     return ["## Throughput knee", "",
@@ -321,6 +323,7 @@ def render_markdown(data: ReportData) -> str:
         *architecture_section(data, notes),
         *speed_section(data, notes),
         *relative_section(data),
+        *backends_section(data.rows),
         *memory_section(data, notes),
         *efficiency_section(data, notes),
         *knee_section(data),

@@ -231,20 +231,24 @@ class TableKey(NamedTuple):
     dtype: str
     mode: str
     tf32: bool = False  # fp32 cells whose convolutions / matmuls ran as TF32 on the GPU
+    backend: str = "eager"  # each backend its own tables (archbench.report.backends compares them)
 
     def title(self) -> str:
-        return f"{self.device} · {self.mode} · {self.dtype}{' (tf32)' if self.tf32 else ''}"
+        backend = f" · {self.backend}" if self.backend != "eager" else ""
+        return f"{self.device} · {self.mode} · {self.dtype}{' (tf32)' if self.tf32 else ''}{backend}"
 
 
 def table_keys(rows: Iterable[ResultRow]) -> list[TableKey]:
-    """The (device, dtype, mode) groups of the rows, in run order (mode infer before train)."""
+    """The (device, dtype, mode, backend) groups of the rows, in run order (mode infer before train)."""
     rows = list(rows)
     devices = list(dict.fromkeys(r.device for r in rows))
     dtypes = list(dict.fromkeys(r.dtype for r in rows))
     modes = sorted({r.mode for r in rows}, key=lambda m: (m != "infer", m))
-    present = {(r.device, r.dtype, r.mode) for r in rows}
+    backends = list(dict.fromkeys(r.backend for r in rows))
+    present = {(r.device, r.dtype, r.mode, r.backend) for r in rows}
     tf32 = {(r.device, r.dtype, r.mode) for r in rows if r.tf32}
-    return [TableKey(d, t, m, (d, t, m) in tf32) for d in devices for t in dtypes for m in modes if (d, t, m) in present]
+    return [TableKey(d, t, m, (d, t, m) in tf32, b) for d in devices for t in dtypes for m in modes for b in backends
+            if (d, t, m, b) in present]
 
 
 def column_label(input: str, batch: int) -> str:
@@ -253,7 +257,8 @@ def column_label(input: str, batch: int) -> str:
 
 def _key_rows(frame: pd.DataFrame, key: TableKey) -> pd.DataFrame:
     """The lines of ``frame`` in ``key``'s device, dtype and mode, with their ``column`` label."""
-    rows = frame[(frame["device"] == key.device) & (frame["dtype"] == key.dtype) & (frame["mode"] == key.mode)]
+    rows = frame[(frame["device"] == key.device) & (frame["dtype"] == key.dtype) & (frame["mode"] == key.mode)
+                 & (frame["backend"] == key.backend)]
     return rows.assign(column=[column_label(i, b) for i, b in zip(rows["input"], rows["batch"])])
 
 
@@ -444,7 +449,8 @@ def paired_text(row) -> str:
 
 _CELL = [name for name in CellKey._fields if name != "model"]  # a cell of the grid, whichever model ran it
 _TIMES = ["median_ms", "ci_low_ms", "ci_high_ms", "ci_coverage", "n_samples"]  # what relative_speed reads
-RELATIVE_COLUMNS = ["model", "reference", "device", "mode", "batch", "input", "dtype", *RelativeSpeed._fields, "text", "column"]
+RELATIVE_COLUMNS = ["model", "reference", "device", "mode", "batch", "input", "dtype", "backend", *RelativeSpeed._fields,
+                    "text", "column"]
 
 
 def relative_speeds(data: ReportData) -> pd.DataFrame:
@@ -460,8 +466,8 @@ def relative_speeds(data: ReportData) -> pd.DataFrame:
     references = ok[ok["model"] == reference].drop_duplicates(_CELL, keep="last")[[*_CELL, *_TIMES]]
     pairs = _reading_order(ok[ok["model"] != reference].merge(references, on=_CELL, suffixes=("", "_ref")),
                            list(data.study.models))
-    key_rank = {tuple(key)[:3]: rank for rank, key in enumerate(table_keys(data.rows))}
-    pairs = pairs.assign(_key=[key_rank[k] for k in zip(pairs["device"], pairs["dtype"], pairs["mode"])])
+    key_rank = {(k.device, k.dtype, k.mode, k.backend): rank for rank, k in enumerate(table_keys(data.rows))}
+    pairs = pairs.assign(_key=[key_rank[k] for k in zip(pairs["device"], pairs["dtype"], pairs["mode"], pairs["backend"])])
     pairs = pairs.sort_values("_key", kind="stable").reset_index(drop=True)
     ref_times = pairs[[f"{name}_ref" for name in _TIMES]].set_axis(_TIMES, axis=1)
     speeds = [relative_speed(ref, row) for ref, row in zip(ref_times.itertuples(index=False), pairs.itertuples(index=False))]

@@ -10,7 +10,7 @@ from archbench.catalog.source import ModelSource
 from archbench.errors import UsageError
 from archbench.parsing import InputShape, format_input
 from archbench.resources import check_threads
-from archbench.results import DTYPES, MODES, CellKey, cell_key
+from archbench.results import DTYPES, MODES, CellKey, cell_key, normal_backend
 from archbench.timing.devices import require_device
 
 
@@ -33,6 +33,12 @@ class Cell:
     compiled: bool = False
     threads: int = 1
     search: Any = field(default=None, compare=False)  # how ``batch`` was found (archbench.runs.maxbatch); None: given
+    backend: str = ""  # eager | compile[:mode] | export | onnxruntime ("": compile when ``compiled``, else eager)
+
+    def __post_init__(self) -> None:
+        backend, compiled = normal_backend(self.backend, self.compiled)
+        object.__setattr__(self, "backend", backend)
+        object.__setattr__(self, "compiled", compiled)
 
     @property
     def input_str(self) -> str:
@@ -41,10 +47,10 @@ class Cell:
     def key(self) -> CellKey:
         """Same identity as :meth:`ResultRow.key` (what ``--resume`` matches on)."""
         return cell_key(self.model, self.device, self.mode, self.batch, self.input_str, self.dtype,
-                        self.channels_last, self.compiled, self.threads)
+                        self.channels_last, self.compiled, self.threads, self.backend)
 
     def label(self) -> str:
-        extras = [x for x, on in (("channels-last", self.channels_last), ("compiled", self.compiled)) if on]
+        extras = [x for x, on in (("channels-last", self.channels_last), (self.backend, self.backend != "eager")) if on]
         return " ".join([self.model, self.device, self.mode, f"batch {self.batch}", self.input_str, self.dtype, *extras])
 
 
@@ -64,21 +70,32 @@ def plan_cells(
     channels_last: bool = False,
     compiled: bool = False,
     threads: int | None = None,
+    backends: Sequence[str] | None = None,
 ) -> list[Cell]:
-    """Every combination, in run order: model, device, input, dtype, batch, mode (the mode varies
-    fastest, so both modes of a model/input/batch share one FLOP count). ``inputs=None`` uses each
-    model's default input; ``threads=None`` records torch's current thread count."""
+    """Every combination, in run order: model, device, input, dtype, batch, backend, mode (the mode varies
+    fastest, so both modes of a model/input/batch share one FLOP count; the backends of a batch run one after
+    the other, so what they are compared with was measured just before). ``inputs=None`` uses each model's
+    default input; ``threads=None`` records torch's current thread count; ``backends=None`` is ``compile``
+    when ``compiled``, else ``eager`` (archbench.timing.backends)."""
     _check_values(batches, modes, dtypes, threads)
+    if backends is None:
+        backends = ["compile" if compiled else "eager"]
+    else:
+        from archbench.timing.backends import check_backends
+
+        backends = check_backends(list(backends))
     for device in devices:
         require_device(device)
     n_threads = int(threads) if threads is not None else default_threads()
     return [
-        Cell(source.name, source, device, mode, int(batch), tuple(shape), dtype, bool(channels_last), bool(compiled), n_threads)
+        Cell(source.name, source, device, mode, int(batch), tuple(shape), dtype, bool(channels_last), False, n_threads,
+             backend=backend)
         for source in sources
         for device in devices
         for shape in (inputs or [source.input])
         for dtype in dtypes
         for batch in batches
+        for backend in backends
         for mode in modes
     ]
 

@@ -121,6 +121,7 @@ def plan_study(study: Study, specs: Sequence[ModelSpec], previous: Iterable[Resu
         grid = study.grid.for_device(device)
         cells += plan_with_max(specs, [device], grid.batches, grid.inputs, grid.modes, grid.dtypes,
                                options.channels_last, options.compiled, options.threads, settings=settings,
+                               backends=grid.backends,
                                previous=previous, on_probe=on_probe)
     if study.targets:  # every cell on every target, its device labelled with the target (cpu@a)
         from archbench.runs.workunits import with_target

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from archbench.errors import UsageError
 from archbench.report.jsonfile import _clean
 from archbench.report.tables import ci_coverage
-from archbench.results import KEY_FIELDS, CellKey, ResultRow
+from archbench.results import REQUIRED_KEY_COLUMNS, CellKey, ResultRow
 from archbench.runs.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
 from archbench.runs.significance import (
     DEFAULT_ALPHA,
@@ -308,7 +308,7 @@ def _notes(base: RunData, new: RunData, tested: int, compared: int) -> tuple[str
 
 def cell_label(key: CellKey) -> str:
     """``resnet-18 infer cpu fp32 b8 3x224x224`` (+ ``channels-last``, ``compiled``, ``threads N``)."""
-    extras = [flag for flag, on in (("channels-last", key.channels_last), ("compiled", key.compiled)) if on]
+    extras = [flag for flag, on in (("channels-last", key.channels_last), (key.backend, key.backend != "eager")) if on]
     extras += [f"threads {key.threads}"] if key.threads else []
     return " ".join([key.model, key.mode, key.device, key.dtype, f"b{key.batch}", key.input, *extras])
 
@@ -391,7 +391,7 @@ def _from_report_data(data, label: str, warnings: tuple[str, ...] = ()) -> RunDa
     return RunData(label, data.rows, merge_sessions(data.environments) if data.environments else {}, counts, warnings)
 
 
-_KEY_COLUMNS = (*KEY_FIELDS, "status", "median_ms")
+_KEY_COLUMNS = (*REQUIRED_KEY_COLUMNS, "status", "median_ms")
 
 
 def _from_csv(path: Path) -> RunData:

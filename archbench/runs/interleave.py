@@ -345,6 +345,7 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     import torch
 
     from archbench.runs.sweep import PreparedCell, cell_identity
+    from archbench.timing.backends import unsupported_backend
     from archbench.timing.devices import unsupported_dtype
     from archbench.timing.memory import MemoryTracker
     from archbench.timing.timer import make_sampler
@@ -354,7 +355,8 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     identities = {cell.model: cell_identity(cell, options) for cell in cells}
     rows: dict[str, ResultRow] = {}
     for cell in cells:
-        unsupported = unsupported_dtype(cell.device, cell.dtype)
+        unsupported = unsupported_dtype(cell.device, cell.dtype) or unsupported_backend(cell.backend, cell.mode,
+                                                                                        cell.dtype, cell.device)
         if unsupported:
             rows[cell.model] = ResultRow(**identities[cell.model], status="unsupported", error=unsupported)
     names = [cell.model for cell in cells if cell.model not in rows]

@@ -330,7 +330,8 @@ def _search_key(cell) -> tuple:
 def plan_with_max(sources: Sequence[Any], devices: Sequence[str], batches: Sequence[int | str], inputs, modes, dtypes,
                   channels_last: bool = False, compiled: bool = False, threads: int | None = None, *,
                   settings: MaxBatchSettings = MaxBatchSettings(), previous: Iterable[Any] = (),
-                  on_probe: Callable[[Any, Probe], None] | None = None, cells_of: Callable[..., list] | None = None) -> list:
+                  on_probe: Callable[[Any, Probe], None] | None = None, cells_of: Callable[..., list] | None = None,
+                  backends: Sequence[str] | None = None) -> list:
     """The cells of :func:`archbench.runs.cells.plan_cells` where ``batches`` may hold ``max``: for each model,
     device, input, dtype and mode, a cell at the batch :func:`find_max_batch` finds (a row of ``previous`` —
     a resumed run's — that records a search gives its batch instead), in plan order (batches ascending); a
@@ -339,12 +340,13 @@ def plan_with_max(sources: Sequence[Any], devices: Sequence[str], batches: Seque
 
     plan = cells_of or plan_cells
     given, wants_max = split_batches(batches)
-    cells = plan(sources, devices, given, inputs, modes, dtypes, channels_last, compiled, threads) if given else []
+    more = {"backends": backends} if backends is not None else {}
+    cells = plan(sources, devices, given, inputs, modes, dtypes, channels_last, compiled, threads, **more) if given else []
     if not wants_max:
         return cells
     stored = {_search_key(r): r for r in previous if getattr(r, "max_batch_bound", "")}
     found = []
-    for template in plan(sources, devices, [1], inputs, modes, dtypes, channels_last, compiled, threads):
+    for template in plan(sources, devices, [1], inputs, modes, dtypes, channels_last, compiled, threads, **more):
         row = stored.get(_search_key(template))
         result = search_from_row(row) if row is not None else find_max_batch(template, settings, on_probe)
         found.append(dataclasses.replace(template, batch=result.batch or 1, search=result))

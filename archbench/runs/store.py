@@ -58,14 +58,14 @@ from archbench.locations import (
     nearest_existing,
     shape_problem,
 )
-from archbench.results import KEY_FIELDS, CellKey, ResultRow
+from archbench.results import KEY_FIELDS, REQUIRED_KEY_COLUMNS, CellKey, ResultRow, cell_key
 from archbench.runs.liveness import INTERRUPTED, owner_state, this_process
 
 if TYPE_CHECKING:
     from archbench.report import ReportData
     from archbench.timing.peak import DevicePeaks
 
-SCHEMA_VERSION = 2  # 2: profiles and bandwidth_peaks
+SCHEMA_VERSION = 3  # 2: profiles and bandwidth_peaks; 3: cells are unique per backend too (results.BACKENDS)
 APPLICATION_ID = 0x41524342  # "ARCB": this SQLite file is an archbench results store
 DEFAULT_DB = Path("reports") / "archbench.db"
 DB_ENV = "ARCHBENCH_DB"
@@ -354,10 +354,9 @@ class Store:
 
     def keys(self, run_id: int) -> set[CellKey]:
         """The cells the run holds."""
-        columns = ", ".join(f'"{n}"' for n in KEY_FIELDS)
+        columns = ", ".join(f'"{n}"' for n in KEY_FIELDS if n in self._columns)  # a read-only old store: no backend
         records = self._read(lambda db: db.execute(f"SELECT {columns}, id FROM cells WHERE run_id = ?", (run_id,)).fetchall())
-        key_fields = [f for f in _CELL_FIELDS if f.name in KEY_FIELDS]
-        return {self._stored_row(run_id, key_fields, (*r[:-1], None, r[-1])).key() for r in records}
+        return {cell_key(*r[:-1]) for r in records}
 
     def models(self) -> list[str]:
         """Every model the store holds a cell of, sorted."""
@@ -616,9 +615,9 @@ def _schema() -> list[str]:
 
 # What schema 2 added to schema 1 (a store of schema 1 gets these when opened for writing).
 _SCHEMA_2 = (
-    ("CREATE TABLE profiles (run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE, model TEXT NOT NULL, "
+    ("CREATE TABLE IF NOT EXISTS profiles (run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE, model TEXT NOT NULL, "
      "data TEXT NOT NULL)"),
-    ("CREATE TABLE bandwidth_peaks (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE, device TEXT NOT NULL, "
+    ("CREATE TABLE IF NOT EXISTS bandwidth_peaks (run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE, device TEXT NOT NULL, "
      "threads INTEGER NOT NULL, copy_gbps REAL, triad_gbps REAL, PRIMARY KEY (run_id, device, threads))"),
 )
 
@@ -642,9 +641,34 @@ def _create_or_extend_schema(db: sqlite3.Connection) -> None:
         if column not in present_runs:  # a store of an archbench that did not record the run's process
             db.execute(f'ALTER TABLE runs ADD COLUMN "{column}" {kind}')
     present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
+    if "backend" not in present:
+        _add_backend_to_key(db, present)
+        present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     for f in _CELL_FIELDS:
         if f.name not in present:
             db.execute(f'ALTER TABLE cells ADD COLUMN "{f.name}" {_SQL_TYPES.get(f.type, "TEXT")}')
+    if _header(db)[0] < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_backend_to_key(db: sqlite3.Connection, present: set[str]) -> None:
+    """A version-1 store's cells are unique without ``backend``: the table is rebuilt with today's schema (SQLite
+    cannot change a UNIQUE constraint), its rows copied with ``backend`` from ``compiled`` and their ids kept.
+    The samples, whose foreign key would follow the renamed table (and be deleted with it), are set aside in a
+    temporary table and put back. One transaction: a failure leaves the version-1 store as it was."""
+    schema = {statement.split(" (", 1)[0]: statement for statement in _schema()}
+    db.execute("CREATE TEMP TABLE samples_kept AS SELECT cell_id, samples_ms FROM samples")
+    db.execute("DROP TABLE samples")
+    db.execute("ALTER TABLE cells RENAME TO cells_v1")
+    db.execute(schema["CREATE TABLE cells"])
+    kept = [f'"{f.name}"' for f in _CELL_FIELDS if f.name in present]
+    names = ", ".join(["id", "run_id", *kept])
+    db.execute(f"INSERT INTO cells ({names}, \"backend\") SELECT {names}, "
+               "CASE WHEN compiled THEN 'compile' ELSE 'eager' END FROM cells_v1")
+    db.execute("DROP TABLE cells_v1")
+    db.execute(schema["CREATE TABLE samples"])
+    db.execute("INSERT INTO samples (cell_id, samples_ms) SELECT cell_id, samples_ms FROM samples_kept")
+    db.execute("DROP TABLE temp.samples_kept")
 
 
 def _upsert_cell() -> str:
@@ -960,7 +984,8 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
     first = rows[0]
     models = values("model")
     grid = Grid(devices=values("device"), inputs=tuple(parse_input(i) for i in values("input")),
-                batches=tuple(sorted(values("batch"))), modes=values("mode"), dtypes=values("dtype"))
+                batches=tuple(sorted(values("batch"))), modes=values("mode"), dtypes=values("dtype"),
+                backends=values("backend"))
     options = StudyOptions(max_time_s=first.max_time_s if math.isfinite(first.max_time_s) else None,
                            precision=first.precision, min_samples=first.min_samples,
                            channels_last=first.channels_last, compiled=first.compiled, threads=first.threads or None)
@@ -985,7 +1010,7 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
     from archbench.results import read_results_csv
     from archbench.runs.envinfo import environment_path
 
-    missing = [c for c in (*KEY_FIELDS, "status", "median_ms") if c not in _csv_header(path)]
+    missing = [c for c in (*REQUIRED_KEY_COLUMNS, "status", "median_ms") if c not in _csv_header(path)]
     if missing:
         raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}): give the CSV "
                          "of a bench run, the results.csv of a compare report, a report folder or a run of the store.")

@@ -12,6 +12,7 @@ A study names the models, the grid of cells and the measurement options::
     batches = [1, 8]
     modes = ["infer", "train"]
     dtypes = ["fp32"]
+    backends = ["eager"]                # optional: eager, compile, compile:max-autotune, export, onnxruntime
 
     [grid.cuda]                         # optional per-device changes to the grid (batches, inputs, modes, dtypes)
     batches = [1, 8, 32, 128]
@@ -56,8 +57,8 @@ DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 DEFAULT_STUDY = "default"
 
 _TOP_KEYS = ("title", "models", "reference", "grid", "options", "executor", "targets")
-_GRID_KEYS = ("devices", "inputs", "batches", "modes", "dtypes")
-_DEVICE_GRID_KEYS = ("inputs", "batches", "modes", "dtypes")
+_GRID_KEYS = ("devices", "inputs", "batches", "modes", "dtypes", "backends")
+_DEVICE_GRID_KEYS = ("inputs", "batches", "modes", "dtypes", "backends")
 _OPTION_KEYS = ("max_time_s", "precision", "min_samples", "channels_last", "compiled", "threads", "interleave",
                 "memory_limit", "max_batch")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -74,6 +75,7 @@ class Grid:
     modes: tuple[str, ...] = ("infer", "train")
     dtypes: tuple[str, ...] = ("fp32",)
     per_device: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, hash=False)
+    backends: tuple[str, ...] | None = None  # None: compile when options.compiled, else eager (archbench.timing.backends)
 
     def for_device(self, device: str) -> Grid:
         """This grid with ``device``'s own values (``[grid.<device>]``) applied."""
@@ -155,6 +157,7 @@ class Study:
                 "batches": list(grid.batches),
                 "modes": list(grid.modes),
                 "dtypes": list(grid.dtypes),
+                **({"backends": list(grid.backends)} if grid.backends is not None else {}),
                 "per_device": {d: _jsonable_grid(v) for d, v in grid.per_device.items()},
             },
             "options": {k: getattr(self.options, k) for k in _OPTION_KEYS},
@@ -189,6 +192,7 @@ def study_from_dict(data: Mapping[str, Any]) -> Study:
         modes=tuple(g["modes"]),
         dtypes=tuple(g["dtypes"]),
         per_device=per_device,
+        backends=tuple(g["backends"]) if g.get("backends") is not None else None,
     )
     sources = data.get("model_sources") or {}
     entries = tuple(StudyModel(n, sources[n]["model"], sources[n].get("args") or {}, sources[n].get("inputs"))
@@ -400,6 +404,13 @@ def _grid_value(where: str, key: str, name: str, value: Any) -> tuple:
         return _choices(where, key, value, MODE_CHOICES)
     if name == "dtypes":
         return _choices(where, key, value, DTYPE_CHOICES)
+    if name == "backends":
+        from archbench.timing.backends import check_backends
+
+        try:
+            return check_backends(_str_list(where, key, value), key)
+        except UsageError as exc:
+            raise StudyError(f"{where}: {exc}") from None
     parser = {"devices": _devices, "inputs": _inputs, "batches": _batches}[name]
     return parser(where, key, value)
 

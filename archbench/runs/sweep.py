@@ -32,11 +32,20 @@ from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.options import MeasureOptions
-from archbench.results import KEY_FIELDS, CsvRows, ResultRow, check_same_sweep, read_results_csv
+from archbench.results import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
 from archbench.runs.cells import Cell
 from archbench.runs.interleave import Interleaving, grid_points, measure_point
 from archbench.runs.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
-from archbench.timing.compiled import no_recompiles, run_compiling_call
+from archbench.timing.backends import (
+    EXPORTED,
+    compile_mode,
+    forward_output,
+    numerics_note,
+    output_error,
+    prepare,
+    unsupported_backend,
+)
+from archbench.timing.compiled import compile_model, no_recompiles, run_compiling_call
 from archbench.timing.devices import require_device, unsupported_dtype
 from archbench.timing.load import LoadMonitor, with_load
 from archbench.timing.loadsignal import look_at_machine
@@ -243,7 +252,7 @@ class _LoadWindow:
         self.window = load.before_cell(cell.threads)
 
     def phase(self, name: str) -> None:
-        if name == "warming up" and self.cell.compiled:
+        if name == "warming up" and self.cell.backend != "eager":  # AOTInductor's compiler, too
             self.window = self.load.before_cell(self.cell.threads)
 
     def reading(self):
@@ -266,7 +275,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
     from archbench.schemas import csv_header
 
     header = csv_header(out_csv)
-    missing = [c for c in KEY_FIELDS if c not in header]
+    missing = [c for c in REQUIRED_KEY_COLUMNS if c not in header]
     if missing:
         raise UsageError(
             f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
@@ -363,7 +372,8 @@ def measure_cell(
     phase = on_phase or (lambda _: None)
     torch.set_num_threads(cell.threads)
     identity = cell_identity(cell, options)
-    unsupported = unsupported_dtype(cell.device, cell.dtype)
+    unsupported = unsupported_dtype(cell.device, cell.dtype) or unsupported_backend(cell.backend, cell.mode, cell.dtype,
+                                                                                    cell.device)
     if unsupported:
         return ResultRow(**identity, status="unsupported", error=unsupported)
     if cell.search is not None and not cell.search.found:  # batch "max": not even batch 1 fits
@@ -388,6 +398,7 @@ def cell_identity(cell: Cell, options: MeasureOptions) -> dict[str, Any]:
 
     return dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                 dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
+                backend=cell.backend,
                 precision=options.precision, max_time_s=options.budget_s, min_samples=options.min_samples,
                 tf32=runs_as_tf32(cell.device, cell.dtype, tf32_settings()), **search_fields(cell.search))
 
@@ -395,8 +406,8 @@ def cell_identity(cell: Cell, options: MeasureOptions) -> dict[str, Any]:
 @dataclass
 class PreparedCell:
     """A cell's model, inputs and timed step, made by :meth:`build` (phases ``building``, ``counting
-    FLOPs``, ``compiling``), and its row once timed: what was built by the time a failure happened is
-    what :meth:`failure_row` uses to locate it."""
+    FLOPs``, ``compiling`` — a non-eager backend's build — and ``checking numerics``), and its row once timed:
+    what was built by the time a failure happened is what :meth:`failure_row` uses to locate it."""
 
     cell: Cell
     model: Any = None
@@ -405,6 +416,7 @@ class PreparedCell:
     flops: float = math.nan
     flops_note: str = ""
     compile_s: float = math.nan
+    output_error: Any = None  # a non-eager backend's infer output against eager's (archbench.timing.backends)
 
     def build(self, caches: RunCaches, phase: Callable[[str], None]) -> Callable[[], None]:
         import torch
@@ -417,10 +429,22 @@ class PreparedCell:
         self.flops, self.flops_note = flops_per_step(cell, self.model, caches)
         if cell.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.step = make_step(self.model, self.inputs, cell.mode, cell.dtype, cell.device, compiled=cell.compiled)
+        kind = backend_kind(cell.backend)
+        self.model.train(cell.mode == "train")
+        reference = forward_output(self.model, self.inputs, cell.device, cell.dtype) \
+            if kind != "eager" and cell.mode == "infer" else None
+        runner = compile_model(self.model, compile_mode(cell.backend)) if cell.compiled else None
+        if kind in EXPORTED:
+            phase("compiling")
+            built = prepare(self.model, self.inputs, cell.backend, cell.threads, cell.device)
+            runner, self.compile_s = built.runner, built.build_s
+        self.step = make_step(self.model, self.inputs, cell.mode, cell.dtype, cell.device, runner=runner)
         if cell.compiled:
             phase("compiling")
             self.compile_s = run_compiling_call(self.step)  # before the budget and the memory window start
+        if reference is not None:
+            phase("checking numerics")
+            self.output_error = output_error(reference, forward_output(runner, self.inputs, cell.device, cell.dtype))
         return self.step
 
     def ok_row(self, identity: dict[str, Any], measurement, peak_mem_bytes: float, caches: RunCaches) -> ResultRow:
@@ -428,9 +452,13 @@ class PreparedCell:
         peak, peak_note = math.nan, ""
         if math.isfinite(self.flops):
             peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
-        note = "; ".join(n for n in (self.flops_note, peak_note) if n)
+        errors = self.output_error
+        numerics = numerics_note(errors.max_rel, cell.dtype) if errors is not None else ""
+        note = "; ".join(n for n in (numerics, self.flops_note, peak_note) if n)
         row = ok_row(identity, measurement, cell.batch, self.flops, peak, peak_mem_bytes, note)
-        return dataclasses.replace(row, compile_s=_sig(self.compile_s))
+        return dataclasses.replace(row, compile_s=_sig(self.compile_s),
+                                   **({"max_abs_err": _sig(errors.max_abs, 3), "max_rel_err": _sig(errors.max_rel, 3)}
+                                      if errors is not None else {}))
 
     def failure_row(self, identity: dict[str, Any], exc: BaseException) -> ResultRow:
         """Out of memory -> ``status="oom"``; anything else -> ``status="error"``, located in the model."""

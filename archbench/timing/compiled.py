@@ -27,15 +27,17 @@ def compile_backend() -> str:
     return os.environ.get("ARCHBENCH_COMPILE_BACKEND", DEFAULT_BACKEND)
 
 
-def compile_model(model):
-    """A fresh static-shape compilation of ``model`` (Dynamo's caches and counters reset first)."""
+def compile_model(model, mode: str | None = None):
+    """A fresh static-shape compilation of ``model`` (Dynamo's caches and counters reset first); ``mode`` is
+    torch.compile's (``max-autotune``; None: its default), given to inductor only (other backends take none)."""
     import torch
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    return torch.compile(model, backend=compile_backend(), dynamic=False)
+    backend = compile_backend()
+    return torch.compile(model, backend=backend, dynamic=False, mode=mode if backend == DEFAULT_BACKEND else None)
 
 
 def compiled_frames() -> int:

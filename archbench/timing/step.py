@@ -83,16 +83,19 @@ def loss_of(output, labels: list):
     return F.cross_entropy(logits.float(), labels[0])
 
 
-def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool = False) -> Callable[[], None]:
+def make_step(model, inputs, mode: str, dtype: str, device: str, compiled: bool = False, *,
+              runner: Callable | None = None) -> Callable[[], None]:
     """One timed iteration. ``infer``: ``eval()`` + ``inference_mode`` forward. ``train``: ``train()``,
-    gradients set to None, forward, cross-entropy on fixed random labels (seed 0), backward."""
+    gradients set to None, forward, cross-entropy on fixed random labels (seed 0), backward. ``runner``: what is
+    called instead of the model (a backend's: archbench.timing.backends)."""
     import torch
 
     call = ModelInputs.of(inputs).call
     autocast = autocast_for(device, dtype)
     module = model
     model.train(mode == "train")
-    runner = compile_model(model) if compiled else model
+    if runner is None:
+        runner = compile_model(model) if compiled else model
     if mode == "infer":
 
         def infer_step() -> None:

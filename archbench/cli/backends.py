@@ -1,0 +1,64 @@
+"""``--backend`` and ``--compile-mode`` (bench, compare), and bench's speed-up vs eager table (no torch import)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from archbench.cli._common import err, out
+from archbench.errors import UsageError
+from archbench.results import BACKENDS, COMPILE_MODES
+
+BackendOption = Annotated[str | None, typer.Option(
+    "--backend", metavar="BACKENDS", show_default=False,
+    help=f"How the model runs, comma-separated (a grid axis): {', '.join(BACKENDS)} [default: eager]. Non-eager "
+         "outputs are checked against eager's.")]
+CompileModeOption = Annotated[str | None, typer.Option(
+    "--compile-mode", metavar="MODE", show_default=False,
+    help=f"torch.compile's mode for --backend compile: {', '.join(COMPILE_MODES)} [default: default].")]
+
+
+def parse_backends(text: str | None, compile_flag: bool, compile_mode: str | None) -> tuple[str, ...]:
+    """The backends a command runs: ``--backend`` (``--compile`` adds ``compile``), ``compile`` in
+    ``--compile-mode``; eager alone by default."""
+    from archbench.timing.backends import check_backends, with_compile_mode
+
+    labels = [] if text is None else [item for item in text.split(",")]
+    if text is not None and not any(item.strip() for item in labels):
+        raise UsageError("--backend is empty: give one or more of " + ", ".join(BACKENDS) + ".")
+    labels = [item for item in labels if item.strip()]
+    if compile_flag:
+        labels.append("compile")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise UsageError(f"--compile-mode {compile_mode!r} is not one of: {', '.join(COMPILE_MODES)}.")
+    backends = check_backends(labels or ["eager"], "--backend")
+    if compile_mode not in (None, "default") and "compile" not in backends:
+        raise UsageError("--compile-mode applies to the compile backend: add --backend compile (or drop --compile-mode).")
+    return with_compile_mode(backends, compile_mode)
+
+
+def print_backend_comparisons(rows) -> None:
+    """bench's table of each non-eager cell against eager (nothing when every row is eager)."""
+    from rich.table import Table
+
+    from archbench.report.backends import COMPARISON_HEADERS, backend_comparisons, comparison_cells
+
+    found = backend_comparisons(rows)
+    if not found:
+        return
+    table = Table(title="speed-up vs eager (unpaired CI from the two cells' CI ends; build s outside the samples)",
+                  title_justify="left")
+    for header in COMPARISON_HEADERS:
+        table.add_column(header, justify="right" if header in ("speed-up vs eager", "build s", "max abs err",
+                                                               "max rel err") else "left")
+    for item in found:
+        cells = [escape(c) for c in comparison_cells(item, with_reason=False)]  # the reasons follow the table
+        cells[-1] = cells[-1].replace("**numerics**", "[yellow]numerics[/]")
+        table.add_row(*cells)
+    out.print(table)
+    for item in found:
+        if item.numerics:
+            err.print(f"[yellow]warning:[/] {escape(item.row.model)} {escape(item.row.backend)} batch {item.row.batch}: "
+                      f"{escape(item.numerics)}")
