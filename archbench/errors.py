@@ -81,7 +81,7 @@ class UnknownModelError(ArchbenchError):
         self.name = name
         self.suggestions = list(suggestions or [])
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown model '{name}'.{hint} Run `archbench list` to see every model. Your own code "
+        super().__init__(f"unknown model {quoted(name)}.{hint} Run `archbench list` to see every model. Your own code "
                          "goes in as ./file.py:Class or package.module:attr; a plugin's family (archbench.families "
                          "entry point) is known once its package is installed (pip install -e its folder).")
 
