@@ -408,7 +408,9 @@ class PreparedCell:
         peak, peak_note = math.nan, ""
         if math.isfinite(self.flops):
             peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
-        note = "; ".join(n for n in (self.flops_note, peak_note) if n)
+        from archbench.runs.maxbatch import peak_note as search_peak_note
+
+        note = "; ".join(n for n in (self.flops_note, peak_note, search_peak_note(cell.search, peak_mem_bytes)) if n)
         row = ok_row(identity, measurement, cell.batch, self.flops, peak, peak_mem_bytes, note)
         return dataclasses.replace(row, compile_s=_sig(self.compile_s))
 
