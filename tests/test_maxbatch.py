@@ -228,16 +228,16 @@ def test_a_found_batch_keeps_how_it_was_found_through_a_work_unit(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     source = resolve_model("mnist-cnn")
-    search = BatchSearch(4, "memory_limit", 6, (Probe(6, False, reason="can't allocate"), Probe(4, True)), 1 * MIB,
+    search = BatchSearch(4, "memory_limit", 6, (Probe(6, False, reason="can't allocate"), Probe(4, True)), 64 * 2**10,
                          "RLIMIT_DATA")
     cell = Cell(source.name, source, "cpu", "train", 4, source.input, threads=1, search=search)
     unit = make_work_unit([cell], MeasureOptions(max_time_s=0.1))
     (row,) = run_work_unit(write_work_unit(tmp_path / "u.unit.json", unit)).rows
     assert row.status == "ok" and row.batch == 4
     assert (row.max_batch_bound, row.max_batch_probes, row.max_batch_predicted, row.memory_limit_mb) == (
-        "memory_limit", "6 oom, 4 ok", 6, 1.0)
-    assert row.peak_mem_mb > 1  # weights and gradients alone are more than the 1 MiB the search was said to run under
-    assert "above the 1 MiB limit" in row.note and "not the process that timed the batch" in row.note
+        "memory_limit", "6 oom, 4 ok", 6, 1 / 16)
+    assert row.peak_mem_mb > 1 / 16  # weights and gradients alone are more than the 64 KiB limit said of the search
+    assert "above the 64.0 KiB limit" in row.note and "not the process that timed the batch" in row.note
 
 
 def test_peak_note_only_for_a_peak_above_the_search_limit():
@@ -245,7 +245,7 @@ def test_peak_note_only_for_a_peak_above_the_search_limit():
 
     search = BatchSearch(100, "memory_limit", 90, (Probe(100, True),), 2048 * MIB)
     assert peak_note(search, 2000 * MIB) == ""
-    assert peak_note(search, 2194 * MIB).startswith("peak memory 2,194 MiB is above the 2,048 MiB limit")
+    assert peak_note(search, 2194 * MIB).startswith("peak memory 2.1 GiB is above the 2.0 GiB limit")
     assert peak_note(None, 2194 * MIB) == "" and peak_note(search, math.nan) == ""
     assert peak_note(BatchSearch(100, "oom", 0, (Probe(100, True),)), 2194 * MIB) == ""  # no limit recorded
 

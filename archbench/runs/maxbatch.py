@@ -104,8 +104,10 @@ def peak_note(search: BatchSearch | None, peak_mem_bytes: float) -> str:
         return ""
     if peak_mem_bytes <= search.limit_bytes:
         return ""
-    return (f"peak memory {peak_mem_bytes / 2**20:,.0f} MiB is above the {search.limit_bytes / 2**20:,.0f} MiB limit: the "
-            "limit bounded the search's worker, not the process that timed the batch")
+    from archbench.units import mib
+
+    return (f"peak memory {mib(int(peak_mem_bytes))} is above the {mib(int(search.limit_bytes))} limit: the limit "
+            "bounded the search's worker, not the process that timed the batch")
 
 
 def search_to_json(search: BatchSearch | None) -> dict[str, Any] | None:
