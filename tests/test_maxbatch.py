@@ -172,27 +172,127 @@ def test_a_killed_worker_is_a_failed_probe_and_the_search_goes_on(tmp_path, monk
     assert any(p.fits for p in found.probes if p.batch > min(k.batch for k in killed) // 2)  # a new worker went on
 
 
-@pytest.mark.slow
-def test_bench_batch_max_under_a_limit_finds_a_batch_that_runs_and_twice_it_does_not(cli, tmp_path):
-    """The done-when of issue 25 on a tiny model and a small limit: the found batch runs under the limit in a
-    fresh worker, twice it does not; the row says how it was found."""
+def _bench_max_then_check_in_a_fresh_worker(cli, tmp_path, model: str, input: str | None, limit: str,
+                                            batches: str = "max"):
+    """``bench MODEL --batch max --mode train --memory-limit LIMIT``; then the found batch runs under the limit in
+    a fresh worker and twice it does not; the row says how it was found. Returns the found row."""
     from archbench.catalog.refs import resolve_model
     from archbench.runs.cells import Cell
     from archbench.runs.maxbatch import ProbeWorker, worker_setup
 
     out = tmp_path / "max.csv"
-    result = cli("bench", "mnist-cnn", "--batch", "1,max", "--mode", "train", "--memory-limit", "160MiB",
+    shape = ["--input", input] if input else []
+    result = cli("bench", model, *shape, "--batch", batches, "--mode", "train", "--memory-limit", limit,
                  "--max-time", "0.5", "--threads", "1", "--out", out, "--no-db")
-    assert result.exit_code == 0, result.output
-    rows = read_rows_csv(out)
-    assert [r.batch for r in rows][0] == 1 and rows[0].max_batch_bound == ""
-    found = rows[1]
+    assert result.exit_code == 0, result.output  # the run survived every probe that ran out of memory
+    found = read_rows_csv(out)[-1]
+    limit_bytes = parse_bytes(limit, "--memory-limit")
     assert found.status == "ok" and found.max_batch_bound == "memory_limit"
-    assert found.memory_limit_mb == 160 and found.max_batch_predicted > 0
-    assert f"{found.batch} ok" in found.max_batch_probes and " oom" in found.max_batch_probes
-    assert "batch max (mnist-cnn" in result.stderr
-    source = resolve_model("mnist-cnn")
-    cell = Cell(source.name, source, "cpu", "train", 1, source.input, threads=1)
-    with ProbeWorker(worker_setup(cell, 160 * MIB)) as fresh:
+    assert found.memory_limit_mb == limit_bytes / MIB and found.max_batch_predicted > 0
+    probes = [p.strip().split(" ") for p in found.max_batch_probes.split(",")]
+    assert [str(found.batch), "ok"] in probes and any(outcome == "oom" for _, outcome in probes)
+    assert f"batch max ({model}" in result.stderr
+    source = resolve_model(model)
+    cell = Cell(source.name, source, "cpu", "train", 1, tuple(map(int, input.split("x"))) if input else source.input,
+                threads=1)
+    with ProbeWorker(worker_setup(cell, limit_bytes)) as fresh:
         assert fresh.probe(found.batch).fits
         assert not fresh.probe(2 * found.batch).fits
+    return found
+
+
+@pytest.mark.slow
+def test_bench_batch_max_under_a_limit_finds_a_batch_that_runs_and_twice_it_does_not(cli, tmp_path):
+    """The done-when of issue 25 on a tiny model and a small limit, with a batch given beside ``max``."""
+    found = _bench_max_then_check_in_a_fresh_worker(cli, tmp_path, "mnist-cnn", None, "160MiB", batches="1,max")
+    first = read_rows_csv(tmp_path / "max.csv")[0]
+    assert first.batch == 1 and first.max_batch_bound == "" and found.batch > 1
+
+
+@pytest.mark.slow
+def test_bench_batch_max_of_resnet18_within_2gib(cli, tmp_path):
+    """The done-when of issue 25 as written: resnet18 at 3x64x64 under a 2 GiB limit (minutes on a loaded CPU)."""
+    found = _bench_max_then_check_in_a_fresh_worker(cli, tmp_path, "resnet18", "3x64x64", "2GiB")
+    assert found.max_batch_predicted >= found.batch / 2  # the estimate started the search near the answer
+
+
+def test_a_found_batch_keeps_how_it_was_found_through_a_work_unit(tmp_path, monkeypatch):
+    """A found batch measured by a pool worker (from its work unit file) gets the same row fields as in the run's
+    process; its peak memory above the limit the search ran under is said in the row's note."""
+    from archbench.catalog.refs import resolve_model
+    from archbench.options import MeasureOptions
+    from archbench.runs.cells import Cell
+    from archbench.runs.maxbatch import BatchSearch
+    from archbench.runs.worker import run_work_unit
+    from archbench.runs.workunits import make_work_unit, write_work_unit
+
+    monkeypatch.chdir(tmp_path)
+    source = resolve_model("mnist-cnn")
+    search = BatchSearch(4, "memory_limit", 6, (Probe(6, False, reason="can't allocate"), Probe(4, True)), 64 * 2**10,
+                         "RLIMIT_DATA")
+    cell = Cell(source.name, source, "cpu", "train", 4, source.input, threads=1, search=search)
+    unit = make_work_unit([cell], MeasureOptions(max_time_s=0.1))
+    (row,) = run_work_unit(write_work_unit(tmp_path / "u.unit.json", unit)).rows
+    assert row.status == "ok" and row.batch == 4
+    assert (row.max_batch_bound, row.max_batch_probes, row.max_batch_predicted, row.memory_limit_mb) == (
+        "memory_limit", "6 oom, 4 ok", 6, 1 / 16)
+    assert row.peak_mem_mb > 1 / 16  # weights and gradients alone are more than the 64 KiB limit said of the search
+    assert "above the 64.0 KiB limit" in row.note and "not the process that timed the batch" in row.note
+
+
+def test_peak_note_only_for_a_peak_above_the_search_limit():
+    from archbench.runs.maxbatch import BatchSearch, peak_note
+
+    search = BatchSearch(100, "memory_limit", 90, (Probe(100, True),), 2048 * MIB)
+    assert peak_note(search, 2000 * MIB) == ""
+    assert peak_note(search, 2194 * MIB).startswith("peak memory 2.1 GiB is above the 2.0 GiB limit")
+    assert peak_note(None, 2194 * MIB) == "" and peak_note(search, math.nan) == ""
+    assert peak_note(BatchSearch(100, "oom", 0, (Probe(100, True),)), 2194 * MIB) == ""  # no limit recorded
+
+
+# -------------------------------------------------------------------------------------- the knee
+
+
+def _curve(samples_per_s: dict[int, float], found: int = 0):
+    """Ok rows of one throughput curve, each with a ±20% CI of its time."""
+    from archbench.results import ResultRow
+
+    rows = []
+    for batch, rate in samples_per_s.items():
+        median = batch / rate * 1e3
+        rows.append(ResultRow("net", "cpu", "train", batch, "3x8x8", "fp32", threads=1, status="ok", n_samples=5,
+                              median_ms=median, ci_low_ms=median * 0.8, ci_high_ms=median * 1.2, samples_per_s=rate,
+                              max_batch_bound="memory_limit" if batch == found else ""))
+    return rows
+
+
+def test_knee_is_the_smallest_batch_within_5_percent_of_the_best():
+    from archbench.report.knee import knees
+
+    (knee,) = knees(_curve({1: 100.0, 8: 700.0, 64: 960.0, 512: 1000.0, 900: 990.0}, found=900))
+    assert (knee.knee_batch, knee.best_batch, knee.max_batch, knee.max_bound, knee.points) == (64, 512, 900, "memory_limit", 5)
+    assert knees(_curve({8: 700.0})) == []  # one batch is not a curve
+
+
+def test_knee_and_max_labels_sit_beyond_the_ends_of_their_error_bars():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from archbench.report import ModelInfo, ReportData
+    from archbench.report.plots import throughput_figure
+    from archbench.runs.study import adhoc_study
+
+    rows = _curve({1: 100.0, 8: 700.0, 64: 960.0, 512: 1000.0, 900: 990.0}, found=900)
+    data = ReportData(study=adhoc_study(["net"]), rows=tuple(rows), models=(ModelInfo("net", "", "", "3x8x8"),))
+    fig = throughput_figure(data)
+    labels = {t.get_text(): t for t in fig.axes[0].texts}
+    knee, top = labels["knee 64"], labels["max 900"]
+    assert knee.xy == (64, pytest.approx(64 / (64 / 960 * 1.2)))  # under the bar's lower end (the slower CI end)
+    assert knee.get_va() == "top" and knee.xyann[1] < 0
+    assert top.xy == (900, pytest.approx(900 / (900 / 990 * 0.8)))  # over the bar's upper end
+    assert top.get_va() == "bottom" and top.xyann[1] > 0
+    low, high = fig.axes[0].get_ylim()
+    assert low < knee.xy[1] and top.xy[1] < high  # room for both inside the panel
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

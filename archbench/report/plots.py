@@ -96,6 +96,13 @@ def _panels(data: ReportData):
 ERROR_BARS = "error bars: CI of the median (95% unless the report says otherwise)"
 
 
+def _legend_columns(fig, labels) -> int:
+    """As many legend columns (up to 4) as the figure's width holds at the widest entry: marker and gaps ~40 pt,
+    ~5 pt a character in the small font; a wider legend would be cut at the figure's edges."""
+    widest = 40 + 5 * max(len(label) for label in labels)
+    return max(1, min(len(labels), 4, int(fig.get_figwidth() * 72 // widest)))
+
+
 def _figure_legend(fig, axes) -> None:
     """One legend for all panels, outside below them (it never covers a line), titled with what the
     error bars are."""
@@ -104,7 +111,7 @@ def _figure_legend(fig, axes) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
-        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4),
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=_legend_columns(fig, entries),
                    fontsize="small", title=ERROR_BARS, title_fontsize="small", frameon=False)
 
 
@@ -196,16 +203,30 @@ def _mark_knees(ax, rows, colors) -> None:
     search found labelled ``max N``."""
     from archbench.report.knee import knees
 
+    def point(batch: int, knee) -> ResultRow:
+        return next(r for r in rows if (r.model, r.input, r.batch) == (knee.model, knee.input, batch))
+
     for knee in knees(rows):
         color = colors.get(knee.model)
         ax.scatter([knee.knee_batch], [knee.knee_samples_per_s], s=160, facecolors="none", edgecolors=color,
-                   linewidths=1.5, zorder=4, label="knee: smallest batch within 5% of the best throughput")
-        ax.annotate(f"knee {knee.knee_batch}", (knee.knee_batch, knee.knee_samples_per_s), textcoords="offset points",
-                    xytext=(0, -16), ha="center", fontsize="small", color=color)
+                   linewidths=1.5, zorder=4, label="knee: smallest batch within 5% of the best")
+        _label_clear_of_error_bar(ax, f"knee {knee.knee_batch}", point(knee.knee_batch, knee), color, above=False)
         if knee.max_batch:
-            top = next(r for r in rows if r.model == knee.model and r.input == knee.input and r.batch == knee.max_batch)
-            ax.annotate(f"max {knee.max_batch}", (knee.max_batch, top.samples_per_s), textcoords="offset points",
-                        xytext=(0, 8), ha="center", fontsize="small", color=color)
+            _label_clear_of_error_bar(ax, f"max {knee.max_batch}", point(knee.max_batch, knee), color, above=True)
+
+
+def _label_clear_of_error_bar(ax, text: str, row: ResultRow, color, *, above: bool) -> None:
+    """``text`` over (or under) the end of ``row``'s throughput error bar, past the ring drawn on the point, so it
+    covers neither the bar nor the ring; the y range grows to keep it inside the panel (log axes: by a factor)."""
+    y, below, over = _throughput_error(row)
+    end = y + over if above else y - below
+    if not end > 0:  # a lower CI end at zero cannot sit on a log axis
+        end = y
+    ax.annotate(text, (row.batch, end), textcoords="offset points", xytext=(0, 9 if above else -9), ha="center",
+                va="bottom" if above else "top", fontsize="small", color=color, zorder=5)
+    low, high = ax.get_ylim()
+    room = 1.35  # the label's height in a typical panel, as a factor on the log axis
+    ax.set_ylim(min(low, end / room), max(high, end * room))
 
 
 def time_vs_input_figure(data: ReportData):

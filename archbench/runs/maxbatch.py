@@ -96,6 +96,39 @@ def search_fields(search: BatchSearch | None) -> dict[str, Any]:
             "memory_limit_mb": search.limit_bytes / 2**20 if math.isfinite(search.limit_bytes) else math.nan}
 
 
+def peak_note(search: BatchSearch | None, peak_mem_bytes: float) -> str:
+    """The note of a found batch's timed row whose peak memory is above the limit the search ran under: the limit
+    bounded the search's worker only; the cell is timed in the run's process (or a pool worker) without it and
+    without the worker's malloc setting, warm-up included."""
+    if search is None or not (math.isfinite(search.limit_bytes) and math.isfinite(peak_mem_bytes)):
+        return ""
+    if peak_mem_bytes <= search.limit_bytes:
+        return ""
+    from archbench.units import mib
+
+    return (f"peak memory {mib(int(peak_mem_bytes))} is above the {mib(int(search.limit_bytes))} limit: the limit "
+            "bounded the search's worker, not the process that timed the batch")
+
+
+def search_to_json(search: BatchSearch | None) -> dict[str, Any] | None:
+    """``search`` as JSON data (a work unit's cell: the pool's rows keep how their batch was found)."""
+    if search is None:
+        return None
+    return {"batch": search.batch, "bound": search.bound, "predicted": search.predicted,
+            "probes": [[p.batch, p.fits, p.reason] for p in search.probes],
+            "limit_bytes": search.limit_bytes if math.isfinite(search.limit_bytes) else None, "limit_how": search.limit_how}
+
+
+def search_from_json(data: dict[str, Any] | None) -> BatchSearch | None:
+    """The inverse of :func:`search_to_json`."""
+    if not data:
+        return None
+    limit = data.get("limit_bytes")
+    return BatchSearch(int(data["batch"]), str(data["bound"]), int(data["predicted"]),
+                       tuple(Probe(int(b), bool(fits), reason=str(why)) for b, fits, why in data["probes"]),
+                       float(limit) if limit is not None else math.nan, str(data.get("limit_how", "")))
+
+
 def search_from_row(row) -> BatchSearch | None:
     """The search a stored row records (a resumed run keeps the batch it found), or None for a given batch."""
     if not getattr(row, "max_batch_bound", ""):

@@ -452,9 +452,12 @@ class PreparedCell:
         peak, peak_note = math.nan, ""
         if math.isfinite(self.flops):
             peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
+        from archbench.runs.maxbatch import peak_note as search_peak_note
+
         errors = self.output_error
         numerics = numerics_note(errors.max_rel, cell.dtype) if errors is not None else ""
-        note = "; ".join(n for n in (numerics, self.flops_note, peak_note) if n)
+        note = "; ".join(n for n in (numerics, self.flops_note, peak_note, search_peak_note(cell.search, peak_mem_bytes))
+                         if n)
         row = ok_row(identity, measurement, cell.batch, self.flops, peak, peak_mem_bytes, note)
         return dataclasses.replace(row, compile_s=_sig(self.compile_s),
                                    **({"max_abs_err": _sig(errors.max_abs, 3), "max_rel_err": _sig(errors.max_rel, 3)}

@@ -97,7 +97,12 @@ def with_target(device: str, target: str) -> str:
 
 
 def cell_to_json(cell: Any, model_index: int) -> dict[str, Any]:
-    return {"key": list(cell.key()), "model": model_index}
+    """A cell's key and model; a batch ``max`` found also how (its row says so, wherever it is measured)."""
+    if getattr(cell, "search", None) is None:
+        return {"key": list(cell.key()), "model": model_index}
+    from archbench.runs.maxbatch import search_to_json
+
+    return {"key": list(cell.key()), "model": model_index, "search": search_to_json(cell.search)}
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,7 @@ def check_portable(cells: Iterable[Any]) -> None:
 def unit_cells(unit: WorkUnit) -> list[Any]:
     """The unit's cells, each measured on its device without the target label (see :func:`measured_row`)."""
     from archbench.runs.cells import Cell
+    from archbench.runs.maxbatch import search_from_json
 
     sources = [model_from_json(m) for m in unit.models]
     cells = []
@@ -168,7 +174,7 @@ def unit_cells(unit: WorkUnit) -> list[Any]:
         key = cell_key(*item["key"])
         device, _ = split_target(key.device)
         cells.append(Cell(key.model, sources[item["model"]], device, key.mode, key.batch, parse_input(key.input),
-                          key.dtype, key.channels_last, key.compiled, key.threads))
+                          key.dtype, key.channels_last, key.compiled, key.threads, search=search_from_json(item.get("search"))))
     return cells
 
 
