@@ -75,9 +75,13 @@ def check_writable_dir(path: str | Path, what: str = "the report to") -> Path:
     """``path`` can hold files: it is a writable folder, or can be created as one."""
     path = Path(path)
     _check_shape(path, what, 0)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: it is a file, not a folder.")
-    reason = _writable_reason(path) if path.is_dir() else _writable_reason(_nearest_existing(path))
+    try:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: it is a file, not a folder.")
+        reason = _writable_reason(path) if path.is_dir() else _writable_reason(_nearest_existing(path))
+    except OSError as exc:  # a name longer than the file system allows, a path it cannot look up
+        raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {exc.strerror} "
+                         f"(errno {exc.errno}, {errno.errorcode.get(exc.errno, '?')}).") from None
     if reason:
         raise UsageError(f"cannot write {what} {quoted(path, PATH_ECHO_LIMIT)}: {reason}.")
     return path

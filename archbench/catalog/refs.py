@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import SpecError, UnknownModelError
+from archbench.errors import SpecError, UnknownModelError, quoted
 from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
 
 Kind = Literal["name", "tv", "timm", "hf", "plugin", "module", "file"]
@@ -98,17 +98,17 @@ def parse_reference(text: str) -> Reference:
         return Reference(text, "name", text)
     if path.endswith(".py") or "/" in path or os.sep in path or path.startswith("."):
         if not path.endswith(".py"):
-            raise ModelReferenceError(f"'{path}' is not a Python file: a file reference is PATH.py:attr, "
+            raise ModelReferenceError(f"{quoted(path)} is not a Python file: a file reference is PATH.py:attr, "
                                       "e.g. ./nets/mynet.py:MyNet.")
         return Reference(text, "file", path, _attribute_path(text, attr))
     if _DOTTED.match(path):
         return Reference(text, "module", path, _attribute_path(text, attr))
-    raise ModelReferenceError(f"'{text}' is not a model reference: expected {_FORMS}.")
+    raise ModelReferenceError(f"{quoted(text)} is not a model reference: expected {_FORMS}.")
 
 
 def _attribute_path(text: str, attr: str) -> str:
     if attr and not _DOTTED.match(attr):
-        raise ModelReferenceError(f"'{text}': '{attr}' is not an attribute name: expected e.g. MyNet or "
+        raise ModelReferenceError(f"{quoted(text)}: {quoted(attr)} is not an attribute name: expected e.g. MyNet or "
                                   "build_mynet after the colon.")
     return attr
 
@@ -128,7 +128,7 @@ def code_reference(text: str, base_dir: Path | None = None) -> str:
     path made absolute."""
     reference = parse_reference(text)
     if not reference.is_code:
-        raise ModelReferenceError(f"'{text}' does not name Python code: expected module:attr "
+        raise ModelReferenceError(f"{quoted(text)} does not name Python code: expected module:attr "
                                   "(mypkg.data:make_inputs) or PATH.py:attr (./data.py:make_inputs).")
     return _absolute(reference, base_dir)
 
@@ -380,7 +380,7 @@ def _import_file(path: Path) -> types.ModuleType:
     if not path.exists():
         raise ModelReferenceError(f"no such file: '{path}' (from the current directory {os.getcwd()}).")
     if not path.is_file() or path.suffix != ".py":
-        raise ModelReferenceError(f"'{path}' is not a Python file: a file reference is PATH.py:attr.")
+        raise ModelReferenceError(f"{quoted(path)} is not a Python file: a file reference is PATH.py:attr.")
     resolved = path.resolve()
     stem = re.sub(r"\W", "_", resolved.stem)
     name = f"archbench_file_{stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from archbench.cli._common import err, out
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.results import BACKENDS, COMPILE_MODES
 
 BackendOption = Annotated[str | None, typer.Option(
@@ -32,7 +32,7 @@ def parse_backends(text: str | None, compile_flag: bool, compile_mode: str | Non
     if compile_flag:
         labels.append("compile")
     if compile_mode is not None and compile_mode not in COMPILE_MODES:
-        raise UsageError(f"--compile-mode {compile_mode!r} is not one of: {', '.join(COMPILE_MODES)}.")
+        raise UsageError(f"--compile-mode {quoted(compile_mode)} is not one of: {', '.join(COMPILE_MODES)}.")
     backends = check_backends(labels or ["eager"], "--backend")
     if compile_mode not in (None, "default") and "compile" not in backends:
         raise UsageError("--compile-mode applies to the compile backend: add --backend compile (or drop --compile-mode).")

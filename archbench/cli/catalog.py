@@ -15,7 +15,7 @@ from rich.table import Table
 from archbench.catalog.refs import AmbiguousModelWarning, ModelReferenceError, code_reference
 from archbench.catalog.registry import SOURCES, get_spec, list_models
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.units import fmt_int
 
 # What `check` builds: "all" is the specs and torchvision's zoo (their counts are stated; timm's and
@@ -39,7 +39,7 @@ def inputs_reference(text: str | None) -> str | None:
     try:
         return code_reference(text)
     except ModelReferenceError as exc:
-        raise UsageError(f"--inputs '{text}': {exc}") from None
+        raise UsageError(f"--inputs {quoted(text)}: {exc}") from None
 
 
 @contextlib.contextmanager

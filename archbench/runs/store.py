@@ -1017,12 +1017,12 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
     contents = read_results_csv(path)
     if not contents.rows:
         raise UsageError(f"'{path}' holds no rows: there is nothing to report.")
-    sessions = _bench_sessions(environment_path(path))
+    sessions, env_warning = _bench_sessions(environment_path(path))
     peaks = {key: value for s in sessions for key, value in (s.get("peaks_tflops") or {}).items()}
     environments = tuple({k: v for k, v in s.items() if k != "peaks_tflops"} for s in sessions)
     date = str(sessions[-1].get("date", "")) if sessions else ""
     data = rows_report_data(contents.rows, name=path.stem, environments=environments, peaks_tflops=peaks, date=date)
-    return data, contents.warnings
+    return data, (*contents.warnings, *env_warning)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -1031,11 +1031,14 @@ def _csv_header(path: Path) -> list[str]:
     return csv_header(path)
 
 
-def _bench_sessions(path: Path) -> list[dict[str, Any]]:
-    """The fingerprints bench keeps beside its CSV, one per session that added rows; none when unreadable."""
+def _bench_sessions(path: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The fingerprints bench keeps beside its CSV, one per session that added rows; none, with a warning
+    naming the file, when it is there but unreadable (the rows are reported without their environment)."""
     from archbench.schemas import environment_sessions, read_json_file
 
+    if not path.exists():
+        return [], ()
     try:
-        return environment_sessions(read_json_file(path, "an environment file"))
-    except UsageError:  # missing or unreadable: no environment
-        return []
+        return environment_sessions(read_json_file(path, "an environment file")), ()
+    except UsageError as exc:
+        return [], (f"{exc} The rows are reported without their environment.",)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archbench.errors import ModelRunError, UsageError
+from archbench.errors import ModelRunError, UsageError, quoted
 from archbench.inputs import ModelInputs
 from archbench.results import BACKENDS, COMPILE_MODES, backend_kind
 
@@ -50,10 +50,10 @@ def check_backends(labels: list[str] | tuple[str, ...], where: str = "backend") 
         label = str(label).strip()
         kind, _, mode = label.partition(":")
         if kind not in BACKENDS or (mode and kind != "compile"):
-            raise UsageError(f"{where} {label!r} is not one of: {', '.join(BACKENDS)} (or compile:MODE, MODE one of "
+            raise UsageError(f"{where} {quoted(label)} is not one of: {', '.join(BACKENDS)} (or compile:MODE, MODE one of "
                              f"{', '.join(COMPILE_MODES)}).")
         if mode and mode not in COMPILE_MODES:
-            raise UsageError(f"{where} {label!r}: compile mode {mode!r} is not one of: {', '.join(COMPILE_MODES)}.")
+            raise UsageError(f"{where} {quoted(label)}: compile mode {quoted(mode)} is not one of: {', '.join(COMPILE_MODES)}.")
         checked.append("compile" if label == "compile:default" else label)
     return tuple(dict.fromkeys(checked))
 
@@ -63,7 +63,7 @@ def with_compile_mode(labels: tuple[str, ...], mode: str | None) -> tuple[str, .
     if mode is None or mode == "default":
         return labels
     if mode not in COMPILE_MODES:
-        raise UsageError(f"compile mode {mode!r} is not one of: {', '.join(COMPILE_MODES)}.")
+        raise UsageError(f"compile mode {quoted(mode)} is not one of: {', '.join(COMPILE_MODES)}.")
     return tuple(dict.fromkeys(f"compile:{mode}" if label == "compile" else label for label in labels))
 
 
