@@ -210,6 +210,7 @@ def test_bench_batch_max_under_a_limit_finds_a_batch_that_runs_and_twice_it_does
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_batch_max_of_resnet18_within_2gib(cli, tmp_path):
     """The done-when of issue 25 as written: resnet18 at 3x64x64 under a 2 GiB limit (minutes on a loaded CPU)."""
     found = _bench_max_then_check_in_a_fresh_worker(cli, tmp_path, "resnet18", "3x64x64", "2GiB")
