@@ -324,7 +324,7 @@ def load_note(rows: Iterable[ResultRow]) -> str:
     loaded = [r for r in rows if r.status == "ok" and r.under_load]
     if not loaded:
         return ""
-    return f"{LOAD_MARK} Measured under load, so probably inflated: " + "; ".join(load_message(r) for r in loaded)
+    return f"{LOAD_MARK} Measured under load, so probably inflated: " + " ".join(load_message(r) for r in loaded)
 
 
 def ci_text(row: ResultRow) -> str:
