@@ -47,7 +47,7 @@ from archbench.cli.memory import (
     print_searches,
     search_options,
 )
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.parsing import parse_batches, parse_choices, parse_fraction, parse_inputs, parse_seconds, parse_set
 from archbench.runs.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
@@ -420,5 +420,5 @@ def print_summary(data) -> None:
 
 def _print_files(files, out_dir: Path) -> None:
     names = ", ".join(sorted({p.name for p in files}, key=lambda n: (not n.endswith(".md"), n)))
-    err.print(f"wrote {len(files)} files to {escape(str(out_dir))}/: {escape(names)}")
-    err.print(f"report: {escape(str(Path(out_dir) / 'report.md'))}")
+    err.print(f"wrote {len(files)} files to {escape(quoted(str(out_dir) + '/', PATH_ECHO_LIMIT))}: {escape(names)}")
+    err.print(f"report: {escape(quoted(Path(out_dir) / 'report.md', PATH_ECHO_LIMIT))}")

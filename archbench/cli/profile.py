@@ -20,7 +20,7 @@ from rich.markup import escape
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, out_path, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.parsing import parse_choices, parse_fraction, parse_input, parse_positive_ints, parse_seconds, parse_set
 from archbench.results import DTYPES
 
@@ -118,7 +118,7 @@ def profile_command(
     else:
         out.print(profile_renderable(profile))
     names = ", ".join(sorted(p.name for p in files))
-    err.print(f"wrote {len(files)} files to {escape(str(target))}/: {escape(names)}", soft_wrap=True)
+    err.print(f"wrote {len(files)} files to {escape(quoted(str(target) + '/', PATH_ECHO_LIMIT))}: {escape(names)}", soft_wrap=True)
     if store is not None:
         print_stored(store, run_id)
 
@@ -166,7 +166,7 @@ def report_profile(source: str, out_dir: Path | None, db: Path) -> bool:
     with owned_dir(target):
         files = write_profile_report(profile, target)
     out.print(profile_renderable(profile))
-    err.print(f"wrote {len(files)} files to {escape(str(target))}/ (the profile of {escape(label)})", soft_wrap=True)
+    err.print(f"wrote {len(files)} files to {escape(quoted(str(target) + '/', PATH_ECHO_LIMIT))} (the profile of {escape(label)})", soft_wrap=True)
     return True
 
 

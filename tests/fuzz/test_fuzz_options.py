@@ -12,6 +12,7 @@ be written is a warning, a CSV that cannot is an error), with a message when not
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,6 +27,8 @@ from tests.test_cli_contract import (
     _with_argument,
     _with_option,
 )
+
+pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
 
 # The contract test's bases, with compare at mnist-cnn's scale: a value that turns out valid measures one cell.
 BASES = {**BASE, "compare": ["compare", "mnist-cnn", "--mode", "infer", "--batch", "1", "--max-time", "0.05",

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 from tests.fuzz.mutations import Mutation, apply_edit, byte_damage, deep_toml_array, document_edits, to_toml
+
+pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
 
 SPEC_KEYS = ["name", "family", "builder", "description", "input", "params", "args", "inputs", "overrides",
              "depth", "widen_factor", "blocks", "width", "groups", "dropout"]

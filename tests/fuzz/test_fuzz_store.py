@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.conftest import BENCH_ARGS
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 from tests.fuzz.mutations import HUGE_INTS, WEIRD_STRINGS
+
+pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
 
 CELL_COLUMNS = ["model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads",
                 "status", "error", "n_samples", "median_ms", "iqr_ms", "ci_low_ms", "ci_high_ms", "samples_per_s",

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 
+pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+
 TEMPLATE = '''\
 import sys
 import torch
 from torch import nn
+
 {at_import}
 
 class Net(nn.Module):
