@@ -26,7 +26,7 @@ FAMILY = "bench-test-net"
 FORWARD_LOG: list[dict] = []  # one entry per (untraced) forward call of a test net
 Out = collections.namedtuple("Out", ["logits", "aux"])
 
-CONTRACT = ("model, device, mode, batch, input, dtype, channels_last, compiled, threads, status, error, n_samples, "
+CONTRACT = ("model, device, mode, batch, input, dtype, channels_last, compiled, threads, backend, status, error, n_samples, "
             "median_ms, iqr_ms, ci_low_ms, ci_high_ms, min_ms, samples_per_s, flops_per_step, achieved_tflops, "
             "peak_fraction, peak_mem_mb").split(", ")
 FAST = ("--max-time", "0.2", "--precision", "0.5")  # a few samples per cell
@@ -130,7 +130,7 @@ def test_csv_schema_and_row_statistics(cli, specs, tmp_path):
         assert r.samples_per_s == pytest.approx(r.batch / (r.median_ms / 1e3), rel=1e-4)
         assert r.noisy == (r.iqr_ms / r.median_ms > 0.10)
         assert r.peak_mem_mb >= 0
-    assert "4 of 4 cells · cpu · fp32 · threads 1" in result.stdout  # the table; shared values in its title
+    assert "4 of 4 cells · 1x8x8 · cpu · fp32 · threads 1" in result.stdout  # the table; shared values in its title
     assert "tnet" in result.stdout and "median" in result.stdout
     assert str(out) in result.stderr
 
@@ -283,7 +283,8 @@ def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
             events.append(("done", cell.batch, row.status, (tmp_path / "r.csv").exists()))
 
     cells = plan_cells([get_spec("tnet-interrupt", [specs])], ["cpu"], [1, 2, 3], None, ["infer"], ["fp32"], threads=1)
-    assert [c.key() for c in cells] == [("tnet-interrupt", "cpu", "infer", b, "1x8x8", "fp32", False, False, 1) for b in (1, 2, 3)]
+    assert [c.key() for c in cells] == [("tnet-interrupt", "cpu", "infer", b, "1x8x8", "fp32", False, False, 1, "eager")
+                                        for b in (1, 2, 3)]
     result = run_sweep(cells, tmp_path / "r.csv", resume=False, options=MeasureOptions(max_time_s=0.2, precision=0.5), listener=Recorder())
     assert result.interrupted and result.remaining == 1 and len(result.measured) == 2
     assert [r.key() for r in result.rows] == [c.key() for c in cells[:2]]
