@@ -423,7 +423,11 @@ def shard_record(value: Any, path: str) -> Any:
 
 
 JOB_MANIFEST = record({  # the Slurm jobs a detached run submitted (``shards/manifest.json``)
-    "jobs": Field(list_of(record({"job_id": Field(anything())}, what="a job (an object with its job_id)"))),
+    "jobs": Field(list_of(record({
+        "job_id": Field(anything()),
+        "unit": Field(text()),  # the unit file the job runs
+        "keys": Field(list_of(list_of(anything()))),  # the cell keys it holds
+    }, what="a job (an object with its job_id, unit and keys)"))),
 }, what="a job manifest (an object with its \"jobs\")")
 
 

@@ -182,3 +182,15 @@ def test_a_store_written_by_archbench_reads_back_exactly(tmp_path):
         assert rows[0].samples_ms == (1.0, 1.1, 0.9)
         assert store.run_info(1).env == {"torch": "2.14.1", "devices": {"cpu": "a cpu"}}
     assert os.path.getsize(db) > 0
+
+
+def test_a_slurm_job_manifest_reads_back_every_field_it_was_written_with(tmp_path):
+    """A detached run's manifest is read back through its schema, which drops keys it does not list: a
+    resumed or collected run needs each job's unit file and cell keys, not only its job id."""
+    from archbench.runs.slurm import _append_manifest, _read_manifest
+
+    entries = [{"job_id": "41", "unit": str(tmp_path / "unit-0.pt"), "keys": [["cnn", "cpu", 1, [1, 28, 28]]]},
+               {"job_id": "42", "unit": str(tmp_path / "unit-1.pt"), "keys": [["cnn", "cpu", 8, [1, 28, 28]]]}]
+    for entry in entries:
+        _append_manifest(tmp_path, entry)
+    assert _read_manifest(tmp_path) == entries
