@@ -18,10 +18,9 @@ from archbench.errors import (
     UnknownModelError,
     UsageError,
 )
-from archbench.options import MeasureOptions, WarmupPolicy
-from archbench.results import CellKey, ResultRow
-
-__version__ = "0.1.0"
+from archbench.rows import CellKey, ResultRow
+from archbench.timing.options import MeasureOptions, WarmupPolicy
+from archbench.version import __version__
 
 
 def register_flop_formula(op, fn, kind: str = "macs", source: str | None = None) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.errors import ArchbenchError
-from archbench.results import DTYPES, MODES
+from archbench.rows import DTYPES, MODES
 
 _SHOWN = 60  # characters of a bad value quoted in a message
 MAX_INTEGER = 2**63 - 1  # torch's sizes, SQLite's integers
@@ -35,11 +35,11 @@ def shown(value: Any) -> str:
     return f"{type(value).__name__} {text}" if not isinstance(value, (str, type(None))) else text
 
 
-def _type_error(name: str, expected: str, value: Any) -> ArgumentTypeError:
+def type_error(name: str, expected: str, value: Any) -> ArgumentTypeError:
     return ArgumentTypeError(f"argument {name}: expected {expected}, got {shown(value)}.")
 
 
-def _value_error(name: str, expected: str, value: Any) -> ArgumentError:
+def value_error(name: str, expected: str, value: Any) -> ArgumentError:
     return ArgumentError(f"argument {name}: expected {expected}, got {shown(value)}.")
 
 
@@ -49,28 +49,28 @@ def _value_error(name: str, expected: str, value: Any) -> ArgumentError:
 def integer(value: Any, name: str, *, minimum: int = 1, what: str = "a positive integer") -> int:
     """An ``int`` (or anything with ``__index__``, not a bool) of at least ``minimum``."""
     if isinstance(value, bool):
-        raise _type_error(name, what, value)
+        raise type_error(name, what, value)
     try:
         number = operator.index(value)
     except TypeError:
-        raise _type_error(name, what, value) from None
+        raise type_error(name, what, value) from None
     if number < minimum:
-        raise _value_error(name, what, value)
+        raise value_error(name, what, value)
     if number > MAX_INTEGER:
-        raise _value_error(name, f"{what} below 2**63 (torch's sizes and counts are 64-bit)", value)
+        raise value_error(name, f"{what} below 2**63 (torch's sizes and counts are 64-bit)", value)
     return number
 
 
 def number(value: Any, name: str, what: str) -> float:
     """A real number (an ``int`` or ``float``, not a bool, not NaN); its range is the caller's to check."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise _type_error(name, what, value)
+        raise type_error(name, what, value)
     try:
         result = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise _type_error(name, what, value) from None
+        raise type_error(name, what, value) from None
     if result != result:  # NaN
-        raise _value_error(name, what, value)
+        raise value_error(name, what, value)
     return result
 
 
@@ -80,15 +80,15 @@ def optional_integer(value: Any, name: str, *, minimum: int = 1, what: str = "a 
 
 def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise _type_error(name, "True or False", value)
+        raise type_error(name, "True or False", value)
     return value
 
 
 def text(value: Any, name: str, *, empty: bool = True) -> str:
     if not isinstance(value, str):
-        raise _type_error(name, "a string", value)
+        raise type_error(name, "a string", value)
     if not empty and not value.strip():
-        raise _value_error(name, "a non-empty string", value)
+        raise value_error(name, "a non-empty string", value)
     return value
 
 
@@ -99,9 +99,9 @@ def optional_text(value: Any, name: str) -> str | None:
 def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     expected = f"one of {', '.join(repr(a) for a in allowed)}"
     if not isinstance(value, str):
-        raise _type_error(name, expected, value)
+        raise type_error(name, expected, value)
     if value not in allowed:
-        raise _value_error(name, expected, value)
+        raise value_error(name, expected, value)
     return value
 
 
@@ -111,20 +111,20 @@ def dtype(value: Any, name: str = "dtype") -> str:
 
 def device(value: Any, name: str = "device") -> str:
     """``cpu``, ``cuda`` or ``cuda:N`` (whether the GPU is there is checked where it is used)."""
-    from archbench.timing.devices import parse_device
+    from archbench.parsing import parse_device
 
     expected = "a device name: 'cpu', 'cuda' or 'cuda:N'"
     if not isinstance(value, str):
-        raise _type_error(name, expected, value)
+        raise type_error(name, expected, value)
     try:
         return parse_device(value, name)
     except ArchbenchError:
-        raise _value_error(name, expected, value) from None
+        raise value_error(name, expected, value) from None
 
 
 def function(value: Any, name: str, what: str = "a callable") -> Any:
     if not callable(value):
-        raise _type_error(name, what, value)
+        raise type_error(name, what, value)
     return value
 
 
@@ -134,7 +134,7 @@ def optional_function(value: Any, name: str, what: str = "a callable or None") -
 
 def instance(value: Any, name: str, cls: type, what: str) -> Any:
     if not isinstance(value, cls):
-        raise _type_error(name, what, value)
+        raise type_error(name, what, value)
     return value
 
 
@@ -143,12 +143,12 @@ def location(value: Any, name: str) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise _type_error(name, "a path (str or pathlib.Path) or None", value)
+        raise type_error(name, "a path (str or pathlib.Path) or None", value)
     raw = os.fspath(value)
     if not isinstance(raw, str) or not raw.strip():
-        raise _value_error(name, "a non-empty path (or None for the default)", value)
+        raise value_error(name, "a non-empty path (or None for the default)", value)
     if "\0" in raw:
-        raise _value_error(name, "a path without NUL characters", value)
+        raise value_error(name, "a path without NUL characters", value)
     return Path(raw)
 
 
@@ -158,10 +158,10 @@ def location(value: Any, name: str) -> Path | None:
 def sequence(value: Any, name: str, what: str) -> tuple:
     """A non-empty iterable (not a string, not a mapping) as a tuple."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise _type_error(name, what, value)
+        raise type_error(name, what, value)
     items = tuple(value)
     if not items:
-        raise _value_error(name, what, value)
+        raise value_error(name, what, value)
     return items
 
 
@@ -199,10 +199,10 @@ def input_shape(value: Any, name: str = "input_size") -> tuple[int, int, int] | 
         try:
             return parse_input(value, name)
         except ArchbenchError:
-            raise _value_error(name, what, value) from None
+            raise value_error(name, what, value) from None
     items = sequence(value, name, what)
     if len(items) != 3:
-        raise _value_error(name, what, value)
+        raise value_error(name, what, value)
     return tuple(integer(v, f"{name}[{i}]") for i, v in enumerate(items))  # type: ignore[return-value]
 
 
@@ -213,42 +213,5 @@ def input_shapes(value: Any, name: str = "inputs") -> tuple[tuple[int, int, int]
     return tuple(input_shape(v, f"{name}[{i}]") for i, v in enumerate(sequence(value, name, what)))  # type: ignore[misc]
 
 
-# ------------------------------------------------------------------------------------------- models
-
-MODEL = "an nn.Module, a class or factory returning one, a ModelSource or a model name (str)"
 
 
-def model(value: Any, name: str = "model") -> Any:
-    """What the API can make a model of; a name is looked up later (an unknown one says so then)."""
-    if isinstance(value, str):
-        return text(value, name, empty=False)
-    from archbench.catalog.source import ModelSource
-
-    if isinstance(value, ModelSource) or callable(value) or _is_module(value):
-        return value
-    raise _type_error(name, MODEL, value)
-
-
-def named_models(value: Any, name: str, *, allow_single: bool) -> dict[str | None, Any]:
-    """``{name: model}`` from a mapping, a sequence (``compare``) or one model (``bench``; name ``None``)."""
-    if isinstance(value, Mapping):
-        if not value:
-            raise _value_error(name, "at least one model", value)
-        for key in value:
-            text(key, f"{name} key {key!r}", empty=False)
-        return {key: model(m, f"{name}[{key!r}]") for key, m in value.items()}
-    if allow_single:
-        return {None: model(value, name)}
-    what = f"a mapping {{name: model}} or a sequence of models, each {MODEL}"
-    if isinstance(value, str):
-        raise _type_error(name, what, value)
-    items = sequence(value, name, what)
-    return {i: model(m, f"{name}[{i}]") for i, m in enumerate(items)}  # type: ignore[misc]
-
-
-def _is_module(value: Any) -> bool:
-    try:
-        from torch import nn
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(value, nn.Module)

@@ -124,3 +124,7 @@ class StoreError(ArchbenchError):
 class StoreNotWritableError(StoreError):
     """A results store whose location cannot be written (read-only file system, no permission): a run
     measures anyway and keeps its files, without recording."""
+
+
+class WorkUnitError(UsageError):
+    """A cell that cannot be sent to another process, or a work-unit file that is not one."""

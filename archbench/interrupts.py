@@ -68,3 +68,13 @@ def _deliver(signum: int, handler) -> None:
         handler(signum, None)
     else:  # SIG_DFL (or unknown): what would have happened without the deferral
         signal.raise_signal(signum)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the coordinator dies (even by SIGKILL), so no worker measures
+    on with nobody reading; its finished cells stay in its shard for the run that resumes."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

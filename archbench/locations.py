@@ -36,6 +36,12 @@ KERNEL_FILE_SYSTEMS = frozenset({
 _FALLBACK_PATH_MAX = 4096
 _FALLBACK_NAME_MAX = 255
 
+# The files of a report folder.
+CSV_NAME = "results.csv"
+JSON_NAME = "results.json"
+MARKDOWN_NAME = "report.md"
+LATEX_NAME = "report.tex"
+
 
 def _limit(path: Path, name: str, fallback: int) -> int:
     try:

@@ -120,7 +120,7 @@ def parse_choices(text: str, option: str, choices: tuple[str, ...]) -> list[str]
 def read_toml_file(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The table of a TOML file (a spec or a study file); ``error`` names the file, and the line of a
     syntax error."""
-    from archbench.schemas import check_nesting, read_text_file  # (schemas imports this module)
+    from archbench.files import check_nesting, read_text_file  # (schemas imports this module)
 
     try:
         return check_nesting(tomllib.loads(read_text_file(path, f"a {what}", error)), str(path), f"a {what}", error)
@@ -194,7 +194,7 @@ def parse_seconds(text: str, option: str) -> float:
     return value
 
 
-MAX_BATCH = "max"  # --batch max: the largest batch that fits (archbench.runs.maxbatch)
+MAX_BATCH = "max"  # --batch max: the largest batch that fits (archbench.sweep.maxbatch)
 
 
 def parse_batches(text: str, option: str = "--batch") -> list[int | str]:
@@ -232,3 +232,19 @@ def parse_bytes(text: str, option: str) -> int:
     if not 0 < value <= MAX_BYTES:
         raise UsageError(f"{option} '{text}' is not a memory size between 1 byte and 1 EiB.")
     return value
+
+
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(.*))?$")
+
+
+def parse_device(text: str, option: str = "--device") -> str:
+    """One device name, normalised (``cuda:01`` -> ``cuda:1``); syntax only, no availability check."""
+    match = _DEVICE_RE.match(str(text).strip())
+    if not match or (match.group(1) == "cpu" and match.group(2) is not None) or (
+            match.group(2) is not None and not match.group(2).isdigit()):
+        raise UsageError(f"{option} value {quoted(str(text).strip())} is not a device: expected cpu, cuda or cuda:N "
+                         "(e.g. cuda:1), or auto.")
+    kind, index = match.groups()
+    if index is None:
+        return kind
+    return f"{kind}:{parse_int(index, f'{option} {kind}:N', minimum=0, maximum=INT32_MAX, example=f'{option} cuda:1')}"

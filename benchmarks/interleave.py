@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 from archbench.catalog.registry import get_spec
-from archbench.options import MeasureOptions
-from archbench.runs.cells import plan_cells
-from archbench.runs.interleave import Interleaving
-from archbench.runs.sweep import RunCaches, run_sweep
+from archbench.sweep.cells import plan_cells
+from archbench.sweep.interleave import Interleaving
+from archbench.sweep.run import RunCaches, run_sweep
+from archbench.timing.options import MeasureOptions
 
 
 def unpaired(reference, row) -> tuple[float, float]:

@@ -3,7 +3,7 @@ with 2 workers, and what a shard costs per cell. (A benchmark, not a test: it pr
 
 The study: --models copies of mnist-cnn (each under its own name, so the pool can give them to different
 workers) x batches 1, 2, 4, 8, infer, fp32, one thread per cell, --max-time seconds per cell, measured each
-way through the executors (``archbench.runs.executors``) into a fresh CSV:
+way through the executors (``archbench.execute.executors``) into a fresh CSV:
 
 * in process: ``LocalExecutor`` (``run_sweep`` itself);
 * 1 worker: ``LocalPool(1)`` — the same cells in one ``archbench run-cells`` process (pinned to one core);
@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 from archbench.catalog.registry import get_spec
-from archbench.options import MeasureOptions
-from archbench.results import ResultRow
-from archbench.runs.cells import plan_cells
-from archbench.runs.executors import Collector, LocalExecutor
-from archbench.runs.pool import LocalPool
-from archbench.runs.sweep import RunCaches
-from archbench.runs.workunits import ShardWriter, row_to_json
+from archbench.execute.executors import Collector, LocalExecutor
+from archbench.execute.pool import LocalPool
+from archbench.execute.workunits import ShardWriter, row_to_json
+from archbench.rows import ResultRow
+from archbench.sweep.cells import plan_cells
+from archbench.sweep.run import RunCaches
+from archbench.timing.options import MeasureOptions
 
 BATCHES = [1, 2, 4, 8]
 

@@ -25,8 +25,8 @@ import time
 import torch
 
 from archbench.catalog.registry import get_spec
-from archbench.options import MeasureOptions
-from archbench.runs.cells import plan_cells
+from archbench.sweep.cells import plan_cells
+from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import Measurement, median_ci
 from archbench.timing.step import make_images, make_step
 from archbench.timing.timer import make_sampler, measure

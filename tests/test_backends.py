@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from archbench.report.backends import backend_comparisons, backends_section
-from archbench.results import CSV_COLUMNS, ResultRow, cell_key, read_rows_csv
+from archbench.rows import CSV_COLUMNS, ResultRow, cell_key, read_rows_csv
 from archbench.timing.backends import check_backends, numerics_note, one_line, output_error, with_compile_mode
 
 DATA_DEPENDENT = '''
@@ -224,7 +224,7 @@ def test_a_csv_without_backend_reads_compiled_as_compile_and_resumes(cli, tmp_pa
 
 
 def test_a_version_1_store_gets_backend_in_its_key_and_keeps_its_samples(tmp_path):
-    from archbench.runs.store import Store, _schema
+    from archbench.results.store import Store, _schema
 
     db_path = tmp_path / "v1.db"
     raw = sqlite3.connect(db_path)
@@ -282,7 +282,7 @@ def test_speedup_vs_eager_from_the_two_cis_and_the_numerics_flag_in_the_report()
 
 def test_a_study_grid_names_its_backends_and_round_trips():
     from archbench.errors import StudyError
-    from archbench.runs.study import study_from_dict, study_from_mapping
+    from archbench.study import study_from_dict, study_from_mapping
 
     study = study_from_mapping({"models": ["mnist-cnn"], "grid": {"backends": ["eager", "compile:max-autotune"],
                                                                   "cuda": {"backends": ["onnxruntime"]}}})

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from archbench.catalog.registry import get_spec, register_family
-from archbench.results import CSV_COLUMNS, read_rows_csv
+from archbench.rows import CSV_COLUMNS, read_rows_csv
 
 FAMILY = "bench-test-net"
 FORWARD_LOG: list[dict] = []  # one entry per (untraced) forward call of a test net
@@ -206,9 +206,9 @@ def test_cpu_allocator_oom_is_a_row_and_the_sweep_goes_on(cli, specs, tmp_path):
 
 @pytest.mark.slow
 def test_torch_out_of_memory_error_is_an_oom_row(specs, tmp_path):
-    from archbench.options import MeasureOptions
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import run_sweep
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import run_sweep
+    from archbench.timing.options import MeasureOptions
 
     cells = plan_cells([get_spec("tnet-cuda-oom", [specs]), get_spec("tnet", [specs])], ["cpu"], [2], None,
                        ["train"], ["fp32"])
@@ -266,9 +266,9 @@ def test_ctrl_c_keeps_finished_rows_and_resume_finishes_the_rest(cli, specs, tmp
 
 @pytest.mark.slow
 def test_library_sweep_reports_progress_and_interruption(specs, tmp_path):
-    from archbench.options import MeasureOptions
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import SweepListener, run_sweep
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import SweepListener, run_sweep
+    from archbench.timing.options import MeasureOptions
 
     events = []
 

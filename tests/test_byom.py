@@ -258,7 +258,7 @@ def test_a_study_file_names_models_with_args_and_inputs(cli, tmp_path, monkeypat
 
 
 def test_a_studys_models_round_trip_through_its_json(tmp_path):
-    from archbench.runs.study import load_study, study_from_dict
+    from archbench.study import load_study, study_from_dict
 
     study = tmp_path / "mine.toml"
     study.write_text('models = ["resnext-50", { model = "./nets/tiny.py:TinyNet", name = "w8", args = { width = 8 }, '
@@ -281,7 +281,7 @@ def test_a_bad_reference_in_a_study_file_names_the_file_and_the_key(cli, tmp_pat
 
 
 def test_compare_names_a_report_folder_after_the_references():
-    from archbench.runs.study import adhoc_study
+    from archbench.study import adhoc_study
 
     assert adhoc_study(["./nets/tiny.py:TinyNet", "timm:convnext_atto", "resnext-50"]).name == \
         "tiny.TinyNet-vs-timm.convnext_atto-vs-resnext-50"

@@ -18,7 +18,7 @@ import pytest
 import typer.main
 
 from archbench.cli import app
-from archbench.results import read_rows_csv
+from archbench.rows import read_rows_csv
 from tests.conftest import REPO, run_subprocess
 
 COMMAND = typer.main.get_command(app)

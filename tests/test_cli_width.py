@@ -13,7 +13,7 @@ from test_diff import runs  # noqa: F401 - the fixture: two report folders with 
 from test_report import data  # noqa: F401 - the fixture: a two-model report with failures
 
 from archbench.cli import _common
-from archbench.runs.store import RunInfo
+from archbench.results.store import RunInfo
 
 WIDTHS = (80, 200)
 LONG_REF = "./examples/research/architectures/mynet_variants.py:MyNetWithSqueezeExcitation"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from archbench.errors import UsageError
-from archbench.results import read_rows_csv
+from archbench.rows import read_rows_csv
 from archbench.runs.compare import PARTIAL_CSV, PARTIAL_JSON, PARTIAL_SAMPLES, run_compare
-from archbench.runs.study import StudyOptions, adhoc_study
+from archbench.study import StudyOptions, adhoc_study
 
 REPORT_FILES = {"report.md", "report.tex", "results.csv", "results.json", "throughput.png", "throughput.svg",
                 "time_vs_input.png", "time_vs_input.svg", "params_vs_macs.png", "params_vs_macs.svg"}

@@ -356,12 +356,13 @@ def test_an_uncounted_op_flags_the_summary_in_rich_markdown_and_json(cli, uncoun
 
 def test_an_uncounted_op_flags_results_csv_json_and_report(uncounted_model, tmp_path):
     from archbench.catalog.refs import resolve_model
-    from archbench.report import ModelInfo, ReportData, write_report
+    from archbench.report import write_report
     from archbench.report.csvfile import CsvFormat
-    from archbench.report.jsonfile import JsonFormat
     from archbench.report.markdown import MarkdownFormat
-    from archbench.results import ResultRow
-    from archbench.runs.study import adhoc_study
+    from archbench.results.data import ModelInfo, ReportData
+    from archbench.results.jsonfile import JsonFormat
+    from archbench.rows import ResultRow
+    from archbench.study import adhoc_study
 
     spec = resolve_model(uncounted_model)
     stats = model_stats(spec, (3, 8, 8))

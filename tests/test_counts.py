@@ -17,7 +17,7 @@ from archbench.catalog.spec import ModelSpec
 from archbench.costs.counting import count_forward
 from archbench.costs.formulas import FormulaError, unregister_flop_formula
 from archbench.costs.summary import summarize
-from archbench.report.summary_view import summary_markdown
+from archbench.costs.summary_view import summary_markdown
 
 # ------------------------------------------------------------------------------- published counts
 

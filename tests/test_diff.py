@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from archbench.report import ModelInfo, ReportData
+from archbench.env.environment import append_environment
 from archbench.report.csvfile import CsvFormat
-from archbench.report.jsonfile import JsonFormat
-from archbench.results import ModelStats, ResultRow, append_rows_csv
-from archbench.runs.diff import (
+from archbench.results.data import ModelInfo, ReportData
+from archbench.results.diff import (
     RunData,
     diff_runs,
     env_differences,
     load_run_data,
     merge_sessions,
 )
-from archbench.runs.envinfo import append_environment
-from archbench.runs.study import adhoc_study
+from archbench.results.jsonfile import JsonFormat
+from archbench.rows import ModelStats, ResultRow, append_rows_csv
+from archbench.study import adhoc_study
 from archbench.timing.stats import Measurement
 
 ENV = {"archbench": "0.2.0", "python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "cuda": None,
@@ -285,7 +285,7 @@ def test_failed_only_in_one_and_count_changes(tmp_path, cli):
 
 
 def test_runs_from_the_results_store(tmp_path, cli):
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     db = tmp_path / "archbench.db"
     with Store.open(db) as store:
@@ -339,7 +339,7 @@ def loaded(r: ResultRow, load_ratio: float = 40.9) -> ResultRow:
 
 def store_runs(db: Path, *runs) -> None:
     """Each list of rows as one finished run of the results store, as `bench` records them."""
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(db) as store:
         for rows in runs:

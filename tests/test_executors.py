@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from archbench.options import MeasureOptions
-from archbench.results import ResultRow, read_rows_csv
-from archbench.runs.workunits import (
+from archbench.errors import WorkUnitError
+from archbench.execute.workunits import (
     ShardWriter,
-    WorkUnitError,
     make_work_unit,
     read_shard,
     read_work_unit,
@@ -31,6 +29,8 @@ from archbench.runs.workunits import (
     unit_cells,
     write_work_unit,
 )
+from archbench.rows import ResultRow, read_rows_csv
+from archbench.timing.options import MeasureOptions
 
 FAST = MeasureOptions(max_time_s=0.1)
 BLOCKER = '''
@@ -60,7 +60,7 @@ class Blocker(nn.Module):
 
 def _plan(*names, batches=(1, 2), extra_dirs=()):
     from archbench.catalog.refs import resolve_model
-    from archbench.runs.cells import plan_cells
+    from archbench.sweep.cells import plan_cells
 
     return plan_cells([resolve_model(n, extra_dirs=extra_dirs) for n in names], ["cpu"], list(batches), None, ["infer"],
                       ["fp32"], threads=1)
@@ -89,7 +89,7 @@ def test_a_model_held_in_python_cannot_be_sent_to_another_process():
     from torch import nn
 
     from archbench.catalog.source import ModuleSource
-    from archbench.runs.cells import plan_cells
+    from archbench.sweep.cells import plan_cells
 
     cells = plan_cells([ModuleSource(nn.Linear(2, 2), "lin", (2, 1, 1))], ["cpu"], [1], None, ["infer"], ["fp32"], threads=1)
     with pytest.raises(WorkUnitError, match=r"model 'lin' is a Python object held by this process .*module:attr|mypkg"):
@@ -113,7 +113,7 @@ def test_a_row_round_trips_through_a_shard_line_and_a_cut_line_is_skipped(tmp_pa
 
 
 def test_run_cells_twice_measures_nothing_the_shard_already_holds(tmp_path, monkeypatch):
-    from archbench.runs.worker import run_work_unit
+    from archbench.execute.worker import run_work_unit
 
     monkeypatch.chdir(tmp_path)
     path = write_work_unit(tmp_path / "u001.unit.json", make_work_unit(_plan("mnist-cnn"), FAST, label="w"))
@@ -164,9 +164,9 @@ def test_a_module_source_with_a_worker_pool_is_refused_through_the_api(tmp_path)
     from torch import nn
 
     from archbench.catalog.source import ModuleSource
+    from archbench.execute.pool import LocalPool
     from archbench.runs.compare import run_compare
-    from archbench.runs.pool import LocalPool
-    from archbench.runs.study import adhoc_study
+    from archbench.study import adhoc_study
 
     study = adhoc_study(["lin"], batches=[1], modes=["infer"], inputs=[(2, 1, 1)])
     with pytest.raises(WorkUnitError, match="cannot be sent to a worker process"):
@@ -265,7 +265,7 @@ def test_a_worker_killed_mid_cell_leaves_error_rows_and_the_others_finish(cli, t
     assert f"(pid {killed[0]}) was killed by SIGKILL while measuring this cell" in rows[("blocker", 2)].error
     assert rows[("blocker", 4)].status == "error" and rows[("blocker", 4)].error.startswith("not measured: worker")
 
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(tmp_path / "a.db", readonly=True) as store:
         stored = {(r.model, r.batch): r for r in store.rows(store.resolve("latest"))}
@@ -308,7 +308,7 @@ def test_a_resumed_run_after_a_killed_coordinator_measures_nothing_that_finished
     for key, row in before.items():  # the very samples measured before the kill: nothing was measured again
         assert tuple(after[key]["samples_ms"]) == row.samples_ms, key
 
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(db, readonly=True) as store:
         assert len(store.runs()) == 1 and len(store.rows(store.resolve("latest"))) == 4  # one run, continued

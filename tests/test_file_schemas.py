@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from archbench.results import ResultRow
-from archbench.runs.store import Store
+from archbench.results.store import Store
+from archbench.rows import ResultRow
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "example-report"
 
@@ -187,10 +187,10 @@ def test_a_store_written_by_archbench_reads_back_exactly(tmp_path):
 def test_a_slurm_job_manifest_reads_back_every_field_it_was_written_with(tmp_path):
     """A detached run's manifest is read back through its schema, which drops keys it does not list: a
     resumed or collected run needs each job's unit file and cell keys, not only its job id."""
-    from archbench.runs.slurm import _append_manifest, _read_manifest
+    from archbench.execute.slurm import append_manifest, read_manifest
 
     entries = [{"job_id": "41", "unit": str(tmp_path / "unit-0.pt"), "keys": [["cnn", "cpu", 1, [1, 28, 28]]]},
                {"job_id": "42", "unit": str(tmp_path / "unit-1.pt"), "keys": [["cnn", "cpu", 8, [1, 28, 28]]]}]
     for entry in entries:
-        _append_manifest(tmp_path, entry)
-    assert _read_manifest(tmp_path) == entries
+        append_manifest(tmp_path, entry)
+    assert read_manifest(tmp_path) == entries

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from archbench.outputs import DIR_LOCK_NAME, lock_path_for_file, owned_file
-from archbench.results import CSV_COLUMNS, read_results_csv, read_rows_csv
+from archbench.rows import CSV_COLUMNS, read_results_csv, read_rows_csv
 from tests.conftest import REPO, run_subprocess
 
 FAST = ("--max-time", "0.1", "--precision", "0.5")
@@ -223,7 +223,7 @@ def test_a_garbage_line_is_refused_with_file_and_line(cli, tmp_path):
 @pytest.mark.slow
 def test_report_and_compare_resume_with_a_torn_line(cli, tmp_path):
     from archbench.runs.compare import PARTIAL_CSV, run_compare
-    from archbench.runs.study import StudyOptions, adhoc_study
+    from archbench.study import StudyOptions, adhoc_study
 
     class StopAfterOne:
         def cell_finished(self, *args):

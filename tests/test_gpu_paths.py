@@ -14,11 +14,12 @@ from archbench.catalog.registry import register_family
 from archbench.catalog.spec import ModelSpec
 from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
 from archbench.oom import is_out_of_memory, oom_reason
-from archbench.options import MeasureOptions
-from archbench.runs.cells import plan_cells
-from archbench.runs.sweep import RunCaches, run_sweep
+from archbench.parsing import parse_device
+from archbench.sweep.cells import plan_cells
+from archbench.sweep.run import RunCaches, run_sweep
 from archbench.timing.compiled import compiled_frames
-from archbench.timing.devices import capability_message, parse_device, parse_devices
+from archbench.timing.devices import capability_message, parse_devices
+from archbench.timing.options import MeasureOptions
 
 FAMILY = "gpu-paths-test-net"
 
@@ -207,7 +208,7 @@ def test_cuda_n_without_a_gpu_says_why_before_anything_runs(cli):
 
 
 def test_study_files_accept_cuda_n_and_apply_the_cuda_table():
-    from archbench.runs.study import study_from_mapping
+    from archbench.study import study_from_mapping
 
     study = study_from_mapping({"models": ["mnist-cnn"], "grid": {"devices": ["cpu", "cuda:1"], "batches": [1],
                                                                   "cuda": {"batches": [32]}}}, name="s")
@@ -234,7 +235,7 @@ def test_bf16_before_ampere_is_unsupported_not_emulated():
 
 def test_tf32_is_read_through_the_new_api_without_raising():
     """After the new API is used, torch raises on the legacy getters; archbench reads the new ones."""
-    from archbench.runs.envinfo import environment
+    from archbench.env.environment import environment
     from archbench.timing.precision import Tf32Settings, dtype_label, resolve, tf32_settings
 
     matmul = torch.backends.cuda.matmul.fp32_precision
@@ -255,8 +256,8 @@ def test_tf32_is_read_through_the_new_api_without_raising():
 
 
 def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
-    from archbench.runs.envinfo import environment
-    from archbench.runs.gpuinfo import gpu_environment, nvidia_driver_version
+    from archbench.env.environment import environment
+    from archbench.env.gpu import gpu_environment, nvidia_driver_version
 
     record = gpu_environment()
     assert set(record) == {"gpu_driver", "gpu_count", "gpus"}
@@ -272,7 +273,7 @@ def test_gpu_fields_of_the_environment_are_present_and_null_without_a_gpu():
 
 def test_fp32_rows_that_ran_as_tf32_are_labelled_so():
     from archbench.report.tables import table_keys
-    from archbench.results import ResultRow
+    from archbench.rows import ResultRow
 
     rows = [ResultRow("m", "cuda:0", "infer", 1, "3x32x32", "fp32", tf32=True),
             ResultRow("m", "cpu", "infer", 1, "3x32x32", "fp32")]

@@ -95,7 +95,7 @@ def test_the_default_input_follows_image_size_and_num_channels():
 
 
 def test_a_study_file_s_args_set_the_config_and_its_input(tmp_path):
-    from archbench.runs.study import load_study, resolve_models
+    from archbench.study import load_study, resolve_models
 
     study = tmp_path / "hf.toml"
     study.write_text(textwrap.dedent("""

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from archbench.errors import StudyError
-from archbench.options import MeasureOptions
-from archbench.results import read_rows_csv
-from archbench.runs.interleave import WARMED_UP, Burst, Interleaving, interleave
-from archbench.runs.study import study_from_mapping
+from archbench.rows import read_rows_csv
+from archbench.study import study_from_mapping
+from archbench.sweep.interleave import WARMED_UP, Burst, Interleaving, interleave
+from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import median_ci
 from archbench.timing.timer import measure
 from archbench.units import fmt_sig
@@ -108,7 +108,7 @@ def test_rounds_stop_as_soon_as_the_paired_ci_meets_the_precision():
     assert len(ratios) == len(result.orders) > 6
 
     def meets(values) -> bool:
-        from archbench.runs.significance import paired_ratio_ci
+        from archbench.results.significance import paired_ratio_ci
 
         estimate = paired_ratio_ci(values)
         half = max(estimate.ratio - estimate.low, estimate.high - estimate.ratio)
@@ -213,8 +213,8 @@ def test_paired_ratio_ci_by_hand():
 
 
 def test_grid_points_group_the_models_of_a_cell_and_leave_compiled_cells_alone():
-    from archbench.runs.cells import Cell
-    from archbench.runs.interleave import grid_points
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.interleave import grid_points
 
     def cell(model, batch, compiled=False):
         return Cell(model, None, "cpu", "infer", batch, (3, 8, 8), compiled=compiled)
@@ -325,8 +325,8 @@ class InterruptAtCell:
 @pytest.mark.slow
 def test_a_grid_point_is_written_whole_and_resume_skips_it(specs_dir, tmp_path):
     from archbench.catalog.registry import get_spec
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import RunCaches, run_sweep
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import RunCaches, run_sweep
 
     sources = [get_spec(name, extra_dirs=[specs_dir]) for name in ("tiny-wrn", "tiny-wide")]
     cells = plan_cells(sources, ["cpu"], [1, 2], None, ["infer"], ["fp32"], threads=1)
@@ -410,7 +410,7 @@ def test_quiet_rounds_ci_covers_the_true_ratio_on_a_contaminated_mixture():
     noise per round; 40% of the rounds contaminated (the ratio times U(0.5, 2)) and flagged by the load
     signal, 5% contaminated and missed by it. Over 400 trials the 95% CI covers 1.25 at least 90% of the
     time; keeping every round would miss it far more often."""
-    from archbench.runs.significance import paired_ratio_ci, quiet_rounds
+    from archbench.results.significance import paired_ratio_ci, quiet_rounds
 
     rng = random.Random(7)
     covered = covered_all = 0

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from archbench.results import ResultRow
+from archbench.rows import ResultRow
 from archbench.timing.load import (
     LOAD_THRESHOLD,
     LoadMonitor,
@@ -199,9 +199,9 @@ def one_core():
 def test_a_cell_sharing_its_core_with_a_busy_loop_is_flagged(one_core, tmp_path):
     pytest.importorskip("torch")
     from archbench.catalog.registry import get_spec
-    from archbench.options import MeasureOptions
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import run_sweep
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import run_sweep
+    from archbench.timing.options import MeasureOptions
 
     cells = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["fp32"], threads=1)
 

@@ -10,8 +10,8 @@ import pytest
 
 from archbench.errors import UsageError
 from archbench.parsing import parse_batches, parse_bytes
-from archbench.results import read_rows_csv
-from archbench.runs.maxbatch import Probe, search
+from archbench.rows import read_rows_csv
+from archbench.sweep.maxbatch import Probe, search
 
 MIB = 2**20
 
@@ -106,7 +106,7 @@ def test_estimate_within_15_percent_of_a_measured_step(optimizer):
     3x64x64, two batches)."""
     from archbench.catalog.refs import resolve_model
     from archbench.costs.memory_estimate import estimate_memory
-    from archbench.runs.maxbatch import measure_step_peak
+    from archbench.sweep.maxbatch import measure_step_peak
 
     source = resolve_model("resnet18")
     estimate = estimate_memory(source, (3, 64, 64), batch=1, optimizer=optimizer)
@@ -158,8 +158,8 @@ KILLER = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_killed_worker_is_a_failed_probe_and_the_search_goes_on(tmp_path, monkeypatch):
     from archbench.catalog.refs import resolve_model
-    from archbench.runs.cells import Cell
-    from archbench.runs.maxbatch import MaxBatchSettings, find_max_batch
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.maxbatch import MaxBatchSettings, find_max_batch
 
     (tmp_path / "killer.py").write_text(KILLER)
     monkeypatch.chdir(tmp_path)
@@ -177,8 +177,8 @@ def _bench_max_then_check_in_a_fresh_worker(cli, tmp_path, model: str, input: st
     """``bench MODEL --batch max --mode train --memory-limit LIMIT``; then the found batch runs under the limit in
     a fresh worker and twice it does not; the row says how it was found. Returns the found row."""
     from archbench.catalog.refs import resolve_model
-    from archbench.runs.cells import Cell
-    from archbench.runs.maxbatch import ProbeWorker, worker_setup
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.maxbatch import ProbeWorker, worker_setup
 
     out = tmp_path / "max.csv"
     shape = ["--input", input] if input else []
@@ -221,11 +221,11 @@ def test_a_found_batch_keeps_how_it_was_found_through_a_work_unit(tmp_path, monk
     """A found batch measured by a pool worker (from its work unit file) gets the same row fields as in the run's
     process; its peak memory above the limit the search ran under is said in the row's note."""
     from archbench.catalog.refs import resolve_model
-    from archbench.options import MeasureOptions
-    from archbench.runs.cells import Cell
-    from archbench.runs.maxbatch import BatchSearch
-    from archbench.runs.worker import run_work_unit
-    from archbench.runs.workunits import make_work_unit, write_work_unit
+    from archbench.execute.worker import run_work_unit
+    from archbench.execute.workunits import make_work_unit, write_work_unit
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.maxbatch import BatchSearch
+    from archbench.timing.options import MeasureOptions
 
     monkeypatch.chdir(tmp_path)
     source = resolve_model("mnist-cnn")
@@ -242,7 +242,7 @@ def test_a_found_batch_keeps_how_it_was_found_through_a_work_unit(tmp_path, monk
 
 
 def test_peak_note_only_for_a_peak_above_the_search_limit():
-    from archbench.runs.maxbatch import BatchSearch, peak_note
+    from archbench.sweep.maxbatch import BatchSearch, peak_note
 
     search = BatchSearch(100, "memory_limit", 90, (Probe(100, True),), 2048 * MIB)
     assert peak_note(search, 2000 * MIB) == ""
@@ -256,7 +256,7 @@ def test_peak_note_only_for_a_peak_above_the_search_limit():
 
 def _curve(samples_per_s: dict[int, float], found: int = 0):
     """Ok rows of one throughput curve, each with a ±20% CI of its time."""
-    from archbench.results import ResultRow
+    from archbench.rows import ResultRow
 
     rows = []
     for batch, rate in samples_per_s.items():
@@ -279,9 +279,9 @@ def test_knee_and_max_labels_sit_beyond_the_ends_of_their_error_bars():
     import matplotlib
 
     matplotlib.use("Agg")
-    from archbench.report import ModelInfo, ReportData
     from archbench.report.plots import throughput_figure
-    from archbench.runs.study import adhoc_study
+    from archbench.results.data import ModelInfo, ReportData
+    from archbench.study import adhoc_study
 
     rows = _curve({1: 100.0, 8: 700.0, 64: 960.0, 512: 1000.0, 900: 990.0}, found=900)
     data = ReportData(study=adhoc_study(["net"]), rows=tuple(rows), models=(ModelInfo("net", "", "", "3x8x8"),))

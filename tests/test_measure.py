@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pytest
 
-from archbench.options import MeasureOptions, WarmupPolicy
+from archbench.timing.options import MeasureOptions, WarmupPolicy
 from archbench.timing.peak import DevicePeaks, emulated_peak_note
 from archbench.timing.stats import Measurement, ci_within, median, median_ci, median_ci_ranks, quantile
 from archbench.timing.timer import make_sampler, measure
@@ -72,7 +72,7 @@ def test_measurement_derives_its_statistics_from_the_raw_samples():
 
 
 def test_a_row_carries_the_exact_coverage_of_its_interval():
-    from archbench.runs.sweep import ok_row
+    from archbench.sweep.run import ok_row
 
     identity = {"model": "m", "device": "cpu", "mode": "infer", "batch": 1, "input": "1x28x28", "dtype": "fp32"}
     five = Measurement((10.0, 11.0, 12.0, 13.0, 14.0), (), "max_time", 0.1, 0.02)
@@ -259,7 +259,7 @@ def test_the_first_cell_of_a_process_peaks_as_it_does_second(tmp_path):
     run to run on a quiet machine too, which is why they are not the cells compared here."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from archbench.results import read_results_csv
+    from archbench.rows import read_results_csv
     from tests.conftest import run_subprocess
 
     (tmp_path / "wide.py").write_text(_WIDE_MLP)
@@ -332,8 +332,8 @@ def test_the_peak_rule_on_this_cpu():
 def test_an_emulated_dtype_cell_has_no_peak_fraction_and_says_why():
     pytest.importorskip("torch")
     from archbench.catalog.registry import get_spec
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import RunCaches, measure_cell
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import RunCaches, measure_cell
 
     (cell,) = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["bf16"], threads=1)
     caches = RunCaches()

@@ -21,7 +21,7 @@ from archbench.parsing import (
     parse_seconds,
     parse_set,
 )
-from archbench.runs.study import study_from_mapping
+from archbench.study import study_from_mapping
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from archbench.runs.plan import QUICK, Eta, Plan
+from archbench.sweep.plan import QUICK, Eta, Plan
 
 
 class Clock:
@@ -70,7 +70,7 @@ def test_bench_says_its_plan_first_and_quick_measures_with_the_preset(cli, tmp_p
     result = cli("bench", "mnist-cnn", "--quick", "--batch", "1,2", "--mode", "infer", "--out", out_csv, "--no-db")
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0] == f"2 cells (2 batches), ≤ 1 s each, ≤ 2 s of timing, writing {out_csv}"
-    from archbench.results import read_rows_csv
+    from archbench.rows import read_rows_csv
 
     rows = read_rows_csv(out_csv)
     assert {(r.precision, r.max_time_s) for r in rows} == {(0.1, 1.0)}

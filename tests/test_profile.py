@@ -14,9 +14,9 @@ from torch import nn
 
 from archbench.catalog.source import as_source
 from archbench.costs.traffic import module_costs
-from archbench.options import MeasureOptions
-from archbench.profile_results import ModelProfile
+from archbench.results.profiles import ModelProfile
 from archbench.runs.profile import ProfileOptions, measure_peaks, profile_model
+from archbench.timing.options import MeasureOptions
 
 QUICK = ProfileOptions(min_steps=11, max_steps=11, unprofiled=MeasureOptions(max_time_s=0.3))
 
@@ -134,7 +134,7 @@ def test_profile_plots_and_markdown(measured_peaks, tmp_path):
 
 
 def test_a_schema_1_store_gains_the_profile_tables_when_opened_for_writing(tmp_path):
-    from archbench.runs.store import SCHEMA_VERSION, Store
+    from archbench.results.store import SCHEMA_VERSION, Store
 
     path = tmp_path / "old.db"
     with Store.open(path) as store:

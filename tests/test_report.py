@@ -15,10 +15,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from archbench.report import ModelInfo, ReportData, load_report_data, write_report
-from archbench.report.csvfile import COUNT_COLUMNS, CsvFormat
-from archbench.report.files import atomic_path, atomic_write_text
-from archbench.report.jsonfile import JsonFormat, data_from_json, data_to_json
+from archbench.files import atomic_path, atomic_write_text
+from archbench.report import load_report_data, write_report
+from archbench.report.csvfile import CsvFormat
 from archbench.report.latex import LatexFormat, render_latex
 from archbench.report.markdown import MarkdownFormat, render_markdown
 from archbench.report.tables import (
@@ -35,8 +34,10 @@ from archbench.report.tables import (
     relative_tables,
     speed_tables,
 )
-from archbench.results import ModelStats, ResultRow, read_rows_csv
-from archbench.runs.study import adhoc_study
+from archbench.results.data import ModelInfo, ReportData
+from archbench.results.jsonfile import JsonFormat, data_from_json, data_to_json
+from archbench.rows import COUNT_COLUMNS, ModelStats, ResultRow, read_rows_csv
+from archbench.study import adhoc_study
 
 
 def ok_row(model, mode, batch, input, median, low, high, stop="precision", device="cpu"):
@@ -453,7 +454,7 @@ LSCPU_VM = ("Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\n
 
 
 def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():
-    from archbench.runs.envinfo import cpu_model
+    from archbench.env.environment import cpu_model
 
     bare = "processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\nflags\t\t: fpu avx2\n"
     assert cpu_model(bare, lscpu="") == "AMD EPYC 7763 64-Core Processor"
@@ -463,7 +464,7 @@ def test_cpu_model_is_the_full_name_and_identifies_a_generic_vm_cpu():
 
 
 def test_this_machine_cpu_name_says_more_than_the_family():
-    from archbench.runs.envinfo import cpu_model
+    from archbench.env.environment import cpu_model
 
     name = cpu_model()
     assert name and (any(ch.isdigit() for ch in name))  # a model number, or family/model/stepping numbers

@@ -77,7 +77,7 @@ def test_the_api_refuses_a_million_threads_before_anything_runs():
 
 
 def test_the_bound_itself_is_accepted():
-    from archbench.runs.cells import plan_cells
+    from archbench.sweep.cells import plan_cells
 
     cells = plan_cells([archbench.get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["fp32"], threads=max_threads())
     assert [c.threads for c in cells] == [max_threads()]

@@ -10,7 +10,7 @@ from statistics import NormalDist
 
 import pytest
 
-from archbench.runs.significance import (
+from archbench.results.significance import (
     holm,
     mann_whitney_u,
     paired_ratio_ci,

@@ -26,9 +26,10 @@ import pytest
 from archbench.errors import StoreError, UsageError, quoted
 from archbench.outputs import check_writable_file, owned_file
 from archbench.parsing import INT64_MAX, parse_input, parse_int, parse_positive_ints, parse_seconds
-from archbench.results import ResultRow, read_results_csv
-from archbench.runs.sinks import CsvSink
-from archbench.runs.store import Recording, Store
+from archbench.results.sinks import CsvSink
+from archbench.results.store import Store
+from archbench.rows import ResultRow, read_results_csv
+from archbench.sweep.recording import Recording
 
 FAST = ("--max-time", "0.1", "--precision", "0.5")
 BENCH = ("bench", "mnist-cnn", "--mode", "infer", *FAST)
@@ -282,8 +283,8 @@ def _kill_a_run(db: Path, out: Path, cells: int) -> None:
     """A real process that begins a run into ``db``, records ``cells`` cells and is SIGKILLed."""
     script = textwrap.dedent(f"""
         import os, signal
-        from archbench.results import ResultRow
-        from archbench.runs.store import Store
+        from archbench.rows import ResultRow
+        from archbench.results.store import Store
         store = Store.open({str(db)!r})
         run = store.begin_run("archbench bench m --out x", env={{}}, out_path={str(out)!r}, planned_cells=3)
         for batch in range(1, {cells} + 1):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from slurm_cluster import require_slurm
 
-from archbench.results import read_rows_csv
-from archbench.runs.workunits import read_shard
+from archbench.execute.workunits import read_shard
+from archbench.rows import read_rows_csv
 
 pytestmark = pytest.mark.slurm
 
@@ -67,7 +67,7 @@ def test_a_study_runs_as_slurm_jobs_and_streams_into_the_store(cli, tmp_path):
             if e.get("worker")}
     assert len(jobs) == 2 and None not in jobs  # one job per model, each measured inside Slurm
 
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(tmp_path / "a.db", readonly=True) as store:
         stored = store.rows(store.resolve("latest"))
@@ -134,7 +134,7 @@ def test_detach_then_collect_gathers_the_jobs_and_writes_the_report_once(cli, tm
     again = cli("collect", run, "--db", db)
     assert again.exit_code == 0 and f"run {run} is complete" in again.stderr  # idempotent
 
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(db, readonly=True) as store:
         assert len(store.rows(int(run))) == 2 and len(store.runs()) == 1

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from archbench.env.git import git_commit
 from archbench.errors import StoreError
-from archbench.results import ResultRow, append_rows_csv, read_rows_csv
-from archbench.runs.gitinfo import git_commit
-from archbench.runs.store import SCHEMA_VERSION, Store, pack_samples
+from archbench.results.store import SCHEMA_VERSION, Store, pack_samples
+from archbench.rows import ResultRow, append_rows_csv, read_rows_csv
 from tests.conftest import run_subprocess
 
 FAST = ("--max-time", "0.3")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from archbench.errors import StudyError
-from archbench.runs.study import (
+from archbench.study import (
     Study,
     adhoc_study,
     default_study_path,

@@ -68,7 +68,7 @@ class ModuleSource:
 
         if isinstance(self.obj, nn.Module):
             if str(device) == "meta":  # shapes only: the weights are not copied first
-                from archbench.costs.locate import meta_twin
+                from archbench.catalog.meta import meta_twin
 
                 return meta_twin(self.obj)
             return copy.deepcopy(self.obj).to(device)

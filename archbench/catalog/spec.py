@@ -24,6 +24,8 @@ Built-in specs ship with the package; users add directories with ``--specs DIR``
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import SpecError, UsageError
+from archbench.errors import SpecError, UsageError, WorkUnitError
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 
 SPECS_ENV = "ARCHBENCH_SPECS"
@@ -228,3 +230,35 @@ def set_expected_params(spec: ModelSpec, params: int) -> None:
     else:
         head = head.rstrip("\n") + f"\nparams = {params:_}\n"
     spec.path.write_text(head + sep + tail, encoding="utf-8")
+
+
+def model_to_json(source: Any) -> dict[str, Any]:
+    """A model source as data: every field of a :class:`ModelSpec`. Anything else (a module or factory
+    held by this process) cannot be rebuilt elsewhere: :class:`WorkUnitError`."""
+    from archbench.catalog.spec import ModelSpec
+
+    if not isinstance(source, ModelSpec):
+        raise WorkUnitError(
+            f"model '{source.name}' is a Python object held by this process ({type(source).__name__}), which "
+            "cannot be sent to a worker process or a cluster job. Name it by a reference instead (a spec name, "
+            "\"mypkg.models:MyNet\" or \"./nets/mynet.py:MyNet\"), or measure it in this process.")
+    data = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
+    data["input"] = format_input(source.input)
+    data["path"] = str(source.path) if source.path is not None else None
+    data["args"], data["set_args"] = dict(source.args), dict(source.set_args)
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise WorkUnitError(f"model '{source.name}': its builder arguments {dict(source.args)} cannot be written as "
+                            f"JSON ({exc}), so the model cannot be rebuilt in another process.") from None
+    return data
+
+
+def model_from_json(data: Mapping[str, Any]):
+    """The :class:`ModelSpec` :func:`model_to_json` wrote."""
+    from archbench.catalog.spec import ModelSpec
+
+    values = dict(data)
+    values["input"] = parse_input(values["input"])
+    values["path"] = Path(values["path"]) if values.get("path") else None
+    return ModelSpec(**values)

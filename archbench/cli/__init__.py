@@ -11,11 +11,11 @@ import sys
 import typer
 from rich.markup import escape
 
-from archbench import __version__
 from archbench.cli import bench, catalog, collect, compare, diff, history, memory, profile, run_cells, summary
 from archbench.cli._common import err
 from archbench.errors import ArchbenchError
 from archbench.interrupts import sigterm_as_interrupt
+from archbench.version import __version__
 
 app = typer.Typer(
     name="archbench",

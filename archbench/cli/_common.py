@@ -41,8 +41,8 @@ QuickOption = Annotated[bool, typer.Option("--quick", help="A first look: ±10% 
 
 def quick_defaults(quick: bool, precision: str | None, max_time: str | None) -> tuple[str, str]:
     """--precision and --max-time as given, else the --quick preset's or the defaults (as text, as typed)."""
-    from archbench.options import MeasureOptions
-    from archbench.runs.plan import QUICK
+    from archbench.sweep.plan import QUICK
+    from archbench.timing.options import MeasureOptions
 
     preset = QUICK if quick else MeasureOptions()
     return (precision if precision is not None else f"{preset.precision:g}",

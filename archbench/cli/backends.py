@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from archbench.cli._common import err, out
 from archbench.errors import UsageError, quoted
-from archbench.results import BACKENDS, COMPILE_MODES
+from archbench.rows import BACKENDS, COMPILE_MODES
 
 BackendOption = Annotated[str | None, typer.Option(
     "--backend", metavar="BACKENDS", show_default=False,

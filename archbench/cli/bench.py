@@ -1,6 +1,6 @@
 """``archbench bench``: time models across devices, modes, batches, inputs and dtypes.
 
-Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.runs.sweep) with a
+Thin: parse the options with the shared parsers, plan the cells, run the sweep (archbench.sweep.run) with a
 rich progress bar and a live table of finished cells, then print the table (or JSON) and where the CSV
 is. Ctrl-C keeps every finished cell and prints the command that resumes the sweep (exit 130); a sweep
 whose every cell failed exits 1. The CSV is checked (archbench.outputs) and locked before anything runs.
@@ -45,7 +45,6 @@ from archbench.cli.memory import (
     stored_rows,
 )
 from archbench.errors import UsageError, quoted
-from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.parsing import (
     INT32_MAX,
     parse_batches,
@@ -57,8 +56,9 @@ from archbench.parsing import (
     parse_set,
 )
 from archbench.resources import check_threads
-from archbench.results import DTYPES, MODES
-from archbench.runs.plan import Eta, Plan
+from archbench.rows import DTYPES, MODES
+from archbench.sweep.plan import Eta, Plan
+from archbench.timing.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.units import fmt_duration, fmt_ms
 
 
@@ -118,14 +118,14 @@ def bench_command(
     out_csv = _checked_out(out_path(out_file, "--out"))
     store = open_recording_store(db, no_db)
 
-    from archbench.options import MeasureOptions
+    from archbench.env.environment import environment
     from archbench.outputs import owned_file
-    from archbench.runs.envinfo import environment
-    from archbench.runs.interleave import Interleaving
-    from archbench.runs.maxbatch import plan_with_max
-    from archbench.runs.sinks import keep_environment, where_kept
-    from archbench.runs.store import Recording
-    from archbench.runs.sweep import run_sweep
+    from archbench.results.sinks import keep_environment, where_kept
+    from archbench.sweep.interleave import Interleaving
+    from archbench.sweep.maxbatch import plan_with_max
+    from archbench.sweep.recording import Recording
+    from archbench.sweep.run import run_sweep
+    from archbench.timing.options import MeasureOptions
 
     cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, False, n_threads,
                           settings=search_settings, previous=stored_rows(out_csv) if resume else (),
@@ -250,7 +250,7 @@ class _LiveProgress:
         self.budget_s = budget_s
         self.eta: Eta | None = None
         # rich's TimeRemainingColumn extrapolates from the recent speed: "-:--:--" until a cell finishes, then
-        # "0:00:01" while minutes remain. archbench's estimate starts from the budgets (archbench.runs.plan.Eta).
+        # "0:00:01" while minutes remain. archbench's estimate starts from the budgets (archbench.sweep.plan.Eta).
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[left]}"), console=err)
         self.task = None
@@ -336,7 +336,8 @@ def _caption(rows) -> str | None:
 
 
 def _ci_cell(row) -> str:
-    from archbench.report.tables import ci_coverage, coverage_percent, under_coverage
+    from archbench.report.tables import under_coverage
+    from archbench.results.significance import ci_coverage, coverage_percent
 
     dagger = "†" if row.stop_reason == "max_time" else ""
     coverage = f" [{coverage_percent(ci_coverage(row))}]" if under_coverage(row) else ""

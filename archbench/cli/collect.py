@@ -1,6 +1,6 @@
 """``archbench collect RUN``: gather what the Slurm jobs of a detached run have finished; and the executor
 options every measuring command shares (``--executor``, ``--workers``, the Slurm options, ``--detach``),
-turned into :class:`~archbench.runs.executors.ExecutorSettings` over a study file's ``[executor]`` table.
+turned into :class:`~archbench.execute.executors.ExecutorSettings` over a study file's ``[executor]`` table.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def executor_settings(study_table: Mapping[str, Any] | None, *, executor: str | 
                       account: str | None, qos: str | None, sbatch: list[str] | None, no_exclusive: bool, detach: bool,
                       targets: Mapping[str, Mapping[str, Any]] | None = None):
     """The executor settings: the study's ``[executor]`` table (already validated), then the options given."""
+    from archbench.execute.executors import settings_from_table
     from archbench.parsing import parse_positive_ints
-    from archbench.runs.executors import EXECUTORS, settings_from_table
+    from archbench.study import EXECUTORS
 
     base = settings_from_table(study_table or {}, targets or {})
     given_kind = _choice(executor, "--executor", EXECUTORS)
@@ -158,8 +159,8 @@ def collect_command(
 ) -> None:
     """Gather the cells the Slurm jobs of a detached run have finished into its store and files; once every
     cell is in, write the report. Safe to repeat: what is already gathered is not gathered twice."""
-    from archbench.runs.slurm import collect_run
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
+    from archbench.runs.collect import collect_run
 
     if not run.strip():
         raise UsageError("RUN is empty: give the run id --detach printed (or latest).")

@@ -1,6 +1,6 @@
 """``archbench compare`` (run a study, write its report) and ``archbench report`` (re-render a stored one).
 
-Thin: parse the options with the shared parsers into a :class:`~archbench.runs.study.Study`, run it with
+Thin: parse the options with the shared parsers into a :class:`~archbench.study.Study`, run it with
 :func:`archbench.runs.compare.run_compare` under a progress display, then print a summary — the architecture
 table, the speed tables of the first device, the relative speeds — and the paths written.
 """
@@ -49,7 +49,7 @@ from archbench.cli.memory import (
 )
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.parsing import parse_batches, parse_choices, parse_fraction, parse_inputs, parse_seconds, parse_set
-from archbench.runs.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
+from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
 
@@ -118,7 +118,7 @@ def compare_command(
         raise UsageError(f"{' and '.join(per_model)} apply only to an ad-hoc comparison: name the models, or give "
                          "each model of the study file its args and inputs ({ model = ..., args = {...}, inputs = ... }).")
 
-    from archbench.runs.study import adhoc_study, default_study_path, find_study, load_study
+    from archbench.study import adhoc_study, default_study_path, find_study, load_study
 
     if models:
         the_study = adhoc_study(
@@ -151,8 +151,8 @@ def compare_command(
                                 set_, model_inputs, [*executor_args, *search_options(memory_limit, max_batch)])
     store = open_recording_store(db, no_db)
 
+    from archbench.execute.executors import make_executor
     from archbench.runs.compare import run_compare
-    from archbench.runs.executors import make_executor
 
     runner = make_executor(settings)
     plan = study_plan(the_study, out_dir)
@@ -288,7 +288,7 @@ def reproduce_command(models, study, grid_given: dict, max_time, precision, out_
 
 def study_plan(study, out_dir: Path | None):
     """The plan line of a study: its cells by axis (each device with its own grid) and budget."""
-    from archbench.runs.plan import Plan
+    from archbench.sweep.plan import Plan
 
     grids = [study.grid.for_device(device) for device in study.grid.devices]
     sizes = [(len(g.inputs) if g.inputs else 1) * len(g.dtypes) * len(g.batches) * len(g.modes) * len(g.backends or "e")

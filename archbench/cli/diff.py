@@ -1,4 +1,4 @@
-"""``archbench diff BASE NEW``: a regression gate. Compares two runs cell by cell (archbench.runs.diff) and
+"""``archbench diff BASE NEW``: a regression gate. Compares two runs cell by cell (archbench.results.diff) and
 prints the environment differences, then a table (or Markdown for a pull request, or JSON).
 
 Exit codes: 1 when a cell regressed (slower by asv's rule, or failing where it ran in BASE) and the runs
@@ -24,10 +24,10 @@ from archbench.cli._common import JsonOption, err, out, print_json
 from archbench.cli.history import DbOption, db_path
 from archbench.errors import UsageError
 from archbench.parsing import parse_fraction
-from archbench.runs.significance import DEFAULT_MIN_EFFECT
+from archbench.results.significance import DEFAULT_MIN_EFFECT
 
 if TYPE_CHECKING:
-    from archbench.runs.diff import DiffResult
+    from archbench.results.diff import DiffResult
 
 _STYLES = {"slower": "red", "faster": "green", "unchanged": "", "noisy": "yellow", "not comparable": "magenta"}
 EXIT_REGRESSED = 1
@@ -55,7 +55,7 @@ def diff_command(
 
     if diff_profile_runs(base, new, store_path, effect, allow_env_change, markdown, json):
         return
-    from archbench.runs.diff import diff_runs, diff_to_json, load_run_data
+    from archbench.results.diff import diff_runs, diff_to_json, load_run_data
 
     result = diff_runs(load_run_data(base, store_path), load_run_data(new, store_path), min_effect=effect,
                        allow_env_change=allow_env_change)
@@ -108,7 +108,7 @@ def _print_result(result: DiffResult) -> None:
         summary_line,
         verdict_text,
     )
-    from archbench.runs.diff import cell_label
+    from archbench.results.diff import cell_label
     from archbench.units import fmt_ms
 
     if result.env_differences:
@@ -146,7 +146,7 @@ def _print_env_differences(result: DiffResult) -> None:
 
 def _print_lists(result: DiffResult) -> None:
     from archbench.report.diff_markdown import count_text, rule_text
-    from archbench.runs.diff import cell_label
+    from archbench.results.diff import cell_label
 
     for failed in result.failed:
         mark = " [red]✗ regression[/]" if failed.newly_failed else ""

@@ -16,7 +16,7 @@ from archbench.cli._common import JsonOption, err, out, print_json
 from archbench.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    from archbench.runs.store import RunInfo, Store
+    from archbench.results.store import RunInfo, Store
 
 DbOption = Annotated[
     str | None,
@@ -30,7 +30,7 @@ DEFAULT_LIMIT = 20
 
 def db_path(text: str | None) -> Path:
     """The store ``--db`` names, else ``$ARCHBENCH_DB``, else ``reports/archbench.db``."""
-    from archbench.runs.store import default_db_path
+    from archbench.results.store import default_db_path
 
     if text is None:
         return default_db_path()
@@ -47,7 +47,7 @@ def open_recording_store(db: str | None, no_db: bool) -> Store | None:
         if db is not None:
             raise UsageError("--db and --no-db contradict each other: give one of them.")
         return None
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     try:
         store, warning = Store.open_or_warn(db_path(db))
@@ -77,14 +77,14 @@ def history_command(
 ) -> None:
     """The runs recorded in the results store, newest first: id, date, command, models, devices, cells ok and
     failed, git commit and torch version. Every bench and compare run is recorded there."""
-    from archbench.timing.devices import parse_device
+    from archbench.parsing import parse_device
 
     count = _positive_int(limit, "--limit")
     device_name = parse_device(device) if device is not None else None
     if model is not None and not model.strip():
         raise UsageError("MODEL is empty: name a model, or leave it out to list every run.")
 
-    from archbench.runs.store import Store
+    from archbench.results.store import Store
 
     with Store.open(db_path(db), readonly=True) as store:
         if model is not None and model not in (known := store.models()):

@@ -3,7 +3,7 @@ within a budget; and what ``bench``/``compare`` share for ``--batch max`` (``--m
 how a found batch is shown).
 
 Thin: parse, call :func:`archbench.costs.memory_estimate.estimate_memory` (and, with ``--measure``,
-:func:`archbench.runs.maxbatch.measure_step_peak`), render a table.
+:func:`archbench.sweep.maxbatch.measure_step_peak`), render a table.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ MaxBatchOption = Annotated[str | None, typer.Option(
 
 def max_batch_settings(batches, memory_limit: str | None, max_batch: str | None):
     """The search settings of ``--memory-limit`` / ``--max-batch``, which only a ``max`` batch uses."""
-    from archbench.runs.maxbatch import MaxBatchSettings
+    from archbench.sweep.maxbatch import MaxBatchSettings
 
     given = [name for name, value in (("--memory-limit", memory_limit), ("--max-batch", max_batch)) if value is not None]
     if given and MAX_BATCH not in batches:
@@ -63,7 +63,7 @@ def search_options(memory_limit: str | None, max_batch: str | None) -> list[str]
 
 def stored_rows(out_csv) -> tuple:
     """The rows of a CSV being resumed (a found batch is kept, not searched again)."""
-    from archbench.results import read_rows_csv
+    from archbench.rows import read_rows_csv
 
     return tuple(read_rows_csv(out_csv)) if out_csv.exists() and out_csv.stat().st_size else ()
 
@@ -147,7 +147,7 @@ def memory_command(
     estimates = [first.at(b) for b in batches]
     measured = {}
     if measure:
-        from archbench.runs.maxbatch import measure_step_peak
+        from archbench.sweep.maxbatch import measure_step_peak
 
         for b in batches:
             with err.status(f"running a step at batch {b} in a fresh process ...", spinner="dots"):

@@ -22,7 +22,7 @@ from archbench.cli.catalog import InputsOption, inputs_reference, model_name_war
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.parsing import parse_choices, parse_fraction, parse_input, parse_positive_ints, parse_seconds, parse_set
-from archbench.results import DTYPES
+from archbench.rows import DTYPES
 
 _MODES = ("infer", "train")
 
@@ -81,7 +81,8 @@ def profile_command(
     target = _checked_out(out_path(out_dir, "--out"), model)
 
     from archbench.catalog.refs import resolve_model
-    from archbench.timing.devices import parse_device, require_device
+    from archbench.parsing import parse_device
+    from archbench.timing.devices import require_device
 
     device_name = parse_device(device)
     require_device(device_name)
@@ -89,11 +90,11 @@ def profile_command(
         spec = resolve_model(model, extra_dirs=specs or (), args=overrides, inputs=inputs_ref)
     store = open_recording_store(db, no_db)
 
-    from archbench.options import MeasureOptions
     from archbench.outputs import owned_dir
     from archbench.report.profile_view import TRACE_NAME, profile_markdown, profile_renderable, write_profile_report
     from archbench.report.roofline import ROOFLINE, TIME_BREAKDOWN
     from archbench.runs.profile import TIMER_BUDGET_S, ProfileOptions, profile_model, record_profile
+    from archbench.timing.options import MeasureOptions
 
     unprofiled = MeasureOptions(precision_value, min(TIMER_BUDGET_S, max_time_s))  # the timer's warm-up and samples
     options = ProfileOptions(min_steps=steps[0], max_steps=steps[1], precision=precision_value, max_time_s=max_time_s,
@@ -207,7 +208,7 @@ def diff_profile_runs(base: str, new: str, db: Path, min_effect: float, allow_en
 
 def _diff_rows(result) -> list[list[str]]:
     from archbench.report.diff_markdown import p_text
-    from archbench.runs.significance import SYMBOLS
+    from archbench.results.significance import SYMBOLS
     from archbench.units import fmt_ms
 
     rows = []

@@ -22,8 +22,9 @@ def run_cells_command(
 ) -> None:
     """Measure the cells of a work unit in this process and append them to its shard (used by --workers and
     --executor slurm)."""
-    from archbench.runs.worker import run_work_unit
-    from archbench.runs.workunits import WorkUnitError, shard_path
+    from archbench.errors import WorkUnitError
+    from archbench.execute.worker import run_work_unit
+    from archbench.execute.workunits import shard_path
 
     if not unit.strip():
         raise WorkUnitError("UNIT.json is empty: give the work unit file an executor wrote.")

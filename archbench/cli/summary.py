@@ -48,7 +48,8 @@ def summary_command(
     overrides = parse_set(set_)
     inputs_ref = inputs_reference(inputs)
     from archbench.catalog.refs import resolve_model
-    from archbench.timing.devices import parse_device, require_device
+    from archbench.parsing import parse_device
+    from archbench.timing.devices import require_device
 
     if "," in device:
         raise UsageError(f"--device '{device}' must be one device for a summary: cpu, cuda or cuda:N.")

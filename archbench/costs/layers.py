@@ -111,7 +111,7 @@ def uncalled_at_inference(model: nn.Module, x: ModelInputs) -> frozenset[str]:
     without arithmetic: one forward of a meta twin (the same modules and shapes on ``meta``) with a
     pre-hook on every module; a model the twin cannot run (data-dependent control flow) runs itself,
     under ``inference_mode``. Used when counts are wanted without fvcore's cross-check."""
-    from archbench.costs.locate import meta_twin
+    from archbench.catalog.meta import meta_twin
 
     def called_in(module: nn.Module, inputs: ModelInputs) -> set[str]:
         called: set[str] = set()

@@ -14,7 +14,6 @@ unchanged (callers classify them).
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
+from archbench.catalog.meta import meta_twin
 from archbench.errors import ModelRunError
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
@@ -194,18 +194,6 @@ def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, fail
 
 
 # --------------------------------------------------------------------------------------- probing
-
-
-def meta_twin(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose parameters and buffers live on ``meta``: the same modules and shapes,
-    no memory and no arithmetic (hooks registered on ``model`` are copied too)."""
-    with torch.inference_mode(False):
-        memo: dict[int, Any] = {}
-        for p in model.parameters():
-            memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-        for b in model.buffers():
-            memo[id(b)] = torch.empty_like(b, device="meta")
-        return copy.deepcopy(model, memo)
 
 
 def with_working_inputs(model: nn.Module, inputs: tuple, failure: Failure) -> Failure:

@@ -87,7 +87,7 @@ from archbench.errors import ModelOutOfMemoryError, ModelRunError
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
-from archbench.results import ModelStats
+from archbench.rows import ModelStats
 from archbench.units import si
 from archbench.usercode import exits_as_failures
 
@@ -171,12 +171,12 @@ class ModelSummary:
 
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown: header, layer table, totals with their conventions, coverage."""
-        from archbench.report.summary_view import summary_markdown
+        from archbench.costs.summary_view import summary_markdown
 
         return summary_markdown(self)
 
     def __rich__(self):
-        from archbench.report.summary_view import summary_renderable
+        from archbench.costs.summary_view import summary_renderable
 
         return summary_renderable(self)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from archbench.report.tables import RelativeSpeed, relative_speed
-from archbench.results import ResultRow
+from archbench.rows import ResultRow
 from archbench.units import fmt_sig
 
 SPEEDUP_METHOD = (

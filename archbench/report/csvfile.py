@@ -1,35 +1,23 @@
-"""``results.csv``: the tidy rows of the bench contract (:data:`archbench.results.CSV_COLUMNS`) plus the
+"""``results.csv``: the tidy rows of the bench contract (:data:`archbench.rows.CSV_COLUMNS`) plus the
 model's counts at the row's input (batch 1, per sample), units in the column names.
 
-:func:`archbench.results.read_rows_csv` reads it back (it ignores the count columns)."""
+:func:`archbench.rows.read_rows_csv` reads it back (it ignores the count columns)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.report.files import atomic_write_text
+from archbench.files import atomic_write_text
 from archbench.report.frame import rows_frame
-from archbench.results import ModelStats
+from archbench.rows import COUNT_COLUMNS, ModelStats
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 MIB = 2**20
-COUNT_COLUMNS: tuple[str, ...] = (
-    "params",
-    "params_trainable",
-    "param_mb",
-    "macs_per_sample",
-    "macs_flag",  # "incomplete: N ops uncounted" when ops no formula counts ran (not in the MACs/FLOPs)
-    "macs_with_norm_per_sample",
-    "flops_forward_per_sample",
-    "flops_backward_per_sample",
-    "flops_backward_flag",
-    "activation_mb_per_sample",
-)
 
 
 def count_columns(stats: ModelStats) -> dict[str, Any]:

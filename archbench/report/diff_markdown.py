@@ -1,4 +1,4 @@
-"""``archbench diff --markdown``: a :class:`~archbench.runs.diff.DiffResult` as Markdown, ready for a pull
+"""``archbench diff --markdown``: a :class:`~archbench.results.diff.DiffResult` as Markdown, ready for a pull
 request comment (▲ slower / ▼ faster / = unchanged / ? noisy / ≠ not comparable), and the cell texts the CLI's
 table shares."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from archbench.report.tables import coverage_percent
-from archbench.runs.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
-from archbench.runs.diff import CellDiff, DiffResult, cell_label
+from archbench.results.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
+from archbench.results.diff import CellDiff, DiffResult, cell_label
+from archbench.results.significance import coverage_percent
 from archbench.timing.stats import NOISY_IQR_FRACTION
 from archbench.units import fmt_ms, fmt_sig
 

@@ -3,7 +3,7 @@
 Every table of a report (Markdown, LaTeX, CSV, the console summary) is a reshaping of these frames:
 :func:`rows_frame` holds one line per measured cell with the CSV columns, :func:`stats_frame` one line
 per counted (model, input). A record of :func:`rows_frame` (``frame.itertuples(index=False)``) has the
-attributes of a :class:`~archbench.results.ResultRow`, so the cell formatters of
+attributes of a :class:`~archbench.rows.ResultRow`, so the cell formatters of
 :mod:`archbench.report.tables` take either.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from archbench.results import CSV_COLUMNS, ModelStats, ResultRow
+from archbench.rows import CSV_COLUMNS, ModelStats, ResultRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +22,7 @@ STATS_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ModelStats))
 
 
 def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
-    """One line per cell, in the rows' order, with the CSV columns (:data:`~archbench.results.CSV_COLUMNS`;
+    """One line per cell, in the rows' order, with the CSV columns (:data:`~archbench.rows.CSV_COLUMNS`;
     the raw samples are left out); NaN where a failed cell has no number."""
     import pandas as pd
 
@@ -30,7 +30,7 @@ def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 
 
 def stats_frame(stats: Iterable[ModelStats]) -> pd.DataFrame:
-    """One line per counted (model, input) with the :class:`~archbench.results.ModelStats` fields; the
+    """One line per counted (model, input) with the :class:`~archbench.rows.ModelStats` fields; the
     first line stands where a (model, input) was counted twice (as
     :meth:`~archbench.report.ReportData.stats_for` reads it)."""
     import pandas as pd

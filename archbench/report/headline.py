@@ -18,13 +18,13 @@ from archbench.report.tables import (
     relative_speed,
     table_keys,
 )
-from archbench.results import ResultRow
+from archbench.rows import ResultRow
 from archbench.units import fmt_int, fmt_ms, fmt_scaled, fmt_sig
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 
 class HeadlinePoint(NamedTuple):

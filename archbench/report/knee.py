@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from archbench.results import ResultRow
+from archbench.rows import ResultRow
 
 KNEE_SHARE = 0.05  # within 5% of the best throughput
 

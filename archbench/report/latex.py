@@ -16,15 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.report import LATEX_NAME, tables
-from archbench.report.files import atomic_write_text
+from archbench.files import atomic_write_text
+from archbench.locations import LATEX_NAME
+from archbench.report import tables
 from archbench.report.markdown import pretty_date
 from archbench.report.tables import Footnotes, TableKey
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",

@@ -11,15 +11,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archbench.files import atomic_write_text
 from archbench.report import tables
 from archbench.report.backends import backends_section
-from archbench.report.files import atomic_write_text
 from archbench.report.tables import Footnotes
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 MAC_CONVENTION = (
     "1 MAC = one multiply-accumulate = 2 FLOPs. MACs are those of convolutions, matrix products and attention "

@@ -17,12 +17,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archbench.files import atomic_path
 from archbench.report import tables
-from archbench.report.files import atomic_path
 
 if TYPE_CHECKING:
-    from archbench.report import ReportData
-    from archbench.results import ResultRow
+    from archbench.results.data import ReportData
+    from archbench.rows import ResultRow
 
 THROUGHPUT = ("throughput", "Throughput against batch size")
 TIME_VS_INPUT = ("time_vs_input", "Time per step against input resolution")

@@ -9,11 +9,11 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archbench.report.files import atomic_write_text
+from archbench.files import atomic_write_text
 from archbench.units import fmt_ms, fmt_sig, si
 
 if TYPE_CHECKING:
-    from archbench.profile_results import LayerProfile, ModelProfile
+    from archbench.results.profiles import LayerProfile, ModelProfile
 
 MARKDOWN_NAME = "profile.md"
 JSON_NAME = "profile.json"

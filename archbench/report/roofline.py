@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from archbench.report.plots import _figure, _save
 
 if TYPE_CHECKING:
-    from archbench.profile_results import LayerProfile, ModelProfile
+    from archbench.results.profiles import LayerProfile, ModelProfile
 
 ROOFLINE = ("roofline", "Roofline: leaf modules at their arithmetic intensity and achieved FLOP/s")
 TIME_BREAKDOWN = ("time_breakdown", "Where the time goes: slowest modules, median with 95% CI")

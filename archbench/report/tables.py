@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from archbench.parsing import parse_input
 from archbench.report.frame import rows_frame, stats_frame
-from archbench.results import CellKey, ModelStats, ResultRow
+from archbench.results.significance import ci_coverage, coverage_percent
+from archbench.rows import CellKey, ModelStats, ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
-from archbench.timing.stats import CONFIDENCE, median_ci_ranks
+from archbench.timing.stats import CONFIDENCE
 from archbench.units import fmt_int, fmt_ms, fmt_scaled, fmt_sig
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 MIB = 2**20
 NOT_CONVERGED = "†"
@@ -61,19 +62,6 @@ class Footnotes:
 
     def items(self) -> list[tuple[int, str]]:
         return list(enumerate(self.messages, start=1))
-
-
-def ci_coverage(row: ResultRow) -> float:
-    """The exact coverage of the row's CI: stored since ``ci_coverage`` exists, derived from the sample
-    count for older rows (the interval is always the order-statistic one of :mod:`archbench.timing.timer`)."""
-    if math.isfinite(row.ci_coverage):
-        return row.ci_coverage
-    return median_ci_ranks(row.n_samples)[2] if row.n_samples > 0 else math.nan
-
-
-def coverage_percent(coverage: float) -> str:
-    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
-    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"
 
 
 def ci_label(row: ResultRow) -> str:

@@ -35,23 +35,25 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
 from archbench.errors import ModelRunError, OutputWriteError, UsageError
+from archbench.locations import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME
 from archbench.outputs import check_writable_dir, owned_dir
-from archbench.report import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME, ModelInfo, ReportData, write_report
-from archbench.results import ResultRow, read_rows_csv
-from archbench.runs.sinks import WriteFailure, keeps_rows, where_kept
-from archbench.runs.study import Study, resolve_models
+from archbench.report import write_report
+from archbench.results.data import ModelInfo, ReportData
+from archbench.results.sinks import WriteFailure, keeps_rows, where_kept
+from archbench.rows import ResultRow, read_rows_csv
+from archbench.study import Study, resolve_models
 
 REPORTS_DIR = Path("reports")
 PARTIAL_CSV = "results.partial.csv"
 PARTIAL_JSON = "results.partial.json"
 PARTIAL_SAMPLES = "results.partial.samples.jsonl"
-SHARDS_DIR = "shards"  # work units and shards of out-of-process executors (archbench.runs.executors)
+SHARDS_DIR = "shards"  # work units and shards of out-of-process executors (archbench.execute.executors)
 COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is measured on the CPU
 
 
 class CompareListener:
     """Progress callbacks (all optional): :meth:`counting` while the models are counted, then those of
-    :class:`archbench.runs.sweep.SweepListener` while the cells are measured."""
+    :class:`archbench.sweep.run.SweepListener` while the cells are measured."""
 
     def counting(self, model: str, input: str) -> None:
         """``model`` is being counted at ``input`` (batch 1)."""
@@ -111,8 +113,8 @@ def study_devices(study: Study) -> list[str]:
 
 def plan_study(study: Study, specs: Sequence[ModelSpec], previous: Iterable[ResultRow] = (), on_probe=None) -> list:
     """The cells of the study, device by device (each device with its own grid values); a batch ``max`` is
-    searched (:mod:`archbench.runs.maxbatch`) unless a row of ``previous`` (a resumed run's) found it."""
-    from archbench.runs.maxbatch import MaxBatchSettings, plan_with_max
+    searched (:mod:`archbench.sweep.maxbatch`) unless a row of ``previous`` (a resumed run's) found it."""
+    from archbench.sweep.maxbatch import MaxBatchSettings, plan_with_max
 
     options = study.options
     settings = MaxBatchSettings(options.memory_limit, options.max_batch)
@@ -124,7 +126,7 @@ def plan_study(study: Study, specs: Sequence[ModelSpec], previous: Iterable[Resu
                                backends=grid.backends,
                                previous=previous, on_probe=on_probe)
     if study.targets:  # every cell on every target, its device labelled with the target (cpu@a)
-        from archbench.runs.workunits import with_target
+        from archbench.sweep.cells import with_target
 
         cells = [dataclasses.replace(c, device=with_target(c.device, t)) for t in study.targets for c in cells]
     return cells
@@ -238,7 +240,7 @@ def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> Re
         return None
     if not resume:
         raise UsageError(f"'{out_dir}' holds an interrupted run ({out_dir / PARTIAL_CSV})", remedies=("resume", "force"))
-    from archbench.report.jsonfile import read_json
+    from archbench.results.jsonfile import read_json
 
     if not (out_dir / PARTIAL_JSON).exists():
         raise UsageError(f"cannot resume in '{out_dir}': {PARTIAL_JSON} is missing", remedies=("force",))
@@ -282,7 +284,7 @@ class _SampleRecorder:
                     fh.write(json.dumps({"key": list(row.key()), "samples_ms": list(row.samples_ms)}) + "\n")
                     fh.flush()
                     os.fsync(fh.fileno())
-            except OSError as exc:  # the row itself goes on to the CSV and the store (archbench.runs.sinks)
+            except OSError as exc:  # the row itself goes on to the CSV and the store (archbench.results.sinks)
                 self.failure = WriteFailure.from_os_error("the raw samples file", self.path, exc)
                 _notify(self.listener, "warning", f"{self.failure}. The results store keeps the raw samples of this "
                                                   "cell and the next; a report written from the folder lacks them.")
@@ -331,19 +333,19 @@ def run_compare(
     devices or directories raise before anything is measured; Ctrl-C returns ``interrupted=True`` with
     every finished cell saved. ``sources`` gives the model of each name in ``study.models`` directly.
     The models of each grid point are timed in alternating rounds, with paired ratios against the
-    reference (:mod:`archbench.runs.interleave`), unless the study's ``interleave`` option is false.
-    ``store`` (an open :class:`~archbench.runs.store.Store`) records the run and its cells as they finish;
+    reference (:mod:`archbench.sweep.interleave`), unless the study's ``interleave`` option is false.
+    ``store`` (an open :class:`~archbench.results.store.Store`) records the run and its cells as they finish;
     a resumed run goes on under its stored id, with its stored peaks.
-    ``executor`` (:mod:`archbench.runs.executors`; default: this process) measures the cells; its work units
+    ``executor`` (:mod:`archbench.execute.executors`; default: this process) measures the cells; its work units
     and shards go to ``out_dir/shards/`` until the report is written.
     """
-    from archbench.report.jsonfile import data_to_json, write_json
-    from archbench.runs.envinfo import environment
-    from archbench.runs.executors import LocalExecutor
-    from archbench.runs.interleave import Interleaving
-    from archbench.runs.store import Recording
-    from archbench.runs.sweep import check_buildable
-    from archbench.runs.worker import planned_threads
+    from archbench.env.environment import environment
+    from archbench.execute.executors import LocalExecutor
+    from archbench.execute.worker import planned_threads
+    from archbench.results.jsonfile import data_to_json, write_json
+    from archbench.sweep.interleave import Interleaving
+    from archbench.sweep.recording import Recording
+    from archbench.sweep.run import check_buildable
 
     executor = executor if executor is not None else LocalExecutor()
     study = planned_threads(study, executor)
@@ -352,7 +354,7 @@ def run_compare(
     # ``sources``: models the caller already holds (the Python API: modules, factories); by name otherwise
     specs = [sources[n] for n in study.models] if sources else resolve_models(study, extra_dirs)
     if "max" in study.grid.batches or any("max" in g.get("batches", ()) for g in study.grid.per_device.values()):
-        from archbench.runs.maxbatch import check_searchable
+        from archbench.sweep.maxbatch import check_searchable
 
         check_searchable("slurm" if type(executor).__name__ == "SlurmExecutor" else "local", study.targets)
     partial = out_dir / PARTIAL_CSV
@@ -425,7 +427,7 @@ def rerender(results_csv: str | Path, out_dir: str | Path | None = None, *, forc
     ``loaded``: the data and warnings of ``results_csv``, when the caller has read it already.
     Returns the data, the files written and warnings (an unfinished last line of the CSV, skipped)."""
     from archbench.report import all_formats
-    from archbench.report.jsonfile import load_results
+    from archbench.results.jsonfile import load_results
 
     results_csv = Path(results_csv)
     data, warnings = loaded if loaded is not None else load_results(results_csv)

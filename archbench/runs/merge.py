@@ -4,7 +4,7 @@ stores, a run and a CSV — merged without measuring (no torch import).
 Each source is read as ``archbench report`` reads one (a run of the store, a compare report's folder or
 ``results.csv``, a bench CSV). A device that more than one source measured is labelled with its source in
 the merged rows (``cpu`` of run 12 -> ``cpu@run12``; of ``reports/laptop/`` -> ``cpu@laptop``), so each
-source keeps its own device column set — the target convention of :mod:`archbench.runs.workunits`; devices
+source keeps its own device column set — the target convention of :mod:`archbench.execute.workunits`; devices
 only one source measured keep their names. The study is the union of the sources' (models, grid), the
 reference the first source's, and each source's environment is listed under its label.
 """
@@ -36,9 +36,9 @@ class Source:
 def load_source(text: str, db_path: str | Path | None) -> Source:
     """The report data of one source (``archbench report``'s argument): a run of the store (``12``,
     ``latest``, ``latest~N``), a compare report's folder or ``results.csv``, or a bench CSV."""
-    from archbench.report import CSV_NAME
-    from archbench.report.jsonfile import load_results
-    from archbench.runs.store import (
+    from archbench.locations import CSV_NAME
+    from archbench.results.jsonfile import load_results
+    from archbench.results.store import (
         Store,
         bench_csv_report_data,
         default_db_path,
@@ -70,9 +70,9 @@ def _label(name: str) -> str:
 
 def merge(sources: Sequence[Source], command: str = ""):
     """One :class:`~archbench.report.ReportData` of every source's rows (see the module docstring)."""
-    from archbench.report import ReportData
-    from archbench.runs.study import Grid, Study
-    from archbench.runs.workunits import with_target
+    from archbench.results.data import ReportData
+    from archbench.study import Grid, Study
+    from archbench.sweep.cells import with_target
 
     labels = _unique([s.label for s in sources])
     shared = {d for d, n in Counter(d for s in sources for d in dict.fromkeys(r.device for r in s.data.rows)).items() if n > 1}

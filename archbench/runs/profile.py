@@ -29,8 +29,8 @@ from typing import Any
 
 from archbench.catalog.source import ModelSource
 from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
-from archbench.options import MeasureOptions
-from archbench.profile_results import LayerProfile, ModelProfile, Peaks, shares
+from archbench.results.profiles import LayerProfile, ModelProfile, Peaks, shares
+from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import ci_within
 
 MODES = ("infer", "train")
@@ -84,7 +84,7 @@ def profile_model(
     model does not run."""
     import torch
 
-    from archbench.runs.envinfo import environment
+    from archbench.env.environment import environment
     from archbench.timing.devices import require_device
 
     if mode not in MODES:
@@ -332,7 +332,7 @@ def _run_error(source: ModelSource, error: BaseException, shape, batch: int, mod
 def record_profile(store, profile: ModelProfile, command: str, out_dir: str | Path | None = None) -> int:
     """Record ``profile`` in the results store as a run of its own (no cells): the run, its compute and
     bandwidth peaks, and the profile. Returns the run id."""
-    from archbench.runs.gitinfo import git_commit
+    from archbench.env.git import git_commit
 
     run_id = store.begin_run(command, title=f"profile of {profile.label()}", env=dict(profile.env),
                              git_commit=git_commit("."), out_path=out_dir, planned_cells=0)
@@ -362,7 +362,7 @@ def load_profile(ref: str, db_path: str | Path | None = None) -> tuple[ModelProf
     import json
 
     from archbench.report.profile_view import JSON_NAME
-    from archbench.runs.store import Store, default_db_path, is_run_ref
+    from archbench.results.store import Store, default_db_path, is_run_ref
 
     path = Path(ref)
     if path.is_dir():

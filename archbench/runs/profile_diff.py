@@ -1,5 +1,5 @@
 """``archbench diff`` of two profiles: module by module, under the same rules as a cell diff
-(:mod:`archbench.runs.significance`; no torch import).
+(:mod:`archbench.results.significance`; no torch import).
 
 For each module listed in both profiles, on its per-step times: the Hodges–Lehmann ratio NEW / BASE with
 Moses' CI and the Mann–Whitney U p-value, Holm-adjusted across the modules and the whole step (the
@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 
 from archbench.errors import UsageError
-from archbench.profile_results import ModelProfile
-from archbench.runs.diff import EnvDifference, env_differences
-from archbench.runs.significance import (
+from archbench.results.diff import EnvDifference, env_differences
+from archbench.results.profiles import ModelProfile
+from archbench.results.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
     Verdict,
@@ -119,7 +119,7 @@ def _testable(samples) -> bool:
 
 
 def profile_diff_to_json(result: ProfileDiff) -> dict:
-    from archbench.report.jsonfile import _clean
+    from archbench.results.jsonfile import _clean
 
     return _clean({
         "base": result.base_label, "new": result.new_label, "outcome": result.outcome,

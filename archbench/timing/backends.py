@@ -35,7 +35,7 @@ from typing import Any
 
 from archbench.errors import ModelRunError, UsageError, quoted
 from archbench.inputs import ModelInputs
-from archbench.results import BACKENDS, COMPILE_MODES, backend_kind
+from archbench.rows import BACKENDS, COMPILE_MODES, backend_kind
 
 REL_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 1e-2}
 EXPORTED = ("export", "onnxruntime")  # built from torch.export's program: infer and fp32 only (see unsupported_backend)

@@ -9,31 +9,16 @@ capability this torch build has no kernels for.
 from __future__ import annotations
 
 import os
-import re
 
-from archbench.errors import DeviceUnavailableError, UsageError, quoted
-from archbench.parsing import INT32_MAX, parse_int, split_list
+from archbench.errors import DeviceUnavailableError, UsageError
+from archbench.parsing import parse_device, split_list
 
 DEVICE_KINDS = ("cpu", "cuda")
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(.*))?$")
 
 
 def device_type(device: str) -> str:
     """``cuda:1`` -> ``cuda``; ``cpu`` -> ``cpu``."""
     return str(device).split(":", 1)[0]
-
-
-def parse_device(text: str, option: str = "--device") -> str:
-    """One device name, normalised (``cuda:01`` -> ``cuda:1``); syntax only, no availability check."""
-    match = _DEVICE_RE.match(str(text).strip())
-    if not match or (match.group(1) == "cpu" and match.group(2) is not None) or (
-            match.group(2) is not None and not match.group(2).isdigit()):
-        raise UsageError(f"{option} value {quoted(str(text).strip())} is not a device: expected cpu, cuda or cuda:N "
-                         "(e.g. cuda:1), or auto.")
-    kind, index = match.groups()
-    if index is None:
-        return kind
-    return f"{kind}:{parse_int(index, f'{option} {kind}:N', minimum=0, maximum=INT32_MAX, example=f'{option} cuda:1')}"
 
 
 def cuda_available() -> bool:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from archbench.results import ResultRow
+from archbench.rows import ResultRow
 
 LOAD_THRESHOLD = 1.5  # calibration this much slower than the baseline -> measured under load
 STALL_THRESHOLD = 0.25  # some task waited for a CPU this share of the time (PSI) -> measured under load

@@ -52,3 +52,6 @@ def runs_as_tf32(device: str, dtype: str, tf32: Tf32Settings) -> bool:
 def dtype_label(device: str, dtype: str, tf32: Tf32Settings) -> str:
     """``fp32 (tf32)`` for fp32 work on a GPU that runs part of it as TF32; the dtype otherwise."""
     return "fp32 (tf32)" if runs_as_tf32(device, dtype, tf32) else dtype
+
+
+CUDNN_BENCHMARK = True  # cuDNN autotuning is on for CUDA cells (the warm-up absorbs the tuning)

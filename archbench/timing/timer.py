@@ -12,7 +12,7 @@ import gc
 import time
 from collections.abc import Callable
 
-from archbench.options import MeasureOptions
+from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import Measurement, ci_within, median
 
 

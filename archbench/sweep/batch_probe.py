@@ -1,7 +1,7 @@
-"""The worker side of the max-batch search (:mod:`archbench.runs.maxbatch`): a process that runs a cell's step
+"""The worker side of the max-batch search (:mod:`archbench.sweep.maxbatch`): a process that runs a cell's step
 at the batches it is asked for, under a memory limit, and says whether each fits.
 
-``python -m archbench.runs.batch_probe REQUEST_FD REPLY_FD``: requests and replies are JSON lines on two
+``python -m archbench.sweep.batch_probe REQUEST_FD REPLY_FD``: requests and replies are JSON lines on two
 pipes (stdout and stderr stay free for whatever torch prints). The first request sets the worker up::
 
     {"model": {...ModelSpec fields...}, "device": "cpu", "mode": "train", "input": "3x64x64", "dtype": "fp32",
@@ -75,9 +75,9 @@ class Prober:
     def __init__(self, setup: dict[str, Any]):
         import torch
 
+        from archbench.catalog.spec import model_from_json
         from archbench.parsing import parse_input
-        from archbench.runs.sweep import warm_process
-        from archbench.runs.workunits import model_from_json
+        from archbench.sweep.run import warm_process
 
         self.source = model_from_json(setup["model"])
         self.device, self.mode, self.dtype = setup["device"], setup["mode"], setup["dtype"]
@@ -131,7 +131,7 @@ class Prober:
         import torch
 
         from archbench.costs.memory_estimate import make_optimizer, training_step
-        from archbench.runs.sweep import cell_inputs
+        from archbench.sweep.run import cell_inputs
 
         cell = _CellView(self.source, self.device, self.input, batch, self.dtype, self.channels_last)
         model = self.source.build(self.device)
@@ -154,7 +154,7 @@ class Prober:
 
 
 class _CellView:
-    """What :func:`archbench.runs.sweep.cell_inputs` reads of a cell."""
+    """What :func:`archbench.sweep.run.cell_inputs` reads of a cell."""
 
     def __init__(self, source, device, input, batch, dtype, channels_last):
         self.source, self.device, self.input, self.batch = source, device, input, batch

@@ -1,22 +1,22 @@
 """Where a run's cells are measured: in this process, in a pool of local worker processes, or as Slurm jobs.
 
-Every executor has the contract of :func:`archbench.runs.sweep.run_sweep` — ``run(cells, out_csv, resume=,
-options=, listener=, caches=, interleave=, work_dir=)`` returns a :class:`~archbench.runs.sweep.SweepResult`,
+Every executor has the contract of :func:`archbench.sweep.run.run_sweep` — ``run(cells, out_csv, resume=,
+options=, listener=, caches=, interleave=, work_dir=)`` returns a :class:`~archbench.sweep.run.SweepResult`,
 each finished row is appended to ``out_csv`` and given to the listener (``cell_finished``) as it arrives —
 so the store, the progress bar and resume work the same everywhere.
 
 * :class:`LocalExecutor` measures in this process (``run_sweep`` itself).
-* :class:`~archbench.runs.pool.LocalPool` spreads the cells over N worker processes (``python -m archbench run-cells UNIT``), each
+* :class:`~archbench.execute.pool.LocalPool` spreads the cells over N worker processes (``python -m archbench run-cells UNIT``), each
   pinned to its own cores (``os.sched_setaffinity``; the cells' thread count = cores per worker) or, for CUDA
   cells, to its own GPU (``CUDA_VISIBLE_DEVICES``). The cells of one model stay in one worker.
-* :class:`~archbench.runs.slurm.SlurmExecutor` submits one job per model (and target) through submitit.
+* :class:`~archbench.execute.slurm.SlurmExecutor` submits one job per model (and target) through submitit.
 
-The out-of-process executors write each group of cells as a work unit (:mod:`archbench.runs.workunits`)
+The out-of-process executors write each group of cells as a work unit (:mod:`archbench.execute.workunits`)
 into ``work_dir`` and read the shards the workers append to, as they grow. A worker that dies (SIGKILL, a
 segfault, the kernel's OOM killer, a cancelled Slurm job) turns its unfinished cells into error rows with
 the reason; the other workers go on. Shards already in ``work_dir`` (a coordinator that was killed) are read
 first, so a resumed run re-measures nothing that finished. This module holds the settings, the in-process
-executor and what the out-of-process ones share (the collector of shards); :mod:`archbench.runs.worker` is
+executor and what the out-of-process ones share (the collector of shards); :mod:`archbench.execute.worker` is
 the other side, the process that measures a work unit.
 """
 
@@ -33,21 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from archbench.errors import UsageError
+from archbench.execute.workunits import ShardContents, WorkUnit, check_portable, read_shard, shard_contents, shard_path
 from archbench.interrupts import interrupts_deferred
-from archbench.options import MeasureOptions
-from archbench.results import CellKey, CsvRows, ResultRow, check_same_sweep, read_results_csv
-from archbench.runs.sinks import CsvSink
-from archbench.runs.workunits import (
-    ShardContents,
-    WorkUnit,
-    check_portable,
-    read_shard,
-    shard_contents,
-    shard_path,
-    split_target,
-)
+from archbench.results.sinks import CsvSink
+from archbench.rows import CellKey, CsvRows, ResultRow, check_same_sweep, read_results_csv
+from archbench.study import SLURM_KEYS, SlurmOptions
+from archbench.sweep.cells import split_target
+from archbench.timing.options import MeasureOptions
 
-EXECUTORS = ("local", "slurm")
 POLL_S = 0.2  # how often the coordinator reads the shards and looks at its workers
 SLURM_STATE_EVERY_S = 3.0  # how often Slurm is asked (sacct) about jobs whose shard has not ended
 STOP_GRACE_S = 15.0  # a stopped worker's time to write its end before it is killed
@@ -61,24 +54,6 @@ class ExecutorError(UsageError):
 
 
 # ------------------------------------------------------------------------------------------ settings
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What each Slurm job asks for. ``exclusive``: no other job shares the node (on by default: CPU timings
-    are only meaningful alone); ``sbatch``: further ``KEY=VALUE`` options, as ``sbatch --KEY=VALUE``."""
-
-    partition: str | None = None
-    gpus_per_job: int | None = None
-    constraint: str | None = None
-    time_limit_min: int = 30  # minutes (submitit always asks for a time; the partition default is not used)
-    account: str | None = None
-    qos: str | None = None
-    exclusive: bool = True
-    sbatch: tuple[tuple[str, str], ...] = ()
-
-
-SLURM_KEYS = tuple(f.name for f in dataclasses.fields(SlurmOptions))
 
 
 @dataclass(frozen=True)
@@ -97,7 +72,7 @@ class ExecutorSettings:
 def make_executor(settings: ExecutorSettings):
     """The executor ``settings`` describe (Slurm's requirements are checked now, before anything runs)."""
     if settings.kind == "slurm":
-        from archbench.runs.slurm import SlurmExecutor
+        from archbench.execute.slurm import SlurmExecutor
 
         return SlurmExecutor(settings.slurm, detach=settings.detach, targets=settings.targets)
     if settings.targets:
@@ -109,7 +84,7 @@ def make_executor(settings: ExecutorSettings):
                             "while it runs and cannot detach.")
     if settings.workers is None:
         return LocalExecutor()
-    from archbench.runs.pool import LocalPool
+    from archbench.execute.pool import LocalPool
 
     return LocalPool(settings.workers)
 
@@ -124,7 +99,7 @@ def default_work_dir(out_csv: str | Path) -> Path:
 
 
 class LocalExecutor:
-    """This process measures every cell (:func:`archbench.runs.sweep.run_sweep`)."""
+    """This process measures every cell (:func:`archbench.sweep.run.run_sweep`)."""
 
     threads: int | None = None  # the cells' thread count is the caller's
     jobs: tuple[str, ...] = ()
@@ -135,7 +110,7 @@ class LocalExecutor:
 
     def run(self, cells, out_csv, *, resume: bool, options: MeasureOptions = MeasureOptions(), listener: Any = None,
             caches=None, interleave=None, work_dir: str | Path | None = None):
-        from archbench.runs.sweep import run_sweep
+        from archbench.sweep.run import run_sweep
 
         return run_sweep(cells, out_csv, resume=resume, options=options, listener=listener, caches=caches,
                          interleave=interleave)
@@ -160,7 +135,7 @@ class Collector:
                  listener: Any, caches):
         self.cells = {c.key(): c for c in cells}
         self.out_csv, self.options, self.listener, self.caches = out_csv, options, listener, caches
-        self.csv = CsvSink(out_csv)  # a write error leaves the row in its shard and the store (archbench.runs.sinks)
+        self.csv = CsvSink(out_csv)  # a write error leaves the row in its shard and the store (archbench.results.sinks)
         self.done: dict[CellKey, ResultRow] = dict(done)
         self.todo = sum(1 for key in self.cells if key not in self.done)
         self.measured: list[ResultRow] = []
@@ -204,7 +179,7 @@ class Collector:
 
     def fail(self, keys: Iterable[CellKey], reason: Callable[[CellKey], str]) -> None:
         """Error rows for the cells of ``keys`` that have none, each with ``reason(key)``."""
-        from archbench.runs.sweep import cell_identity
+        from archbench.sweep.run import cell_identity
 
         for key in keys:
             if key in self.cells and key not in self.done:
@@ -281,7 +256,7 @@ class ShardedExecutor:
 
     def run(self, cells, out_csv, *, resume: bool, options: MeasureOptions = MeasureOptions(), listener: Any = None,
             caches=None, interleave=None, work_dir: str | Path | None = None):
-        from archbench.runs.sweep import RunCaches, SweepResult, check_buildable
+        from archbench.sweep.run import RunCaches, SweepResult, check_buildable
 
         out_csv, cells = Path(out_csv), tuple(cells)
         work_dir = Path(work_dir) if work_dir is not None else default_work_dir(out_csv)
@@ -316,7 +291,7 @@ class ShardedExecutor:
         except KeyboardInterrupt:
             interrupted = True
             self.stop(units, collector)
-        from archbench.runs.worker import worker_environments
+        from archbench.execute.worker import worker_environments
 
         self.environments = tuple(worker_environments(work_dir))
         measured = tuple(collector.measured)
@@ -407,40 +382,6 @@ def reference_for(share: Sequence[Any], cells: Sequence[Any], interleave) -> str
 
 
 # ------------------------------------------------------------------------------------ study file tables
-
-EXECUTOR_KEYS = ("kind", "workers", "detach", *(k for k in SLURM_KEYS))
-TARGET_KEYS = SLURM_KEYS
-_TABLE_TYPES: dict[str, tuple[type, ...]] = {"partition": (str,), "constraint": (str,), "account": (str,), "qos": (str,),
-                                              "gpus_per_job": (int,), "time_limit_min": (int,), "exclusive": (bool,),
-                                              "detach": (bool,), "sbatch": (dict,), "kind": (str,), "workers": (int, str)}
-
-
-def table_problem(table: Mapping[str, Any], allowed: Sequence[str]) -> str | None:
-    """What is wrong with an ``[executor]`` or ``[targets.NAME]`` table (None: nothing), naming the key."""
-    import difflib
-
-    for key, value in table.items():
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            return f"unknown key '{key}'.{hint} Allowed: {', '.join(allowed)}."
-        types = _TABLE_TYPES[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-            return f"{key}: {value!r} is not {_kind_of(types)}."
-        if key in ("gpus_per_job", "time_limit_min") and value <= 0:
-            return f"{key}: {value!r} is not a positive integer."
-        if key == "kind" and value not in EXECUTORS:
-            return f"kind: {value!r} is not one of {', '.join(EXECUTORS)}."
-        if key == "workers" and not (value == "auto" or isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            return f"workers: {value!r} is neither a positive integer nor \"auto\"."
-        if key == "sbatch" and not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value.values()):
-            return "sbatch: expected a table of sbatch options and their values, e.g. sbatch = { mem = \"32G\" }."
-    return None
-
-
-def _kind_of(types: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}
-    return " or ".join(names[t] for t in types)
 
 
 def _slurm_from_table(base: SlurmOptions, table: Mapping[str, Any]) -> SlurmOptions:

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from archbench.results import CellKey, ResultRow
-from archbench.runs.executors import notify
-from archbench.runs.workunits import (
+from archbench.execute.executors import notify
+from archbench.execute.workunits import (
     ShardContents,
     ShardWriter,
     WorkUnit,
@@ -21,10 +20,10 @@ from archbench.runs.workunits import (
     read_work_unit,
     shard_contents,
     shard_path,
-    split_target,
     unit_cells,
-    with_target,
 )
+from archbench.rows import CellKey, ResultRow
+from archbench.sweep.cells import split_target, with_target
 
 # ---------------------------------------------------------------------------------------- the worker
 
@@ -44,7 +43,7 @@ class _ShardListener:
         self.writer.write("started", key=list(self._planned_key(cell)))
 
     def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
-        from archbench.runs.workunits import row_to_json
+        from archbench.execute.workunits import row_to_json
 
         for dtype in dict.fromkeys((row.dtype, "fp32")):
             key = self.caches.peaks.key(cell.device, dtype, cell.threads)
@@ -72,8 +71,8 @@ def run_work_unit(unit_path: str | Path, *, listener: Any = None) -> ShardConten
     records, _ = read_shard(writer.path)
     already = shard_contents(records).keys
     writer.write("start", **_process_facts(unit))
-    from archbench.runs.interleave import Interleaving
-    from archbench.runs.sweep import RunCaches, run_sweep
+    from archbench.sweep.interleave import Interleaving
+    from archbench.sweep.run import RunCaches, run_sweep
     from archbench.timing.peak import DevicePeaks
 
     cells = unit_cells(unit)
@@ -114,7 +113,7 @@ def _process_facts(unit: WorkUnit) -> dict[str, Any]:
     fingerprint (as the report keeps it), written with each start to the shard."""
     import platform
 
-    from archbench.runs.envinfo import environment
+    from archbench.env.environment import environment
 
     devices = list(dict.fromkeys(split_target(c["key"][1])[0] for c in unit.cells))
     threads = max((int(c["key"][8]) for c in unit.cells), default=None)

@@ -37,22 +37,40 @@ The study's name is the file's stem (``specs/studies/default.toml`` -> ``default
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
 from archbench.errors import StudyError, UnknownModelError, UsageError
-from archbench.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 from archbench.resources import threads_problem
+from archbench.rows import DTYPES, MODES
+from archbench.schemas import (
+    OMIT,
+    Field,
+    anything,
+    boolean,
+    choice,
+    fraction,
+    input_shape,
+    integer,
+    list_of,
+    mapping_of,
+    number,
+    optional,
+    record,
+    text,
+)
+from archbench.timing.options import DEFAULT_MAX_TIME_S, DEFAULT_MIN_SAMPLES, DEFAULT_PRECISION, MeasureOptions
 
 DEVICE_CHOICES = ("cpu", "cuda")
-MODE_CHOICES = ("infer", "train")  # as archbench.runs.sweep.MODES (not imported: the sweep module is heavier)
+MODE_CHOICES = ("infer", "train")  # as archbench.sweep.run.MODES (not imported: the sweep module is heavier)
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 DEFAULT_STUDY = "default"
 
@@ -71,7 +89,7 @@ class Grid:
 
     devices: tuple[str, ...] = ("cpu",)  # may hold "auto", resolved when the study runs
     inputs: tuple[InputShape, ...] | None = None
-    batches: tuple[int | str, ...] = (1, 8)  # "max": the largest batch that fits (archbench.runs.maxbatch)
+    batches: tuple[int | str, ...] = (1, 8)  # "max": the largest batch that fits (archbench.sweep.maxbatch)
     modes: tuple[str, ...] = ("infer", "train")
     dtypes: tuple[str, ...] = ("fp32",)
     per_device: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, hash=False)
@@ -85,7 +103,7 @@ class Grid:
 
 @dataclass(frozen=True)
 class StudyOptions:
-    """How each cell is measured (see :func:`archbench.runs.sweep.run_sweep`)."""
+    """How each cell is measured (see :func:`archbench.sweep.run.run_sweep`)."""
 
     max_time_s: float | None = DEFAULT_MAX_TIME_S
     precision: float = DEFAULT_PRECISION
@@ -93,8 +111,8 @@ class StudyOptions:
     channels_last: bool = False
     compiled: bool = False
     threads: int | None = None
-    interleave: bool = True  # models sharing a grid point timed in alternating rounds (archbench.runs.interleave)
-    memory_limit: int | None = None  # batch "max": bytes the search's worker may use (archbench.runs.maxbatch)
+    interleave: bool = True  # models sharing a grid point timed in alternating rounds (archbench.sweep.interleave)
+    memory_limit: int | None = None  # batch "max": bytes the search's worker may use (archbench.sweep.maxbatch)
     max_batch: int | None = None  # batch "max": never searched above
 
     @property
@@ -131,7 +149,7 @@ class Study:
     reference: str = ""
     path: Path | None = None
     entries: tuple[StudyModel, ...] = ()  # default: each name is its own reference
-    executor: Mapping[str, Any] = field(default_factory=dict, hash=False)  # [executor] (archbench.runs.executors)
+    executor: Mapping[str, Any] = field(default_factory=dict, hash=False)  # [executor] (archbench.execute.executors)
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)  # [targets.NAME]: where cells run
 
     def __post_init__(self) -> None:
@@ -272,8 +290,8 @@ def study_from_mapping(data: Mapping[str, Any], path: Path | None = None, name: 
 
 def _executor_tables(where: str, executor: Any, targets: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The ``[executor]`` table and the ``[targets.NAME]`` tables, checked key by key (see
-    :mod:`archbench.runs.executors`)."""
-    from archbench.runs.executors import EXECUTOR_KEYS, TARGET_KEYS, table_problem
+    :mod:`archbench.execute.executors`)."""
+    from archbench.study import EXECUTOR_KEYS, TARGET_KEYS, table_problem
 
     if not isinstance(executor, dict):
         raise StudyError(f"{where}: executor: expected a table [executor] with {', '.join(EXECUTOR_KEYS)}.")
@@ -390,7 +408,7 @@ def _inputs(where: str, key: str, value: Any) -> tuple[InputShape, ...]:
 
 
 def _devices(where: str, key: str, value: Any) -> tuple[str, ...]:
-    from archbench.timing.devices import parse_device
+    from archbench.parsing import parse_device
 
     items = _str_list(where, key, value)
     try:
@@ -549,3 +567,105 @@ def _folder_label(model: str) -> str:
     if sep:
         model = f"{Path(where).stem if where.endswith('.py') else where}.{attr}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._-") or "model"
+
+
+# ----------------------------------------------------------------------------- the study schema
+
+_GRID_VALUES = {
+    "inputs": list_of(input_shape(), non_empty=True),
+    "batches": list_of(integer(1), non_empty=True),
+    "modes": list_of(choice(MODES), non_empty=True),
+    "dtypes": list_of(choice(DTYPES), non_empty=True),
+}
+
+STUDY = record({
+    "name": Field(text(non_empty=True)),
+    "title": Field(text(), False, ""),
+    "models": Field(list_of(text(non_empty=True), non_empty=True)),
+    "reference": Field(text(), False, ""),
+    "path": Field(optional(text()), False, None),
+    "grid": Field(record({
+        "devices": Field(list_of(text(non_empty=True), non_empty=True)),
+        "inputs": Field(optional(_GRID_VALUES["inputs"]), False, None),
+        **{name: Field(check) for name, check in _GRID_VALUES.items() if name != "inputs"},
+        "per_device": Field(mapping_of(record({name: Field(check, False, OMIT) for name, check in _GRID_VALUES.items()},
+                                              what="a device's grid values (an object of inputs, batches, modes, dtypes)")),
+                            False, {}),
+    }, what="a grid (an object of devices, inputs, batches, modes, dtypes)")),
+    "options": Field(record({
+        "max_time_s": Field(optional(number(nullable=False, minimum=0)), False, OMIT),
+        "precision": Field(fraction(), False, OMIT),
+        "min_samples": Field(integer(1), False, OMIT),
+        "channels_last": Field(boolean(), False, OMIT),
+        "compiled": Field(boolean(), False, OMIT),
+        "threads": Field(optional(integer(1)), False, OMIT),
+        "interleave": Field(boolean(), False, OMIT),
+    }, what="the measurement options (an object of max_time_s, precision, min_samples, ...)"), False, {}),
+    "model_sources": Field(mapping_of(record({
+        "model": Field(text(non_empty=True)),
+        "args": Field(optional(mapping_of(anything())), False, None),
+        "inputs": Field(optional(text()), False, None),
+    })), False, {}),
+    "executor": Field(mapping_of(anything()), False, {}),
+    "targets": Field(mapping_of(mapping_of(anything())), False, {}),
+}, what="a study (an object of name, models, grid, options)")
+
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each Slurm job asks for. ``exclusive``: no other job shares the node (on by default: CPU timings
+    are only meaningful alone); ``sbatch``: further ``KEY=VALUE`` options, as ``sbatch --KEY=VALUE``."""
+
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    constraint: str | None = None
+    time_limit_min: int = 30  # minutes (submitit always asks for a time; the partition default is not used)
+    account: str | None = None
+    qos: str | None = None
+    exclusive: bool = True
+    sbatch: tuple[tuple[str, str], ...] = ()
+
+
+SLURM_KEYS = tuple(f.name for f in dataclasses.fields(SlurmOptions))
+
+
+EXECUTOR_KEYS = ("kind", "workers", "detach", *(k for k in SLURM_KEYS))
+
+
+TARGET_KEYS = SLURM_KEYS
+
+
+_TABLE_TYPES: dict[str, tuple[type, ...]] = {"partition": (str,), "constraint": (str,), "account": (str,), "qos": (str,),
+                                              "gpus_per_job": (int,), "time_limit_min": (int,), "exclusive": (bool,),
+                                              "detach": (bool,), "sbatch": (dict,), "kind": (str,), "workers": (int, str)}
+
+
+def table_problem(table: Mapping[str, Any], allowed: Sequence[str]) -> str | None:
+    """What is wrong with an ``[executor]`` or ``[targets.NAME]`` table (None: nothing), naming the key."""
+    import difflib
+
+    for key, value in table.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            return f"unknown key '{key}'.{hint} Allowed: {', '.join(allowed)}."
+        types = _TABLE_TYPES[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            return f"{key}: {value!r} is not {_kind_of(types)}."
+        if key in ("gpus_per_job", "time_limit_min") and value <= 0:
+            return f"{key}: {value!r} is not a positive integer."
+        if key == "kind" and value not in EXECUTORS:
+            return f"kind: {value!r} is not one of {', '.join(EXECUTORS)}."
+        if key == "workers" and not (value == "auto" or isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return f"workers: {value!r} is neither a positive integer nor \"auto\"."
+        if key == "sbatch" and not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value.values()):
+            return "sbatch: expected a table of sbatch options and their values, e.g. sbatch = { mem = \"32G\" }."
+    return None
+
+
+def _kind_of(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}
+    return " or ".join(names[t] for t in types)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from archbench.options import MeasureOptions
+from archbench.timing.options import MeasureOptions
 
 QUICK = MeasureOptions(precision=0.10, max_time_s=1.0)
 SAME_STRETCH_S = 0.05  # cells finishing this close together were measured together

@@ -28,9 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from archbench.report.tables import ci_coverage, coverage_percent
-from archbench.results import ResultRow
-from archbench.runs.significance import SYMBOLS
+from archbench.results.significance import SYMBOLS, ci_coverage, coverage_percent
+from archbench.rows import ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, NOISY_IQR_FRACTION
 

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Literal, NamedTuple, get_args
 
-from archbench.timing.stats import CONFIDENCE, median, median_ci
+from archbench.rows import ResultRow
+from archbench.timing.stats import CONFIDENCE, median, median_ci, median_ci_ranks
 
 EXACT_MAX_PAIRS = 400  # exact U distribution up to n1 * n2 pairs (20 x 20 samples); normal approximation above
 DEFAULT_ALPHA = 0.05
@@ -255,3 +256,16 @@ def verdict(low: float, high: float, p_adjusted: float | None, *, alpha: float =
     if 1 - min_effect <= low and high <= 1 + min_effect:
         return "unchanged"
     return "noisy"
+
+
+def ci_coverage(row: ResultRow) -> float:
+    """The exact coverage of the row's CI: stored since ``ci_coverage`` exists, derived from the sample
+    count for older rows (the interval is always the order-statistic one of :mod:`archbench.timing.timer`)."""
+    if math.isfinite(row.ci_coverage):
+        return row.ci_coverage
+    return median_ci_ranks(row.n_samples)[2] if row.n_samples > 0 else math.nan
+
+
+def coverage_percent(coverage: float) -> str:
+    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
+    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"

@@ -1,12 +1,12 @@
 """Cells as self-contained work units, and the result shards that measuring them writes (no torch import).
 
 A :class:`WorkUnit` is a batch of planned cells with everything a fresh process needs to measure them: each
-cell's :class:`~archbench.results.CellKey`, its model as data (a :class:`~archbench.catalog.spec.ModelSpec`
+cell's :class:`~archbench.rows.CellKey`, its model as data (a :class:`~archbench.catalog.spec.ModelSpec`
 serialised field by field, so neither the spec folders nor the original command are needed to rebuild it),
-the :class:`~archbench.options.MeasureOptions`, the interleaving reference, the device peaks the run already
+the :class:`~archbench.timing.options.MeasureOptions`, the interleaving reference, the device peaks the run already
 holds, and where the process runs (working directory, cores to pin to). It is one JSON file.
 
-Measuring it (``archbench run-cells FILE``, :func:`archbench.runs.executors.run_work_unit`) appends to the
+Measuring it (``archbench run-cells FILE``, :func:`archbench.execute.executors.run_work_unit`) appends to the
 unit's *shard*, a JSON-lines file beside it: one record per line, each written whole and fsynced, so a
 process killed at any moment leaves every finished cell readable::
 
@@ -35,72 +35,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import UsageError
-from archbench.options import MeasureOptions, WarmupPolicy
-from archbench.parsing import format_input, parse_input
-from archbench.results import CSV_COLUMNS, CellKey, ResultRow, cell_key, row_from_csv_dict
+from archbench.catalog.spec import model_from_json, model_to_json
+from archbench.errors import WorkUnitError
+from archbench.parsing import parse_input
+from archbench.rows import CSV_COLUMNS, CellKey, ResultRow, cell_key, row_from_csv_dict
+from archbench.sweep.cells import split_target
+from archbench.timing.options import MeasureOptions, WarmupPolicy
 
 FORMAT = "archbench-work-unit/1"
-TARGET_SEP = "@"
-
-
-class WorkUnitError(UsageError):
-    """A cell that cannot be sent to another process, or a work-unit file that is not one."""
 
 
 # -------------------------------------------------------------------------------------------- models
 
 
-def model_to_json(source: Any) -> dict[str, Any]:
-    """A model source as data: every field of a :class:`ModelSpec`. Anything else (a module or factory
-    held by this process) cannot be rebuilt elsewhere: :class:`WorkUnitError`."""
-    from archbench.catalog.spec import ModelSpec
-
-    if not isinstance(source, ModelSpec):
-        raise WorkUnitError(
-            f"model '{source.name}' is a Python object held by this process ({type(source).__name__}), which "
-            "cannot be sent to a worker process or a cluster job. Name it by a reference instead (a spec name, "
-            "\"mypkg.models:MyNet\" or \"./nets/mynet.py:MyNet\"), or measure it in this process.")
-    data = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
-    data["input"] = format_input(source.input)
-    data["path"] = str(source.path) if source.path is not None else None
-    data["args"], data["set_args"] = dict(source.args), dict(source.set_args)
-    try:
-        json.dumps(data)
-    except (TypeError, ValueError) as exc:
-        raise WorkUnitError(f"model '{source.name}': its builder arguments {dict(source.args)} cannot be written as "
-                            f"JSON ({exc}), so the model cannot be rebuilt in another process.") from None
-    return data
-
-
-def model_from_json(data: Mapping[str, Any]):
-    """The :class:`ModelSpec` :func:`model_to_json` wrote."""
-    from archbench.catalog.spec import ModelSpec
-
-    values = dict(data)
-    values["input"] = parse_input(values["input"])
-    values["path"] = Path(values["path"]) if values.get("path") else None
-    return ModelSpec(**values)
-
-
 # --------------------------------------------------------------------------------------------- cells
-
-
-def split_target(device: str) -> tuple[str, str]:
-    """``cpu@a`` -> ``("cpu", "a")``; ``cuda`` -> ``("cuda", "")``."""
-    base, _, target = str(device).partition(TARGET_SEP)
-    return base, target
-
-
-def with_target(device: str, target: str) -> str:
-    return f"{device}{TARGET_SEP}{target}" if target else device
 
 
 def cell_to_json(cell: Any, model_index: int) -> dict[str, Any]:
     """A cell's key and model; a batch ``max`` found also how (its row says so, wherever it is measured)."""
     if getattr(cell, "search", None) is None:
         return {"key": list(cell.key()), "model": model_index}
-    from archbench.runs.maxbatch import search_to_json
+    from archbench.sweep.maxbatch import search_to_json
 
     return {"key": list(cell.key()), "model": model_index, "search": search_to_json(cell.search)}
 
@@ -142,7 +97,7 @@ def _jsonable(value: Any) -> Any:
 def make_work_unit(cells: Sequence[Any], options: MeasureOptions, *, interleave: str | None = None,
                    cpus: Sequence[int] | None = None, known_peaks: Iterable[tuple[str, str, int, float]] = (),
                    label: str = "", cwd: str | Path | None = None) -> WorkUnit:
-    """The unit of ``cells`` (planned :class:`~archbench.runs.cells.Cell` s): raises
+    """The unit of ``cells`` (planned :class:`~archbench.sweep.cells.Cell` s): raises
     :class:`WorkUnitError` for a model that cannot be rebuilt in another process."""
     sources: dict[Any, int] = {}
     models: list[dict[str, Any]] = []
@@ -165,8 +120,8 @@ def check_portable(cells: Iterable[Any]) -> None:
 
 def unit_cells(unit: WorkUnit) -> list[Any]:
     """The unit's cells, each measured on its device without the target label (see :func:`measured_row`)."""
-    from archbench.runs.cells import Cell
-    from archbench.runs.maxbatch import search_from_json
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.maxbatch import search_from_json
 
     sources = [model_from_json(m) for m in unit.models]
     cells = []
@@ -284,7 +239,8 @@ def read_shard(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]],
             data = fh.read()
     except FileNotFoundError:
         return [], offset
-    from archbench.schemas import shard_record, validate
+    from archbench.results.schemas import shard_record
+    from archbench.schemas import validate
 
     complete = data[: data.rfind(b"\n") + 1]
     records = []

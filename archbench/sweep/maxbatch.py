@@ -4,8 +4,8 @@ before the cell is timed, in a process of its own.
 1. **Predict** from the memory the step needs per part (:mod:`archbench.costs.memory_estimate`: parameters,
    gradients, activations saved for backward — measured at two small batches — and workspace): the largest
    batch whose estimate is within the budget (the limit; on CUDA the device's free memory).
-2. **Confirm** in a worker process (:mod:`archbench.runs.batch_probe`, started like the local pool's
-   workers, :mod:`archbench.runs.pool`): the step runs at the predicted batch, then at doubled (or halved)
+2. **Confirm** in a worker process (:mod:`archbench.sweep.batch_probe`, started like the local pool's
+   workers, :mod:`archbench.execute.pool`): the step runs at the predicted batch, then at doubled (or halved)
    batches until one fits and one does not, then bisection narrows the two until they are within
    :data:`TOLERANCE` of each other. The limit is enforced inside the worker, so an out-of-memory error, a CUDA
    error or the kernel's OOM killer ends that worker — the next probe starts a new one — never the run.
@@ -176,7 +176,7 @@ def search(probe: Callable[[int], Probe], *, start: int, cap: int | None, limite
 
 
 class ProbeWorker:
-    """The parent's side of a :mod:`archbench.runs.batch_probe` process: started on the first probe, and again
+    """The parent's side of a :mod:`archbench.sweep.batch_probe` process: started on the first probe, and again
     after one died (the OOM killer, a crash); stopped by :meth:`close` (a context manager)."""
 
     def __init__(self, setup: dict[str, Any]):
@@ -193,16 +193,16 @@ class ProbeWorker:
         self.close()
 
     def _start(self) -> None:
-        from archbench.runs.pool import _die_with_parent  # a worker never outlives the run
+        from archbench.interrupts import die_with_parent  # a worker never outlives the run
 
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(_mmap_threshold())}
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "archbench.runs.batch_probe", str(request_r), str(reply_w)],
+                [sys.executable, "-m", "archbench.sweep.batch_probe", str(request_r), str(reply_w)],
                 pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env,
-                preexec_fn=_die_with_parent)
+                preexec_fn=die_with_parent)
         finally:
             os.close(request_r)
             os.close(reply_w)
@@ -265,14 +265,15 @@ class ProbeWorker:
 
 
 def _mmap_threshold() -> int:
-    from archbench.runs.batch_probe import MMAP_THRESHOLD
+    from archbench.sweep.batch_probe import MMAP_THRESHOLD
 
     return MMAP_THRESHOLD
 
 
 def worker_setup(cell, limit_bytes: int | None, optimizer: str = "none") -> dict[str, Any]:
     """The first request to a probe worker for ``cell`` (its model must be rebuildable in another process)."""
-    from archbench.runs.workunits import model_to_json, split_target
+    from archbench.catalog.spec import model_to_json
+    from archbench.sweep.cells import split_target
 
     return {"model": model_to_json(cell.source), "device": split_target(cell.device)[0], "mode": cell.mode,
             "input": cell.input_str, "dtype": cell.dtype, "channels_last": cell.channels_last, "threads": cell.threads,
@@ -309,7 +310,7 @@ def predicted_batch(cell, budget_bytes: float | None) -> int:
 
 def device_budget(device: str, limit_bytes: int | None) -> tuple[int | None, float]:
     """The limit the worker enforces (None: the device's own memory) and the budget the prediction aims at."""
-    from archbench.runs.workunits import split_target
+    from archbench.sweep.cells import split_target
 
     device = split_target(device)[0]
     if limit_bytes is not None:
@@ -365,11 +366,11 @@ def plan_with_max(sources: Sequence[Any], devices: Sequence[str], batches: Seque
                   settings: MaxBatchSettings = MaxBatchSettings(), previous: Iterable[Any] = (),
                   on_probe: Callable[[Any, Probe], None] | None = None, cells_of: Callable[..., list] | None = None,
                   backends: Sequence[str] | None = None) -> list:
-    """The cells of :func:`archbench.runs.cells.plan_cells` where ``batches`` may hold ``max``: for each model,
+    """The cells of :func:`archbench.sweep.cells.plan_cells` where ``batches`` may hold ``max``: for each model,
     device, input, dtype and mode, a cell at the batch :func:`find_max_batch` finds (a row of ``previous`` —
     a resumed run's — that records a search gives its batch instead), in plan order (batches ascending); a
     found batch that is also given is one cell."""
-    from archbench.runs.cells import plan_cells
+    from archbench.sweep.cells import plan_cells
 
     plan = cells_of or plan_cells
     given, wants_max = split_batches(batches)
@@ -409,7 +410,7 @@ def measure_step_peak(source, input, batch: int, *, mode: str = "train", dtype: 
     worker process: the peak resident set above the process's before the model was built on the CPU,
     ``max_memory_allocated`` above the same point on CUDA (:class:`archbench.timing.memory.MemoryTracker`).
     ``fits`` is False when memory ran out. The check of :mod:`archbench.costs.memory_estimate`."""
-    from archbench.runs.cells import Cell
+    from archbench.sweep.cells import Cell
 
     cell = Cell(source.name, source, device, mode, int(batch), tuple(input or source.input), dtype, threads=threads)
     with ProbeWorker(worker_setup(cell, None, optimizer)) as worker:

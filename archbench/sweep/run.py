@@ -1,4 +1,4 @@
-"""A grid of timing cells -> streamed :class:`~archbench.results.ResultRow` s, appended to a CSV as each
+"""A grid of timing cells -> streamed :class:`~archbench.rows.ResultRow` s, appended to a CSV as each
 cell finishes, resumable, surviving OOMs, failing models and Ctrl-C.
 
 * :func:`plan_cells` expands models x devices x inputs x dtypes x batches x modes into :class:`Cell` s;
@@ -8,7 +8,7 @@ cell finishes, resumable, surviving OOMs, failing models and Ctrl-C.
 * :func:`run_sweep` runs the cells in order, appends each row to the CSV at once (flushed), skips the
   cells already in the file with ``resume=True``, and on Ctrl-C returns what it finished with
   ``interrupted=True``; with ``interleave``, the models sharing a grid point are measured in alternating
-  rounds (:mod:`archbench.runs.interleave`). Progress goes to an optional listener
+  rounds (:mod:`archbench.sweep.interleave`). Progress goes to an optional listener
   (:class:`SweepListener`); nothing prints.
 
 torch is imported inside functions only, so importing this module stays cheap.
@@ -31,11 +31,10 @@ from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
 from archbench.oom import is_out_of_memory, oom_reason
-from archbench.options import MeasureOptions
-from archbench.results import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
-from archbench.runs.cells import Cell
-from archbench.runs.interleave import Interleaving, grid_points, measure_point
-from archbench.runs.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
+from archbench.results.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
+from archbench.rows import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
+from archbench.sweep.cells import Cell
+from archbench.sweep.interleave import Interleaving, grid_points, measure_point
 from archbench.timing.backends import (
     EXPORTED,
     compile_mode,
@@ -49,11 +48,10 @@ from archbench.timing.compiled import compile_model, no_recompiles, run_compilin
 from archbench.timing.devices import require_device, unsupported_dtype
 from archbench.timing.load import LoadMonitor, with_load
 from archbench.timing.loadsignal import look_at_machine
+from archbench.timing.options import MeasureOptions
 from archbench.timing.peak import DevicePeaks
-from archbench.timing.precision import runs_as_tf32, tf32_settings
+from archbench.timing.precision import CUDNN_BENCHMARK, runs_as_tf32, tf32_settings
 from archbench.timing.step import autocast_for, make_images, make_step
-
-CUDNN_BENCHMARK = True  # cuDNN autotuning is on for CUDA cells (the warm-up absorbs the tuning)
 
 
 class RunCaches:
@@ -110,7 +108,7 @@ class SweepResult:
     interrupted: bool = False
     peaks_tflops: dict[str, float] = field(default_factory=dict, hash=False)  # "cpu/fp32" -> TFLOP/s used by its rows
     warnings: tuple[str, ...] = ()  # also sent to the listener's ``warning`` as they arise
-    write_failure: WriteFailure | None = None  # why the CSV stopped taking rows (archbench.runs.sinks)
+    write_failure: WriteFailure | None = None  # why the CSV stopped taking rows (archbench.results.sinks)
     unwritten: tuple[ResultRow, ...] = ()  # measured rows the CSV lacks (kept by the store, or lost)
     stopped: bool = False  # the sweep stopped early: no sink kept its rows any more
 
@@ -151,7 +149,7 @@ def run_sweep(
     runs. Ctrl-C ends the sweep after the last finished row is saved and returns ``interrupted=True``.
 
     With ``interleave``, the cells still to measure that share a grid point (all but the model equal) are
-    measured together in alternating rounds (:mod:`archbench.runs.interleave`), and their rows are written
+    measured together in alternating rounds (:mod:`archbench.sweep.interleave`), and their rows are written
     together when the point is done."""
     out_csv = Path(out_csv)
     cells = tuple(cells)
@@ -272,7 +270,7 @@ def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
         return CsvRows(())
     if not resume:
         raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
-    from archbench.schemas import csv_header
+    from archbench.files import csv_header
 
     header = csv_header(out_csv)
     missing = [c for c in REQUIRED_KEY_COLUMNS if c not in header]
@@ -394,7 +392,7 @@ def measure_cell(
 def cell_identity(cell: Cell, options: MeasureOptions) -> dict[str, Any]:
     """The fields of ``cell``'s row that every outcome shares: its key, options, TF32 state and, for a batch
     ``max``, how the batch was found."""
-    from archbench.runs.maxbatch import search_fields
+    from archbench.sweep.maxbatch import search_fields
 
     return dict(model=cell.model, device=cell.device, mode=cell.mode, batch=cell.batch, input=cell.input_str,
                 dtype=cell.dtype, channels_last=cell.channels_last, compiled=cell.compiled, threads=cell.threads,
@@ -452,7 +450,7 @@ class PreparedCell:
         peak, peak_note = math.nan, ""
         if math.isfinite(self.flops):
             peak, peak_note = caches.peaks.ceiling(cell.device, cell.dtype, cell.threads)  # measured before the cells
-        from archbench.runs.maxbatch import peak_note as search_peak_note
+        from archbench.sweep.maxbatch import peak_note as search_peak_note
 
         errors = self.output_error
         numerics = numerics_note(errors.max_rel, cell.dtype) if errors is not None else ""

@@ -8,18 +8,18 @@ the file as archbench's):
   folder it wrote; a resumed run is found by it), ``planned_cells``, ``env`` (the environment
   fingerprint, JSON), ``git_commit`` (of the working directory, ``+dirty`` with changes; NULL outside a
   repository), ``report`` (a compare run: its report's data besides the rows, JSON; NULL for bench),
-  ``host``, ``pid``, ``pid_token`` (the process writing it: :mod:`archbench.runs.liveness`, so a run whose
+  ``host``, ``pid``, ``pid_token`` (the process writing it: :mod:`archbench.results.liveness`, so a run whose
   process was killed reads as ``interrupted``, not as running forever);
 * ``device_peaks``: ``run_id``, ``device``, ``dtype``, ``threads`` (0 on CUDA), ``tflops``;
-* ``cells``: ``id``, ``run_id`` and one column per :class:`~archbench.results.ResultRow` field (the CSV
-  columns, ``note`` included), unique per run and :class:`~archbench.results.CellKey`: a cell measured
+* ``cells``: ``id``, ``run_id`` and one column per :class:`~archbench.rows.ResultRow` field (the CSV
+  columns, ``note`` included), unique per run and :class:`~archbench.rows.CellKey`: a cell measured
   again replaces its row. A field added to ``ResultRow`` later becomes a column when a writable store is
   opened; a column the store lacks reads as the field's default;
 * ``samples``: ``cell_id``, ``samples_ms`` — the raw samples as one BLOB of little-endian float64, not a
   row per sample: a cell's samples are always written and read together, never queried one by one in
   SQL, and 8 bytes a sample round-trip every float exactly (NaN included) in one row per cell;
 * ``profiles`` (schema 2): ``run_id``, ``model``, ``data`` — a profile run's
-  :class:`~archbench.profile_results.ModelProfile` as JSON (per-step samples of every module included);
+  :class:`~archbench.results.profiles.ModelProfile` as JSON (per-step samples of every module included);
 * ``bandwidth_peaks`` (schema 2): ``run_id``, ``device``, ``threads``, ``copy_gbps``, ``triad_gbps`` — the
   STREAM bandwidth a run measured, beside its compute peaks.
 
@@ -58,11 +58,11 @@ from archbench.locations import (
     nearest_existing,
     shape_problem,
 )
-from archbench.results import KEY_FIELDS, REQUIRED_KEY_COLUMNS, CellKey, ResultRow, cell_key
-from archbench.runs.liveness import INTERRUPTED, owner_state, this_process
+from archbench.results.liveness import INTERRUPTED, owner_state, this_process
+from archbench.rows import KEY_FIELDS, REQUIRED_KEY_COLUMNS, CellKey, ResultRow, cell_key
 
 if TYPE_CHECKING:
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
     from archbench.timing.peak import DevicePeaks
 
 SCHEMA_VERSION = 3  # 2: profiles and bandwidth_peaks; 3: cells are unique per backend too (results.BACKENDS)
@@ -224,7 +224,7 @@ class Store:
                   report: Mapping[str, Any] | None = None) -> int:
         """Record the start of a run; returns its id (ids only grow: the newest run has the highest).
         ``out_path`` is the results file or folder it writes (stored resolved); ``report`` a compare
-        run's report data without rows (:func:`archbench.report.jsonfile.data_to_json`)."""
+        run's report data without rows (:func:`archbench.results.jsonfile.data_to_json`)."""
         owner = this_process()
         values = (utc_now(), command, title, _resolved(out_path), int(planned_cells), _json(env), git_commit,
                   _json(report) if report is not None else None, owner.host, owner.pid, owner.token)
@@ -280,7 +280,7 @@ class Store:
             (run_id, device, int(threads), copy_gbps, triad_gbps)), run_id)
 
     def add_profile(self, run_id: int, model: str, data: Mapping[str, Any]) -> None:
-        """Store a profile run's profile (:meth:`~archbench.profile_results.ModelProfile.to_dict`)."""
+        """Store a profile run's profile (:meth:`~archbench.results.profiles.ModelProfile.to_dict`)."""
         self._write(lambda db: db.execute("INSERT OR REPLACE INTO profiles (run_id, model, data) VALUES (?, ?, ?)",
                                           (run_id, model, _json(data))), run_id)
 
@@ -364,7 +364,8 @@ class Store:
 
     def peaks(self, run_id: int) -> dict[tuple[str, str, int], float]:
         """``(device, dtype, threads) -> TFLOP/s`` measured by the run (NaN: could not be measured)."""
-        from archbench.schemas import PEAK, validate
+        from archbench.results.schemas import PEAK
+        from archbench.schemas import validate
 
         records = self._read(lambda db: db.execute(
             "SELECT device, dtype, threads, tflops FROM device_peaks WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall())
@@ -400,7 +401,7 @@ class Store:
 
     def report_json(self, run_id: int) -> dict[str, Any] | None:
         """A compare run's report data without rows (None for a bench run)."""
-        from archbench.schemas import parse_json
+        from archbench.files import parse_json
 
         found = self._read(lambda db: db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone())
         if not found or not found[0]:
@@ -411,7 +412,9 @@ class Store:
     def _stored_row(self, run_id: int, present: list, record: tuple) -> ResultRow:
         """A ``cells`` record (its columns in ``present``, then its samples blob and id) as a row, checked
         against the row's schema: a store is a file anyone can write into."""
-        from archbench.schemas import RESULT_ROW, sample_blob, validate
+        from archbench.results.schemas import sample_blob
+        from archbench.rows import RESULT_ROW
+        from archbench.schemas import validate
 
         *values, blob, cell_id = record
         where = f"the results store '{self.path}', run {run_id}"
@@ -684,7 +687,9 @@ _UPSERT_CELL = _upsert_cell()
 def _run_info(record: tuple, groups: list[tuple], path: Path) -> RunInfo:
     """A ``runs`` record (checked against its schema) with its cells counted per (model, device, cells, ok
     cells), in measured order."""
-    from archbench.schemas import RUN, parse_json, validate
+    from archbench.files import parse_json
+    from archbench.results.schemas import RUN
+    from archbench.schemas import validate
 
     where = f"the results store '{path}', run {record[0]}"
     names = ("id", "started_utc", "finished_utc", "command", "title", "out_path", "planned_cells", "env", "git_commit")
@@ -798,13 +803,13 @@ def unpack_samples(blob: bytes | None) -> tuple[float, ...]:
 class StoreRecorder:
     """A sweep listener: on ``cell_finished`` it stores the row (with its raw samples, and the device peaks
     the row was measured against) and then forwards the call; every other callback goes straight to
-    ``inner``. :func:`archbench.runs.sweep.run_sweep` calls ``cell_finished`` right after the CSV line is
+    ``inner``. :func:`archbench.sweep.run.run_sweep` calls ``cell_finished`` right after the CSV line is
     written with interrupts deferred, so the store and the CSV agree even on SIGTERM. With ``run_id`` None
     nothing is recorded (yet).
 
     A write that fails mid-run (disk full, a database locked for over a minute, a value SQLite cannot hold) ends
     the recording, not the run: ``failure`` says why and ``inner`` gets a ``warning``; the results file keeps
-    every row (:mod:`archbench.runs.sinks`: the store and the CSV are the run's two sinks, and a row lost by
+    every row (:mod:`archbench.results.sinks`: the store and the CSV are the run's two sinks, and a row lost by
     one is kept by the other)."""
 
     def __init__(self, store: Store, run_id: int | None, inner: Any = None, peaks: DevicePeaks | None = None):
@@ -836,7 +841,7 @@ class StoreRecorder:
         self._recorded_keys.add(row.key())
 
     def keeps_rows(self) -> bool:
-        """Whether rows given now are recorded (the sweep asks when its CSV failed: :mod:`archbench.runs.sinks`)."""
+        """Whether rows given now are recorded (the sweep asks when its CSV failed: :mod:`archbench.results.sinks`)."""
         return self.failure is None and self.run_id is not None
 
     def recorded_keys(self) -> set[CellKey]:
@@ -879,70 +884,6 @@ def stored_device_peaks(store: Store, run_id: int) -> DevicePeaks:
                               if not device.startswith("cuda")})
 
 
-class Recording(StoreRecorder):
-    """The :class:`StoreRecorder` of a bench or compare run, given as the sweep's listener. The run is begun
-    when the sweep starts measuring (after its checks: a refused sweep records nothing) — or, when
-    ``resume`` finds a run that wrote ``out_path``, that run goes on under its id, and ``caches`` hold its
-    stored peaks for the sweep to reuse. :meth:`finish` closes it."""
-
-    def __init__(self, store: Store, command: str, *, title: str = "", env: Mapping[str, Any], out_path: str | Path,
-                 planned_cells: int, resume: bool, report: Mapping[str, Any] | None = None, listener: Any = None,
-                 cwd: str | Path = "."):
-        from archbench.runs.sweep import RunCaches
-
-        self.resumed = store.latest_run_for(out_path) if resume else None
-        self.caches = RunCaches(peaks=stored_device_peaks(store, self.resumed)) if self.resumed is not None else RunCaches()
-        super().__init__(store, self.resumed, listener, self.caches.peaks)
-        self._run = dict(command=command, title=title, env=env, out_path=out_path, planned_cells=planned_cells,
-                         report=report)
-        self._cwd = cwd
-
-    @property
-    def recorded(self) -> int | None:
-        """The run's id once recorded without a failed write, else None."""
-        return self.run_id if self.failure is None else None
-
-    def sweep_started(self, total: int, already_done: int) -> None:
-        try:
-            self._begin()
-        except StoreError as exc:
-            self._fail(exc, "This run is not recorded in the results store (the results file keeps its cells).")
-        callback = getattr(self.inner, "sweep_started", None)
-        if callback is not None:
-            callback(total, already_done)
-
-    def _begin(self) -> None:
-        if self.resumed is not None:
-            self.store.continue_run(self.resumed, planned_cells=self._run["planned_cells"], report=self._run["report"])
-            return
-        from archbench.runs.gitinfo import git_commit
-
-        self.store.drop_orphans(self._run["out_path"])  # runs into this place killed before their first cell
-        self.run_id = self.store.begin_run(git_commit=git_commit(self._cwd), **self._run)
-
-    def finish(self, rows: Iterable[ResultRow], *, interrupted: bool = False) -> None:
-        """Add the rows of the results file the run lacks — rows of an earlier, unrecorded part of a resumed
-        sweep, or a row whose process was killed between its CSV line and the store — and mark the run
-        finished; after a failed write, only mark it finished (best effort: a full disk may refuse that too).
-        A new run ``interrupted`` before its first cell is removed: it holds nothing. Nothing when the sweep
-        never started."""
-        if self.run_id is None:
-            return
-        try:
-            if interrupted and self.resumed is None and self.store.delete_run_if_empty(self.run_id):
-                self.run_id = None
-                return
-            if self.failure is None:
-                stored = self.store.keys(self.run_id)
-                for row in rows:
-                    if row.key() not in stored:
-                        self.store.add_cell(self.run_id, row)
-                        self._recorded_keys.add(row.key())
-            self.store.finish_run(self.run_id)
-        except StoreError as exc:
-            self.failure = self.failure or str(exc)
-
-
 # ------------------------------------------------------------------------------------------ reports
 
 
@@ -951,7 +892,7 @@ def run_report_data(store: Store, run_id: int) -> ReportData:
     built from its rows (:func:`rows_report_data`)."""
     import dataclasses
 
-    from archbench.report.jsonfile import data_from_json
+    from archbench.results.jsonfile import data_from_json
 
     info = store.run_info(run_id)
     rows = tuple(store.rows(run_id))
@@ -973,8 +914,8 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
     """A report of rows that no study file defined (a bench run or CSV): its study is the grid the rows
     span, the reference its first model, and it has no counts (bench does not count the models)."""
     from archbench.parsing import parse_input
-    from archbench.report import ModelInfo, ReportData
-    from archbench.runs.study import Grid, Study, StudyOptions
+    from archbench.results.data import ModelInfo, ReportData
+    from archbench.study import Grid, Study, StudyOptions
 
     rows = tuple(rows)
 
@@ -998,8 +939,8 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
 def is_bench_csv(path: Path) -> bool:
     """Whether ``path`` is to be read as a bench CSV: a file with no report JSON beside it (compare's
     ``results.csv`` has one) and without compare's count columns."""
-    from archbench.report.csvfile import COUNT_COLUMNS
-    from archbench.report.jsonfile import sidecar_path
+    from archbench.results.jsonfile import sidecar_path
+    from archbench.rows import COUNT_COLUMNS
 
     return path.is_file() and not sidecar_path(path).is_file() and not set(COUNT_COLUMNS) & set(_csv_header(path))
 
@@ -1007,8 +948,8 @@ def is_bench_csv(path: Path) -> bool:
 def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
     """The report of a bench CSV: its rows, with the environments and device peaks bench keeps beside it
     (``FILE.env.json``), and warnings (an unfinished last line, skipped)."""
-    from archbench.results import read_results_csv
-    from archbench.runs.envinfo import environment_path
+    from archbench.env.environment import environment_path
+    from archbench.rows import read_results_csv
 
     missing = [c for c in (*REQUIRED_KEY_COLUMNS, "status", "median_ms") if c not in _csv_header(path)]
     if missing:
@@ -1026,7 +967,7 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
 
 
 def _csv_header(path: Path) -> list[str]:
-    from archbench.schemas import csv_header
+    from archbench.files import csv_header
 
     return csv_header(path)
 
@@ -1034,7 +975,8 @@ def _csv_header(path: Path) -> list[str]:
 def _bench_sessions(path: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """The fingerprints bench keeps beside its CSV, one per session that added rows; none, with a warning
     naming the file, when it is there but unreadable (the rows are reported without their environment)."""
-    from archbench.schemas import environment_sessions, read_json_file
+    from archbench.files import read_json_file
+    from archbench.results.schemas import environment_sessions
 
     if not path.exists():
         return [], ()

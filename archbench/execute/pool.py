@@ -1,5 +1,5 @@
 """The local worker pool: N processes of ``archbench run-cells``, each pinned to its own cores or GPU
-(see :mod:`archbench.runs.executors` for the contract every executor keeps)."""
+(see :mod:`archbench.execute.executors` for the contract every executor keeps)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from archbench.runs.executors import (
+from archbench.execute.executors import (
     STOP_GRACE_S,
     Collector,
     ExecutorError,
@@ -24,13 +24,9 @@ from archbench.runs.executors import (
     next_unit_index,
     reference_for,
 )
-from archbench.runs.workunits import (
-    ShardContents,
-    WorkUnit,
-    make_work_unit,
-    split_target,
-    write_work_unit,
-)
+from archbench.execute.workunits import ShardContents, WorkUnit, make_work_unit, write_work_unit
+from archbench.interrupts import die_with_parent
+from archbench.sweep.cells import split_target
 
 # -------------------------------------------------------------------------------------- the local pool
 
@@ -107,7 +103,7 @@ class LocalPool(ShardedExecutor):
             log = path.with_name(path.name.removesuffix(".unit.json") + ".log").open("ab")
             env = {**os.environ, **how.get("env", {})}
             process = subprocess.Popen([sys.executable, "-m", "archbench", "run-cells", str(path)], stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                                       stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
             log.close()
             units.append(Unit(path, tuple(unit.keys), f"{unit.label} (pid {process.pid})", process))
         return units
@@ -148,16 +144,6 @@ def _balanced(groups: list[list[Any]], slots: int) -> list[list[Any]]:
         min(shares, key=lambda s: sum(map(len, s))).append(group)
     order = {id(g): i for i, g in enumerate(groups)}
     return [[c for g in sorted(share, key=lambda g: order[id(g)]) for c in g] for share in shares]
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the coordinator dies (even by SIGKILL), so no worker measures
-    on with nobody reading; its finished cells stay in its shard for the run that resumes."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_words(unit_path: Path) -> str:

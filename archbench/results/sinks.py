@@ -1,7 +1,7 @@
 """Where a finished row is kept, and what a write error costs: one write path that cannot lose a row.
 
 A run keeps each finished row in two *sinks*: the results CSV (:class:`CsvSink`, appended by the sweep)
-and the results store (:class:`~archbench.runs.store.StoreRecorder`, the sweep's listener). A write error
+and the results store (:class:`~archbench.results.store.StoreRecorder`, the sweep's listener). A write error
 in one — a full disk (``ENOSPC``), an I/O error, a file system that cannot sync, a value SQLite cannot
 hold — never takes the row from the other: the failing sink stops (the CSV cut back to its last whole
 row, so no half line stays), says why (:class:`WriteFailure`: the path and the errno), and the other goes
@@ -21,7 +21,7 @@ from typing import Any
 
 from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.locations import os_reason
-from archbench.results import ResultRow, append_rows_csv
+from archbench.rows import ResultRow, append_rows_csv
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class WriteFailure:
 
 class CsvSink:
     """The results CSV as a sink: :meth:`append` writes rows whole (flushed and fsynced:
-    :func:`~archbench.results.append_rows_csv`) and returns whether they were kept. After a write error the
+    :func:`~archbench.rows.append_rows_csv`) and returns whether they were kept. After a write error the
     file is cut back to its size before the append (no half line, no row the store was not told about),
     ``failure`` says why, and later rows are not attempted (a full disk does not empty itself mid-run;
     appending after a torn write could glue two rows); ``unwritten`` holds every row it did not keep."""
@@ -86,9 +86,9 @@ def _cut_back(path: Path, size: int | None) -> None:
 
 
 def keep_environment(out_csv: str | Path, env: dict[str, Any], extra: dict[str, Any]) -> WriteFailure | None:
-    """Record the environment beside the CSV (:func:`~archbench.runs.envinfo.append_environment`, atomic);
+    """Record the environment beside the CSV (:func:`~archbench.env.environment.append_environment`, atomic);
     a write error is returned, not raised: the rows are already kept."""
-    from archbench.runs.envinfo import append_environment, environment_path
+    from archbench.env.environment import append_environment, environment_path
 
     try:
         append_environment(out_csv, env, extra)
@@ -139,7 +139,7 @@ class Kept:
 
 def where_kept(unwritten: Iterable[ResultRow], csv_failure: WriteFailure | None, recorder: Any = None) -> Kept:
     """The rows the CSV lacks (``unwritten``) that the store did not record either are lost. ``recorder``:
-    the run's :class:`~archbench.runs.store.StoreRecorder` (None: not recorded, e.g. ``--no-db``)."""
+    the run's :class:`~archbench.results.store.StoreRecorder` (None: not recorded, e.g. ``--no-db``)."""
     failures: list[WriteFailure | str] = [csv_failure] if csv_failure is not None else []
     store_failure = getattr(recorder, "failure", None)
     if store_failure:

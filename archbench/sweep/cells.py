@@ -10,7 +10,7 @@ from archbench.catalog.source import ModelSource
 from archbench.errors import UsageError
 from archbench.parsing import InputShape, format_input
 from archbench.resources import check_threads
-from archbench.results import DTYPES, MODES, CellKey, cell_key, normal_backend
+from archbench.rows import DTYPES, MODES, CellKey, cell_key, normal_backend
 from archbench.timing.devices import require_device
 
 
@@ -32,7 +32,7 @@ class Cell:
     channels_last: bool = False
     compiled: bool = False
     threads: int = 1
-    search: Any = field(default=None, compare=False)  # how ``batch`` was found (archbench.runs.maxbatch); None: given
+    search: Any = field(default=None, compare=False)  # how ``batch`` was found (archbench.sweep.maxbatch); None: given
     backend: str = ""  # eager | compile[:mode] | export | onnxruntime ("": compile when ``compiled``, else eager)
 
     def __post_init__(self) -> None:
@@ -114,3 +114,16 @@ def _check_values(batches, modes, dtypes, threads) -> None:
         raise UsageError(f"threads {threads} is not a positive integer.")
     if threads is not None:
         check_threads(int(threads))
+
+
+TARGET_SEP = "@"
+
+
+def split_target(device: str) -> tuple[str, str]:
+    """``cpu@a`` -> ``("cpu", "a")``; ``cuda`` -> ``("cuda", "")``."""
+    base, _, target = str(device).partition(TARGET_SEP)
+    return base, target
+
+
+def with_target(device: str, target: str) -> str:
+    return f"{device}{TARGET_SEP}{target}" if target else device

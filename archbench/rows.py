@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 from archbench.errors import UsageError
+from archbench.schemas import SchemaError, choice, dataclass_record, input_shape, integer, text
 
 Status = Literal["ok", "oom", "error", "unsupported"]  # unsupported: the device cannot run the dtype natively
 Mode = Literal["infer", "train"]
@@ -146,7 +147,7 @@ class ResultRow:
     max_abs_err: float = math.nan  # non-eager backend, infer: max |output - eager output| on the same input
     max_rel_err: float = math.nan  # max_abs_err / max |eager output| (archbench.timing.backends.output_error)
     note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
-    rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.runs.interleave)
+    rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.sweep.interleave)
     loaded_rounds: int = 0  # of those, rounds with a burst measured under CPU pressure (archbench.timing.loadsignal)
     paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
     paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
@@ -218,8 +219,7 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
         values["note"], values["error"] = values["error"], ""
     if values["status"] not in STATUSES:
         raise ValueError(f"column 'status': {values['status']!r} is not one of {', '.join(STATUSES)}")
-    from archbench.schemas import RESULT_ROW, SchemaError  # the row's schema, as for the JSON and the store
-
+    # the row's schema (RESULT_ROW, below), as for the JSON and the store
     try:
         return ResultRow(**{**RESULT_ROW(values, ""), "samples_ms": ()})
     except SchemaError as exc:
@@ -363,3 +363,36 @@ def _not_planned(row: ResultRow, planned: set[tuple]) -> str:
             shown = ", ".join(map(str, sorted(values, key=str)))
             return f"it has rows with {name} {row.key()[index]!r}, and this run plans {name} {shown}"
     return f"its cell {dict(zip(KEY_FIELDS, row.key()))} is not one of this run's cells"
+
+
+# ------------------------------------------------------------------ the schemas of rows and counts
+
+RESULT_ROW = dataclass_record(ResultRow, {
+    "model": text(non_empty=True),
+    "device": text(non_empty=True),
+    "mode": choice(MODES),
+    "batch": integer(1),
+    "input": input_shape(),
+    "dtype": choice(DTYPES),
+    "status": choice(STATUSES),
+}, "a result row (an object of model, device, mode, batch, input, dtype, status, ...)")
+
+MODEL_STATS = dataclass_record(ModelStats, {
+    "model": text(non_empty=True),
+    "input": input_shape(),
+    "batch": integer(1),
+}, "a model's counts (an object of model, input, batch, params_total, macs, ...)")
+
+
+COUNT_COLUMNS: tuple[str, ...] = (
+    "params",
+    "params_trainable",
+    "param_mb",
+    "macs_per_sample",
+    "macs_flag",  # "incomplete: N ops uncounted" when ops no formula counts ran (not in the MACs/FLOPs)
+    "macs_with_norm_per_sample",
+    "flops_forward_per_sample",
+    "flops_backward_per_sample",
+    "flops_backward_flag",
+    "activation_mb_per_sample",
+)

@@ -1,5 +1,5 @@
 """Measuring on a Slurm cluster through submitit: one job per model (and target), requeued once when
-preempted or timed out, ``--detach`` and ``archbench collect`` (see :mod:`archbench.runs.executors`)."""
+preempted or timed out, ``--detach`` and ``archbench collect`` (see :mod:`archbench.execute.executors`)."""
 
 from __future__ import annotations
 
@@ -11,34 +11,26 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archbench.results import CellKey
-from archbench.runs.executors import (
+from archbench.execute.executors import (
     MAX_REQUEUES,
     SLURM_STATE_EVERY_S,
     Collector,
     ExecutorError,
     ShardedExecutor,
-    SlurmOptions,
     Unit,
     group_by_model,
     known_peaks,
     next_unit_index,
     reference_for,
-    settings_from_table,
 )
-from archbench.runs.worker import run_work_unit
-from archbench.runs.workunits import (
-    ShardContents,
-    WorkUnit,
-    make_work_unit,
-    read_work_unit,
-    split_target,
-    write_work_unit,
-)
+from archbench.execute.worker import run_work_unit
+from archbench.execute.workunits import ShardContents, WorkUnit, make_work_unit, write_work_unit
+from archbench.rows import CellKey
+from archbench.study import SlurmOptions
+from archbench.sweep.cells import split_target
 
 # ------------------------------------------------------------------------------------------- Slurm
 
@@ -97,11 +89,11 @@ class SlurmExecutor(ShardedExecutor):
     def resume_units(self, work_dir: Path, collector: Collector) -> list[Unit]:
         super().resume_units(work_dir, collector)
         units = []
-        for entry in _read_manifest(work_dir):
+        for entry in read_manifest(work_dir):
             unit = Unit(Path(entry["unit"]), tuple(tuple(k) for k in entry["keys"]), f"Slurm job {entry['job_id']}",
                          self.submitit.SlurmJob(folder=work_dir / "slurm" / "%j", job_id=str(entry["job_id"])))
             units.append(unit)
-        self.jobs = tuple(str(e["job_id"]) for e in _read_manifest(work_dir))
+        self.jobs = tuple(str(e["job_id"]) for e in read_manifest(work_dir))
         return units
 
     def plan(self, cells, options, interleave, caches, work_dir: Path) -> list[tuple[WorkUnit, dict]]:
@@ -124,7 +116,7 @@ class SlurmExecutor(ShardedExecutor):
         for n, (unit, how) in enumerate(planned):
             path = write_work_unit(work_dir / f"u{first + n:03d}.unit.json", unit)
             job = self._submit(path, how, work_dir)
-            _append_manifest(work_dir, {"job_id": job.job_id, "unit": str(path), "keys": [list(k) for k in unit.keys]})
+            append_manifest(work_dir, {"job_id": job.job_id, "unit": str(path), "keys": [list(k) for k in unit.keys]})
             units.append(Unit(path, tuple(unit.keys), f"Slurm job {job.job_id}", job))
         self.jobs = (*self.jobs, *(u.handle.job_id for u in units))
         return units
@@ -203,8 +195,10 @@ def collect_missing(unit: Unit, contents: ShardContents) -> list[CellKey]:
     return [k for k in unit.keys if k not in contents.keys]
 
 
-def _read_manifest(work_dir: Path) -> list[dict[str, Any]]:
-    from archbench.schemas import JOB_MANIFEST, read_json_file, validate
+def read_manifest(work_dir: Path) -> list[dict[str, Any]]:
+    from archbench.files import read_json_file
+    from archbench.results.schemas import JOB_MANIFEST
+    from archbench.schemas import validate
 
     path = work_dir / MANIFEST
     if not path.exists():
@@ -212,16 +206,11 @@ def _read_manifest(work_dir: Path) -> list[dict[str, Any]]:
     return validate(JOB_MANIFEST, read_json_file(path, "a job manifest", ExecutorError), str(path), ExecutorError)["jobs"]
 
 
-def _append_manifest(work_dir: Path, entry: dict[str, Any]) -> None:
-    jobs = [*_read_manifest(work_dir), entry]
+def append_manifest(work_dir: Path, entry: dict[str, Any]) -> None:
+    jobs = [*read_manifest(work_dir), entry]
     tmp = work_dir / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"jobs": jobs}, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, work_dir / MANIFEST)
-
-
-def manifest_jobs(work_dir: str | Path) -> list[str]:
-    """The Slurm job ids a run submitted (``work_dir/manifest.json``)."""
-    return [str(e["job_id"]) for e in _read_manifest(Path(work_dir))]
 
 
 class RunCellsJob:
@@ -245,60 +234,6 @@ class RunCellsJob:
         return DelayedSubmission(RunCellsJob(self.unit_path, self.requeued + 1))
 
 
-
-
 # ------------------------------------------------------------------------------------------- collect
 
 
-@dataclass(frozen=True)
-class Collected:
-    """What :func:`collect_run` did: the run, its report folder, the compare result (None: the run was
-    already complete) and how many of its jobs are still queued or running."""
-
-    run_id: int
-    out_dir: Path
-    result: Any = None
-    running: int = 0
-
-
-def collect_run(store, ref: str, *, listener: Any = None) -> Collected:
-    """Gather into ``store`` (and the run's partial files) the cells the Slurm jobs of run ``ref`` finished, and
-    write its report once every cell is in. Idempotent: cells already gathered are skipped, a complete run is
-    left as it is. Raises :class:`~archbench.errors.StoreError` for an unknown run, :class:`ExecutorError` for a
-    run that has no jobs to collect."""
-    from archbench.report.jsonfile import read_json
-    from archbench.runs.compare import MARKDOWN_NAME, PARTIAL_JSON, SHARDS_DIR, run_compare
-
-    run_id = store.resolve(ref)
-    info = store.run_info(run_id)
-    out_dir = Path(info.out_path) if info.out_path else None
-    work_dir = out_dir / SHARDS_DIR if out_dir is not None else None
-    if out_dir is None or not (out_dir / PARTIAL_JSON).exists():
-        if out_dir is not None and (out_dir / MARKDOWN_NAME).exists() and info.n_cells >= info.planned_cells:
-            return Collected(run_id, out_dir)
-        raise ExecutorError(f"run {run_id} has nothing to collect: it is not a detached compare run waiting for Slurm jobs "
-                            f"(its results: {info.out_path or 'no folder'}).")
-    if not _read_manifest(work_dir):
-        raise ExecutorError(f"run {run_id} submitted no Slurm jobs ({work_dir / MANIFEST} is missing): it was measured "
-                            "in its own process; resume it with the command that started it.")
-    latest = store.latest_run_for(out_dir)
-    if latest != run_id:
-        raise ExecutorError(f"run {run_id}'s folder '{out_dir}' belongs to a later run ({latest}) now: collect that one.")
-    study = read_json(out_dir / PARTIAL_JSON).study
-    settings = settings_from_table(study.executor, study.targets)
-    executor = SlurmExecutor(settings.slurm, detach=True, targets=settings.targets, submit=False)
-    result = run_compare(study, out_dir, command=info.command, resume=True, sources=_unit_sources(work_dir),
-                         listener=listener, store=store, executor=executor)
-    return Collected(run_id, out_dir, result, executor.running)
-
-
-def _unit_sources(work_dir: Path) -> dict[str, Any]:
-    """The models of the run, as its work units hold them (no spec folder or import path of the original
-    command needed)."""
-    from archbench.runs.workunits import model_from_json
-
-    sources: dict[str, Any] = {}
-    for path in sorted(work_dir.glob("u*.unit.json")):
-        for model in read_work_unit(path).models:
-            sources.setdefault(model["name"], model_from_json(model))
-    return sources

@@ -19,7 +19,7 @@ paired A/B design. Measuring model A's cells fully and then B's turns such drift
   of the rounds with its error row; the others go on.
 
 The paired relative speed is the median of the per-round ratios with the distribution-free CI of a
-median — order statistics at binomial ranks (:func:`archbench.runs.significance.paired_ratio_ci`), exact
+median — order statistics at binomial ranks (:func:`archbench.results.significance.paired_ratio_ci`), exact
 coverage, no assumption on the ratios' distribution; fewer than 6 rounds give the range of the ratios
 (coverage below 95%), which never counts as precise. Each row keeps all of its model's samples (the first
 burst's and every round's), so its own median and CI mean what they mean for a cell measured alone.
@@ -37,16 +37,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archbench.options import MeasureOptions
-from archbench.results import ResultRow
-from archbench.runs.significance import RatioEstimate, paired_ratio_ci, quiet_rounds
+from archbench.results.significance import RatioEstimate, paired_ratio_ci, quiet_rounds
+from archbench.rows import ResultRow
 from archbench.timing.loadsignal import LoadProbe, WindowLoad
+from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
 
 if TYPE_CHECKING:
-    from archbench.runs.cells import Cell
-    from archbench.runs.sweep import RunCaches
+    from archbench.sweep.cells import Cell
+    from archbench.sweep.run import RunCaches
 
 Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
 WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memory window closes
@@ -273,7 +273,7 @@ def interleave(
     ``Exception`` is out: ``on_failure(name, exc)`` is called at once and the others go on.
     KeyboardInterrupt propagates. ``probe`` reads the load around every burst (None: not read); a round with
     a burst under CPU pressure is left out of the paired ratio when enough quiet rounds remain
-    (:func:`archbench.runs.significance.quiet_rounds`); ``spare_cores`` are the cores the cells leave free
+    (:func:`archbench.results.significance.quiet_rounds`); ``spare_cores`` are the cores the cells leave free
     (the fallback signal's allowance where the kernel has no PSI)."""
     phase = on_phase or (lambda name, what: None)
     state = _Rounds(names, reference, on_failure or (lambda name, exc: None), probe, spare_cores)
@@ -344,7 +344,7 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     is an ``unsupported`` row and takes no part; a model that fails is an ``oom``/``error`` row."""
     import torch
 
-    from archbench.runs.sweep import PreparedCell, cell_identity
+    from archbench.sweep.run import PreparedCell, cell_identity
     from archbench.timing.backends import unsupported_backend
     from archbench.timing.devices import unsupported_dtype
     from archbench.timing.memory import MemoryTracker
@@ -406,7 +406,7 @@ def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.runs.sweep import _sig  # the rows' significant digits
+    from archbench.sweep.run import _sig  # the rows' significant digits
 
     if estimate is None:
         return {}

@@ -3,14 +3,14 @@
 Cells are matched by :meth:`ResultRow.key`. For each cell measured successfully in both runs:
 
 * ``ratio`` — how many times longer NEW takes (``> 1``: slower). With raw samples on both sides: the
-  Hodges–Lehmann estimate with Moses' CI (:func:`~archbench.runs.significance.ratio_ci`) and the
+  Hodges–Lehmann estimate with Moses' CI (:func:`~archbench.results.significance.ratio_ci`) and the
   Mann–Whitney U p-value, Holm-adjusted across every tested cell. From rows without raw samples (a CSV
   of ``bench``): ``new median / base median`` and the interval from the CI ends ``[new_low / base_high,
   new_high / base_low]`` (it covers the true ratio at least as often as both median CIs hold; no test).
-* ``verdict`` — asv's rule (:func:`~archbench.runs.significance.verdict`): slower / faster only when
+* ``verdict`` — asv's rule (:func:`~archbench.results.significance.verdict`): slower / faster only when
   significant and the whole CI lies beyond ``±min_effect``; unchanged when it lies within; else noisy.
   Cells whose measurements cannot support a verdict are set aside first
-  (:func:`~archbench.runs.comparability.screen_cell`, with a ``reason``): measured under load in either
+  (:func:`~archbench.results.comparability.screen_cell`, with a ``reason``): measured under load in either
   run -> ``not comparable``; flagged noisy, or a CI covering less than the nominal -> ``noisy``. They
   are left out of the Holm family (no decision rests on their test) and are never a regression.
 
@@ -31,19 +31,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from archbench.errors import UsageError
-from archbench.report.jsonfile import _clean
-from archbench.report.tables import ci_coverage
-from archbench.results import REQUIRED_KEY_COLUMNS, CellKey, ResultRow
-from archbench.runs.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
-from archbench.runs.significance import (
+from archbench.results.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
+from archbench.results.jsonfile import _clean
+from archbench.results.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
     RatioEstimate,
+    ci_coverage,
     holm,
     mann_whitney_u,
     ratio_ci,
     verdict,
 )
+from archbench.rows import REQUIRED_KEY_COLUMNS, CellKey, ResultRow
 from archbench.timing.stats import CONFIDENCE, median
 
 Outcome = Literal["regressed", "no regression", "not comparable"]
@@ -357,8 +357,8 @@ def load_run_data(ref: str, db_path: str | Path | None = None) -> RunData:
     """A run to diff from ``ref``: a report folder (``archbench compare``'s: its results.json holds the
     raw samples), a results CSV (``bench``'s, or ``compare``'s with its results.json), a results.json,
     or a run of the results store at ``db_path`` (``latest``, ``latest~N`` or a run id; default store:
-    :func:`~archbench.runs.store.default_db_path`)."""
-    from archbench.runs.store import is_run_ref
+    :func:`~archbench.results.store.default_db_path`)."""
+    from archbench.results.store import is_run_ref
 
     path = Path(ref)
     if path.is_dir():
@@ -372,7 +372,7 @@ def load_run_data(ref: str, db_path: str | Path | None = None) -> RunData:
 
 
 def _from_report_dir(path: Path) -> RunData:
-    from archbench.report import JSON_NAME
+    from archbench.locations import JSON_NAME
 
     if not (path / JSON_NAME).is_file():
         raise UsageError(f"'{path}' is a folder without {JSON_NAME}: give the folder of an `archbench compare` "
@@ -381,7 +381,7 @@ def _from_report_dir(path: Path) -> RunData:
 
 
 def _from_report_json(path: Path, label: str | None = None) -> RunData:
-    from archbench.report.jsonfile import read_json
+    from archbench.results.jsonfile import read_json
 
     return _from_report_data(read_json(path), label or str(path))
 
@@ -395,9 +395,9 @@ _KEY_COLUMNS = (*REQUIRED_KEY_COLUMNS, "status", "median_ms")
 
 
 def _from_csv(path: Path) -> RunData:
-    from archbench.report.jsonfile import FORMAT, load_results, sidecar_path
-    from archbench.results import read_results_csv
-    from archbench.runs.envinfo import environment_path
+    from archbench.env.environment import environment_path
+    from archbench.results.jsonfile import FORMAT, load_results, sidecar_path
+    from archbench.rows import read_results_csv
 
     _check_results_csv(path)
     sidecar = sidecar_path(path)
@@ -409,7 +409,7 @@ def _from_csv(path: Path) -> RunData:
 
 
 def _check_results_csv(path: Path) -> None:
-    from archbench.schemas import csv_header
+    from archbench.files import csv_header
 
     header = csv_header(path)
     missing = [c for c in _KEY_COLUMNS if c not in header]
@@ -428,7 +428,8 @@ def _json_format(path: Path) -> str | None:
 
 def _bench_environment(path: Path) -> dict[str, Any]:
     """The fingerprint(s) ``bench`` keeps beside its CSV (one per session), merged; ``{}`` without one."""
-    from archbench.schemas import environment_sessions, read_json_file
+    from archbench.files import read_json_file
+    from archbench.results.schemas import environment_sessions
 
     try:
         sessions = environment_sessions(read_json_file(path, "an environment file"))
@@ -438,7 +439,7 @@ def _bench_environment(path: Path) -> dict[str, Any]:
 
 
 def _from_store(ref: str, db_path: str | Path | None) -> RunData:
-    from archbench.runs.store import Store, default_db_path, run_report_data
+    from archbench.results.store import Store, default_db_path, run_report_data
 
     with Store.open(default_db_path() if db_path is None else db_path, readonly=True) as store:
         run_id = store.resolve(ref)

@@ -77,10 +77,9 @@ def environment(devices: list[str], threads: int | None = None) -> dict[str, Any
     TF32 and cuDNN-autotuning settings, the platform and the UTC date."""
     import torch
 
-    from archbench import __version__
-    from archbench.runs.gpuinfo import gpu_environment
-    from archbench.runs.sweep import CUDNN_BENCHMARK
-    from archbench.timing.precision import tf32_settings
+    from archbench.env.gpu import gpu_environment
+    from archbench.timing.precision import CUDNN_BENCHMARK, tf32_settings
+    from archbench.version import __version__
 
     cuda = any(str(d).startswith("cuda") for d in devices)
     tf32 = tf32_settings()  # the new fp32_precision API where it exists: the legacy getters may raise
@@ -145,6 +144,6 @@ def append_environment(out_csv: str | Path, env: dict[str, Any], extra: dict[str
         except json.JSONDecodeError:
             runs = [{"unparsed_previous_content": text}]  # keep whatever was there
     runs.append({**env, **(extra or {})})
-    from archbench.report.files import atomic_write_text
+    from archbench.files import atomic_write_text
 
     return atomic_write_text(path, json.dumps(runs, indent=2, default=str) + "\n")  # a full disk keeps the old file

@@ -2,7 +2,7 @@
 factory returning one, a :class:`~archbench.catalog.source.ModelSource`, or a model name the CLI knows.
 
 Each function is the library behind a CLI command (``summarize`` ↔ ``summary``, ``bench`` ↔ ``bench``,
-``compare`` ↔ ``compare``), with the same defaults (:class:`~archbench.options.MeasureOptions`) and the
+``compare`` ↔ ``compare``), with the same defaults (:class:`~archbench.timing.options.MeasureOptions`) and the
 same typed results. The caller's model is never changed: summaries restore modes, buffers, gradients,
 hooks and RNG; timing runs on a copy.
 """
@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench import arguments as check
+from archbench.api import arguments as models_check
 from archbench.catalog.source import ModelSource, as_source
-from archbench.options import MeasureOptions
+from archbench.timing.options import MeasureOptions
 
 if TYPE_CHECKING:
     from archbench.costs.memory_estimate import MemoryEstimate
     from archbench.costs.summary import ModelSummary
-    from archbench.profile_results import ModelProfile
-    from archbench.results import ModelStats, ResultRow
+    from archbench.results.profiles import ModelProfile
+    from archbench.rows import ModelStats, ResultRow
     from archbench.runs.compare import CompareResult
     from archbench.timing.stats import Measurement
 
@@ -127,12 +128,12 @@ def bench(
     listener: Any = None,
 ) -> list[ResultRow]:
     """Time ``model`` (or each model of a ``{name: model}`` mapping) over batches x modes x dtypes and
-    return one :class:`~archbench.results.ResultRow` per cell — the rows ``archbench bench`` writes, with
+    return one :class:`~archbench.rows.ResultRow` per cell — the rows ``archbench bench`` writes, with
     FLOP rate, peak memory and raw samples. Failing cells are rows too (``status`` oom/error).
 
     ``make_inputs(batch, input_shape, dtype, device)`` builds the inputs of a model whose forward takes
     more than an image batch. ``out_csv`` keeps the rows as a CSV as they are measured (default: none)."""
-    models = check.named_models(model, "model", allow_single=True)
+    models = models_check.named_models(model, "model", allow_single=True)
     input_size = check.input_shape(input_size)
     batches, modes, dtypes = check.integers(batches, "batches", "(1, 8)"), check.modes(modes), check.dtypes(dtypes)
     device = check.device(device)
@@ -141,8 +142,8 @@ def bench(
     channels_last, compiled = check.flag(channels_last, "channels_last"), check.flag(compiled, "compiled")
     check.optional_function(make_inputs, "make_inputs", "a function make_inputs(batch, input_shape, dtype, device), or None")
     out_csv = check.location(out_csv, "out_csv")
-    from archbench.runs.cells import plan_cells
-    from archbench.runs.sweep import run_sweep
+    from archbench.sweep.cells import plan_cells
+    from archbench.sweep.run import run_sweep
 
     sources = [_source(m, n, input_size, make_inputs) for n, m in models.items()]
     cells = plan_cells(sources, [device], list(batches), [input_size] if input_size else None, list(modes),
@@ -185,7 +186,7 @@ def compare(
         raise check.ArgumentError(f"argument reference: {reference!r} is not one of the models compared "
                                   f"({', '.join(map(repr, named))}).")
     from archbench.runs.compare import run_compare
-    from archbench.runs.study import StudyOptions, adhoc_study
+    from archbench.study import StudyOptions, adhoc_study
 
     sources = {n: _source(m, n, shapes[0] if shapes and not isinstance(m, str) else None) for n, m in named.items()}
     study = adhoc_study(list(named), devices=list(devices), inputs=shapes, batches=list(batches), modes=list(modes),
@@ -244,7 +245,7 @@ def _source(model: Model, name: str | None, input_size: Sequence[int] | None,
 
 def _counting_arguments(model, input_size, batch, device, dtype, name):
     """The arguments :func:`summarize` and :func:`count` share, checked (see :mod:`archbench.arguments`)."""
-    return (check.model(model), check.input_shape(input_size), check.integer(batch, "batch", what="a positive batch size"),
+    return (models_check.model(model), check.input_shape(input_size), check.integer(batch, "batch", what="a positive batch size"),
             check.device(device), check.dtype(dtype), check.optional_text(name, "name"))
 
 
@@ -252,9 +253,9 @@ def _compared_models(models: Any) -> dict[str, Model]:
     """``{report name: model}``: a mapping as given; a sequence named by each name or class name (two of one
     name are an error: their rows would merge)."""
     if isinstance(models, Mapping):
-        return dict(check.named_models(models, "models", allow_single=False))
+        return dict(models_check.named_models(models, "models", allow_single=False))
     named: dict[str, Model] = {}
-    for model in check.named_models(models, "models", allow_single=False).values():
+    for model in models_check.named_models(models, "models", allow_single=False).values():
         label = _name_of(model)
         if label in named:
             raise check.ArgumentError(f"argument models: two models are named {label!r}: pass a mapping "

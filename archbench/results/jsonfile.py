@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.errors import UsageError
-from archbench.report.files import atomic_write_text
-from archbench.results import ModelStats, ResultRow, read_results_csv
-from archbench.runs.study import study_from_dict
-from archbench.schemas import REPORT, RESULT_ROW, csv_header, read_json_file, validate
+from archbench.files import atomic_write_text, csv_header, read_json_file
+from archbench.results.schemas import REPORT
+from archbench.rows import RESULT_ROW, ModelStats, ResultRow, read_results_csv
+from archbench.schemas import validate
+from archbench.study import study_from_dict
 
 if TYPE_CHECKING:
-    from archbench.report import ReportData
+    from archbench.results.data import ReportData
 
 FORMAT = "archbench-report"
 FORMAT_VERSION = 1
@@ -69,7 +70,7 @@ def data_to_json(data: ReportData) -> dict[str, Any]:
 
 
 def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> ReportData:
-    from archbench.report import ModelInfo, ReportData
+    from archbench.results.data import ModelInfo, ReportData
 
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise UsageError(f"{where} is not an archbench report file (no \"format\": \"{FORMAT}\").")
