@@ -16,7 +16,9 @@ repetitions of each method, alternating:
 
 Printed per wave and method: every ratio, its error against the quiet reference, the median and worst
 error, and how often the CI covers the quiet ratio. Then the load check: cells flagged under the waves
-(of all cells measured under them) and on the quiet machine (of the quiet cells), and for each flagged
+(of all cells measured under them; then of the cells the loaders ran during a quarter or more of — a 6 s cell
+under the 10 s/10 s wave can fall in an OFF phase — with each cell not flagged, the share of its time the
+loaders ran and its real slowdown) and on the quiet machine (of the quiet cells), and for each flagged
 interleaved cell the printed slowdown (``load_ratio``: the estimated inflation of its median) beside its
 real slowdown (its median under the wave / its quiet median).
 
@@ -27,6 +29,7 @@ Usage: python benchmarks/busy_machine.py [--models resnext-50,wrn-16-8] [--repet
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import statistics
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,7 @@ from archbench.sweep.interleave import Interleaving
 from archbench.sweep.run import RunCaches, run_sweep
 from archbench.timing.options import MeasureOptions
 
+OVERLAP = 0.25  # a cell the loaders ran during this share of its time or more counts as measured under load
 BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n"
 
 
@@ -54,6 +59,7 @@ class SquareWave:
         self.on_s, self.off_s = on_s, off_s
         self.procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(max_s)]) for _ in range(loaders)]
         self._stop = threading.Event()
+        self.on_spans: list[list[float]] = []  # [start, end] of each ON phase (monotonic seconds)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -65,10 +71,18 @@ class SquareWave:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._signal(signal.SIGCONT)
-            if self._stop.wait(self.on_s):
+            self.on_spans.append([time.monotonic(), math.inf])
+            stopped = self._stop.wait(self.on_s)
+            self.on_spans[-1][1] = time.monotonic()
+            if stopped:
                 break
             self._signal(signal.SIGSTOP)
             self._stop.wait(self.off_s)
+
+    def on_share(self, start: float, end: float) -> float:
+        """The share of ``[start, end]`` during which the loaders ran."""
+        on = sum(max(0.0, min(end, e) - max(start, s)) for s, e in self.on_spans)
+        return on / (end - start) if end > start else 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,19 +139,32 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     runs = iter(range(10**6))
 
-    def sweep(interleaved: bool):
-        result = run_sweep(cells, folder / f"run-{next(runs)}.csv", resume=False, options=options, caches=caches,
+    def timed_sweep(some_cells, interleaved: bool):
+        start = time.monotonic()
+        result = run_sweep(some_cells, folder / f"run-{next(runs)}.csv", resume=False, options=options, caches=caches,
                            interleave=interleaving if interleaved else None)
-        reference, other = result.rows
-        if reference.status != "ok" or other.status != "ok":
-            sys.exit(f"a cell failed: {reference.error or other.error}")
-        return reference, other
+        for row in result.rows:
+            if row.status != "ok":
+                sys.exit(f"a cell failed: {row.error}")
+        return result.rows, (start, time.monotonic())
+
+    def sweep(interleaved: bool, load: SquareWave | None = None):
+        """The two rows, and the share of each one's time the loaders ran (unpaired: each cell its own sweep,
+        so each has its own window; interleaved: both share one)."""
+        if interleaved:
+            (reference, other), window = timed_sweep(cells, True)
+            windows = [window, window]
+        else:
+            ((reference,), first), ((other,), second) = timed_sweep(cells[:1], False), timed_sweep(cells[1:], False)
+            windows = [first, second]
+        shares = [load.on_share(*w) if load is not None else 0.0 for w in windows]
+        return reference, other, shares
 
     print(f"torch {torch.__version__}, cpu ({os.cpu_count()} cores), threads {args.threads}: {specs[1].name} / "
           f"{specs[0].name} (time ratio), infer batch {args.batch} {args.input}, precision ±{args.precision:.0%}, "
           f"{args.max_time:g} s per model; {args.loaders} loader process(es)")
 
-    quiet_rows = [sweep(True) for _ in range(args.quiet_runs)]
+    quiet_rows = [sweep(True)[:2] for _ in range(args.quiet_runs)]
     quiet_ratios = [other.paired_ratio for _, other in quiet_rows]
     quiet = statistics.median(quiet_ratios)
     first = quiet_rows[0][1]
@@ -150,6 +177,8 @@ def main() -> None:
           + ", ".join(f"{name} {ms:.2f} ms" for name, ms in quiet_medians.items()))
 
     flagged = measured = 0
+    overlapped = flagged_overlapped = 0  # cells the loaders ran during a quarter or more of, and of those flagged
+    unflagged: list[tuple[str, float, float]] = []  # (model, ON share, real slowdown) of cells not flagged
     slowdowns: list[tuple[str, float, float]] = []
     for wave in args.waves.split(","):
         on_s, off_s = (float(v) for v in wave.split("/"))
@@ -158,9 +187,14 @@ def main() -> None:
         try:
             for _ in range(args.repetitions):
                 for interleaved in (False, True):
-                    reference, other = sweep(interleaved)
+                    reference, other, shares = sweep(interleaved, load)
                     measured += 2
                     flagged += reference.under_load + other.under_load
+                    for row, share in zip((reference, other), shares):
+                        overlapped += share >= OVERLAP
+                        flagged_overlapped += share >= OVERLAP and row.under_load
+                        if not row.under_load:
+                            unflagged.append((row.model, share, row.median_ms / quiet_medians[row.model]))
                     plain = time_ratio_unpaired(reference, other)
                     if not interleaved:
                         found = {"unpaired": plain}
@@ -184,6 +218,10 @@ def main() -> None:
 
     print(f"\nload check: {flagged}/{measured} cells flagged under the waves ({flagged / measured:.0%}); "
           f"{quiet_flags}/{quiet_cells} on the quiet machine")
+    print(f"  of the cells the loaders ran during {OVERLAP:.0%} or more of: {flagged_overlapped}/{overlapped} flagged "
+          f"({flagged_overlapped / max(overlapped, 1):.0%})")
+    for model, share, real in unflagged:
+        print(f"  not flagged: {model:<14} loaders ran {share:4.0%} of its time, real slowdown ×{real:.2f}")
     if slowdowns:
         within = sum(0.5 <= printed / real <= 2 for _, printed, real in slowdowns if printed == printed)
         print(f"printed slowdown vs real (median under the wave / quiet median), flagged interleaved cells: "

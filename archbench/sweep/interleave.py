@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from archbench.results.significance import RatioEstimate, paired_ratio_ci, quiet_rounds
 from archbench.rows import ResultRow
+from archbench.timing.load import BURST_STALL_THRESHOLD
 from archbench.timing.loadsignal import LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
@@ -197,7 +198,7 @@ class _Rounds:
         start = self.probe.now()
         times = take_burst(sample, burst, times)
         window: WindowLoad = self.probe.since(start)
-        return times, window.loaded(self.spare_cores)
+        return times, window.loaded(self.spare_cores, BURST_STALL_THRESHOLD)
 
     def paired(self, name: str) -> RatioEstimate:
         return paired_ratio_ci(quiet_rounds(self.ratios[name], self.loaded[name]))

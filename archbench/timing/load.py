@@ -32,6 +32,10 @@ from archbench.rows import ResultRow
 
 LOAD_THRESHOLD = 1.5  # calibration this much slower than the baseline -> measured under load
 STALL_THRESHOLD = 0.25  # some task waited for a CPU this share of the time (PSI) -> measured under load
+# A burst (a fraction of a second of one model's samples) is judged stricter: a tenth of it stalled means it
+# overlapped a load change or a neighbour's time slice, and its round's ratio is wrong in an unknown direction;
+# a whole cell's median withstands a minority of slowed samples (benchmarks/busy_machine.py measures both).
+BURST_STALL_THRESHOLD = 0.1
 PSI_CPU = "/proc/pressure/cpu"
 SPARE_CORE_MARGIN = 0.5  # other processes using this much more than the cores a cell leaves free -> load
 CALIBRATION_SIDE = 256
