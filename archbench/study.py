@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
+from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference, split_name
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 from archbench.resources import threads_problem
@@ -530,7 +530,8 @@ def resolve_models(study: Study, extra_dirs: Iterable[str] = ()):
         spec = spec.with_args(entry.args, per_run=study.path is None)
         if study.grid.inputs and input_is_a_default(spec):  # counted at the study's input, not at a guessed 224x224
             spec = with_fields(spec, input=study.grid.inputs[0])
-        specs.append(with_fields(spec, name=entry.name))
+        written = spec.reference or (entry.model if entry.name != entry.model else "")
+        specs.append(with_fields(spec, name=entry.name, reference=written))
     return specs
 
 
@@ -551,13 +552,28 @@ def adhoc_study(
 ) -> Study:
     """A study from command-line values; its name (the report folder) joins the model names with ``-vs-``.
     ``args`` (builder arguments) and ``model_inputs`` (an input factory reference) apply to every model."""
-    models = tuple(dict.fromkeys(models))
+    named = _named_models(models)
+    models = tuple(named)
     if reference and reference not in models:
         raise UsageError(f"--reference '{reference}' is not one of the models compared ({', '.join(models)}).")
     grid = Grid(tuple(devices), tuple(inputs) if inputs is not None else None, tuple(batches), tuple(modes), tuple(dtypes))
     study_name = name or "-vs-".join(_folder_label(m) for m in models)
-    entries = tuple(StudyModel(m, m, dict(args or {}), model_inputs) for m in models)
+    entries = tuple(StudyModel(m, ref, dict(args or {}), model_inputs) for m, ref in named.items())
     return Study(study_name, models, grid, options, title, reference or "", None, entries)
+
+
+def _named_models(models: Iterable[str]) -> dict[str, str]:
+    """``{name: reference}`` of the models as given: ``NAME=REFERENCE`` or a reference (its own name); the same
+    model given twice counts once, two models under one name are an error."""
+    named: dict[str, str] = {}
+    for text in models:
+        name, ref = split_name(text)
+        name = name or ref
+        if named.get(name, ref) != ref:
+            raise UsageError(f"two models are named '{name}' ({named[name]} and {ref}): give each its own name, "
+                             f"e.g. {name}-2={ref}.")
+        named[name] = ref
+    return named
 
 
 def _folder_label(model: str) -> str:

@@ -14,6 +14,8 @@ spec file's ``builder`` and the Python API — and one resolver, :func:`resolve_
                             instance (never changed: every build is a copy); the current directory is
                             importable, as for ``python -m``
 ``./nets/mynet.py:MyNet``   the same, loaded from a file (any path ending in ``.py``), nothing installed
+``mine=./nets/mynet.py:Net`` any of the above under a name of your choosing (``NAME=REFERENCE``): the name
+                            its rows, titles and report folders use
 ==========================  ===========================================================================
 
 A plain name is looked up in that order; a name found in more than one place takes the first and says so
@@ -47,6 +49,7 @@ from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, s
 Kind = Literal["name", "tv", "timm", "hf", "plugin", "module", "file"]
 PREFIXES: tuple[Kind, ...] = ("tv", "timm", "hf", "plugin")
 CODE_KINDS = ("module", "file")
+_FILE_MODULE_PREFIX = "archbench_file_"  # the module name a file reference is imported under
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _FORMS = ("a model name (resnext-50, resnet50), tv:NAME, timm:NAME, hf:MODEL_TYPE, module:attr (mypkg.models:MyNet) or "
           "PATH.py:attr (./nets/mynet.py:MyNet)")
@@ -79,6 +82,22 @@ class Reference:
     @property
     def is_code(self) -> bool:
         return self.kind in CODE_KINDS
+
+
+_NAMED = re.compile(r"^\s*([A-Za-z0-9_][\w.+-]*)\s*=(.*)$", re.S)  # a name: letters, digits, _ . + -
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """``NAME=REFERENCE`` (``mine=./nets/mynet.py:Net``) -> the name and the reference; a reference without a
+    name -> ``(None, reference)``. No reference form has ``=`` after such a name, so the two never clash."""
+    match = _NAMED.match(str(text))
+    if not match:
+        return None, str(text).strip()
+    name, ref = match.group(1), match.group(2).strip()
+    if not ref:
+        raise ModelReferenceError(f"{quoted(str(text).strip())} names a model '{name}' but gives no reference after "
+                                  f"'=': write NAME=REFERENCE, e.g. {name}=./nets/mynet.py:MyNet.")
+    return name, ref
 
 
 def parse_reference(text: str) -> Reference:
@@ -158,9 +177,13 @@ def resolve_model(ref: str, *, extra_dirs: Iterable[str | Path] = (), args: Mapp
                   inputs: str | None = None) -> ModelSpec:
     """The :class:`ModelSpec` a reference names, with ``args`` merged into its builder arguments and
     ``inputs`` (an input factory reference) set. Code it names is imported now, so a bad reference fails
-    before anything runs; a model is not built."""
+    before anything runs; a model is not built. ``NAME=REFERENCE`` names the model ``NAME`` and keeps the
+    reference as written in the spec's ``reference``."""
+    name, ref = split_name(ref)
     reference = parse_reference(ref)
     spec = _RESOLVERS[reference.kind](reference, extra_dirs)
+    if name is not None:
+        spec = replace(spec, name=name, reference=ref)
     if inputs is not None:
         spec = replace(spec, inputs=code_reference(inputs))
     if spec.inputs is not None:
@@ -274,7 +297,10 @@ def _describe(obj: Any) -> str:
     target = obj if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) else type(obj)
     doc = target.__doc__ if isinstance(target.__doc__, str) else ""  # a C type's may be a descriptor
     doc = doc.strip()
-    return doc.splitlines()[0] if doc else f"{target.__module__}.{target.__qualname__}"
+    if doc:
+        return doc.splitlines()[0]
+    loaded_from_a_file = target.__module__.startswith(_FILE_MODULE_PREFIX)  # its module name is archbench's own
+    return target.__qualname__ if loaded_from_a_file else f"{target.__module__}.{target.__qualname__}"
 
 
 # -------------------------------------------------------------------------------------------- loading
@@ -383,7 +409,7 @@ def _import_file(path: Path) -> types.ModuleType:
         raise ModelReferenceError(f"{quoted(path)} is not a Python file: a file reference is PATH.py:attr.")
     resolved = path.resolve()
     stem = re.sub(r"\W", "_", resolved.stem)
-    name = f"archbench_file_{stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+    name = f"{_FILE_MODULE_PREFIX}{stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
     if name in sys.modules:
         return sys.modules[name]
     loader_spec = importlib.util.spec_from_file_location(name, resolved)

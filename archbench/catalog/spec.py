@@ -59,6 +59,7 @@ class ModelSpec:
     builder: str | None = None  # a model reference to build with instead of the family (tv:, timm:, module:attr, file.py:attr)
     inputs: str | None = None  # an input factory reference (module:attr, file.py:attr); None: images
     set_args: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the args given per run (--set, a study's args)
+    reference: str = ""  # the reference as the user wrote it, when NAME=REFERENCE gave the model another name
 
     @property
     def input_str(self) -> str:

@@ -19,7 +19,8 @@ JSON schema (:func:`summary_to_json`, ``archbench summary --json``), ``schema`` 
 ``"archbench.summary/2"``; every count is for the whole batch:
 
 ====================== ===============================================================================
-``model``              model name; ``family``, ``description`` (what the spec reproduces)
+``model``              model name; ``family``, ``description`` (what the spec reproduces); ``reference``
+                       (the reference as written when ``NAME=REFERENCE`` named the model; else ``""``)
 ``input``              ``[C, H, W]``; ``batch`` (int); ``device``; ``dtype`` (``"fp32"``); ``torch``
 ``overrides``          the ``--set`` arguments applied (object)
 ``conventions``        object: how every figure below is defined (text)
@@ -160,6 +161,7 @@ class ModelSummary:
     cross_check: CrossCheck
     depth: int | None
     training_batch: int  # the batch the training step was counted at (2 where BatchNorm cannot train on 1)
+    reference: str = ""  # the reference as written, when NAME=REFERENCE named the model
 
     @property
     def params_non_trainable(self) -> int:
@@ -240,6 +242,7 @@ def summarize(
         model=spec.name,
         family=spec.family,
         description=spec.description,
+        reference=getattr(spec, "reference", ""),
         input=shape,  # type: ignore[arg-type]
         batch=batch,
         device=device,
@@ -497,6 +500,7 @@ def summary_to_json(summary: ModelSummary) -> dict[str, Any]:
         "model": summary.model,
         "family": summary.family,
         "description": summary.description,
+        "reference": summary.reference,
         "input": list(summary.input),
         "batch": summary.batch,
         "device": summary.device,

@@ -58,7 +58,7 @@ def flagged(flag: str) -> str:
 
 
 def header_lines(s: ModelSummary) -> list[tuple[str, str]]:
-    lines = [("model", s.model), ("family", s.family)]
+    lines = [("model", s.model)] + ([("reference", s.reference)] if s.reference else []) + [("family", s.family)]
     if s.description:
         lines.append(("reproduces", s.description))
     if s.overrides:
