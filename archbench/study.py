@@ -566,8 +566,8 @@ def _named_models(models: Iterable[str]) -> dict[str, str]:
     """``{name: reference}`` of the models as given: ``NAME=REFERENCE`` or a reference (its own name); the same
     model given twice counts once, two models under one name are an error."""
     named: dict[str, str] = {}
-    for text in models:
-        name, ref = split_name(text)
+    for given in models:
+        name, ref = split_name(given)
         name = name or ref
         if named.get(name, ref) != ref:
             raise UsageError(f"two models are named '{name}' ({named[name]} and {ref}): give each its own name, "
