@@ -9,6 +9,7 @@ hooks and RNG; timing runs on a copy.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -192,8 +193,44 @@ def compare(
     study = adhoc_study(list(named), devices=list(devices), inputs=shapes, batches=list(batches), modes=list(modes),
                         dtypes=list(dtypes), reference=reference, title=title,
                         options=StudyOptions(options.max_time_s, options.precision, options.min_samples))
-    return run_compare(study, out_dir, command=f"archbench.compare({', '.join(named)})", force=force,
-                       sources=sources)
+    command = _compare_call(named, inputs=shapes, batches=batches, modes=modes, dtypes=dtypes, devices=devices,
+                            options=options, title=title, reference=reference)
+    return run_compare(study, out_dir, command=command, force=force, sources=sources)
+
+
+def _compare_call(named: Mapping[str, Model], *, options: MeasureOptions, **grid: Any) -> str:
+    """The Python that reruns a :func:`compare` (what its report prints under "Reproduce with"), on one line
+    (it also goes into a LaTeX comment): every argument spelled out, options that differ from the defaults; a
+    class or factory importable by its module is passed by reference (``"mypkg.models:MyNet"``), which builds
+    the same model; a model object held by the caller is named by its class, to pass again."""
+    models = ", ".join(f"{name!r}: {_model_code(model)}" for name, model in named.items())
+    defaults = MeasureOptions()
+    changed = ", ".join(f"{f.name}={getattr(options, f.name)!r}" for f in dataclasses.fields(options)
+                        if getattr(options, f.name) != getattr(defaults, f.name))
+    values = {name: [tuple(v) if isinstance(v, (list, tuple)) else v for v in value]
+              if isinstance(value, (list, tuple)) else value
+              for name, value in grid.items() if value not in (None, "")}  # sequences as lists, shapes as tuples
+    arguments = "".join(f", {name}={value!r}" for name, value in values.items())
+    options_code = f", options=archbench.MeasureOptions({changed})" if changed else ""
+    return f"import archbench; archbench.compare({{{models}}}{arguments}{options_code})".replace(
+        "WarmupPolicy(", "archbench.WarmupPolicy(")
+
+
+def _model_code(model: Model) -> str:
+    if isinstance(model, str):
+        return repr(model)
+    target = model if callable(model) and not isinstance(model, _module_class()) else type(model)
+    module, name = getattr(target, "__module__", ""), getattr(target, "__qualname__", "")
+    importable = module and module != "__main__" and "<" not in name and not module.startswith("archbench_file_")
+    if importable and target is model:
+        return repr(f"{module}:{name}")
+    return f"<your {name or type(model).__name__} object>"
+
+
+def _module_class() -> type:
+    from torch import nn
+
+    return nn.Module
 
 
 def profile(

@@ -135,7 +135,9 @@ def headline_section(data: ReportData) -> list[str]:
 
 
 def method_section(data: ReportData) -> list[str]:
-    return ["## Method", "", "Reproduce with:", "", "```sh", data.command or "archbench compare", "```", "",
+    command = data.command or "archbench compare"
+    language = "python" if command.startswith("import archbench") else "sh"  # the Python API's own call
+    return ["## Method", "", "Reproduce with:", "", f"```{language}", command, "```", "",
             f"**Conventions.** {MAC_CONVENTION} {TIMING_CONVENTION}", ""]
 
 
