@@ -400,6 +400,7 @@ def test_a_constant_load_keeps_every_round_and_the_pairing_still_cancels_it():
     machine = SquareWave(on_s=1e9, off_s=0.0)  # loaded all the time
     result = run(machine, machine.samplers(a=40.0, b=48.0), options, probe=machine.probe(), spare_cores=1)
     assert result.loaded_rounds("b") == result.rounds["b"] >= 6
+    assert result.loaded_rounds("a") == result.rounds["a"]  # the reference: its own bursts, all loaded
     estimate = result.paired("b")
     assert estimate.low <= 1.2 <= estimate.high
     assert math.isnan(result.slowdown("b"))  # no quiet burst to compare with

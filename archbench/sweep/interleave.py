@@ -123,8 +123,12 @@ class Interleaved:
         return paired_ratio_ci(quiet_rounds(ratios, self.loaded.get(name, ()))) if ratios else None
 
     def loaded_rounds(self, name: str) -> int:
-        """Rounds of ``name`` in which a burst ran under CPU pressure."""
-        return sum(self.loaded.get(name, ()))
+        """Rounds of ``name`` in which a burst ran under CPU pressure (the reference, which has no ratios of its
+        own: rounds in which its own burst did)."""
+        if name not in self.loaded:
+            bursts = self.bursts.get(name, ())
+            return sum(was_loaded for _, was_loaded in bursts[len(bursts) - self.rounds.get(name, 0):])  # not the first
+        return sum(self.loaded[name])
 
     def slowdown(self, name: str) -> float:
         """How much the load inflated ``name``'s median: the median of all its bursts over the median of its
