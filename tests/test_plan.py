@@ -19,9 +19,9 @@ class Clock:
 
 def test_the_plan_names_the_grid_the_budget_and_the_destination():
     plan = Plan(12, (("model", 2), ("input", 1), ("batch", 3), ("mode", 2)), 8.0, "reports/default/")
-    assert plan.describe() == ("12 cells (2 models × 3 batches × 2 modes), ≤ 8 s each, ≤ 1.6 min of timing, "
+    assert plan.describe() == ("12 cells (2 models × 3 batches × 2 modes), 8 s budget per cell (1.6 min of timing), "
                                "writing reports/default/")
-    assert Plan(3, (("model", 3),), 1.0).describe() == "3 cells (3 models), ≤ 1 s each, ≤ 3 s of timing"
+    assert Plan(3, (("model", 3),), 1.0).describe() == "3 cells (3 models), 1 s budget per cell (3 s of timing)"
     assert Plan(1, (("model", 1),), math.inf).describe() == "1 cell"
 
 
@@ -69,7 +69,7 @@ def test_bench_says_its_plan_first_and_quick_measures_with_the_preset(cli, tmp_p
     out_csv = tmp_path / "quick.csv"
     result = cli("bench", "mnist-cnn", "--quick", "--batch", "1,2", "--mode", "infer", "--out", out_csv, "--no-db")
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines()[0] == f"2 cells (2 batches), ≤ 1 s each, ≤ 2 s of timing, writing {out_csv}"
+    assert result.stderr.splitlines()[0] == f"2 cells (2 batches), 1 s budget per cell (2 s of timing), writing {out_csv}"
     from archbench.rows import read_rows_csv
 
     rows = read_rows_csv(out_csv)

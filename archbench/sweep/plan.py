@@ -1,8 +1,9 @@
 """What a run will do, said before it starts, and how long it has left while it runs.
 
 * :class:`Plan` — the grid's size by axis and the per-cell budget: ``12 cells (2 models × 3 batches × 2
-  modes), ≤ 8 s each, ≤ 1.6 min of timing, writing reports/default/``. The budget is an upper bound on
-  timing (a cell stops earlier once its CI is precise); building and counting the models come on top.
+  modes), 8 s budget per cell (1.6 min of timing), writing reports/default/``. A cell stops earlier once its
+  CI is precise, later only when its step is so slow that its fewest samples overrun the budget; building
+  and counting the models come on top.
 * :class:`Eta` — the time left, from the cells' budgets before any cell has finished, then from the
   finished cells' actual times; never below what the remaining cells take at the fastest pace seen (a
   cell measured interleaved with others finishes with its grid point, so cells that finish together count
@@ -38,7 +39,8 @@ class Plan:
         grid = f" ({' × '.join(shown)})" if shown else ""
         head = f"{self.cells} cell{'s' * (self.cells != 1)}{grid}"
         if math.isfinite(self.budget_s):
-            head += f", ≤ {self.budget_s:g} s each, ≤ {_duration(self.cells * self.budget_s)} of timing"
+            # a budget, not a bound: a cell whose step takes longer than a fifth of it still takes its 5 samples
+            head += f", {self.budget_s:g} s budget per cell ({_duration(self.cells * self.budget_s)} of timing)"
         return head + (f", writing {self.out}" if self.out else "")
 
 
