@@ -293,10 +293,9 @@ def interleave(
 
     began = clock() - spent_s
     budget_s = options.budget_s * len(names)
-    min_rounds = max(1, int(options.min_samples))
     with _gc_paused():
         while True:
-            stop = _stop_reason(state, options, min_rounds, clock() - began, budget_s, burst)
+            stop = _stop_reason(state, options, clock() - began, budget_s, burst)
             if stop:
                 return state.result(stop, clock() - began, options.precision)
             state.play(rng, burst)
@@ -314,20 +313,15 @@ def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions
     phase(name, WARMED_UP)
 
 
-def _stop_reason(state: _Rounds, options: MeasureOptions, min_rounds: int, elapsed_s: float, budget_s: float,
-                 burst: Burst) -> str:
-    """Why the rounds stop now, or ``""`` to play another."""
+def _stop_reason(state: _Rounds, options: MeasureOptions, elapsed_s: float, budget_s: float, burst: Burst) -> str:
+    """Why the rounds stop now, or ``""`` to play another: the timer's rule (:meth:`MeasureOptions.stop_reason`)
+    over rounds — ``min_samples`` counts rounds, ``max_samples`` a model's samples, the budget is every
+    model's — or ``failed`` when no model is left."""
     if not state.active:
         return "failed"
-    if any(len(state.samples[name]) >= options.max_samples for name in state.active):
-        return "max_samples"
-    if len(state.orders) < min_rounds:
-        return ""
-    if state.precise(options.precision):
-        return "precision"
-    if elapsed_s + state.round_s(burst) > budget_s:
-        return "max_time"
-    return ""
+    return options.stop_reason(samples=max(len(state.samples[name]) for name in state.active), rounds=len(state.orders),
+                               precise=state.precise, spent_s=lambda: elapsed_s, next_s=state.round_s(burst),
+                               budget_s=budget_s)
 
 
 # ---------------------------------------------------------------------------------- a grid point
