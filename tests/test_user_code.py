@@ -245,7 +245,7 @@ def test_the_api_checks_make_inputs_as_the_cli_does(nets):
     net = load_model_object("./nets.py:Ok")()
     with pytest.raises(archbench.SpecError, match=r"takes <lambda>\(\): it must take the four arguments"):
         archbench.bench(net, (3, 8, 8), make_inputs=lambda: None)
-    rows = archbench.bench(net, (3, 8, 8), make_inputs=lambda b, s, d, dev: None,
+    rows = archbench.bench(net, (3, 8, 8), modes=("infer",), make_inputs=lambda b, s, d, dev: None,
                            options=archbench.MeasureOptions(max_time_s=0.1, min_samples=1))
     assert [r.status for r in rows] == ["error"] and "returned None" in rows[0].error
 

@@ -42,6 +42,7 @@ from archbench.results.data import ModelInfo, ReportData
 from archbench.results.sinks import WriteFailure, keeps_rows, where_kept
 from archbench.rows import ResultRow, read_rows_csv
 from archbench.study import Study, resolve_models
+from archbench.study.model import MEASURE_KEYS
 
 REPORTS_DIR = Path("reports")
 PARTIAL_CSV = "results.partial.csv"
@@ -172,7 +173,7 @@ def _study_identity(study: Study) -> dict[str, Any]:
     return data
 
 
-_BUDGET_OPTIONS = ("max_time_s", "precision", "min_samples", "interleave")  # how cells are measured, not which
+_BUDGET_OPTIONS = (*MEASURE_KEYS, "interleave")  # how cells are measured, not which
 
 
 def _what_is_measured(study: dict[str, Any]) -> dict[str, Any]:
