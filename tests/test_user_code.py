@@ -149,8 +149,8 @@ def test_ctrl_c_in_a_forward_still_interrupts(cli, nets):
 def test_a_cell_whose_forward_exits_is_an_error_row(nets):
     from archbench import MeasureOptions
     from archbench.catalog.refs import resolve_model
+    from archbench.sweep.cell_measure import measure_cell
     from archbench.sweep.cells import plan_cells
-    from archbench.sweep.run import measure_cell
 
     for attr, marker in (("ExitThree", "EXIT-THREE"), ("Generator", "GENERATOR")):
         (cell,) = plan_cells([resolve_model(f"./nets.py:{attr}")], ["cpu"], [1], [(3, 8, 8)], ["infer"], ["fp32"],

@@ -45,8 +45,8 @@ from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
 
 if TYPE_CHECKING:
+    from archbench.sweep.cell_measure import RunCaches
     from archbench.sweep.cells import Cell
-    from archbench.sweep.run import RunCaches
 
 Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
 WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memory window closes
@@ -338,7 +338,7 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     is an ``unsupported`` row and takes no part; a model that fails is an ``oom``/``error`` row."""
     import torch
 
-    from archbench.sweep.run import PreparedCell, cell_identity
+    from archbench.sweep.cell_measure import PreparedCell, cell_identity
     from archbench.timing.backends import unsupported_backend
     from archbench.timing.devices import unsupported_dtype
     from archbench.timing.memory import MemoryTracker
@@ -400,7 +400,7 @@ def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.sweep.run import _sig  # the rows' significant digits
+    from archbench.sweep.cell_measure import _sig  # the rows' significant digits
 
     if estimate is None:
         return {}
