@@ -28,8 +28,8 @@ from archbench.study import (
 from archbench.timing.options import MeasureOptions
 
 if TYPE_CHECKING:
-    from archbench.costs.memory_estimate import MemoryEstimate
     from archbench.costs.summary import ModelSummary
+    from archbench.memory_estimate import MemoryEstimate
     from archbench.results.profiles import ModelProfile
     from archbench.rows import ModelStats, ResultRow
     from archbench.runs.compare import CompareResult
@@ -84,10 +84,10 @@ def estimate_memory(model: Model, input_size: Sequence[int] | None = None, *, ba
                     make_inputs: Callable[..., Any] | None = None) -> MemoryEstimate:
     """The memory one step of ``model`` needs at ``batch``, by part: parameters, gradients, optimizer state
     (``optimizer``: none, sgd, sgd-momentum, adam, adamw), inputs, activations saved for backward and transient
-    workspace (see :mod:`archbench.costs.memory_estimate`). ``dtype`` bf16/fp16 runs under autocast (AMP, fp32
+    workspace (see :mod:`archbench.memory_estimate`). ``dtype`` bf16/fp16 runs under autocast (AMP, fp32
     master weights). The result's ``.at(batch)`` and ``.largest_batch(budget_bytes)`` answer for other batches
     and budgets; the caller's model is never changed (a copy runs)."""
-    from archbench.costs.memory_estimate import estimate_memory as estimate
+    from archbench.memory_estimate import estimate_memory as estimate
 
     source = _source(model, name, input_size, make_inputs)
     module = model if _is_module(model) else None

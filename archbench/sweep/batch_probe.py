@@ -130,7 +130,7 @@ class Prober:
     def _run(self, batch: int) -> None:
         import torch
 
-        from archbench.costs.memory_estimate import make_optimizer, training_step
+        from archbench.memory_estimate import make_optimizer, training_step
         from archbench.sweep.cell_measure import cell_inputs
 
         cell = _CellView(self.source, self.device, self.input, batch, self.dtype, self.channels_last)
