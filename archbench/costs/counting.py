@@ -37,17 +37,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
-from archbench.costs.formulas import (
-    FREE,
-    MACS,
-    NORM_POOL,
-    Formula,
-    evaluate,
-    formula_for,
-    is_free,
-    load_plugins,
-    op_name,
-)
+from archbench.costs.formula_registry import evaluate, formula_for, is_free, load_plugins, op_name
+from archbench.costs.formulas import FREE, MACS, NORM_POOL, Formula
 
 aten = torch.ops.aten
 
