@@ -9,7 +9,7 @@ Two passes over the model, each feeding several counters:
    memory, measured) and archbench's dispatch-level counter (:class:`archbench.costs.counting.OpCounter`:
    every op in a bucket of :mod:`archbench.costs.formulas`, attributed to its module), which also counts the
    backward over the same op set;
-2. one fvcore trace in eval mode (:func:`archbench.costs.counting.fvcore_counts`): the independent
+2. one fvcore trace in eval mode (:func:`archbench.costs.cross_check.fvcore_counts`): the independent
    cross-check, and the modules inference does not run (an auxiliary head: shown as not run and left
    out of the forward counts, as published counts leave it out).
 
