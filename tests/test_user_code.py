@@ -173,7 +173,7 @@ def test_a_sweep_records_an_exiting_forward_as_an_error_row_and_goes_on(cli, net
 
 def test_the_api_raises_model_run_error_for_an_exiting_forward(nets):
     import archbench
-    from archbench.catalog.refs import load_model_object
+    from archbench.catalog.loading import load_model_object
 
     with pytest.raises(archbench.ModelRunError, match=r"called sys.exit\(0\) at nets.py:\d+"):
         archbench.count(load_model_object("./nets.py:ExitZero")(), input_size=(3, 8, 8))
@@ -240,7 +240,7 @@ def test_a_factory_returning_none_is_not_replaced_by_default_images(cli, nets):
 @pytest.mark.slow
 def test_the_api_checks_make_inputs_as_the_cli_does(nets):
     import archbench
-    from archbench.catalog.refs import load_model_object
+    from archbench.catalog.loading import load_model_object
 
     net = load_model_object("./nets.py:Ok")()
     with pytest.raises(archbench.SpecError, match=r"takes <lambda>\(\): it must take the four arguments"):

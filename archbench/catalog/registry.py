@@ -22,16 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from archbench.catalog import plugins
-from archbench.catalog.refs import (
-    ModelReferenceError,
-    UserCodeError,
-    load_builder,
-    locate,
-    one_line,
-    parse_reference,
-    resolve_model,
-    source_roots,
-)
+from archbench.catalog.grammar import ModelReferenceError, UserCodeError, parse_reference
+from archbench.catalog.loading import load_builder, locate, one_line, source_roots
+from archbench.catalog.refs import resolve_model
 from archbench.catalog.spec import ModelSpec, load_catalog
 from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError
 from archbench.usercode import exits_as_failures

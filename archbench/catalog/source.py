@@ -81,10 +81,11 @@ class ModuleSource:
 
     def _call_factory(self, device: str) -> Any:
         """``obj(**kwargs)`` on ``device``; the user's code failing (or exiting) is a located
-        :class:`~archbench.catalog.refs.UserCodeError`, as for a model named by a reference."""
+        :class:`~archbench.catalog.grammar.UserCodeError`, as for a model named by a reference."""
         import torch
 
-        from archbench.catalog.refs import UserCodeError, locate, one_line
+        from archbench.catalog.grammar import UserCodeError
+        from archbench.catalog.loading import locate, one_line
         from archbench.oom import is_out_of_memory
         from archbench.usercode import code_roots, exits_as_failures
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.arguments import ArgumentError
-from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference, parse_reference
+from archbench.catalog.grammar import ModelReferenceError, builder_reference, code_reference, parse_reference
 from archbench.errors import StudyError, UsageError
 from archbench.parsing import InputShape, parse_input, read_toml_file
 from archbench.resources import threads_problem

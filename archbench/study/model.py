@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from archbench.catalog.refs import ModelReferenceError
+from archbench.catalog.grammar import ModelReferenceError
 from archbench.errors import StudyError, UnknownModelError, UsageError
 from archbench.parsing import InputShape, format_input, parse_input
 from archbench.rows import MODES
