@@ -24,8 +24,8 @@ from archbench.version import __version__
 
 
 def register_flop_formula(op, fn, kind: str = "macs", source: str | None = None) -> None:
-    """Count the torch op ``op`` with ``fn`` (see :func:`archbench.costs.formulas.register_flop_formula`)."""
-    from archbench.costs.formulas import register_flop_formula as register  # imports torch
+    """Count the torch op ``op`` with ``fn`` (see :func:`archbench.costs.formula_registry.register_flop_formula`)."""
+    from archbench.costs.formula_registry import register_flop_formula as register  # imports torch
 
     register(op, fn, kind, source)
 

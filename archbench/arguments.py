@@ -21,7 +21,11 @@ MAX_INTEGER = 2**63 - 1  # torch's sizes, SQLite's integers
 
 
 class ArgumentError(ArchbenchError, ValueError):
-    """An argument of a Python API function with a wrong value (also a ``ValueError``)."""
+    """An argument of a Python API function with a wrong value (also a ``ValueError``); ``argument`` names
+    it and ``expected`` says what it may be, so that a front end can say the same of its own option."""
+
+    argument: str = ""
+    expected: str = ""
 
 
 class ArgumentTypeError(ArgumentError, TypeError):
@@ -35,12 +39,22 @@ def shown(value: Any) -> str:
     return f"{type(value).__name__} {text}" if not isinstance(value, (str, type(None))) else text
 
 
+def _naming(error: ArgumentError, name: str, expected: str) -> Any:
+    error.argument, error.expected = name, expected  # attributes, not arguments: the error still pickles
+    return error
+
+
 def type_error(name: str, expected: str, value: Any) -> ArgumentTypeError:
-    return ArgumentTypeError(f"argument {name}: expected {expected}, got {shown(value)}.")
+    return _naming(ArgumentTypeError(f"argument {name}: expected {expected}, got {shown(value)}."), name, expected)
 
 
 def value_error(name: str, expected: str, value: Any) -> ArgumentError:
-    return ArgumentError(f"argument {name}: expected {expected}, got {shown(value)}.")
+    return _naming(ArgumentError(f"argument {name}: expected {expected}, got {shown(value)}."), name, expected)
+
+
+def out_of_range(name: str, expected: str, value: Any) -> ArgumentError:
+    """A value of the right type outside its range: ``argument precision: 5 is not a fraction ...``."""
+    return _naming(ArgumentError(f"argument {name}: {value!r} is not {expected}."), name, expected)
 
 
 # ------------------------------------------------------------------------------------------ scalars

@@ -173,6 +173,12 @@ def _float_or_nan(text: str, option: str) -> float:
     return float(item)
 
 
+def parse_number(text: str, option: str) -> float:
+    """A decimal number as typed, its range unchecked (the option's own check says what it may be); NaN when
+    it is not one."""
+    return _float_or_nan(text, option)
+
+
 def parse_fraction(text: str, option: str) -> float:
     """A fraction strictly between 0 and 1 (``--precision 0.02`` means ±2%)."""
     value = _float_or_nan(text, option)

@@ -19,7 +19,7 @@ settings.register_profile("long", deadline=None)
 
 REPO = Path(__file__).resolve().parent.parent
 REGISTRY = "archbench.catalog.registry"
-FORMULAS = "archbench.costs.formulas"  # imports torch: looked at only once something imported it
+FORMULAS = "archbench.costs.formula_registry"  # imports torch: looked at only once something imported it
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archbench
-from archbench import MeasureOptions
+from archbench import MeasureOptions, WarmupPolicy
 
 # ---------------------------------------------------------------------------------- models, from the seeds
 
@@ -163,6 +163,16 @@ def test_compare_writes_the_cli_report_for_modules_and_names(tmp_path):
     assert "lenet" in report and "mnist-cnn" in report
     assert {r.model for r in result.data.rows} == {"lenet", "mnist-cnn"}
     assert all(r.status == "ok" for r in result.data.rows)
+
+
+def test_compare_measures_with_all_of_its_options(tmp_path):
+    """compare() hands the whole MeasureOptions to the sweep: its warm-up policy and max_samples too."""
+    options = MeasureOptions(precision=1e-6, max_time_s=60, min_samples=2, max_samples=7,
+                             warmup=WarmupPolicy(min_iters=4, max_iters=4))
+    result = archbench.compare({"lenet": LeNet()}, inputs=[(1, 28, 28)], batches=(1,), modes=("infer",),
+                               options=options, interleave=False, out_dir=tmp_path / "report")
+    (row,) = result.data.rows
+    assert (row.status, row.stop_reason, row.n_samples, row.warmup_iters) == ("ok", "max_samples", 7, 4)
 
 
 def test_the_exported_names_are_pinned():

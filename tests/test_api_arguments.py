@@ -100,6 +100,8 @@ CASES = [  # (function, argument, value, error class, what the message names)
     ("bench", "make_inputs", 42, TYPE, "make_inputs"),
     ("bench", "out_csv", 42, TYPE, "out_csv"),
     ("bench", "out_csv", "", VALUE, "out_csv"),
+    ("bench", "interleave", "yes", TYPE, "interleave"),
+    ("compare", "interleave", 1, TYPE, "interleave"),
     ("compare", "models", 42, TYPE, "models"),
     ("compare", "models", "resnet50", TYPE, "models"),
     ("compare", "models", [], VALUE, "models"),

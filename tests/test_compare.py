@@ -17,6 +17,7 @@ from archbench.errors import UsageError
 from archbench.rows import read_rows_csv
 from archbench.runs.compare import PARTIAL_CSV, PARTIAL_JSON, PARTIAL_SAMPLES, run_compare
 from archbench.study import StudyOptions, adhoc_study
+from archbench.timing.options import MeasureOptions
 
 REPORT_FILES = {"report.md", "report.tex", "results.csv", "results.json", "throughput.png", "throughput.svg",
                 "time_vs_input.png", "time_vs_input.svg", "params_vs_macs.png", "params_vs_macs.svg"}
@@ -207,7 +208,7 @@ class InterruptAfter:
 
 def tiny_study(**options):
     return adhoc_study(["mnist-cnn"], batches=[1, 2], modes=["infer"],
-                       options=StudyOptions(max_time_s=0.1, precision=0.2, **options))
+                       options=StudyOptions(MeasureOptions(max_time_s=0.1, precision=0.2), **options))
 
 
 @pytest.mark.slow

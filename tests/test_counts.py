@@ -15,7 +15,8 @@ import archbench
 from archbench.catalog.registry import get_spec
 from archbench.catalog.spec import ModelSpec
 from archbench.costs.counting import count_forward
-from archbench.costs.formulas import FormulaError, unregister_flop_formula
+from archbench.costs.formula_registry import unregister_flop_formula
+from archbench.costs.formulas import FormulaError
 from archbench.costs.summary import summarize
 from archbench.costs.summary_view import summary_markdown
 

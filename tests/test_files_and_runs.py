@@ -224,13 +224,14 @@ def test_a_garbage_line_is_refused_with_file_and_line(cli, tmp_path):
 def test_report_and_compare_resume_with_a_torn_line(cli, tmp_path):
     from archbench.runs.compare import PARTIAL_CSV, run_compare
     from archbench.study import StudyOptions, adhoc_study
+    from archbench.timing.options import MeasureOptions
 
     class StopAfterOne:
         def cell_finished(self, *args):
             raise KeyboardInterrupt
 
     out = tmp_path / "r"
-    study = adhoc_study(["mnist-cnn"], batches=[1, 2], modes=["infer"], options=StudyOptions(max_time_s=0.1, precision=0.5))
+    study = adhoc_study(["mnist-cnn"], batches=[1, 2], modes=["infer"], options=StudyOptions(MeasureOptions(max_time_s=0.1, precision=0.5)))
     assert run_compare(study, out, command="c", listener=StopAfterOne()).interrupted
     with (out / PARTIAL_CSV).open("a") as fh:
         fh.write("mnist-cnn,cpu,infer,2,1x2")  # a second row cut off

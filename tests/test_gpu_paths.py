@@ -15,8 +15,9 @@ from archbench.catalog.spec import ModelSpec
 from archbench.errors import DeviceUnavailableError, ModelOutOfMemoryError, UsageError
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.parsing import parse_device
+from archbench.sweep.cell_measure import RunCaches
 from archbench.sweep.cells import plan_cells
-from archbench.sweep.run import RunCaches, run_sweep
+from archbench.sweep.run import run_sweep
 from archbench.timing.compiled import compiled_frames
 from archbench.timing.devices import capability_message, parse_devices
 from archbench.timing.options import MeasureOptions

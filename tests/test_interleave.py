@@ -325,8 +325,9 @@ class InterruptAtCell:
 @pytest.mark.slow
 def test_a_grid_point_is_written_whole_and_resume_skips_it(specs_dir, tmp_path):
     from archbench.catalog.registry import get_spec
+    from archbench.sweep.cell_measure import RunCaches
     from archbench.sweep.cells import plan_cells
-    from archbench.sweep.run import RunCaches, run_sweep
+    from archbench.sweep.run import run_sweep
 
     sources = [get_spec(name, extra_dirs=[specs_dir]) for name in ("tiny-wrn", "tiny-wide")]
     cells = plan_cells(sources, ["cpu"], [1, 2], None, ["infer"], ["fp32"], threads=1)

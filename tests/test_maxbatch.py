@@ -105,7 +105,7 @@ def test_estimate_within_15_percent_of_a_measured_step(optimizer):
     """The estimate against the peak resident set of a real training step in a fresh process (resnet18 at
     3x64x64, two batches)."""
     from archbench.catalog.refs import resolve_model
-    from archbench.costs.memory_estimate import estimate_memory
+    from archbench.memory_estimate import estimate_memory
     from archbench.sweep.maxbatch import measure_step_peak
 
     source = resolve_model("resnet18")

@@ -72,7 +72,7 @@ def test_measurement_derives_its_statistics_from_the_raw_samples():
 
 
 def test_a_row_carries_the_exact_coverage_of_its_interval():
-    from archbench.sweep.run import ok_row
+    from archbench.sweep.cell_measure import ok_row
 
     identity = {"model": "m", "device": "cpu", "mode": "infer", "batch": 1, "input": "1x28x28", "dtype": "fp32"}
     five = Measurement((10.0, 11.0, 12.0, 13.0, 14.0), (), "max_time", 0.1, 0.02)
@@ -332,8 +332,8 @@ def test_the_peak_rule_on_this_cpu():
 def test_an_emulated_dtype_cell_has_no_peak_fraction_and_says_why():
     pytest.importorskip("torch")
     from archbench.catalog.registry import get_spec
+    from archbench.sweep.cell_measure import RunCaches, measure_cell
     from archbench.sweep.cells import plan_cells
-    from archbench.sweep.run import RunCaches, measure_cell
 
     (cell,) = plan_cells([get_spec("mnist-cnn")], ["cpu"], [1], None, ["infer"], ["bf16"], threads=1)
     caches = RunCaches()

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from archbench.catalog.refs import ModelReferenceError, split_name
+from archbench.catalog.grammar import ModelReferenceError, split_name
 
 FAST = ("--batch", "1", "--mode", "infer", "--input", "1x28x28", "--max-time", "0.1", "--precision", "0.2")
 

@@ -117,4 +117,4 @@ def test_study_values(data):
         raise AssertionError(f"{type(exc).__name__} instead of StudyError: {exc}") from exc
     assert study.models and study.reference in study.models
     assert all(b >= 1 for b in study.grid.batches)
-    assert 0 < study.options.precision < 1 and study.options.max_time_s > 0
+    assert 0 < study.options.measure.precision < 1 and study.options.measure.max_time_s > 0

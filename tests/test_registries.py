@@ -40,7 +40,7 @@ def test_a_family_registered_by_a_module_the_test_imported_stays(tmp_path, monke
 def test_a_flop_formula_registered_in_a_test_is_gone_after_it():
     import torch
 
-    from archbench.costs.formulas import formula_for, register_flop_formula
+    from archbench.costs.formula_registry import formula_for, register_flop_formula
 
     mm = torch.ops.aten.mm.default
     before = formula_for(mm).source  # torch's formula

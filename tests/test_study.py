@@ -54,14 +54,15 @@ def test_default_study_is_the_one_the_issue_describes():
     assert study.grid.batches == (1, 8) and study.grid.modes == ("infer", "train") and study.grid.dtypes == ("fp32",)
     assert study.grid.for_device("cuda").batches == (1, 8, 32, 128)  # larger batches on a GPU
     assert study.grid.for_device("cpu").batches == (1, 8)
-    assert study.options.max_time_s is not None and study.options.min_samples >= 5
+    assert study.options.measure.max_time_s is not None and study.options.measure.min_samples >= 5
 
 
 def test_a_study_file_loads_and_round_trips(tmp_path):
     study = load_study(write(tmp_path, GOOD))
     assert study.name == "tiny" and study.title == "Tiny" and study.reference == "wrn-40-1"
     assert study.grid.batches == (1, 2) and study.grid.inputs == ((3, 32, 32),)
-    assert (study.options.max_time_s, study.options.precision, study.options.min_samples, study.options.threads) == (0.5, 0.05, 3, 1)
+    measure = study.options.measure
+    assert (measure.max_time_s, measure.precision, measure.min_samples, study.options.threads) == (0.5, 0.05, 3, 1)
     assert study_from_dict(study.to_dict()) == study
     assert [s.name for s in resolve_models(study)] == ["mnist-cnn", "wrn-40-1"]
 

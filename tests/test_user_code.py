@@ -149,8 +149,8 @@ def test_ctrl_c_in_a_forward_still_interrupts(cli, nets):
 def test_a_cell_whose_forward_exits_is_an_error_row(nets):
     from archbench import MeasureOptions
     from archbench.catalog.refs import resolve_model
+    from archbench.sweep.cell_measure import measure_cell
     from archbench.sweep.cells import plan_cells
-    from archbench.sweep.run import measure_cell
 
     for attr, marker in (("ExitThree", "EXIT-THREE"), ("Generator", "GENERATOR")):
         (cell,) = plan_cells([resolve_model(f"./nets.py:{attr}")], ["cpu"], [1], [(3, 8, 8)], ["infer"], ["fp32"],
@@ -173,7 +173,7 @@ def test_a_sweep_records_an_exiting_forward_as_an_error_row_and_goes_on(cli, net
 
 def test_the_api_raises_model_run_error_for_an_exiting_forward(nets):
     import archbench
-    from archbench.catalog.refs import load_model_object
+    from archbench.catalog.loading import load_model_object
 
     with pytest.raises(archbench.ModelRunError, match=r"called sys.exit\(0\) at nets.py:\d+"):
         archbench.count(load_model_object("./nets.py:ExitZero")(), input_size=(3, 8, 8))
@@ -240,12 +240,12 @@ def test_a_factory_returning_none_is_not_replaced_by_default_images(cli, nets):
 @pytest.mark.slow
 def test_the_api_checks_make_inputs_as_the_cli_does(nets):
     import archbench
-    from archbench.catalog.refs import load_model_object
+    from archbench.catalog.loading import load_model_object
 
     net = load_model_object("./nets.py:Ok")()
     with pytest.raises(archbench.SpecError, match=r"takes <lambda>\(\): it must take the four arguments"):
         archbench.bench(net, (3, 8, 8), make_inputs=lambda: None)
-    rows = archbench.bench(net, (3, 8, 8), make_inputs=lambda b, s, d, dev: None,
+    rows = archbench.bench(net, (3, 8, 8), modes=("infer",), make_inputs=lambda b, s, d, dev: None,
                            options=archbench.MeasureOptions(max_time_s=0.1, min_samples=1))
     assert [r.status for r in rows] == ["error"] and "returned None" in rows[0].error
 

@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Any
 from archbench import arguments as check
 from archbench.api import arguments as models_check
 from archbench.catalog.source import ModelSource, as_source
+from archbench.study import (
+    BENCH_BATCHES,
+    DEFAULT_BATCHES,
+    DEFAULT_DEVICES,
+    DEFAULT_DTYPES,
+    DEFAULT_INTERLEAVE,
+    DEFAULT_MODES,
+)
 from archbench.timing.options import MeasureOptions
 
 if TYPE_CHECKING:
-    from archbench.costs.memory_estimate import MemoryEstimate
     from archbench.costs.summary import ModelSummary
+    from archbench.memory_estimate import MemoryEstimate
     from archbench.results.profiles import ModelProfile
     from archbench.rows import ModelStats, ResultRow
     from archbench.runs.compare import CompareResult
@@ -77,10 +85,10 @@ def estimate_memory(model: Model, input_size: Sequence[int] | None = None, *, ba
                     make_inputs: Callable[..., Any] | None = None) -> MemoryEstimate:
     """The memory one step of ``model`` needs at ``batch``, by part: parameters, gradients, optimizer state
     (``optimizer``: none, sgd, sgd-momentum, adam, adamw), inputs, activations saved for backward and transient
-    workspace (see :mod:`archbench.costs.memory_estimate`). ``dtype`` bf16/fp16 runs under autocast (AMP, fp32
+    workspace (see :mod:`archbench.memory_estimate`). ``dtype`` bf16/fp16 runs under autocast (AMP, fp32
     master weights). The result's ``.at(batch)`` and ``.largest_batch(budget_bytes)`` answer for other batches
     and budgets; the caller's model is never changed (a copy runs)."""
-    from archbench.costs.memory_estimate import estimate_memory as estimate
+    from archbench.memory_estimate import estimate_memory as estimate
 
     source = _source(model, name, input_size, make_inputs)
     module = model if _is_module(model) else None
@@ -116,10 +124,10 @@ def bench(
     model: Model | Mapping[str, Model],
     input_size: Sequence[int] | None = None,
     *,
-    batches: Iterable[int] = (1,),
-    modes: Iterable[str] = ("infer",),
-    dtypes: Iterable[str] = ("fp32",),
-    device: str = "cpu",
+    batches: Iterable[int] = BENCH_BATCHES,
+    modes: Iterable[str] = DEFAULT_MODES,
+    dtypes: Iterable[str] = DEFAULT_DTYPES,
+    device: str = DEFAULT_DEVICES[0],
     options: MeasureOptions = MeasureOptions(),
     threads: int | None = None,
     channels_last: bool = False,
@@ -127,13 +135,17 @@ def bench(
     make_inputs: Callable[..., Any] | None = None,
     out_csv: str | Path | None = None,
     listener: Any = None,
+    interleave: bool = DEFAULT_INTERLEAVE,
 ) -> list[ResultRow]:
     """Time ``model`` (or each model of a ``{name: model}`` mapping) over batches x modes x dtypes and
     return one :class:`~archbench.rows.ResultRow` per cell — the rows ``archbench bench`` writes, with
     FLOP rate, peak memory and raw samples. Failing cells are rows too (``status`` oom/error).
 
     ``make_inputs(batch, input_shape, dtype, device)`` builds the inputs of a model whose forward takes
-    more than an image batch. ``out_csv`` keeps the rows as a CSV as they are measured (default: none)."""
+    more than an image batch. ``out_csv`` keeps the rows as a CSV as they are measured (default: none).
+    ``interleave``: several models are timed in alternating rounds at each cell, with paired time ratios
+    against the first (as ``archbench bench`` does; ``False``: each model's cells in turn). The defaults are
+    the CLI's (:mod:`archbench.study.model`)."""
     models = models_check.named_models(model, "model", allow_single=True)
     input_size = check.input_shape(input_size)
     batches, modes, dtypes = check.integers(batches, "batches", "(1, 8)"), check.modes(modes), check.dtypes(dtypes)
@@ -141,9 +153,11 @@ def bench(
     check.instance(options, "options", MeasureOptions, "a MeasureOptions")
     threads = check.optional_integer(threads, "threads", what="a positive number of threads, or None (torch's)")
     channels_last, compiled = check.flag(channels_last, "channels_last"), check.flag(compiled, "compiled")
+    interleave = check.flag(interleave, "interleave")
     check.optional_function(make_inputs, "make_inputs", "a function make_inputs(batch, input_shape, dtype, device), or None")
     out_csv = check.location(out_csv, "out_csv")
     from archbench.sweep.cells import plan_cells
+    from archbench.sweep.interleave import Interleaving
     from archbench.sweep.run import run_sweep
 
     sources = [_source(m, n, input_size, make_inputs) for n, m in models.items()]
@@ -151,7 +165,8 @@ def bench(
                        list(dtypes), channels_last, compiled, threads)
     with tempfile.TemporaryDirectory(prefix="archbench-") as scratch:
         path = out_csv if out_csv is not None else Path(scratch) / "results.csv"
-        result = run_sweep(cells, path, resume=False, options=options, listener=listener)
+        result = run_sweep(cells, path, resume=False, options=options, listener=listener,
+                           interleave=Interleaving(sources[0].name) if interleave else None)
     if result.interrupted:
         raise KeyboardInterrupt
     return list(result.rows)
@@ -161,20 +176,23 @@ def compare(
     models: Mapping[str, Model] | Sequence[Model],
     *,
     inputs: Iterable[Sequence[int]] | None = None,
-    batches: Iterable[int] = (1, 8),
-    modes: Iterable[str] = ("infer", "train"),
-    dtypes: Iterable[str] = ("fp32",),
-    devices: Iterable[str] = ("cpu",),
+    batches: Iterable[int] = DEFAULT_BATCHES,
+    modes: Iterable[str] = DEFAULT_MODES,
+    dtypes: Iterable[str] = DEFAULT_DTYPES,
+    devices: Iterable[str] = DEFAULT_DEVICES,
     options: MeasureOptions = MeasureOptions(),
     out_dir: str | Path | None = None,
     title: str = "",
     reference: str | None = None,
     force: bool = False,
+    interleave: bool = DEFAULT_INTERLEAVE,
 ) -> CompareResult:
     """Compare models as ``archbench compare`` does and write the same report (``report.md``,
     ``results.csv``/``.json``, plots) to ``out_dir`` (default ``reports/<a>-vs-<b>/``). ``models`` maps
     report names to models (modules, factories or names: ``{"mine": MyNet(), "resnext-50": "resnext-50"}``);
-    a sequence uses each name or class name. The result's ``.data`` holds the rows and counts."""
+    a sequence uses each name or class name. The result's ``.data`` holds the rows and counts. ``options``
+    (all of them, warm-up and ``max_samples`` included) say how each cell is measured; ``interleave``: the
+    models of each grid point are timed in alternating rounds (``False``: model by model)."""
     named = _compared_models(models)
     shapes = check.input_shapes(inputs)
     batches, modes, dtypes = check.integers(batches, "batches", "(1, 8)"), check.modes(modes), check.dtypes(dtypes)
@@ -182,6 +200,7 @@ def compare(
     check.instance(options, "options", MeasureOptions, "a MeasureOptions")
     out_dir = check.location(out_dir, "out_dir")
     title, force = check.text(title, "title"), check.flag(force, "force")
+    interleave = check.flag(interleave, "interleave")
     reference = check.optional_text(reference, "reference")
     if reference is not None and reference not in named:
         raise check.ArgumentError(f"argument reference: {reference!r} is not one of the models compared "
@@ -192,9 +211,10 @@ def compare(
     sources = {n: _source(m, n, shapes[0] if shapes and not isinstance(m, str) else None) for n, m in named.items()}
     study = adhoc_study(list(named), devices=list(devices), inputs=shapes, batches=list(batches), modes=list(modes),
                         dtypes=list(dtypes), reference=reference, title=title,
-                        options=StudyOptions(options.max_time_s, options.precision, options.min_samples))
+                        options=StudyOptions(options, interleave=interleave))
     command = _compare_call(named, inputs=shapes, batches=batches, modes=modes, dtypes=dtypes, devices=devices,
-                            options=options, title=title, reference=reference)
+                            options=options, title=title, reference=reference,
+                            interleave=None if interleave == DEFAULT_INTERLEAVE else interleave)
     return run_compare(study, out_dir, command=command, force=force, sources=sources)
 
 

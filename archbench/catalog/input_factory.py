@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archbench.catalog.refs import ModelReferenceError, UserCodeError, locate, one_line
+from archbench.catalog.grammar import ModelReferenceError, UserCodeError
+from archbench.catalog.loading import locate, one_line
 from archbench.oom import is_out_of_memory
 from archbench.usercode import code_roots, exits_as_failures, shown_path
 

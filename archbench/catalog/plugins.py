@@ -54,13 +54,13 @@ def spec(name: str) -> ModelSpec:
 
 def load(name: str) -> Callable[..., Any]:
     """The builder of a plugin family (imports the plugin)."""
-    from archbench.catalog.refs import load_model_object
+    from archbench.catalog.loading import load_model_object
 
     return load_model_object(plugins()[name].value)
 
 
 def roots(name: str):
     """Where the plugin's code lives (failures in it are located there)."""
-    from archbench.catalog.refs import source_roots
+    from archbench.catalog.loading import source_roots
 
     return source_roots(plugins()[name].value)

@@ -10,7 +10,6 @@ specs, plugin families, torchvision's and timm's zoos, and the user's own code.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
 import importlib
@@ -22,16 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from archbench.catalog import plugins
-from archbench.catalog.refs import (
-    ModelReferenceError,
-    UserCodeError,
-    load_builder,
-    locate,
-    one_line,
-    parse_reference,
-    resolve_model,
-    source_roots,
-)
+from archbench.catalog.grammar import ModelReferenceError, UserCodeError, parse_reference
+from archbench.catalog.loading import load_builder, locate, one_line, source_roots
+from archbench.catalog.refs import resolve_model
 from archbench.catalog.spec import ModelSpec, load_catalog
 from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError
 from archbench.usercode import exits_as_failures
@@ -173,19 +165,9 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
 
 
 def _call(builder: Builder, args: Mapping[str, Any], device: str):
-    import torch
+    from archbench.catalog.meta import build_on  # imports torch
 
-    if str(device) != "meta":
-        with torch.device(device):
-            return builder(**args)
-    try:
-        with _parameters_on_meta():
-            return builder(**args)
-    except RuntimeError as exc:
-        if "meta" not in str(exc):
-            raise
-    with torch.device("meta"):  # e.g. timm's hybrid ViTs size a layer by running their stem on a CPU tensor
-        return builder(**args)
+    return build_on(device, lambda: builder(**args))
 
 
 def _copy_of_instance(spec: ModelSpec, instance: Any, device: str):
@@ -216,34 +198,6 @@ def _builder_label(spec: ModelSpec, builder: Builder) -> str:
     if spec.builder:
         return getattr(builder, "__qualname__", None) or spec.builder
     return f"family '{spec.family}'"
-
-
-@contextlib.contextmanager
-def _parameters_on_meta():
-    """Create every parameter and buffer on the ``meta`` device (no memory, no init cost).
-
-    ``with torch.device("meta")`` would also put the tensors a constructor computes its configuration
-    with on ``meta`` (torchvision's RegNets call ``.tolist()`` on one and fail), so instead, like
-    accelerate's ``init_empty_weights``, move each parameter/buffer to ``meta`` as it is registered."""
-    from torch import nn
-
-    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
-
-    def to_meta_parameter(module, name, param):
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register_parameter(module, name, param)
-
-    def to_meta_buffer(module, name, tensor, persistent=True):
-        if tensor is not None:
-            tensor = tensor.to("meta")
-        register_buffer(module, name, tensor, persistent=persistent)
-
-    nn.Module.register_parameter, nn.Module.register_buffer = to_meta_parameter, to_meta_buffer
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def count_params(model) -> int:

@@ -81,16 +81,16 @@ class ModuleSource:
 
     def _call_factory(self, device: str) -> Any:
         """``obj(**kwargs)`` on ``device``; the user's code failing (or exiting) is a located
-        :class:`~archbench.catalog.refs.UserCodeError`, as for a model named by a reference."""
-        import torch
-
-        from archbench.catalog.refs import UserCodeError, locate, one_line
+        :class:`~archbench.catalog.grammar.UserCodeError`, as for a model named by a reference."""
+        from archbench.catalog.grammar import UserCodeError
+        from archbench.catalog.loading import locate, one_line
+        from archbench.catalog.meta import build_on
         from archbench.oom import is_out_of_memory
         from archbench.usercode import code_roots, exits_as_failures
 
         try:
-            with torch.device(device), exits_as_failures(f"building model '{self.name}'"):
-                return self.obj(**self.kwargs)
+            with exits_as_failures(f"building model '{self.name}'"):
+                return build_on(device, lambda: self.obj(**self.kwargs))
         except Exception as exc:  # noqa: BLE001 - the user's class or factory failed: located
             if is_out_of_memory(exc):
                 raise

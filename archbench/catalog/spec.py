@@ -76,7 +76,7 @@ class ModelSpec:
         for an image model (the sweep makes random images)."""
         if self.inputs is None:
             return None
-        from archbench.catalog.refs import load_inputs_factory
+        from archbench.catalog.loading import load_inputs_factory
 
         return load_inputs_factory(self.inputs)
 
@@ -150,7 +150,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
     overrides = data.get("overrides", False)
     if not isinstance(overrides, bool):
         raise SpecError(f"{where}: model '{name}': overrides must be true or false.")
-    from archbench.catalog.refs import family_of
+    from archbench.catalog.grammar import family_of
 
     builder = _reference(where, name, "builder", data, path)
     return ModelSpec(
@@ -171,7 +171,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
 def _reference(where: str, name: str, key: str, data: Mapping[str, Any], path: Path | None) -> str | None:
     """The spec's ``builder`` or ``inputs`` reference, a file path in it made absolute (relative to the spec
     file); checked against the grammar, not imported."""
-    from archbench.catalog.refs import ModelReferenceError, builder_reference, code_reference
+    from archbench.catalog.grammar import ModelReferenceError, builder_reference, code_reference
 
     if key not in data:
         return None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 
 # Data (tables, JSON) goes to stdout; progress, summaries and errors to stderr.
 # Piped output gets a wide console (rich assumes 80 columns) so tables are not wrapped cell by cell.
@@ -47,6 +47,26 @@ def quick_defaults(quick: bool, precision: str | None, max_time: str | None) -> 
     preset = QUICK if quick else MeasureOptions()
     return (precision if precision is not None else f"{preset.precision:g}",
             max_time if max_time is not None else f"{preset.max_time_s:g}")
+
+
+def measure_options(precision: str | None, max_time: str | None, base: Any = None) -> Any:
+    """The one :class:`~archbench.timing.options.MeasureOptions` of a run: ``base`` (the defaults, or a study's)
+    with --precision and --max-time as given; a value it refuses is that option's error."""
+    import dataclasses
+
+    from archbench.arguments import ArgumentError
+    from archbench.parsing import parse_number, parse_seconds
+    from archbench.timing.options import MeasureOptions
+
+    given = {"precision": ("--precision", precision), "max_time_s": ("--max-time", max_time)}
+    changes = {"precision": parse_number(precision, "--precision")} if precision is not None else {}
+    if max_time is not None:
+        changes["max_time_s"] = parse_seconds(max_time, "--max-time")
+    try:
+        return dataclasses.replace(base if base is not None else MeasureOptions(), **changes)
+    except ArgumentError as exc:
+        option, text = given.get(exc.argument, (exc.argument, ""))
+        raise UsageError(f"{option} {quoted(str(text).strip())} is not {exc.expected}.") from None
 
 
 def out_path(text: str | None, option: str) -> Path | None:

@@ -25,6 +25,7 @@ from archbench.cli._common import (
     SetOption,
     SpecsOption,
     err,
+    measure_options,
     model_options,
     out,
     out_path,
@@ -49,14 +50,13 @@ from archbench.parsing import (
     INT32_MAX,
     parse_batches,
     parse_choices,
-    parse_fraction,
     parse_inputs,
     parse_positive_ints,
-    parse_seconds,
     parse_set,
 )
 from archbench.resources import check_threads
 from archbench.rows import DTYPES, MODES
+from archbench.study import BENCH_BATCHES, DEFAULT_DEVICES, DEFAULT_DTYPES, DEFAULT_MODES
 from archbench.sweep.plan import Eta, Plan
 from archbench.timing.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 from archbench.units import fmt_duration, fmt_ms
@@ -65,11 +65,11 @@ from archbench.units import fmt_duration, fmt_ms
 def bench_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL", show_default=False, help=(
         "Model names or references: resnext-50, resnet50, timm:NAME, mypkg.models:MyNet, ./file.py:MyNet."))],
-    device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = "cpu",
-    batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated; max: the largest that fits (searched in a worker process).")] = "1",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICES", help="cpu, cuda, cuda:N, a comma-separated list, or auto (CPU plus CUDA when present).")] = ",".join(DEFAULT_DEVICES),
+    batch: Annotated[str, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated; max: the largest that fits (searched in a worker process).")] = ",".join(map(str, BENCH_BATCHES)),
     input: Annotated[str | None, typer.Option("--input", metavar="CxHxW[,...]", help="Inputs CxHxW, comma-separated; default: each model's own.", show_default=False)] = None,
-    mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = "infer,train",
-    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = "fp32",
+    mode: Annotated[str, typer.Option("--mode", metavar="MODES", help="infer (eval, inference_mode) and/or train (forward+loss+backward).")] = ",".join(DEFAULT_MODES),
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPES", help="fp32, bf16, fp16 (bf16/fp16 under autocast), comma-separated.")] = ",".join(DEFAULT_DTYPES),
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels-last memory format.")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="Same as --backend compile.")] = False,
     backend: BackendOption = None,
@@ -101,8 +101,8 @@ def bench_command(
     n_threads = _one_thread_count(threads)
     backends = parse_backends(backend, compile, compile_mode)
     precision, max_time = quick_defaults(quick, precision, max_time)
-    precision_value = parse_fraction(precision, "--precision")
-    max_time_s = parse_seconds(max_time, "--max-time")
+    options = measure_options(precision, max_time)
+    max_time_s = options.max_time_s
     if resume and out_file is None:
         raise UsageError("--resume needs --out FILE: the CSV of the sweep to continue.")
     overrides = parse_set(set_)  # every model's: one that has no such argument is an error
@@ -125,8 +125,6 @@ def bench_command(
     from archbench.sweep.maxbatch import plan_with_max
     from archbench.sweep.recording import Recording
     from archbench.sweep.run import run_sweep
-    from archbench.timing.options import MeasureOptions
-
     cells = plan_with_max(model_specs, devices, batches, inputs, modes, dtypes, channels_last, False, n_threads,
                           settings=search_settings, previous=stored_rows(out_csv) if resume else (),
                           on_probe=print_probe, backends=backends)
@@ -142,7 +140,7 @@ def bench_command(
         recording = None if store is None else Recording(
             store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
             resume=resume and out_csv.exists(), listener=listener)  # a deleted CSV's run is not continued
-        result = run_sweep(cells, out_csv, resume=resume, options=MeasureOptions(precision_value, max_time_s),
+        result = run_sweep(cells, out_csv, resume=resume, options=options,
                            listener=listener if recording is None else recording,
                            caches=None if recording is None else recording.caches,
                            interleave=None if no_interleave else Interleaving(model_specs[0].name))

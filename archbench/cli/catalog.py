@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.catalog.refs import AmbiguousModelWarning, ModelReferenceError, code_reference
+from archbench.catalog.grammar import AmbiguousModelWarning, ModelReferenceError, code_reference
 from archbench.catalog.registry import SOURCES, get_spec, list_models
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError, quoted

@@ -19,7 +19,17 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archbench.cli._common import QuickOption, SetOption, SpecsOption, err, model_options, out, out_path, quick_defaults
+from archbench.cli._common import (
+    QuickOption,
+    SetOption,
+    SpecsOption,
+    err,
+    measure_options,
+    model_options,
+    out,
+    out_path,
+    quick_defaults,
+)
 from archbench.cli.backends import BackendOption, CompileModeOption, parse_backends
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.collect import (
@@ -48,8 +58,9 @@ from archbench.cli.memory import (
     search_options,
 )
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
-from archbench.parsing import parse_batches, parse_choices, parse_fraction, parse_inputs, parse_seconds, parse_set
-from archbench.study import DTYPE_CHOICES, MODE_CHOICES, StudyOptions
+from archbench.parsing import parse_batches, parse_choices, parse_inputs, parse_set
+from archbench.rows import DTYPES, MODES
+from archbench.study import DEFAULT_BATCHES, DEFAULT_DEVICES, DEFAULT_DTYPES, DEFAULT_MODES
 
 _GRID_OPTIONS = ("--batch", "--input", "--device", "--mode", "--dtype", "--reference", "--title")
 
@@ -100,8 +111,6 @@ def compare_command(
                   if value is not None}
     if quick:  # the preset, written out: the reproduce command says what was measured
         precision, max_time = quick_defaults(quick, precision, max_time)
-    max_time_s = parse_seconds(max_time, "--max-time") if max_time is not None else None
-    precision_value = parse_fraction(precision, "--precision") if precision is not None else None
     if models and study is not None:
         raise UsageError("give either models to compare or --study FILE, not both.")
     if reference is not None and not reference.strip():
@@ -125,9 +134,9 @@ def compare_command(
             models,
             devices=_devices(device),
             inputs=parse_inputs(input, "--input") if input is not None else None,
-            batches=parse_batches(_or_default(batch, "1,8"), "--batch"),
-            modes=parse_choices(_or_default(mode, "infer,train"), "--mode", MODE_CHOICES),
-            dtypes=parse_choices(_or_default(dtype, "fp32"), "--dtype", DTYPE_CHOICES),
+            batches=parse_batches(_or_default(batch, ",".join(map(str, DEFAULT_BATCHES))), "--batch"),
+            modes=parse_choices(_or_default(mode, ",".join(DEFAULT_MODES)), "--mode", MODES),
+            dtypes=parse_choices(_or_default(dtype, ",".join(DEFAULT_DTYPES)), "--dtype", DTYPES),
             reference=reference,
             title=title or "",
             args=overrides,
@@ -135,7 +144,8 @@ def compare_command(
         )
     else:
         the_study = load_study(find_study(study) if study is not None else default_study_path())
-    the_study = _with_options(the_study, max_time_s, precision_value, interleave=False if no_interleave else None)
+    the_study = _with_options(the_study, measure_options(precision, max_time, the_study.options.measure),
+                              interleave=False if no_interleave else None)
     the_study = _with_search(the_study, memory_limit, max_batch)
     if backend is not None or compile_mode is not None:  # a grid axis, given here for a study file too
         backends = parse_backends(backend, False, compile_mode)
@@ -243,18 +253,13 @@ def _or_default(value: str | None, default: str) -> str:
 def _devices(text: str | None) -> list[str]:
     from archbench.timing.devices import parse_devices
 
-    return parse_devices(_or_default(text, "cpu"))
+    return parse_devices(_or_default(text, ",".join(DEFAULT_DEVICES)))
 
 
-def _with_options(study, max_time_s: float | None, precision: float | None, interleave: bool | None = None):
-    import dataclasses
-
-    given = (("max_time_s", max_time_s), ("precision", precision), ("interleave", interleave))
-    changes = {k: v for k, v in given if v is not None}
-    if not changes:
-        return study
-    options: StudyOptions = dataclasses.replace(study.options, **changes)
-    return dataclasses.replace(study, options=options)
+def _with_options(study, measure, interleave: bool | None = None):
+    """The study measured with ``measure`` (its own, with --precision/--max-time over it)."""
+    changes = {"measure": measure, **({"interleave": interleave} if interleave is not None else {})}
+    return dataclasses.replace(study, options=dataclasses.replace(study.options, **changes))
 
 
 def _with_search(study, memory_limit: str | None, max_batch: str | None):
@@ -300,7 +305,7 @@ def study_plan(study, out_dir: Path | None):
     from archbench.runs.compare import report_dir
 
     where = f"{out_dir if out_dir is not None else report_dir(study)}/"
-    budget = study.options.max_time_s if study.options.max_time_s is not None else math.inf
+    budget = study.options.measure.budget_s
     return Plan(len(study.models) * sum(sizes), axes, budget, where)
 
 

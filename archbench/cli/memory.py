@@ -2,7 +2,7 @@
 within a budget; and what ``bench``/``compare`` share for ``--batch max`` (``--memory-limit``, ``--max-batch``,
 how a found batch is shown).
 
-Thin: parse, call :func:`archbench.costs.memory_estimate.estimate_memory` (and, with ``--measure``,
+Thin: parse, call :func:`archbench.memory_estimate.estimate_memory` (and, with ``--measure``,
 :func:`archbench.sweep.maxbatch.measure_step_peak`), render a table.
 """
 
@@ -22,7 +22,7 @@ from archbench.errors import UsageError
 from archbench.parsing import MAX_BATCH, parse_bytes, parse_choices, parse_input, parse_positive_ints, parse_set
 from archbench.units import fmt_int, mib
 
-OPTIMIZER_CHOICES = ("none", "sgd", "sgd-momentum", "adam", "adamw")  # as archbench.costs.memory_estimate.OPTIMIZERS
+OPTIMIZER_CHOICES = ("none", "sgd", "sgd-momentum", "adam", "adamw")  # as archbench.memory_estimate.OPTIMIZERS
 PART_LABELS = {"parameters": "parameters + buffers", "gradients": "gradients", "optimizer": "optimizer state",
                "inputs": "inputs", "activations": "activations saved for backward", "workspace": "workspace (transient)"}
 
@@ -140,7 +140,7 @@ def memory_command(
 
     with model_name_warnings():
         source = resolve_model(model, extra_dirs=specs or (), args=overrides, inputs=inputs_ref)
-    from archbench.costs.memory_estimate import estimate_memory  # imports torch
+    from archbench.memory_estimate import estimate_memory  # imports torch
 
     with err.status(f"measuring a step of {source.name} at two small batches ...", spinner="dots"):
         first = estimate_memory(source, shape, batch=batches[0], mode=modes[0], dtype=dtypes[0], optimizer=the_optimizer)

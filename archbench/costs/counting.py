@@ -25,29 +25,19 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import warnings
 import weakref
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
+from torch.utils._pytree import tree_leaves
 
-from archbench.costs.formulas import (
-    FREE,
-    MACS,
-    NORM_POOL,
-    Formula,
-    evaluate,
-    formula_for,
-    is_free,
-    load_plugins,
-    op_name,
-)
+from archbench.costs.formula_registry import evaluate, formula_for, is_free, load_plugins, op_name
+from archbench.costs.formulas import FREE, MACS, NORM_POOL, Formula
 
 aten = torch.ops.aten
 
@@ -70,78 +60,6 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(saved)
         for module, training in modes:
             module.training = training
-
-
-# ------------------------------------------------------------------------------------------ fvcore
-
-
-@dataclass(frozen=True)
-class FvcoreCounts:
-    """fvcore's forward count (MACs) in total and by operator, and the ops it ran but could not count."""
-
-    macs: int
-    by_operator: dict[str, int]
-    uncounted_ops: dict[str, int]
-    uncalled_modules: frozenset[str] = frozenset()  # modules the eval-mode forward never called
-
-
-def fvcore_counts(model: nn.Module, inputs: tuple, kwargs: Mapping[str, Any] | None = None) -> FvcoreCounts:
-    """fvcore's ``FlopCountAnalysis`` of one eval-mode forward (its jit trace) of ``model(*inputs, **kwargs)``,
-    warnings silenced.
-
-    fvcore falls short in three ways we wrap: its import and trace emit torch.jit deprecation warnings,
-    it reports skipped ops only as warnings (we silence those and return the skipped ops instead), and its
-    trace takes positional inputs only (keyword inputs go through :class:`_KeywordCall`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis
-
-        traced, tensors = (model, inputs) if not kwargs else _KeywordCall.wrapping(model, inputs, kwargs)
-        # Grad stays enabled: under no_grad, nn.MultiheadAttention takes its fused fast path, which
-        # fvcore cannot see into (ViT's attention projections would go uncounted).
-        with preserved_state(model), torch.inference_mode(False), torch.enable_grad():
-            model.eval()
-            analysis = FlopCountAnalysis(traced, tensors)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-            macs = int(analysis.total())
-            by_operator = {name: int(v) for name, v in analysis.by_operator().items() if v}
-            uncounted = _strip_aten(analysis.unsupported_ops())
-            uncalled = frozenset(analysis.uncalled_modules())
-    if traced is not model:  # the wrapper's names: "model.blocks.0" -> "blocks.0"
-        uncalled = frozenset(_KeywordCall.inner_name(name) for name in uncalled)
-    return FvcoreCounts(macs, by_operator, uncounted, uncalled)
-
-
-class _KeywordCall(nn.Module):
-    """Calls ``model(*args, **kwargs)`` from the tensors of that call given positionally (the other values
-    fixed), so that fvcore's jit trace, which passes positional inputs only, can trace a keyword call."""
-
-    def __init__(self, model: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self._leaves, self._structure = tree_flatten((tuple(args), dict(kwargs)))
-        self._slots = [i for i, leaf in enumerate(self._leaves) if isinstance(leaf, torch.Tensor)]
-
-    @classmethod
-    def wrapping(cls, model: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> tuple[_KeywordCall, tuple]:
-        """The wrapper and the tensors to trace it with."""
-        wrapper = cls(model, args, kwargs)
-        return wrapper, tuple(wrapper._leaves[i] for i in wrapper._slots)
-
-    @staticmethod
-    def inner_name(name: str) -> str:
-        return "" if name == "model" else name.removeprefix("model.")
-
-    def forward(self, *tensors: torch.Tensor) -> Any:
-        leaves = list(self._leaves)
-        for slot, tensor in zip(self._slots, tensors):
-            leaves[slot] = tensor
-        args, kwargs = tree_unflatten(leaves, self._structure)
-        return self.model(*args, **kwargs)
-
-
-def _strip_aten(ops: Counter) -> dict[str, int]:
-    return {str(op).removeprefix("aten::"): int(n) for op, n in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 # ------------------------------------------------------------------------------ dispatch modes

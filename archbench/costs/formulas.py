@@ -32,12 +32,11 @@ one); those ops count in ``macs`` unless registered with another ``kind``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_map
 
 from archbench.errors import ArchbenchError
 
@@ -84,7 +83,7 @@ def _first_shape(value):
     return None
 
 
-def _torch_macs(torch_formula: Callable[..., int]) -> Callable[..., int]:
+def torch_macs(torch_formula: Callable[..., int]) -> Callable[..., int]:
     """One of torch's FLOP formulas (tensors and ``out_val``) in MACs."""
     return lambda *args, out_val=None, **kwargs: torch_formula(*args, out_val=out_val, **kwargs) // 2
 
@@ -259,11 +258,11 @@ def _layer_or_group_norm(affine_index: int) -> Callable[..., int]:
     return formula
 
 
-def _input_elements(x_shape, *args, out_shape=None, **kwargs) -> int:
+def input_elements(x_shape, *args, out_shape=None, **kwargs) -> int:
     return _numel(x_shape)
 
 
-def _output_elements(factor: int) -> Callable[..., int]:
+def output_elements(factor: int) -> Callable[..., int]:
     return lambda *args, out_shape=None, **kwargs: factor * _numel(_first_shape(out_shape))
 
 
@@ -274,7 +273,7 @@ def _pool_window(x_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
 def _interpolation(points: int) -> Callable[..., int]:
     """Upsampling: one MAC per interpolation point of each output element (fvcore's rule: nearest 1,
     bilinear 4; by the same rule linear 2, bicubic 16, trilinear 8)."""
-    return _output_elements(points)
+    return output_elements(points)
 
 
 def _elements_of(index: int) -> Callable[..., int]:
@@ -295,12 +294,12 @@ FVCORE_FORMULAS: dict[Any, Formula] = {
         aten.cudnn_batch_norm, aten.miopen_batch_norm)},
     aten.native_layer_norm: Formula(NORM_POOL, _layer_or_group_norm(2), "fvcore"),
     aten.native_group_norm: Formula(NORM_POOL, _layer_or_group_norm(1), "fvcore"),
-    aten._adaptive_avg_pool2d: Formula(NORM_POOL, _input_elements, "fvcore"),
-    aten._adaptive_avg_pool3d: Formula(NORM_POOL, _input_elements, "fvcore"),
+    aten._adaptive_avg_pool2d: Formula(NORM_POOL, input_elements, "fvcore"),
+    aten._adaptive_avg_pool3d: Formula(NORM_POOL, input_elements, "fvcore"),
     # adaptive average pooling to 1x1 runs as mean over the spatial dimensions
-    aten.mean: Formula(NORM_POOL, _input_elements, "fvcore (adaptive_avg_pool2d)"),
-    aten.upsample_nearest2d: Formula(NORM_POOL, _output_elements(1), "fvcore"),
-    aten.upsample_bilinear2d: Formula(NORM_POOL, _output_elements(4), "fvcore"),
+    aten.mean: Formula(NORM_POOL, input_elements, "fvcore (adaptive_avg_pool2d)"),
+    aten.upsample_nearest2d: Formula(NORM_POOL, output_elements(1), "fvcore"),
+    aten.upsample_bilinear2d: Formula(NORM_POOL, output_elements(4), "fvcore"),
     **{op: Formula(NORM_POOL, _interpolation(points), "fvcore's rule (one per interpolation point)") for op, points in (
         (aten.upsample_nearest1d, 1), (aten.upsample_nearest3d, 1), (aten._upsample_nearest_exact1d, 1),
         (aten._upsample_nearest_exact2d, 1), (aten._upsample_nearest_exact3d, 1), (aten.upsample_linear1d, 2),
@@ -308,11 +307,11 @@ FVCORE_FORMULAS: dict[Any, Formula] = {
         (aten._upsample_bicubic2d_aa, 16))},
 }
 CONVENTIONAL_FORMULAS: dict[Any, Formula] = {
-    **{op: Formula(OTHER, _output_elements(3), "conventional") for op in (
+    **{op: Formula(OTHER, output_elements(3), "conventional") for op in (
         aten._softmax, aten._log_softmax, aten._safe_softmax)},
     **{op: Formula(OTHER, _pool_window, "conventional") for op in (
         aten.max_pool2d_with_indices, aten.avg_pool2d, aten.max_pool2d, aten.max_pool3d_with_indices)},
-    **{op: Formula(OTHER, _output_elements(1), "conventional") for op in (
+    **{op: Formula(OTHER, output_elements(1), "conventional") for op in (
         aten.add, aten.add_, aten.sub, aten.sub_, aten.mul, aten.mul_, aten.div, aten.div_, aten.rsub,
         aten.native_dropout, aten.bernoulli_, aten.bernoulli, aten.addcmul, aten.addcdiv, aten.lerp,
         # activations torch does not tag pointwise
@@ -320,7 +319,7 @@ CONVENTIONAL_FORMULAS: dict[Any, Formula] = {
         aten.leaky_relu_, aten.elu_, aten.mish_, aten.softplus, aten.glu, aten.prelu, aten._prelu_kernel,
         aten.clamp_, aten.clamp_min_, aten.clamp_max_)},
     # cheap arithmetic that is neither pointwise nor a reduction: one operation per element added
-    **{op: Formula(OTHER, _input_elements, "conventional") for op in (aten.cumsum, aten.cumsum_, aten.cumprod,
+    **{op: Formula(OTHER, input_elements, "conventional") for op in (aten.cumsum, aten.cumsum_, aten.cumprod,
                                                                        aten.cumprod_, aten.col2im)},
     **{op: Formula(OTHER, _elements_of(2), "conventional") for op in (
         aten.scatter_add, aten.scatter_add_, aten.scatter_reduce, aten.scatter_reduce_)},
@@ -348,131 +347,3 @@ FREE_OPS = frozenset({
     "replication_pad2d", "replication_pad3d", "scatter", "scatter_", "unsafe_split", "unsafe_split_with_sizes",
     "unsafe_chunk", "_cudnn_rnn_flatten_weight", "transpose_", "t_", "squeeze_", "unsqueeze_", "swapdims_",
 })
-
-_USER_FORMULAS: dict[Any, Formula] = {}
-_plugins_loaded = False
-
-
-# ------------------------------------------------------------------------------------ registry
-
-
-def register_flop_formula(op: Any, fn: Callable[..., int], kind: str = MACS, source: str | None = None) -> None:
-    """Count ``op`` (``torch.ops.ns.name``, an overload of it, or ``"ns::name"``) with ``fn``.
-
-    ``fn`` gets the op's arguments with every tensor replaced by its shape, and ``out_shape`` (the
-    output's shape, or a tuple of them); it returns MACs for ``kind`` ``"macs"`` (the primary total)
-    or ``"norm_pool"``, operations for ``"other"``. An op can have one user formula: registering it
-    twice raises :class:`FormulaError`. A user formula replaces torch's or archbench's for that op."""
-    packet = _packet(op)
-    if kind not in KINDS:
-        raise FormulaError(f"kind {kind!r} for {op} is not one of {', '.join(KINDS)}.")
-    if packet in _USER_FORMULAS:
-        raise FormulaError(f"a FLOP formula for {_name(packet)} is already registered "
-                           f"({_USER_FORMULAS[packet].source}): register each op once.")
-    label = source or f"user ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)})"
-    _USER_FORMULAS[packet] = Formula(kind, fn, label)
-
-
-def unregister_flop_formula(op: Any) -> None:
-    """Remove a user formula (the op falls back to torch's or archbench's, if any)."""
-    _USER_FORMULAS.pop(_packet(op), None)
-
-
-def _packet(op: Any):
-    if isinstance(op, str):
-        namespace, _, name = op.partition("::")
-        try:
-            return getattr(getattr(torch.ops, namespace), name)
-        except (AttributeError, RuntimeError) as error:
-            raise FormulaError(f"op {op!r} is not a registered torch op: load the library that defines it "
-                               "before registering its formula.") from error
-    if isinstance(op, torch._ops.OpOverload):
-        return op.overloadpacket
-    if isinstance(op, torch._ops.OpOverloadPacket):
-        return op
-    raise FormulaError(f"{op!r} is not a torch op: expected torch.ops.<namespace>.<name> or 'namespace::name'.")
-
-
-def load_plugins() -> None:
-    """Register the formulas of the ``archbench.flop_formulas`` entry points (once per process)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
-        formulas: Mapping = loaded() if callable(loaded) and not isinstance(loaded, Mapping) else loaded
-        for op, fn in formulas.items():
-            register_flop_formula(op, fn, source=f"plugin {entry.name} ({entry.value})")
-
-
-def _name(packet) -> str:
-    qualified = packet._qualified_op_name  # "aten::mm"
-    return qualified.removeprefix("aten::")
-
-
-def formula_for(func) -> Formula | None:
-    """The formula for one dispatched op (an OpOverload): a user's, archbench's, torch's, fvcore's or a
-    conventional one, in that order; ``None`` for ops with no arithmetic or no formula (see
-    :func:`is_free`)."""
-    packet = func.overloadpacket
-    found = (_USER_FORMULAS.get(packet) or ARCHBENCH_FORMULAS.get(packet) or RNN_FORMULAS.get(packet)
-             or _torch_formula(packet) or FVCORE_FORMULAS.get(packet) or OVERLOAD_FORMULAS.get(func)
-             or CONVENTIONAL_FORMULAS.get(packet))
-    if found is not None:
-        return found
-    if _name(packet) in FREE_OPS or func.is_view:
-        return None
-    if _is_pointwise(func) or _name(packet).endswith(("_backward", "_backward_data")):
-        return _ELEMENTWISE
-    if torch.Tag.reduction in func.tags:
-        return _REDUCTION
-    return None
-
-
-def _is_pointwise(func) -> bool:
-    """Tagged pointwise, or the in-place variant (``hardswish_``) of a pointwise op."""
-    if torch.Tag.pointwise in func.tags:
-        return True
-    name = _name(func.overloadpacket)
-    functional = getattr(aten, name[:-1], None) if name.endswith("_") else None
-    return functional is not None and any(
-        torch.Tag.pointwise in getattr(functional, overload).tags for overload in functional.overloads())
-
-
-_ELEMENTWISE = Formula(OTHER, _output_elements(1), "conventional")
-_REDUCTION = Formula(OTHER, _input_elements, "conventional")
-_TORCH_CACHE: dict[Any, Formula | None] = {}
-
-
-def _torch_formula(packet) -> Formula | None:
-    if packet not in _TORCH_CACHE:
-        from torch.utils.flop_counter import flop_registry
-
-        raw = flop_registry.get(packet)
-        _TORCH_CACHE[packet] = Formula(MACS, _torch_macs(raw), "torch", raw=True) if raw is not None else None
-    return _TORCH_CACHE[packet]
-
-
-def is_free(func) -> bool:
-    """Whether an op without a formula does no arithmetic (a view, copy, fill, allocation)."""
-    name = _name(func.overloadpacket)
-    return name in FREE_OPS or func.is_view or name.endswith(("_copy", "_copy_"))
-
-
-def evaluate(formula: Formula, args, kwargs, out) -> int:
-    """``formula`` on one call: tensors replaced by their shapes."""
-    if formula.raw:
-        return int(formula.fn(*args, out_val=out, **kwargs))
-    args, kwargs, out_shape = tree_map(_shape_of, (args, kwargs, out))
-    return int(formula.fn(*args, out_shape=out_shape, **kwargs))
-
-
-def _shape_of(value):
-    return value.shape if isinstance(value, torch.Tensor) else value
-
-
-def op_name(func) -> str:
-    return _name(func.overloadpacket)

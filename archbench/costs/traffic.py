@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from archbench.costs.counting import OpCounter, OpCounts, _defer_dynamo_import, preserved_state
-from archbench.costs.formulas import MACS, NORM_POOL, OTHER, op_name
+from archbench.costs.formula_registry import op_name
+from archbench.costs.formulas import MACS, NORM_POOL, OTHER
 
 _ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_",
                           "set_", "lift_fresh", "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel"})

@@ -179,7 +179,7 @@ class Collector:
 
     def fail(self, keys: Iterable[CellKey], reason: Callable[[CellKey], str]) -> None:
         """Error rows for the cells of ``keys`` that have none, each with ``reason(key)``."""
-        from archbench.sweep.run import cell_identity
+        from archbench.sweep.cell_measure import cell_identity
 
         for key in keys:
             if key in self.cells and key not in self.done:
@@ -256,7 +256,8 @@ class ShardedExecutor:
 
     def run(self, cells, out_csv, *, resume: bool, options: MeasureOptions = MeasureOptions(), listener: Any = None,
             caches=None, interleave=None, work_dir: str | Path | None = None):
-        from archbench.sweep.run import RunCaches, SweepResult, check_buildable
+        from archbench.sweep.cell_measure import RunCaches
+        from archbench.sweep.run import SweepResult, check_buildable
 
         out_csv, cells = Path(out_csv), tuple(cells)
         work_dir = Path(work_dir) if work_dir is not None else default_work_dir(out_csv)

@@ -71,8 +71,9 @@ def run_work_unit(unit_path: str | Path, *, listener: Any = None) -> ShardConten
     records, _ = read_shard(writer.path)
     already = shard_contents(records).keys
     writer.write("start", **_process_facts(unit))
+    from archbench.sweep.cell_measure import RunCaches
     from archbench.sweep.interleave import Interleaving
-    from archbench.sweep.run import RunCaches, run_sweep
+    from archbench.sweep.run import run_sweep
     from archbench.timing.peak import DevicePeaks
 
     cells = unit_cells(unit)

@@ -142,7 +142,7 @@ def method_section(data: ReportData) -> list[str]:
 
 
 def precision_section(data: ReportData) -> list[str]:
-    options = data.study.options
+    options = data.study.options.measure
     summary = tables.precision_summary(data.rows)
     budget = f"{options.max_time_s:g} s" if options.max_time_s else "no time limit"
     lines = [

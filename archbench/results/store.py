@@ -916,6 +916,7 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
     from archbench.parsing import parse_input
     from archbench.results.data import ModelInfo, ReportData
     from archbench.study import Grid, Study, StudyOptions
+    from archbench.timing.options import MeasureOptions
 
     rows = tuple(rows)
 
@@ -927,9 +928,13 @@ def rows_report_data(rows: Iterable[ResultRow], *, name: str, title: str = "", e
     grid = Grid(devices=values("device"), inputs=tuple(parse_input(i) for i in values("input")),
                 batches=tuple(sorted(values("batch"))), modes=values("mode"), dtypes=values("dtype"),
                 backends=values("backend"))
-    options = StudyOptions(max_time_s=first.max_time_s if math.isfinite(first.max_time_s) else None,
-                           precision=first.precision, min_samples=first.min_samples,
-                           channels_last=first.channels_last, compiled=first.compiled, threads=first.threads or None)
+    try:
+        measure = MeasureOptions(first.precision, first.max_time_s if math.isfinite(first.max_time_s) else None,
+                                 first.min_samples)
+    except ValueError:  # rows that do not record their options
+        measure = MeasureOptions()
+    options = StudyOptions(measure, channels_last=first.channels_last, compiled=first.compiled,
+                           threads=first.threads or None)
     infos = tuple(ModelInfo(m, "", "", next(r.input for r in rows if r.model == m)) for m in models)
     study = Study(name, models, grid, options, title=title or " vs ".join(models))
     return ReportData(study, rows, infos, environments=tuple(environments), peaks_tflops=dict(peaks_tflops or {}),

@@ -77,7 +77,7 @@ class Prober:
 
         from archbench.catalog.spec import model_from_json
         from archbench.parsing import parse_input
-        from archbench.sweep.run import warm_process
+        from archbench.sweep.cell_measure import warm_process
 
         self.source = model_from_json(setup["model"])
         self.device, self.mode, self.dtype = setup["device"], setup["mode"], setup["dtype"]
@@ -130,8 +130,8 @@ class Prober:
     def _run(self, batch: int) -> None:
         import torch
 
-        from archbench.costs.memory_estimate import make_optimizer, training_step
-        from archbench.sweep.run import cell_inputs
+        from archbench.memory_estimate import make_optimizer, training_step
+        from archbench.sweep.cell_measure import cell_inputs
 
         cell = _CellView(self.source, self.device, self.input, batch, self.dtype, self.channels_last)
         model = self.source.build(self.device)
@@ -154,7 +154,7 @@ class Prober:
 
 
 class _CellView:
-    """What :func:`archbench.sweep.run.cell_inputs` reads of a cell."""
+    """What :func:`archbench.sweep.cell_measure.cell_inputs` reads of a cell."""
 
     def __init__(self, source, device, input, batch, dtype, channels_last):
         self.source, self.device, self.input, self.batch = source, device, input, batch

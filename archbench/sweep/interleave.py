@@ -46,8 +46,8 @@ from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
 
 if TYPE_CHECKING:
+    from archbench.sweep.cell_measure import RunCaches
     from archbench.sweep.cells import Cell
-    from archbench.sweep.run import RunCaches
 
 Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
 WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memory window closes
@@ -298,10 +298,9 @@ def interleave(
 
     began = clock() - spent_s
     budget_s = options.budget_s * len(names)
-    min_rounds = max(1, int(options.min_samples))
     with _gc_paused():
         while True:
-            stop = _stop_reason(state, options, min_rounds, clock() - began, budget_s, burst)
+            stop = _stop_reason(state, options, clock() - began, budget_s, burst)
             if stop:
                 return state.result(stop, clock() - began, options.precision)
             state.play(rng, burst)
@@ -319,20 +318,15 @@ def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions
     phase(name, WARMED_UP)
 
 
-def _stop_reason(state: _Rounds, options: MeasureOptions, min_rounds: int, elapsed_s: float, budget_s: float,
-                 burst: Burst) -> str:
-    """Why the rounds stop now, or ``""`` to play another."""
+def _stop_reason(state: _Rounds, options: MeasureOptions, elapsed_s: float, budget_s: float, burst: Burst) -> str:
+    """Why the rounds stop now, or ``""`` to play another: the timer's rule (:meth:`MeasureOptions.stop_reason`)
+    over rounds — ``min_samples`` counts rounds, ``max_samples`` a model's samples, the budget is every
+    model's — or ``failed`` when no model is left."""
     if not state.active:
         return "failed"
-    if any(len(state.samples[name]) >= options.max_samples for name in state.active):
-        return "max_samples"
-    if len(state.orders) < min_rounds:
-        return ""
-    if state.precise(options.precision):
-        return "precision"
-    if elapsed_s + state.round_s(burst) > budget_s:
-        return "max_time"
-    return ""
+    return options.stop_reason(samples=max(len(state.samples[name]) for name in state.active), rounds=len(state.orders),
+                               precise=state.precise, spent_s=lambda: elapsed_s, next_s=state.round_s(burst),
+                               budget_s=budget_s)
 
 
 # ---------------------------------------------------------------------------------- a grid point
@@ -349,7 +343,7 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     is an ``unsupported`` row and takes no part; a model that fails is an ``oom``/``error`` row."""
     import torch
 
-    from archbench.sweep.run import PreparedCell, cell_identity
+    from archbench.sweep.cell_measure import PreparedCell, cell_identity
     from archbench.timing.backends import unsupported_backend
     from archbench.timing.devices import unsupported_dtype
     from archbench.timing.memory import MemoryTracker
@@ -411,7 +405,7 @@ def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.sweep.run import _sig  # the rows' significant digits
+    from archbench.sweep.cell_measure import _sig  # the rows' significant digits
 
     if estimate is None:
         return {}

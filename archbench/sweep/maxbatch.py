@@ -1,7 +1,7 @@
 """``--batch max``: the largest batch whose step runs within the device's memory (or a memory limit), found
 before the cell is timed, in a process of its own.
 
-1. **Predict** from the memory the step needs per part (:mod:`archbench.costs.memory_estimate`: parameters,
+1. **Predict** from the memory the step needs per part (:mod:`archbench.memory_estimate`: parameters,
    gradients, activations saved for backward — measured at two small batches — and workspace): the largest
    batch whose estimate is within the budget (the limit; on CUDA the device's free memory).
 2. **Confirm** in a worker process (:mod:`archbench.sweep.batch_probe`, started like the local pool's
@@ -293,12 +293,12 @@ def available_bytes() -> int | None:
 
 
 def predicted_batch(cell, budget_bytes: float | None) -> int:
-    """The largest batch the estimate of ``cell``'s step (:mod:`archbench.costs.memory_estimate`, measured on
+    """The largest batch the estimate of ``cell``'s step (:mod:`archbench.memory_estimate`, measured on
     the CPU) puts within ``budget_bytes``; 0 when there is no budget or the estimate cannot be made."""
     if budget_bytes is None or not math.isfinite(budget_bytes):
         return 0
     try:
-        from archbench.costs.memory_estimate import estimate_memory
+        from archbench.memory_estimate import estimate_memory
 
         estimate = estimate_memory(cell.source, cell.input, batch=1, mode=cell.mode, dtype=cell.dtype)
         return estimate.largest_batch(budget_bytes)
@@ -409,7 +409,7 @@ def measure_step_peak(source, input, batch: int, *, mode: str = "train", dtype: 
     """The measured peak memory of ``source``'s step at ``batch`` (with ``optimizer``'s step after it), in a fresh
     worker process: the peak resident set above the process's before the model was built on the CPU,
     ``max_memory_allocated`` above the same point on CUDA (:class:`archbench.timing.memory.MemoryTracker`).
-    ``fits`` is False when memory ran out. The check of :mod:`archbench.costs.memory_estimate`."""
+    ``fits`` is False when memory ran out. The check of :mod:`archbench.memory_estimate`."""
     from archbench.sweep.cells import Cell
 
     cell = Cell(source.name, source, device, mode, int(batch), tuple(input or source.input), dtype, threads=threads)

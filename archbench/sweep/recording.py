@@ -10,7 +10,7 @@ from typing import Any
 from archbench.errors import StoreError
 from archbench.results.store import Store, StoreRecorder, stored_device_peaks
 from archbench.rows import ResultRow
-from archbench.sweep.run import RunCaches
+from archbench.sweep.cell_measure import RunCaches
 
 
 class Recording(StoreRecorder):

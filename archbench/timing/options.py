@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DEFAULT_PRECISION = 0.03  # stop once the 95% CI of the median is within ±3% of it
@@ -44,24 +45,53 @@ class MeasureOptions:
     max_samples: int = DEFAULT_MAX_SAMPLES
     warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
 
+    EXPECTED = {  # what each field may be (the CLI and study files say it of their own option)
+        "precision": "a fraction between 0 and 1 (0.02 means ±2%)",
+        "max_time_s": "a positive number of seconds, or None",
+        "min_samples": "a positive integer",
+        "max_samples": "a positive integer, at least min_samples",
+    }
+
     def __post_init__(self) -> None:
+        """The one check of the measurement options, whoever gives them (the API, the CLI, a study file): an
+        :class:`~archbench.arguments.ArgumentError` naming the field (also a ``ValueError``)."""
         from archbench import arguments as check  # types first: a string here would fail inside a comparison
 
-        check.number(self.precision, "precision", "a fraction between 0 and 1 (0.02 means ±2%)")
+        expected = self.EXPECTED
+        check.number(self.precision, "precision", expected["precision"])
         if self.max_time_s is not None:
-            check.number(self.max_time_s, "max_time_s", "a positive number of seconds, or None")
-        check.integer(self.min_samples, "min_samples")
-        check.integer(self.max_samples, "max_samples")
+            check.number(self.max_time_s, "max_time_s", expected["max_time_s"])
+        check.integer(self.min_samples, "min_samples", what=expected["min_samples"])
+        check.integer(self.max_samples, "max_samples", what=expected["max_samples"])
         check.instance(self.warmup, "warmup", WarmupPolicy, "a WarmupPolicy")
         if not 0 < self.precision < 1:
-            raise ValueError(f"precision {self.precision!r} is not a fraction between 0 and 1 (0.02 means ±2%).")
+            raise check.out_of_range("precision", expected["precision"], self.precision)
         if self.max_time_s is not None and not self.max_time_s > 0:
-            raise ValueError(f"max_time_s {self.max_time_s!r} is not a positive number of seconds (or None).")
-        if int(self.min_samples) < 1 or int(self.max_samples) < int(self.min_samples):
-            raise ValueError(f"min_samples {self.min_samples!r} and max_samples {self.max_samples!r} must satisfy "
-                             "1 <= min_samples <= max_samples.")
+            raise check.out_of_range("max_time_s", expected["max_time_s"], self.max_time_s)
+        if self.max_samples < self.min_samples:
+            raise check.out_of_range("max_samples", f"at least min_samples ({self.min_samples})", self.max_samples)
 
     @property
     def budget_s(self) -> float:
         """``max_time_s`` as a number (``inf`` without a budget), as rows record it."""
         return math.inf if self.max_time_s is None else float(self.max_time_s)
+
+    def stop_reason(self, *, samples: int, precise: Callable[[float], bool], spent_s: Callable[[], float],
+                    next_s: float, rounds: int | None = None, budget_s: float | None = None) -> str:
+        """THE stopping rule, for a cell timed alone (:func:`archbench.timing.timer.measure`) and for models
+        timed in rounds (:func:`archbench.sweep.interleave.interleave`): why sampling stops now —
+        ``precision``, ``max_time`` or ``max_samples`` — or ``""`` to take another sample (or round).
+
+        ``samples``: taken so far (in rounds, the most any model has); ``rounds``: what ``min_samples``
+        counts (default: the samples); before ``min_samples`` only ``max_samples`` stops. Then the precision
+        target (``precise(precision)``: the CI is within it), then the budget — ``budget_s`` (default
+        ``max_time_s``; ``None``: none) would be overrun by ``spent_s()`` plus the next ``next_s`` — then
+        ``max_samples``."""
+        if (samples if rounds is None else rounds) < self.min_samples:
+            return "max_samples" if samples >= self.max_samples else ""
+        if precise(self.precision):
+            return "precision"
+        budget = self.max_time_s if budget_s is None else budget_s
+        if budget is not None and spent_s() + next_s > budget:
+            return "max_time"
+        return "max_samples" if samples >= self.max_samples else ""

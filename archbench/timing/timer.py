@@ -79,9 +79,8 @@ def measure(
 
     At least ``min_samples`` samples and one warm-up iteration are always taken, even past
     ``max_time_s``; beyond those, no iteration is started that the budget could not finish (estimated
-    from the median so far)."""
-    precision, max_time_s, warmup = options.precision, options.max_time_s, options.warmup
-    min_samples, max_samples = max(1, int(options.min_samples)), int(options.max_samples)
+    from the median so far): :meth:`MeasureOptions.stop_reason`, the one stopping rule."""
+    max_time_s, warmup = options.max_time_s, options.warmup
     sample = sampler if sampler is not None else make_sampler(step, device)
     began = clock()
     elapsed = lambda: clock() - began  # noqa: E731
@@ -104,26 +103,28 @@ def measure(
     if on_phase:
         on_phase("sampling")
     samples: list[float] = []
-    stop_reason = "max_samples"
     next_check = 6
+
+    def precise(target: float) -> bool:
+        """The CI against the target, checked as the samples grow by 5% (each check sorts them all)."""
+        nonlocal next_check
+        n = len(samples)
+        if n < next_check:
+            return False
+        next_check = max(n + 1, int(n * 1.05))
+        return ci_within(samples, target)
+
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as timeit / torch.utils.benchmark do: no collector pauses inside samples
     try:
-        while len(samples) < max_samples:
+        while True:
             samples.append(sample())
-            n = len(samples)
-            if n < min_samples:
-                continue
-            if n >= next_check:
-                next_check = max(n + 1, int(n * 1.05))
-                if ci_within(samples, precision):
-                    stop_reason = "precision"
-                    break
-            if max_time_s is not None and elapsed() + median(samples[-5:]) / 1e3 > max_time_s:
-                stop_reason = "max_time"
+            stop_reason = options.stop_reason(samples=len(samples), precise=precise, spent_s=elapsed,
+                                              next_s=median(samples[-5:]) / 1e3)
+            if stop_reason:
                 break
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Measurement(tuple(samples), tuple(warm), stop_reason, elapsed(), precision)
+    return Measurement(tuple(samples), tuple(warm), stop_reason, elapsed(), options.precision)

@@ -60,7 +60,7 @@ class Target:
 def parse_target(text: str, base_dir: Path | None = None) -> Target:
     """Which of the three forms ``text`` is (imports nothing). A path (``./``, ``../``, ``/``, ``~``) or an
     existing folder is a folder, as ``from_pretrained`` decides; ``a/b`` a repository; a word a model type."""
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     text = text.strip()
     if text.startswith((".", "/", "~", os.sep)) or _is_folder(text, base_dir):
@@ -94,7 +94,7 @@ def _transformers() -> Iterator[Any]:
     """transformers, offline (``HF_HUB_OFFLINE=1`` while it works: nothing is fetched, whatever the config
     says) and quiet (its warnings are about weights and tokens archbench does not use; the library never
     prints)."""
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ.update({name: "1" for name in saved})
@@ -139,7 +139,7 @@ def hub_cache() -> tuple[Path, str]:
 def cached_snapshot(repo: str) -> Path:
     """The snapshot folder holding ``repo``'s ``config.json`` in the cache: the one ``refs/main`` points at,
     else the newest that has one. :class:`ModelReferenceError` naming the folder looked in otherwise."""
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     cache, chosen_by = hub_cache()
     folder = cache / ("models--" + repo.replace("/", "--"))
@@ -178,7 +178,7 @@ def load_config(target: Target, overrides: Mapping[str, Any] | None = None) -> A
 
 
 def _known_type(transformers: Any, name: str) -> str:
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     known = transformers.models.auto.configuration_auto.CONFIG_MAPPING_NAMES
     if name in known:
@@ -191,7 +191,7 @@ def _known_type(transformers: Any, name: str) -> str:
 
 
 def _folder_config(transformers: Any, target: Target, folder: Path) -> Any:
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     where = f"'{PREFIX}{target.given}'" + (f" ({folder})" if str(folder) != target.given else "")
     if not folder.is_dir():
@@ -288,7 +288,7 @@ def input_after(input: InputShape, args: Mapping[str, Any]) -> InputShape:
 def spec(text: str, name: str | None = None, base_dir: Path | None = None) -> ModelSpec:
     """The spec of ``hf:<text>`` (listed as ``name``): its default input read from the config now, so a
     reference that names nothing fails before anything runs."""
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     target = parse_target(text, base_dir)
     config = load_config(target)
@@ -326,7 +326,7 @@ def _model_class(transformers: Any, target: Target, config: Any) -> type:
         found = _transformers_class(transformers, name)
         if found is not None:
             return found
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     raise ModelReferenceError(f"'{PREFIX}{target.given}': transformers {transformers.__version__} has no model class "
                               f"for {type(config).__name__} (model type '{config.model_type}').")
@@ -355,7 +355,7 @@ def build(text: str, **overrides: Any) -> Any:
         try:
             return model_class(config)
         except ImportError as exc:  # e.g. DiNAT needs natten
-            from archbench.catalog.refs import ModelReferenceError
+            from archbench.catalog.grammar import ModelReferenceError
 
             reason = _first_line(exc).split(". ")[0].removesuffix(".")  # its first sentence names the package
             raise ModelReferenceError(f"{model_class.__name__} cannot be built here: {reason}.") from None

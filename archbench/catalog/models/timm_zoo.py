@@ -28,7 +28,7 @@ def installed() -> bool:
 
 
 def _timm():
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     try:
         import timm
@@ -44,7 +44,7 @@ def names() -> tuple[str, ...]:
 
 def spec(model: str, name: str | None = None) -> ModelSpec:
     """The spec of timm's ``model`` (listed as ``name``, default ``timm:<model>``)."""
-    from archbench.catalog.refs import ModelReferenceError
+    from archbench.catalog.grammar import ModelReferenceError
 
     timm = _timm()
     if model not in names():
