@@ -72,3 +72,10 @@ def fmt_scaled(value: float | None, unit: str) -> str:
         if abs(value) >= scale:
             return f"{fmt_sig(value / scale)} {prefix}{unit}"
     return f"{fmt_sig(value) if value != int(value) else f'{int(value):,}'} {unit}"
+
+
+def utc_now() -> str:
+    """The time now, UTC, to the second: ``2026-12-03T13:52:48+00:00``."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

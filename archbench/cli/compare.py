@@ -217,8 +217,9 @@ def report_command(
 
 
 def _report_merged(sources: list[str], out_dir: str | None, force: bool, db: str | None) -> None:
+    from archbench.results.sources import load_source
     from archbench.runs.compare import REPORTS_DIR, write_rendered
-    from archbench.runs.merge import load_source, merge
+    from archbench.runs.merge import merge
 
     if any(not s.strip() for s in sources):
         raise UsageError("RUN|RESULTS.csv|DIR is empty: give run ids (or latest), results CSVs or report folders.")

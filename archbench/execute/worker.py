@@ -43,7 +43,7 @@ class _ShardListener:
         self.writer.write("started", key=list(self._planned_key(cell)))
 
     def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
-        from archbench.execute.workunits import row_to_json
+        from archbench.rows import row_to_json
 
         for dtype in dict.fromkeys((row.dtype, "fp32")):
             key = self.caches.peaks.key(cell.device, dtype, cell.threads)

@@ -463,7 +463,7 @@ def render(source: str | Path, out_dir: str | Path | None = None, *, force: bool
     ``reports/bench-X.csv`` -> ``reports/bench-X/``), or a run of the results store at ``db_path``
     (default ``$ARCHBENCH_DB`` or ``reports/archbench.db``) named ``12``, ``latest`` or ``latest~N`` (into
     ``reports/run-<id>/`` by default). A path that exists wins over a run of the same name."""
-    from archbench.runs.merge import load_source
+    from archbench.results.sources import load_source
 
     loaded = load_source(str(source), db_path)
     if loaded.run_id is not None:
