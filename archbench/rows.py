@@ -185,6 +185,12 @@ class CellKey(NamedTuple):
     threads: int
     backend: str = "eager"
 
+    def label(self) -> str:
+        """``resnet-18 infer cpu fp32 b8 3x224x224`` (+ ``channels-last``, the backend, ``threads N``)."""
+        extras = [flag for flag, on in (("channels-last", self.channels_last), (self.backend, self.backend != "eager")) if on]
+        extras += [f"threads {self.threads}"] if self.threads else []
+        return " ".join([self.model, self.mode, self.device, self.dtype, f"b{self.batch}", self.input, *extras])
+
 
 def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool,
              compiled: bool, threads: int, backend: str | None = None) -> CellKey:

@@ -79,3 +79,8 @@ def utc_now() -> str:
     import datetime
 
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def coverage_percent(coverage: float) -> str:
+    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
+    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"

@@ -17,21 +17,16 @@ import pytest
 
 from archbench.files import atomic_path, atomic_write_text
 from archbench.report import load_report_data, write_report
+from archbench.report.cells import Footnotes, ci_label, load_message, load_note
 from archbench.report.csvfile import CsvFormat
 from archbench.report.latex import LatexFormat, render_latex
 from archbench.report.markdown import MarkdownFormat, render_markdown
+from archbench.report.relative import relative_speed, relative_speeds, relative_tables
 from archbench.report.tables import (
-    Footnotes,
     architecture_table,
-    ci_label,
     efficiency_tables,
-    load_message,
-    load_note,
     memory_tables,
     precision_summary,
-    relative_speed,
-    relative_speeds,
-    relative_tables,
     speed_tables,
 )
 from archbench.results.data import ModelInfo, ReportData

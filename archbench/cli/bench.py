@@ -138,7 +138,7 @@ def bench_command(
     resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, backends,
                                      cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
                                      no_interleave, set_, model_inputs, memory_limit, max_batch)
-    with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress(max_time_s) as listener:
+    with owned_file(out_csv), store or contextlib.nullcontext(), LiveProgress(max_time_s) as listener:
         recording = None if store is None else Recording(
             store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
             resume=resume and out_csv.exists(), listener=listener)  # a deleted CSV's run is not continued
@@ -239,7 +239,7 @@ def _resume_command(models, device, batch, input, mode, dtype, channels_last, ba
 # ------------------------------------------------------------------------------------------ progress
 
 
-class _LiveProgress:
+class LiveProgress:
     """Sweep listener drawing a progress bar (cells done/total, current cell and phase, time left) above
     a live table of the finished cells, on stderr. Without a terminal, one line per finished cell."""
 
@@ -257,7 +257,7 @@ class _LiveProgress:
         self.rows: list = []
         self.live = None
 
-    def __enter__(self) -> _LiveProgress:
+    def __enter__(self) -> LiveProgress:
         if self.live_display:
             from rich.live import Live
 
@@ -321,7 +321,7 @@ def _fmt(value: float, spec: str) -> str:
 
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
-    from archbench.report.tables import under_coverage
+    from archbench.report.cells import under_coverage
 
     ok = [r for r in rows if r.status == "ok"]
     lines = []
@@ -336,8 +336,9 @@ def _caption(rows) -> str | None:
 
 
 def _ci_cell(row) -> str:
-    from archbench.report.tables import under_coverage
-    from archbench.results.significance import ci_coverage, coverage_percent
+    from archbench.report.cells import under_coverage
+    from archbench.results.significance import ci_coverage
+    from archbench.units import coverage_percent
 
     dagger = "†" if row.stop_reason == "max_time" else ""
     coverage = f" [{coverage_percent(ci_coverage(row))}]" if under_coverage(row) else ""

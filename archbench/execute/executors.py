@@ -35,6 +35,7 @@ from typing import Any
 from archbench.errors import UsageError
 from archbench.execute.workunits import ShardContents, WorkUnit, check_portable, read_shard, shard_contents, shard_path
 from archbench.interrupts import interrupts_deferred
+from archbench.listeners import notify
 from archbench.results.sinks import CsvSink
 from archbench.rows import CellKey, CsvRows, ResultRow, check_same_sweep, read_results_csv
 from archbench.study import SLURM_KEYS, SlurmOptions
@@ -117,12 +118,6 @@ class LocalExecutor:
 
 
 # --------------------------------------------------------------------------------- streaming results
-
-
-def notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
 
 
 class Collector:

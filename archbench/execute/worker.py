@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from archbench.execute.executors import notify
 from archbench.execute.workunits import (
     ShardContents,
     ShardWriter,
@@ -22,6 +21,7 @@ from archbench.execute.workunits import (
     shard_path,
     unit_cells,
 )
+from archbench.listeners import notify
 from archbench.rows import CellKey, ResultRow
 from archbench.sweep.cells import split_target, with_target
 

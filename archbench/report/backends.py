@@ -3,7 +3,7 @@ with its build time and how far its output is from eager's (archbench.timing.bac
 
 The backends of a grid point are measured one after the other, not in alternating rounds (torch.compile's
 graphs live on the model class's code, and an AOTInductor or onnxruntime build takes seconds to minutes), so
-the speed-up is the unpaired one of :func:`archbench.report.tables.relative_speed`: ``eager median / backend
+the speed-up is the unpaired one of :func:`archbench.report.relative.relative_speed`: ``eager median / backend
 median`` with the interval from the CI ends, covering at least the product of the two coverages.
 """
 
@@ -13,7 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from archbench.report.tables import RelativeSpeed, relative_speed
+from archbench.report.relative import relative_speed
+from archbench.results.significance import RatioEstimate
 from archbench.rows import ResultRow
 from archbench.units import fmt_sig
 
@@ -35,7 +36,7 @@ class BackendComparison:
 
     row: ResultRow
     eager: ResultRow | None
-    speed: RelativeSpeed | None
+    speed: RatioEstimate | None
 
     @property
     def numerics(self) -> str:

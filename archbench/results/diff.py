@@ -37,10 +37,10 @@ from archbench.results.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
     RatioEstimate,
-    ci_coverage,
     holm,
     mann_whitney_u,
     ratio_ci,
+    ratio_of_rows,
     verdict,
 )
 from archbench.rows import CellKey, ResultRow
@@ -63,17 +63,14 @@ class RunData:
 
 @dataclass(frozen=True)
 class CellDiff:
-    """One cell measured in both runs. ``ratio``/``low``/``high``: NEW time / BASE time and its CI
-    (``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test, or a
+    """One cell measured in both runs. ``estimate``: NEW time / BASE time with its CI (``ratio``, ``low``,
+    ``high``, ``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test, or a
     cell set aside); ``reason``: why the cell was set aside (empty when the statistics decided)."""
 
     key: CellKey
     base_median_ms: float
     new_median_ms: float
-    ratio: float
-    low: float
-    high: float
-    coverage: float
+    estimate: RatioEstimate
     p: float
     p_holm: float
     verdict: CellVerdict
@@ -81,6 +78,17 @@ class CellDiff:
     n_base: int
     n_new: int
     reason: str = ""
+
+    ratio = property(lambda self: self.estimate.ratio)
+    low = property(lambda self: self.estimate.low)
+    high = property(lambda self: self.estimate.high)
+    coverage = property(lambda self: self.estimate.coverage)
+
+    def to_json(self) -> dict[str, Any]:
+        """The key's fields, the medians, the estimate's figures, then the rest (NaN as in Python)."""
+        rest = {k: v for k, v in vars(self).items() if k not in ("key", "base_median_ms", "new_median_ms", "estimate")}
+        return {**self.key._asdict(), "base_median_ms": self.base_median_ms, "new_median_ms": self.new_median_ms,
+                **self.estimate._asdict(), **rest}
 
 
 @dataclass(frozen=True)
@@ -218,7 +226,7 @@ def _both_ok(base: ResultRow, new: ResultRow) -> bool:
 
 
 def _estimate(base: ResultRow, new: ResultRow, raw_samples: bool, confidence: float) -> RatioEstimate:
-    return ratio_ci(base.samples_ms, new.samples_ms, confidence) if raw_samples else _from_row_cis(base, new)
+    return ratio_ci(base.samples_ms, new.samples_ms, confidence) if raw_samples else ratio_of_rows(new, base)
 
 
 def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: float | None, p_holm: float | None,
@@ -231,10 +239,7 @@ def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: floa
         key=base.key(),
         base_median_ms=base_median,
         new_median_ms=new_median,
-        ratio=estimate.ratio,
-        low=estimate.low,
-        high=estimate.high,
-        coverage=estimate.coverage,
+        estimate=estimate,
         p=math.nan if p is None else p,
         p_holm=math.nan if p_holm is None else p_holm,
         verdict=screen.verdict or verdict(estimate.low, estimate.high, p_holm, alpha=alpha, min_effect=min_effect),
@@ -243,18 +248,6 @@ def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: floa
         n_new=len(new.samples_ms) or new.n_samples,
         reason=screen.reason,
     )
-
-
-def _from_row_cis(base: ResultRow, new: ResultRow) -> RatioEstimate:
-    """The ratio of the medians and the interval from the CI ends; its coverage is at least the
-    product of the two CIs' coverages (both true medians inside their CIs implies the ratio inside)."""
-    return RatioEstimate(_ratio(new.median_ms, base.median_ms), _ratio(new.ci_low_ms, base.ci_high_ms),
-                         _ratio(new.ci_high_ms, base.ci_low_ms), ci_coverage(base) * ci_coverage(new))
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    """NaN where a stored figure is missing or not a positive time (the verdict is then "noisy")."""
-    return numerator / denominator if denominator > 0 and math.isfinite(denominator) else math.nan
 
 
 def _failed(base: ResultRow, new: ResultRow) -> FailedCell:
@@ -267,7 +260,7 @@ def _flops_changes(base_rows: Mapping[CellKey, ResultRow], new_rows: Mapping[Cel
     for key in common:
         before, after = base_rows[key].flops_per_step, new_rows[key].flops_per_step
         if math.isfinite(before) and math.isfinite(after) and before != after:
-            changes.append(CountChange(cell_label(key), "flops_per_step", before, after))
+            changes.append(CountChange(key.label(), "flops_per_step", before, after))
     return changes
 
 
@@ -292,13 +285,6 @@ def _notes(base: RunData, new: RunData, tested: int, compared: int) -> tuple[str
             notes.append(f"{run.label} has no recorded environment: differences in torch, device or threads "
                          "cannot be detected.")
     return tuple(notes)
-
-
-def cell_label(key: CellKey) -> str:
-    """``resnet-18 infer cpu fp32 b8 3x224x224`` (+ ``channels-last``, ``compiled``, ``threads N``)."""
-    extras = [flag for flag, on in (("channels-last", key.channels_last), (key.backend, key.backend != "eager")) if on]
-    extras += [f"threads {key.threads}"] if key.threads else []
-    return " ".join([key.model, key.mode, key.device, key.dtype, f"b{key.batch}", key.input, *extras])
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -334,7 +320,7 @@ def diff_to_json(result: DiffResult) -> dict[str, Any]:
         "confidence": result.confidence,
         "environment_differences": [vars(d) for d in result.env_differences],
         "verdicts": result.verdict_counts(),
-        "cells": [{**c.key._asdict(), **{k: v for k, v in vars(c).items() if k != "key"}} for c in result.cells],
+        "cells": [c.to_json() for c in result.cells],
         "failed": [{**f.key._asdict(), "base_status": f.base_status, "new_status": f.new_status, "error": f.error,
                     "newly_failed": f.newly_failed} for f in result.failed],
         "only_in_base": [k._asdict() for k in result.only_in_base],

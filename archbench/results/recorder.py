@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from archbench.errors import StoreError
+from archbench.listeners import Forwarding, notify
 from archbench.results.store import Store
 from archbench.rows import CellKey, ResultRow
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from archbench.timing.peak import DevicePeaks
 
 
-class StoreRecorder:
+class StoreRecorder(Forwarding):
     """A sweep listener: on ``cell_finished`` it stores the row (with its raw samples, and the device peaks
     the row was measured against) and then forwards the call; every other callback goes straight to
     ``inner``. :func:`archbench.sweep.run.run_sweep` calls ``cell_finished`` right after the CSV line is
@@ -37,9 +38,7 @@ class StoreRecorder:
 
     def cell_finished(self, cell: Any, row: ResultRow, index: int, todo: int) -> None:
         self.record(row)
-        callback = getattr(self.inner, "cell_finished", None)
-        if callback is not None:
-            callback(cell, row, index, todo)
+        notify(self.inner, "cell_finished", cell, row, index, todo)
 
     def record(self, row: ResultRow) -> None:
         """Store ``row`` unless an earlier write failed."""
@@ -64,9 +63,7 @@ class StoreRecorder:
 
     def _fail(self, exc: StoreError, consequence: str) -> None:
         self.failure = str(exc)
-        warn = getattr(self.inner, "warning", None)
-        if warn is not None:
-            warn(f"{exc} {consequence}")
+        notify(self.inner, "warning", f"{exc} {consequence}")
 
     def _record_peaks(self, row: ResultRow) -> None:
         """The peaks behind the row's ``peak_fraction`` (its dtype's and fp32's, which decides whether a
@@ -79,12 +76,6 @@ class StoreRecorder:
                 self.store.record_peak(self.run_id, row.device, dtype, key[2],
                                        self.peaks.tflops(row.device, dtype, row.threads))
                 self._recorded_peaks.add(key)
-
-    def __getattr__(self, name: str) -> Any:
-        inner = self.__dict__.get("inner")
-        if inner is None or name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(inner, name)
 
 
 def stored_device_peaks(store: Store, run_id: int) -> DevicePeaks:

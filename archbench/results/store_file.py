@@ -36,10 +36,8 @@ up to :data:`WRITE_DEADLINE_S`, so two runs recording into one file both succeed
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
 import sqlite3
 import sys
 import time
@@ -51,12 +49,14 @@ from typing import Any, TypeVar
 
 from archbench.errors import PATH_ECHO_LIMIT, StoreError, StoreNotWritableError, quoted
 from archbench.locations import (
+    brief_os_reason,
     create_problem,
     existing_file_problem,
     kernel_fs,
     make_dirs,
     nearest_existing,
     shape_problem,
+    unwritable_reason,
 )
 from archbench.rows import KEY_FIELDS, ResultRow
 
@@ -103,24 +103,7 @@ def create_location(path: Path) -> None:
     try:
         make_dirs(path.parent)
     except OSError as exc:
-        raise StoreNotWritableError(f"cannot create the results store '{path}': {_os_reason(exc)}.") from exc
-
-
-def _unwritable_reason(folder: Path) -> str | None:
-    try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return f"'{folder}' is on a read-only file system"
-    except OSError:
-        return None
-    return None if os.access(folder, os.W_OK | os.X_OK) else f"'{folder}' is not writable (permission denied)"
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.EROFS:
-        return "read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return exc.strerror or str(exc)
+        raise StoreNotWritableError(f"cannot create the results store '{path}': {brief_os_reason(exc)}.") from exc
 
 
 def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -271,7 +254,7 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
 
 def _location_hint(path: Path) -> str:
     """Why sqlite could not write, in the file system's words (sqlite only says "readonly" or "unable to open")."""
-    reason = _unwritable_reason(path.parent)
+    reason = unwritable_reason(path.parent)
     return f" ({reason})" if reason else ""
 
 
