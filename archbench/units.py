@@ -33,6 +33,18 @@ def fmt_sig(value: float | None, digits: int = 3) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def fmt_spec(value: float | None, spec: str) -> str:
+    """``format(value, spec)`` (``",.1f"``, ``".1%"``, ...), ``—`` for a missing value."""
+    return "—" if _missing(value) else format(value, spec)
+
+
+def round_sig(value: float, digits: int = 6) -> float:
+    """``value`` rounded to ``digits`` significant digits (a number, not text: the rows' stored figures)."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def fmt_int(value: float | None) -> str:
     """``1,234,567``."""
     return "—" if _missing(value) else f"{int(value):,}"

@@ -59,7 +59,7 @@ from archbench.resources import check_threads
 from archbench.rows import DTYPES, MODES
 from archbench.sweep.plan import Eta, Plan
 from archbench.timing.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
-from archbench.units import fmt_duration, fmt_ms
+from archbench.units import fmt_duration, fmt_ms, fmt_spec
 
 
 def bench_command(
@@ -315,10 +315,6 @@ def _short_outcome(row) -> str:
 # ------------------------------------------------------------------------------------------- output
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "—" if value is None or not math.isfinite(value) else format(value, spec)
-
-
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
     from archbench.report.cells import under_coverage
@@ -380,8 +376,8 @@ def rows_table(rows, title: str | None, width: int | None = None) -> Table:
                                    if on) or "eager")
         if r.status == "ok":
             cells += [fmt_ms(r.median_ms), _ci_cell(r), fmt_ms(r.iqr_ms),
-                      str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
-                      _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"), _ok_status(r)]
+                      str(r.n_samples), fmt_spec(r.samples_per_s, ",.1f"), fmt_spec(r.achieved_tflops, ".3f"),
+                      fmt_spec(100 * r.peak_fraction, ".1f"), fmt_spec(r.peak_mem_mb, ",.1f"), _ok_status(r)]
         else:
             cells += ["—"] * 8 + [f"[red]{r.status}[/]"]
         body.append([escape(c) if i == 0 else c for i, c in enumerate(cells)])

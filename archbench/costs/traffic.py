@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from archbench.costs.counting import OpCounter, OpCounts, _defer_dynamo_import, preserved_state
+from archbench.costs.counting import OpCounter, OpCounts, defer_dynamo_import, preserved_state
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER, op_name
 
 _ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_",
@@ -129,7 +129,7 @@ class LayerCostCounter(OpCounter):
         return out
 
 
-_defer_dynamo_import(LayerCostCounter)
+defer_dynamo_import(LayerCostCounter)
 
 
 @dataclass(frozen=True)

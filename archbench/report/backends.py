@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from archbench.report.relative import relative_speed
 from archbench.results.significance import RatioEstimate
 from archbench.rows import ResultRow
-from archbench.units import fmt_sig
+from archbench.units import fmt_sig, fmt_spec
 
 SPEEDUP_METHOD = (
     "Speed-up = eager median / backend median (> 1: the backend is faster), for the same model, input, batch, mode, "
@@ -72,10 +72,6 @@ def _cell(row: ResultRow) -> str:
     return f"{row.mode} · b{row.batch} · {row.input} · {row.device} · {row.dtype}"
 
 
-def _number(value: float, digits: str = ".2g") -> str:
-    return "—" if not math.isfinite(value) else format(value, digits)
-
-
 def comparison_cells(item: BackendComparison, with_reason: bool = True) -> list[str]:
     """model, backend, cell, speed-up, build s, max abs err, max rel err, status (what every renderer shows; a
     failed row's reason after its status ``with_reason``)."""
@@ -85,8 +81,8 @@ def comparison_cells(item: BackendComparison, with_reason: bool = True) -> list[
     else:
         status = "**numerics**" if item.numerics else "ok"
     build = f"{fmt_sig(row.compile_s)}" if math.isfinite(row.compile_s) else "—"
-    return [row.model, row.backend, _cell(row), item.speedup_text, build, _number(row.max_abs_err),
-            _number(row.max_rel_err), status]
+    return [row.model, row.backend, _cell(row), item.speedup_text, build, fmt_spec(row.max_abs_err, ".2g"),
+            fmt_spec(row.max_rel_err, ".2g"), status]
 
 
 COMPARISON_HEADERS = ["model", "backend", "cell", "speed-up vs eager", "build s", "max abs err", "max rel err", "status"]

@@ -406,7 +406,7 @@ def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.sweep.run import _sig  # the rows' significant digits
+    from archbench.units import round_sig as _sig  # the rows' significant digits
 
     if estimate is None:
         return {}
