@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from archbench import errors
 from archbench.catalog.spec import ModelSpec, load_catalog
 from archbench.errors import SpecError, UnknownModelError, quoted
 from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
@@ -494,10 +495,10 @@ def _shown(filename: str) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """``ExcType: first line of its message``."""
+    """``ExcType: first line of its message`` (:func:`archbench.errors.one_line`); a syntax error's message
+    without its location, and an exit of user code as that exit (both located by the caller already)."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg}"
-    if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:  # located by the caller already
+    if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:
         return exit_one_line(exc.__cause__)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return errors.one_line(exc)

@@ -23,7 +23,6 @@ from a report folder, a bench CSV or a run of the results store.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
 from archbench.errors import ModelRunError, OutputWriteError, UsageError
+from archbench.listeners import notify as _notify
 from archbench.locations import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import write_report
@@ -42,6 +42,7 @@ from archbench.results.data import ModelInfo, ReportData
 from archbench.results.sinks import WriteFailure, keeps_rows, where_kept
 from archbench.rows import ResultRow, read_rows_csv
 from archbench.study import Study, resolve_models
+from archbench.units import utc_now
 
 REPORTS_DIR = Path("reports")
 PARTIAL_CSV = "results.partial.csv"
@@ -49,14 +50,6 @@ PARTIAL_JSON = "results.partial.json"
 PARTIAL_SAMPLES = "results.partial.samples.jsonl"
 SHARDS_DIR = "shards"  # work units and shards of out-of-process executors (archbench.execute.executors)
 COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is measured on the CPU
-
-
-class CompareListener:
-    """Progress callbacks (all optional): :meth:`counting` while the models are counted, then those of
-    :class:`archbench.sweep.run.SweepListener` while the cells are measured."""
-
-    def counting(self, model: str, input: str) -> None:
-        """``model`` is being counted at ``input`` (batch 1)."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +70,6 @@ class CompareResult:
     run_id: int | None = None  # the run's id in the results store (None: not recorded)
 
     @property
-    def report_md(self) -> Path:
-        return self.out_dir / MARKDOWN_NAME
-
-    @property
     def all_failed(self) -> bool:
         """Every cell of a finished run failed (no ``ok`` row)."""
         return not self.interrupted and bool(self.data.rows) and all(r.status != "ok" for r in self.data.rows)
@@ -89,16 +78,6 @@ class CompareResult:
 def report_dir(study: Study, base: str | Path = REPORTS_DIR) -> Path:
     """Where a study's report goes by default: ``reports/<study name>/``."""
     return Path(base) / study.name
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
 
 
 # -------------------------------------------------------------------------------------- planning

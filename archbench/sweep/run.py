@@ -30,6 +30,7 @@ from typing import Any
 from archbench.errors import ArchbenchError, ModelRunError, UsageError
 from archbench.inputs import ModelInputs
 from archbench.interrupts import interrupts_deferred
+from archbench.listeners import notify as _notify
 from archbench.oom import is_out_of_memory, oom_reason
 from archbench.results.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
 from archbench.rows import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, backend_kind, check_same_sweep, read_results_csv
@@ -87,12 +88,6 @@ class SweepListener:
 
     def warning(self, message: str) -> None:
         """Something the user should know before the cells run (a skipped unfinished line, too many threads)."""
-
-
-def _notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
 
 
 # ------------------------------------------------------------------------------------------- results
