@@ -326,6 +326,22 @@ def _parse_rows(path: Path, text: str) -> Iterator[ResultRow]:
         raise UsageError(f"{path}:{reader.line_num}: not a valid CSV line: {exc}. Fix or delete that line.") from None
 
 
+def rows_to_resume(path: str | Path, resume: bool) -> CsvRows:
+    """The rows already in the results CSV ``path`` that a run goes on from: none when the file is missing or
+    empty; a :class:`UsageError` when it holds rows and ``resume`` is off, or lacks a cell's key columns. The
+    caller cuts an unfinished last line (``torn_at``) once it accepts the rows, so new rows start a line."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return CsvRows(())
+    if not resume:
+        raise UsageError(f"'{path}' already holds results", remedies=("resume", "out"))
+    missing = [c for c in REQUIRED_KEY_COLUMNS if c not in csv_header(path)]
+    if missing:
+        raise UsageError(f"'{path}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); resuming "
+                         "needs the results CSV an earlier bench run wrote.")
+    return read_results_csv(path)
+
+
 def read_rows_csv(path: str | Path) -> list[ResultRow]:
     """The rows of a results CSV (see :func:`read_results_csv`; its warnings are dropped)."""
     return list(read_results_csv(path).rows)
