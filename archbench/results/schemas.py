@@ -1,6 +1,6 @@
 """The schemas of what results are read back from: a report (``results.json``, also what a compare run keeps
-in the store), an environment fingerprint, a run and a device peak of the store, a cell's raw samples, a
-worker's shard records and a detached run's job manifest (no torch import)."""
+in the store), a run and a device peak of the store, a cell's raw samples (no torch import). An environment's
+is :mod:`archbench.env.environment`'s; a worker's shard records and a job manifest are :mod:`archbench.execute`'s."""
 
 from __future__ import annotations
 
