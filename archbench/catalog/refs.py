@@ -495,8 +495,7 @@ def _shown(filename: str) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """``ExcType: first line of its message`` (:func:`archbench.errors.one_line`); a syntax error's message
-    without its location, and an exit of user code as that exit (both located by the caller already)."""
+    """:func:`archbench.errors.one_line`; a syntax error without its place, an exit as that exit (located already)."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg}"
     if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:
