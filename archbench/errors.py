@@ -35,6 +35,13 @@ def quoted(value: object, limit: int = ECHO_LIMIT) -> str:
     return f"'{text[:limit]}…' ({len(text):,} characters)"
 
 
+def one_line(error: BaseException) -> str:
+    """``RuntimeError: <first non-empty line of the message>`` (the type alone for an empty message): an
+    exception a message quotes."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 class ArchbenchError(Exception):
     """Base class of every user-facing archbench error.
 

@@ -129,6 +129,34 @@ def os_reason(exc: OSError) -> str:
     return f"{exc.strerror or exc}{code}"
 
 
+def _refusal(folder: Path, code: int | None) -> str | None:
+    """A write refused by the file system (``EROFS``) or the permissions, in words; None for another error."""
+    if code == errno.EROFS:
+        return f"'{folder}' is on a read-only file system"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"'{folder}' is not writable (permission denied)"
+    return None
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``folder`` cannot be written (a read-only file system, no permission), or None; creates nothing."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return _refusal(folder, errno.EROFS)
+    except OSError:
+        return None
+    return None if os.access(folder, os.W_OK | os.X_OK) else _refusal(folder, errno.EACCES)
+
+
+def brief_os_reason(exc: OSError) -> str:
+    """An OSError in a few words: ``read-only file system``, ``permission denied``, else the OS's own."""
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
 def create_problem(folder: Path) -> str | None:
     """Why no file can be created in the existing ``folder``, or None. Creates and removes a probe file."""
     try:
@@ -141,11 +169,7 @@ def create_problem(folder: Path) -> str | None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".archbench-probe-", dir=folder)
     except OSError as exc:
-        if exc.errno == errno.EROFS:
-            return f"'{folder}' is on a read-only file system"
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            return f"'{folder}' is not writable (permission denied)"
-        return f"no file can be created in '{folder}': {os_reason(exc)}"
+        return _refusal(folder, exc.errno) or f"no file can be created in '{folder}': {os_reason(exc)}"
     os.close(fd)
     try:
         os.unlink(probe)

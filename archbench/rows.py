@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 from archbench.errors import UsageError
+from archbench.files import atomic_path, csv_header
 from archbench.schemas import SchemaError, choice, dataclass_record, input_shape, integer, text
 
 Status = Literal["ok", "oom", "error", "unsupported"]  # unsupported: the device cannot run the dtype natively
@@ -184,6 +185,12 @@ class CellKey(NamedTuple):
     threads: int
     backend: str = "eager"
 
+    def label(self) -> str:
+        """``resnet-18 infer cpu fp32 b8 3x224x224`` (+ ``channels-last``, the backend, ``threads N``)."""
+        extras = [flag for flag, on in (("channels-last", self.channels_last), (self.backend, self.backend != "eager")) if on]
+        extras += [f"threads {self.threads}"] if self.threads else []
+        return " ".join([self.model, self.mode, self.device, self.dtype, f"b{self.batch}", self.input, *extras])
+
 
 def cell_key(model: str, device: str, mode: str, batch: int, input: str, dtype: str, channels_last: bool,
              compiled: bool, threads: int, backend: str | None = None) -> CellKey:
@@ -253,7 +260,7 @@ def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    if not new and _header(path) != list(CSV_COLUMNS):
+    if not new and csv_header(path) != list(CSV_COLUMNS):
         _rewrite_with_current_columns(path)
     with path.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -265,23 +272,14 @@ def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
         os.fsync(fh.fileno())
 
 
-def _header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return next(csv.reader(fh), [])
-
-
 def _rewrite_with_current_columns(path: Path) -> None:
     """A CSV of an older archbench (fewer columns) gets today's header before rows are appended, so every
     line has the header's fields; its rows keep their values (new columns empty). Atomic."""
     rows = read_rows_csv(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(row_to_csv_dict(r) for r in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -328,6 +326,22 @@ def _parse_rows(path: Path, text: str) -> Iterator[ResultRow]:
         raise UsageError(f"{path}:{reader.line_num}: not a valid CSV line: {exc}. Fix or delete that line.") from None
 
 
+def rows_to_resume(path: str | Path, resume: bool) -> CsvRows:
+    """The rows already in the results CSV ``path`` that a run goes on from: none when the file is missing or
+    empty; a :class:`UsageError` when it holds rows and ``resume`` is off, or lacks a cell's key columns. The
+    caller cuts an unfinished last line (``torn_at``) once it accepts the rows, so new rows start a line."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return CsvRows(())
+    if not resume:
+        raise UsageError(f"'{path}' already holds results", remedies=("resume", "out"))
+    missing = [c for c in REQUIRED_KEY_COLUMNS if c not in csv_header(path)]
+    if missing:
+        raise UsageError(f"'{path}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); resuming "
+                         "needs the results CSV an earlier bench run wrote.")
+    return read_results_csv(path)
+
+
 def read_rows_csv(path: str | Path) -> list[ResultRow]:
     """The rows of a results CSV (see :func:`read_results_csv`; its warnings are dropped)."""
     return list(read_results_csv(path).rows)
@@ -335,6 +349,29 @@ def read_rows_csv(path: str | Path) -> list[ResultRow]:
 
 KEY_FIELDS = CellKey._fields
 REQUIRED_KEY_COLUMNS = tuple(name for name in KEY_FIELDS if name != "backend")  # a file of an older archbench has none
+RESULTS_CSV_COLUMNS = (*REQUIRED_KEY_COLUMNS, "status", "median_ms")  # what every results CSV has
+
+
+def check_results_csv(path: str | Path, remedy: str = "") -> None:
+    """``path`` has the columns of a results CSV (:data:`RESULTS_CSV_COLUMNS`), else a :class:`UsageError`
+    naming those it lacks (then ``remedy``)."""
+    header = csv_header(path)
+    missing = [c for c in RESULTS_CSV_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}){remedy}.")
+
+
+def row_to_json(row: ResultRow) -> dict[str, Any]:
+    """Every field of ``row`` as JSON data (the samples as a list); NaN as null (JSON has no NaN)."""
+    data = {**dataclasses.asdict(row), "samples_ms": list(row.samples_ms)}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+
+
+def row_from_json(data: Mapping[str, Any]) -> ResultRow:
+    """A row as :func:`row_to_json` wrote it (null as NaN); raises :class:`~archbench.schemas.SchemaError`
+    (a ValueError) naming the field of a row that is not of that shape."""
+    values = RESULT_ROW(data, "")
+    return ResultRow(**{**values, "samples_ms": tuple(values["samples_ms"])})
 
 
 def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,

@@ -33,6 +33,18 @@ def fmt_sig(value: float | None, digits: int = 3) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def fmt_spec(value: float | None, spec: str) -> str:
+    """``format(value, spec)`` (``",.1f"``, ``".1%"``, ...), ``—`` for a missing value."""
+    return "—" if _missing(value) else format(value, spec)
+
+
+def round_sig(value: float, digits: int = 6) -> float:
+    """``value`` rounded to ``digits`` significant digits (a number, not text: the rows' stored figures)."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def fmt_int(value: float | None) -> str:
     """``1,234,567``."""
     return "—" if _missing(value) else f"{int(value):,}"
@@ -72,3 +84,15 @@ def fmt_scaled(value: float | None, unit: str) -> str:
         if abs(value) >= scale:
             return f"{fmt_sig(value / scale)} {prefix}{unit}"
     return f"{fmt_sig(value) if value != int(value) else f'{int(value):,}'} {unit}"
+
+
+def utc_now() -> str:
+    """The time now, UTC, to the second: ``2026-12-03T13:52:48+00:00``."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def coverage_percent(coverage: float) -> str:
+    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
+    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"

@@ -224,11 +224,12 @@ def test_a_csv_without_backend_reads_compiled_as_compile_and_resumes(cli, tmp_pa
 
 
 def test_a_version_1_store_gets_backend_in_its_key_and_keeps_its_samples(tmp_path):
-    from archbench.results.store import Store, _schema
+    from archbench.results.store import Store
+    from archbench.results.store_file import schema_statements
 
     db_path = tmp_path / "v1.db"
     raw = sqlite3.connect(db_path)
-    for statement in _schema():  # today's schema less the backend column: what version 1 created
+    for statement in schema_statements():  # today's schema less the backend column: what version 1 created
         raw.execute(statement.replace(', "backend" TEXT NOT NULL', "").replace(', "backend"', "")
                     .replace(', "max_abs_err" REAL', "").replace(', "max_rel_err" REAL', ""))
     raw.execute("PRAGMA user_version = 1")

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from archbench.env.differences import env_differences, merge_sessions
 from archbench.env.environment import append_environment
 from archbench.report.csvfile import CsvFormat
 from archbench.results.data import ModelInfo, ReportData
-from archbench.results.diff import (
-    RunData,
-    diff_runs,
-    env_differences,
-    load_run_data,
-    merge_sessions,
-)
+from archbench.results.diff import RunData, diff_runs, load_run_data
 from archbench.results.jsonfile import JsonFormat
 from archbench.rows import ModelStats, ResultRow, append_rows_csv
 from archbench.study import adhoc_study

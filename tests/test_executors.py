@@ -23,13 +23,12 @@ from archbench.execute.workunits import (
     make_work_unit,
     read_shard,
     read_work_unit,
-    row_to_json,
     shard_contents,
     shard_path,
     unit_cells,
     write_work_unit,
 )
-from archbench.rows import ResultRow, read_rows_csv
+from archbench.rows import ResultRow, read_rows_csv, row_to_json
 from archbench.timing.options import MeasureOptions
 
 FAST = MeasureOptions(max_time_s=0.1)

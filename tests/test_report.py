@@ -17,21 +17,16 @@ import pytest
 
 from archbench.files import atomic_path, atomic_write_text
 from archbench.report import load_report_data, write_report
+from archbench.report.cells import Footnotes, ci_label, load_message, load_note
 from archbench.report.csvfile import CsvFormat
 from archbench.report.latex import LatexFormat, render_latex
 from archbench.report.markdown import MarkdownFormat, render_markdown
+from archbench.report.relative import relative_speed, relative_speeds, relative_tables
 from archbench.report.tables import (
-    Footnotes,
     architecture_table,
-    ci_label,
     efficiency_tables,
-    load_message,
-    load_note,
     memory_tables,
     precision_summary,
-    relative_speed,
-    relative_speeds,
-    relative_tables,
     speed_tables,
 )
 from archbench.results.data import ModelInfo, ReportData
@@ -471,15 +466,15 @@ def test_this_machine_cpu_name_says_more_than_the_family():
 
 
 def test_plots_ring_the_cells_measured_under_load(data):
-    from archbench.report.plots import _line_panels, _throughput_error
+    from archbench.report.plots import line_panels, throughput_error
 
     rows = list(data.rows)
     rows[0] = dataclasses.replace(rows[0], under_load=True)
     loaded = dataclasses.replace(data, rows=tuple(rows))
-    _, _, panels = _line_panels(loaded, "input", lambda r: r.batch, _throughput_error, lambda m, v: f"{m} · {v}")
+    _, _, panels = line_panels(loaded, "input", lambda r: r.batch, throughput_error, lambda m, v: f"{m} · {v}")
     labels = [label for ax, _ in panels for label in ax.get_legend_handles_labels()[1]]
     assert labels.count("measured under load (‡)") == 1
-    _, _, quiet = _line_panels(data, "input", lambda r: r.batch, _throughput_error, lambda m, v: f"{m} · {v}")
+    _, _, quiet = line_panels(data, "input", lambda r: r.batch, throughput_error, lambda m, v: f"{m} · {v}")
     assert not any("under load" in label for ax, _ in quiet for label in ax.get_legend_handles_labels()[1])
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from archbench import errors
 from archbench.catalog.grammar import FILE_MODULE_PREFIX, ModelReferenceError, UserCodeError, describe, parse_reference
 from archbench.errors import quoted
 from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
@@ -236,10 +237,9 @@ def _shown(filename: str) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """``ExcType: first line of its message``."""
+    """:func:`archbench.errors.one_line`; a syntax error without its place, an exit as that exit (located already)."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg}"
-    if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:  # located by the caller already
+    if isinstance(exc, UserCodeExit) and exc.__cause__ is not None:
         return exit_one_line(exc.__cause__)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return errors.one_line(exc)

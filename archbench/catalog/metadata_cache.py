@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from archbench.files import atomic_write_text
+
 
 def cache_file(key: str) -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -29,9 +31,6 @@ def read_cache(key: str) -> dict[str, Any]:
 def write_cache(key: str, data: dict[str, Any]) -> None:
     path = cache_file(key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        partial.replace(path)
+        atomic_write_text(path, json.dumps(data, sort_keys=True))
     except OSError:
         pass  # a cache that cannot be written only costs the next listing its time

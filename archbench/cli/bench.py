@@ -59,7 +59,7 @@ from archbench.rows import DTYPES, MODES
 from archbench.study import BENCH_BATCHES, DEFAULT_DEVICES, DEFAULT_DTYPES, DEFAULT_MODES
 from archbench.sweep.plan import Eta, Plan
 from archbench.timing.options import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
-from archbench.units import fmt_duration, fmt_ms
+from archbench.units import fmt_duration, fmt_ms, fmt_spec
 
 
 def bench_command(
@@ -136,7 +136,7 @@ def bench_command(
     resume_command = _resume_command(models, device, batch, input, mode, dtype, channels_last, backends,
                                      cells[0].threads if cells else n_threads, precision, max_time, out_csv, specs,
                                      no_interleave, set_, model_inputs, memory_limit, max_batch)
-    with owned_file(out_csv), store or contextlib.nullcontext(), _LiveProgress(max_time_s) as listener:
+    with owned_file(out_csv), store or contextlib.nullcontext(), LiveProgress(max_time_s) as listener:
         recording = None if store is None else Recording(
             store, resume_command.removesuffix(" --resume"), env=env, out_path=out_csv, planned_cells=len(cells),
             resume=resume and out_csv.exists(), listener=listener)  # a deleted CSV's run is not continued
@@ -237,7 +237,7 @@ def _resume_command(models, device, batch, input, mode, dtype, channels_last, ba
 # ------------------------------------------------------------------------------------------ progress
 
 
-class _LiveProgress:
+class LiveProgress:
     """Sweep listener drawing a progress bar (cells done/total, current cell and phase, time left) above
     a live table of the finished cells, on stderr. Without a terminal, one line per finished cell."""
 
@@ -255,7 +255,7 @@ class _LiveProgress:
         self.rows: list = []
         self.live = None
 
-    def __enter__(self) -> _LiveProgress:
+    def __enter__(self) -> LiveProgress:
         if self.live_display:
             from rich.live import Live
 
@@ -313,13 +313,9 @@ def _short_outcome(row) -> str:
 # ------------------------------------------------------------------------------------------- output
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "—" if value is None or not math.isfinite(value) else format(value, spec)
-
-
 def _caption(rows) -> str | None:
     """What the table's marks mean, for the marks it shows."""
-    from archbench.report.tables import under_coverage
+    from archbench.report.cells import under_coverage
 
     ok = [r for r in rows if r.status == "ok"]
     lines = []
@@ -334,8 +330,9 @@ def _caption(rows) -> str | None:
 
 
 def _ci_cell(row) -> str:
-    from archbench.report.tables import under_coverage
-    from archbench.results.significance import ci_coverage, coverage_percent
+    from archbench.report.cells import under_coverage
+    from archbench.results.significance import ci_coverage
+    from archbench.units import coverage_percent
 
     dagger = "†" if row.stop_reason == "max_time" else ""
     coverage = f" [{coverage_percent(ci_coverage(row))}]" if under_coverage(row) else ""
@@ -377,8 +374,8 @@ def rows_table(rows, title: str | None, width: int | None = None) -> Table:
                                    if on) or "eager")
         if r.status == "ok":
             cells += [fmt_ms(r.median_ms), _ci_cell(r), fmt_ms(r.iqr_ms),
-                      str(r.n_samples), _fmt(r.samples_per_s, ",.1f"), _fmt(r.achieved_tflops, ".3f"),
-                      _fmt(100 * r.peak_fraction, ".1f"), _fmt(r.peak_mem_mb, ",.1f"), _ok_status(r)]
+                      str(r.n_samples), fmt_spec(r.samples_per_s, ",.1f"), fmt_spec(r.achieved_tflops, ".3f"),
+                      fmt_spec(100 * r.peak_fraction, ".1f"), fmt_spec(r.peak_mem_mb, ",.1f"), _ok_status(r)]
         else:
             cells += ["—"] * 8 + [f"[red]{r.status}[/]"]
         body.append([escape(c) if i == 0 else c for i, c in enumerate(cells)])

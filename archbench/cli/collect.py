@@ -164,10 +164,10 @@ def collect_command(
 
     if not run.strip():
         raise UsageError("RUN is empty: give the run id --detach printed (or latest).")
-    from archbench.cli.compare import _CompareProgress, _print_files, print_summary
+    from archbench.cli.compare import CompareProgress, print_files, print_summary
 
     Store.open(db_path(db), readonly=True).close()  # a store that is not there is an error, not a new file
-    with Store.open(db_path(db)) as store, _CompareProgress() as listener:
+    with Store.open(db_path(db)) as store, CompareProgress() as listener:
         collected = collect_run(store, run, listener=listener)
     result = collected.result
     if result is None:
@@ -180,4 +180,4 @@ def collect_command(
                   f"job(s) still queued or running. Collect again later: archbench collect {collected.run_id}", soft_wrap=True)
         return
     print_summary(result.data)
-    _print_files(result.files, result.out_dir)
+    print_files(result.files, result.out_dir)

@@ -58,6 +58,7 @@ from archbench.cli.memory import (
     search_options,
 )
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
+from archbench.listeners import Forwarding
 from archbench.parsing import parse_batches, parse_choices, parse_inputs, parse_set
 from archbench.rows import DTYPES, MODES
 from archbench.study import DEFAULT_BATCHES, DEFAULT_DEVICES, DEFAULT_DTYPES, DEFAULT_MODES
@@ -167,7 +168,7 @@ def compare_command(
     runner = make_executor(settings)
     plan = study_plan(the_study, out_dir)
     err.print(escape(plan.describe()), soft_wrap=True)
-    with store or contextlib.nullcontext(), _CompareProgress(plan.budget_s) as listener, model_name_warnings():
+    with store or contextlib.nullcontext(), CompareProgress(plan.budget_s) as listener, model_name_warnings():
         result = run_compare(the_study, out_dir, command=command, resume=resume, force=force,
                              extra_dirs=specs or (), listener=listener, store=store, executor=runner)
     if settings.detach and result.interrupted and result.counted:
@@ -186,7 +187,7 @@ def compare_command(
         raise typer.Exit(130)
     print_summary(result.data)
     print_searches(result.data.rows)
-    _print_files(result.files, result.out_dir)
+    print_files(result.files, result.out_dir)
     if result.all_failed:
         err.print(f"[red]every cell failed[/] ({len(result.data.rows)} of {len(result.data.rows)}): see the errors in the report.")
         raise typer.Exit(1)
@@ -223,12 +224,13 @@ def report_command(
     for warning in rendered.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     print_summary(rendered.data)
-    _print_files(rendered.files, rendered.out_dir)
+    print_files(rendered.files, rendered.out_dir)
 
 
 def _report_merged(sources: list[str], out_dir: str | None, force: bool, db: str | None) -> None:
+    from archbench.results.sources import load_source
     from archbench.runs.compare import REPORTS_DIR, write_rendered
-    from archbench.runs.merge import load_source, merge
+    from archbench.runs.merge import merge
 
     if any(not s.strip() for s in sources):
         raise UsageError("RUN|RESULTS.csv|DIR is empty: give run ids (or latest), results CSVs or report folders.")
@@ -239,7 +241,7 @@ def _report_merged(sources: list[str], out_dir: str | None, force: bool, db: str
     for warning in (w for s in loaded for w in s.warnings):
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     print_summary(data)
-    _print_files(files, target)
+    print_files(files, target)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -313,18 +315,18 @@ def study_plan(study, out_dir: Path | None):
 
 
 def _progress_base():
-    from archbench.cli.bench import _LiveProgress  # the bench command's progress bar and live table
+    from archbench.cli.bench import LiveProgress  # the bench command's progress bar and live table
 
-    return _LiveProgress
+    return LiveProgress
 
 
-class _CompareProgress:
+class CompareProgress(Forwarding):
     """The bench progress display, plus a line per model/input while the models are counted."""
 
     def __init__(self, budget_s: float = math.inf):
         self.inner = _progress_base()(budget_s)
 
-    def __enter__(self) -> _CompareProgress:
+    def __enter__(self) -> CompareProgress:
         self.inner.__enter__()
         return self
 
@@ -336,9 +338,6 @@ class _CompareProgress:
 
     def batch_probed(self, cell, probe) -> None:
         print_probe(cell, probe)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)  # sweep_started, cell_started, cell_phase, cell_finished
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -401,7 +400,9 @@ def _incomplete(data, model: str, input: str) -> str:
 def print_summary(data) -> None:
     """Architecture table, the speed and relative-speed tables of the first device and dtype, and the
     footnotes (failures, cells measured under load), on stdout."""
-    from archbench.report.tables import Footnotes, load_note, relative_tables, speed_tables, text_table, time_cell
+    from archbench.report.cells import Footnotes, load_note, time_cell
+    from archbench.report.relative import relative_tables
+    from archbench.report.tables import speed_tables, text_table
 
     out.print(architecture_rich_table(data))
     notes = Footnotes("plain")
@@ -423,7 +424,7 @@ def print_summary(data) -> None:
         out.print(escape(note))
 
 
-def _print_files(files, out_dir: Path) -> None:
+def print_files(files, out_dir: Path) -> None:
     names = ", ".join(sorted({p.name for p in files}, key=lambda n: (not n.endswith(".md"), n)))
     err.print(f"wrote {len(files)} files to {escape(quoted(str(out_dir) + '/', PATH_ECHO_LIMIT))}: {escape(names)}")
     err.print(f"report: {escape(quoted(Path(out_dir) / 'report.md', PATH_ECHO_LIMIT))}")

@@ -108,7 +108,6 @@ def _print_result(result: DiffResult) -> None:
         summary_line,
         verdict_text,
     )
-    from archbench.results.diff import cell_label
     from archbench.units import fmt_ms
 
     if result.env_differences:
@@ -121,14 +120,14 @@ def _print_result(result: DiffResult) -> None:
                Column("change", "right"), Column(f"{confidence} CI", "right"), Column("p (Holm)", "right", drop=1),
                Column("verdict", text=True)]
     cells = cells_by_verdict(result)
-    body = [[escape(cell_label(cell.key)), fmt_ms(cell.base_median_ms), fmt_ms(cell.new_median_ms), percent(cell.ratio),
+    body = [[escape(cell.key.label()), fmt_ms(cell.base_median_ms), fmt_ms(cell.new_median_ms), percent(cell.ratio),
              ci_text(cell, result.confidence), p_text(cell.p_holm), verdict_text(cell)] for cell in cells]
     table = fitted_table(columns, body, out.width)
     for row_index, cell in enumerate(cells):
         table.rows[row_index].style = _STYLES[cell.verdict]
     out.print(table)
     for cell in set_aside(result):
-        out.print(f"not judged: {escape(cell_label(cell.key))}: {verdict_text(cell)}: {escape(cell.reason)}")
+        out.print(f"not judged: {escape(cell.key.label())}: {verdict_text(cell)}: {escape(cell.reason)}")
     _print_lists(result)
     out.print(summary_line(result))
 
@@ -146,15 +145,13 @@ def _print_env_differences(result: DiffResult) -> None:
 
 def _print_lists(result: DiffResult) -> None:
     from archbench.report.diff_markdown import count_text, rule_text
-    from archbench.results.diff import cell_label
-
     for failed in result.failed:
         mark = " [red]✗ regression[/]" if failed.newly_failed else ""
         why = f": {escape(failed.error)}" if failed.error else ""
-        out.print(f"failed: {escape(cell_label(failed.key))}: {failed.base_status} → {failed.new_status}{why}{mark}")
+        out.print(f"failed: {escape(failed.key.label())}: {failed.base_status} → {failed.new_status}{why}{mark}")
     for side, keys in (("base", result.only_in_base), ("new run", result.only_in_new)):
         for key in keys:
-            out.print(f"only in the {side}: {escape(cell_label(key))}")
+            out.print(f"only in the {side}: {escape(key.label())}")
     for change in result.count_changes:
         out.print(f"count changed: {escape(change.what)} {change.name}: {count_text(change.base)} → {count_text(change.new)}")
     for note in result.notes:

@@ -65,7 +65,7 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
 # ------------------------------------------------------------------------------ dispatch modes
 
 
-def _defer_dynamo_import(mode_cls: type) -> None:
+def defer_dynamo_import(mode_cls: type) -> None:
     """Keep a TorchDispatchMode from importing torch._dynamo (~1.5 s) on first use.
 
     torch wraps every dispatch mode's ``__torch_dispatch__`` in ``torch._disable_dynamo``, which imports
@@ -115,7 +115,7 @@ class _ShapesOnly(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-_defer_dynamo_import(_ShapesOnly)
+defer_dynamo_import(_ShapesOnly)
 
 
 # ------------------------------------------------------------------------------- dispatch counter
@@ -260,7 +260,7 @@ class OpCounter(TorchDispatchMode):
             self._stack.pop()
 
 
-_defer_dynamo_import(OpCounter)
+defer_dynamo_import(OpCounter)
 
 MEAN_OF_SQUARES = "mean (rms_norm)"
 MEAN_OF_SQUARES_FORMULA = Formula(NORM_POOL, lambda x_shape, *args, out_shape=None, **kwargs: math.prod(x_shape),

@@ -51,10 +51,6 @@ class LayerRow:
     uncounted_ops: dict[str, int] = field(default_factory=dict, hash=False)
     macs_with_norm: int | None = None  # macs + normalisation and pooling
 
-    @property
-    def is_self(self) -> bool:
-        return self.name.endswith(SELF)
-
 
 SELF = "(self)"
 

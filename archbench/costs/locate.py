@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from archbench.catalog.meta import meta_twin
-from archbench.errors import ModelRunError
+from archbench.errors import ModelRunError, one_line
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
 from archbench.usercode import UserCodeExit
@@ -149,12 +149,6 @@ def _failure(name: str, module: nn.Module, frame: _Frame, error: BaseException) 
     except Exception:  # noqa: BLE001 - a broken extra_repr must not hide the real error
         settings = ""
     return Failure(name, type(module).__name__, settings, frame.received, frame.last_child, one_line(error))
-
-
-def one_line(error: BaseException) -> str:
-    """``RuntimeError: <first non-empty line of the message>``."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 # ------------------------------------------------------------------------------------------- API

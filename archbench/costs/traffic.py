@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from archbench.costs.counting import OpCounter, OpCounts, _defer_dynamo_import, preserved_state
+from archbench.costs.counting import OpCounter, OpCounts, defer_dynamo_import, preserved_state
 from archbench.costs.formula_registry import op_name
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
 
@@ -130,7 +130,7 @@ class LayerCostCounter(OpCounter):
         return out
 
 
-_defer_dynamo_import(LayerCostCounter)
+defer_dynamo_import(LayerCostCounter)
 
 
 @dataclass(frozen=True)

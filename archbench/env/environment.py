@@ -10,6 +10,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from archbench.schemas import Check, Field, SchemaError, anything, mapping_of, optional, record, text
+
 
 def cpu_model(cpuinfo: str | None = None, lscpu: str | None = None) -> str:
     """The CPU's full name: ``/proc/cpuinfo``'s "model name", else ``lscpu``'s "Model name", else
@@ -147,3 +149,55 @@ def append_environment(out_csv: str | Path, env: dict[str, Any], extra: dict[str
     from archbench.files import atomic_write_text
 
     return atomic_write_text(path, json.dumps(runs, indent=2, default=str) + "\n")  # a full disk keeps the old file
+
+
+# -------------------------------------------------------------------------------- reading it back
+
+# A fingerprint's values are shown as they are; the keys that reports take apart must have their shape.
+ENVIRONMENT = record({
+    "devices": Field(optional(mapping_of(anything())), False, None),
+    "date": Field(text(), False, ""),
+    "worker": Field(optional(text()), False, None),
+}, what="an environment (an object of torch, devices, date, ...)")
+
+
+def _environment_check() -> Check:
+    """An environment object, kept whole (its other keys are free), with :data:`ENVIRONMENT`'s keys checked."""
+
+    def check(value: Any, path: str) -> dict[str, Any]:
+        ENVIRONMENT(value, path)
+        return dict(value)
+
+    return check
+
+
+ENVIRONMENT_CHECK = _environment_check()
+
+
+def environment_sessions(value: Any) -> list[dict[str, Any]]:
+    """The fingerprints in a bench CSV's ``.env.json`` (one object, or a list with one per session); entries
+    of another shape are left out, as an unreadable file is: the file is optional, the CSV reads without it."""
+    sessions = value if isinstance(value, list) else [value]
+    kept = []
+    for session in sessions:
+        try:
+            kept.append(ENVIRONMENT_CHECK(session, ""))
+        except (SchemaError, RecursionError):
+            continue
+    return kept
+
+
+def read_environment(out_csv: str | Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The fingerprints kept beside ``out_csv`` (:func:`environment_path`), one per session that added rows;
+    none, with a warning naming the file, when it is there but unreadable (the rows are reported without
+    their environment); none, without one, when there is no file."""
+    from archbench.errors import UsageError
+    from archbench.files import read_json_file
+
+    path = environment_path(out_csv)
+    if not path.exists():
+        return [], ()
+    try:
+        return environment_sessions(read_json_file(path, "an environment file")), ()
+    except UsageError as exc:
+        return [], (f"{exc} The rows are reported without their environment.",)

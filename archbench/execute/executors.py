@@ -35,8 +35,9 @@ from typing import Any
 from archbench.errors import UsageError
 from archbench.execute.workunits import ShardContents, WorkUnit, check_portable, read_shard, shard_contents, shard_path
 from archbench.interrupts import interrupts_deferred
+from archbench.listeners import notify
 from archbench.results.sinks import CsvSink
-from archbench.rows import CellKey, CsvRows, ResultRow, check_same_sweep, read_results_csv
+from archbench.rows import CellKey, ResultRow, check_same_sweep, rows_to_resume
 from archbench.study import SLURM_KEYS, SlurmOptions
 from archbench.sweep.cells import split_target
 from archbench.timing.options import MeasureOptions
@@ -119,12 +120,6 @@ class LocalExecutor:
 # --------------------------------------------------------------------------------- streaming results
 
 
-def notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
-
-
 class Collector:
     """The coordinator's side of the shards: reads what they gained since the last look, appends each new
     row of a planned cell to the run's CSV (interrupts deferred: never half a line) and hands it to the
@@ -205,18 +200,6 @@ class Collector:
         return dataclasses.replace(row, peak_fraction=float(f"{row.achieved_tflops / peak:.6g}"))
 
 
-def _stored_rows(out_csv: Path, resume: bool) -> CsvRows:
-    """The rows already in ``out_csv`` (only with ``resume``; a file with rows is refused otherwise)."""
-    if not out_csv.exists() or out_csv.stat().st_size == 0:
-        return CsvRows(())
-    if not resume:
-        raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
-    stored = read_results_csv(out_csv)
-    if stored.torn_at is not None:  # rows appended next must start on a line of their own
-        os.truncate(out_csv, stored.torn_at)
-    return stored
-
-
 @dataclass
 class Unit:
     """A work unit handed to a worker or job: its file, its shard and the keys of its cells."""
@@ -262,9 +245,11 @@ class ShardedExecutor:
         out_csv, cells = Path(out_csv), tuple(cells)
         work_dir = Path(work_dir) if work_dir is not None else default_work_dir(out_csv)
         caches = caches if caches is not None else RunCaches()
-        stored = _stored_rows(out_csv, resume)
+        stored = rows_to_resume(out_csv, resume)
         check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=options.precision,
                          max_time_s=options.max_time_s, min_samples=options.min_samples)
+        if stored.torn_at is not None:  # rows appended next must start on a line of their own
+            os.truncate(out_csv, stored.torn_at)
         if not stored.rows and not resume and work_dir.exists():
             shutil.rmtree(work_dir)  # a fresh run: shards of another are not this one's
         done = {r.key(): r for r in stored.rows}

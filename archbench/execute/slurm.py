@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -28,7 +27,9 @@ from archbench.execute.executors import (
 )
 from archbench.execute.worker import run_work_unit
 from archbench.execute.workunits import ShardContents, WorkUnit, make_work_unit, write_work_unit
+from archbench.files import atomic_write_text, read_json_file
 from archbench.rows import CellKey
+from archbench.schemas import Field, anything, list_of, record, text, validate
 from archbench.study import SlurmOptions
 from archbench.sweep.cells import split_target
 
@@ -48,6 +49,13 @@ def require_submitit():
 
 
 MANIFEST = "manifest.json"
+JOB_MANIFEST = record({  # the Slurm jobs a detached run submitted (``shards/manifest.json``)
+    "jobs": Field(list_of(record({
+        "job_id": Field(anything()),
+        "unit": Field(text()),  # the unit file the job runs
+        "keys": Field(list_of(list_of(anything()))),  # the cell keys it holds
+    }, what="a job (an object with its job_id, unit and keys)"))),
+}, what="a job manifest (an object with its \"jobs\")")
 
 
 class SlurmExecutor(ShardedExecutor):
@@ -196,10 +204,6 @@ def collect_missing(unit: Unit, contents: ShardContents) -> list[CellKey]:
 
 
 def read_manifest(work_dir: Path) -> list[dict[str, Any]]:
-    from archbench.files import read_json_file
-    from archbench.results.schemas import JOB_MANIFEST
-    from archbench.schemas import validate
-
     path = work_dir / MANIFEST
     if not path.exists():
         return []
@@ -208,9 +212,7 @@ def read_manifest(work_dir: Path) -> list[dict[str, Any]]:
 
 def append_manifest(work_dir: Path, entry: dict[str, Any]) -> None:
     jobs = [*read_manifest(work_dir), entry]
-    tmp = work_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"jobs": jobs}, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, work_dir / MANIFEST)
+    atomic_write_text(work_dir / MANIFEST, json.dumps({"jobs": jobs}, indent=1) + "\n")
 
 
 class RunCellsJob:

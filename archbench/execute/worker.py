@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from archbench.execute.executors import notify
 from archbench.execute.workunits import (
     ShardContents,
     ShardWriter,
@@ -22,6 +21,7 @@ from archbench.execute.workunits import (
     shard_path,
     unit_cells,
 )
+from archbench.listeners import notify
 from archbench.rows import CellKey, ResultRow
 from archbench.sweep.cells import split_target, with_target
 
@@ -43,7 +43,7 @@ class _ShardListener:
         self.writer.write("started", key=list(self._planned_key(cell)))
 
     def cell_finished(self, cell, row: ResultRow, index: int, todo: int) -> None:
-        from archbench.execute.workunits import row_to_json
+        from archbench.rows import row_to_json
 
         for dtype in dict.fromkeys((row.dtype, "fp32")):
             key = self.caches.peaks.key(cell.device, dtype, cell.threads)

@@ -36,9 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from archbench.catalog.spec import model_from_json, model_to_json
+from archbench.env.environment import ENVIRONMENT_CHECK
 from archbench.errors import WorkUnitError
+from archbench.files import atomic_write_text
 from archbench.parsing import parse_input
-from archbench.rows import CSV_COLUMNS, CellKey, ResultRow, cell_key, row_from_csv_dict
+from archbench.results.schemas import PEAK
+from archbench.rows import KEY_FIELDS, RESULT_ROW, CellKey, ResultRow, cell_key, row_from_json
+from archbench.schemas import Check, Field, SchemaError, anything, text, validate
+from archbench.schemas import record as object_of
 from archbench.sweep.cells import split_target
 from archbench.timing.options import MeasureOptions, WarmupPolicy
 
@@ -134,12 +139,7 @@ def unit_cells(unit: WorkUnit) -> list[Any]:
 
 
 def write_work_unit(path: str | Path, unit: WorkUnit) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(unit.to_json(), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(unit.to_json(), indent=1) + "\n")
 
 
 def read_work_unit(path: str | Path) -> WorkUnit:
@@ -169,20 +169,6 @@ def shard_path(unit_path: str | Path) -> Path:
 
 
 # -------------------------------------------------------------------------------------------- shards
-
-
-def row_to_json(row: ResultRow) -> dict[str, Any]:
-    """Every field; NaN as null (JSON has no NaN)."""
-    data = dataclasses.asdict(row)
-    data["samples_ms"] = list(row.samples_ms)
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
-
-
-def row_from_json(data: Mapping[str, Any]) -> ResultRow:
-    fields = {name: "" if data.get(name) is None else str(data[name]) for name in CSV_COLUMNS}
-    row = row_from_csv_dict(fields)  # the CSV's typing and defaults, one definition
-    samples = tuple(math.nan if s is None else float(s) for s in data.get("samples_ms") or ())
-    return dataclasses.replace(row, samples_ms=samples)
 
 
 class ShardWriter:
@@ -239,9 +225,6 @@ def read_shard(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]],
             data = fh.read()
     except FileNotFoundError:
         return [], offset
-    from archbench.results.schemas import shard_record
-    from archbench.schemas import validate
-
     complete = data[: data.rfind(b"\n") + 1]
     records = []
     for line in complete.splitlines():
@@ -286,3 +269,38 @@ def measured_row(row: ResultRow, device_label: str) -> ResultRow:
 
 def jsonable_peak(device: str, dtype: str, threads: int, tflops: float) -> dict[str, Any]:
     return {"device": device, "dtype": dtype, "threads": int(threads), "tflops": None if math.isnan(tflops) else tflops}
+
+
+# ----------------------------------------------------------------------------------- shard schema
+
+
+def _cell_key() -> Check:
+    """A cell's key as a shard records it: the nine :class:`~archbench.rows.CellKey` values in order."""
+    def check(value: Any, path: str) -> list:
+        if not isinstance(value, list) or len(value) != len(KEY_FIELDS):
+            raise SchemaError(path, f"a cell key (a list of {', '.join(KEY_FIELDS)})", value)
+        RESULT_ROW(dict(zip(KEY_FIELDS, value)), path)
+        return value
+
+    return check
+
+
+_SHARD_RECORDS = {
+    "start": object_of({"env": Field(ENVIRONMENT_CHECK)}, what="a worker's start"),
+    "started": object_of({"key": Field(_cell_key())}, what="a cell's start"),
+    "peak": PEAK,
+    "row": object_of({"row": Field(RESULT_ROW)}, what="a measured row"),
+    "end": object_of({"interrupted": Field(anything(), False, False)}, what="a worker's end"),
+    "warning": object_of({"message": Field(text())}, what="a warning"),
+}
+
+
+def shard_record(value: Any, path: str) -> Any:
+    """One line of a worker's shard (``*.shard.jsonl``), checked by its ``kind`` (kinds this archbench does
+    not know pass as they are); returned as written."""
+    if not isinstance(value, dict):
+        raise SchemaError(path, "a shard record (an object with a \"kind\")", value)
+    check = _SHARD_RECORDS.get(value.get("kind"))
+    if check is not None:
+        check(value, path)
+    return value

@@ -3,7 +3,7 @@ with its build time and how far its output is from eager's (archbench.timing.bac
 
 The backends of a grid point are measured one after the other, not in alternating rounds (torch.compile's
 graphs live on the model class's code, and an AOTInductor or onnxruntime build takes seconds to minutes), so
-the speed-up is the unpaired one of :func:`archbench.report.tables.relative_speed`: ``eager median / backend
+the speed-up is the unpaired one of :func:`archbench.report.relative.relative_speed`: ``eager median / backend
 median`` with the interval from the CI ends, covering at least the product of the two coverages.
 """
 
@@ -13,9 +13,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from archbench.report.tables import RelativeSpeed, relative_speed
+from archbench.report.relative import relative_speed
+from archbench.results.significance import RatioEstimate
 from archbench.rows import ResultRow
-from archbench.units import fmt_sig
+from archbench.units import fmt_sig, fmt_spec
 
 SPEEDUP_METHOD = (
     "Speed-up = eager median / backend median (> 1: the backend is faster), for the same model, input, batch, mode, "
@@ -35,7 +36,7 @@ class BackendComparison:
 
     row: ResultRow
     eager: ResultRow | None
-    speed: RelativeSpeed | None
+    speed: RatioEstimate | None
 
     @property
     def numerics(self) -> str:
@@ -71,10 +72,6 @@ def _cell(row: ResultRow) -> str:
     return f"{row.mode} · b{row.batch} · {row.input} · {row.device} · {row.dtype}"
 
 
-def _number(value: float, digits: str = ".2g") -> str:
-    return "—" if not math.isfinite(value) else format(value, digits)
-
-
 def comparison_cells(item: BackendComparison, with_reason: bool = True) -> list[str]:
     """model, backend, cell, speed-up, build s, max abs err, max rel err, status (what every renderer shows; a
     failed row's reason after its status ``with_reason``)."""
@@ -84,8 +81,8 @@ def comparison_cells(item: BackendComparison, with_reason: bool = True) -> list[
     else:
         status = "**numerics**" if item.numerics else "ok"
     build = f"{fmt_sig(row.compile_s)}" if math.isfinite(row.compile_s) else "—"
-    return [row.model, row.backend, _cell(row), item.speedup_text, build, _number(row.max_abs_err),
-            _number(row.max_rel_err), status]
+    return [row.model, row.backend, _cell(row), item.speedup_text, build, fmt_spec(row.max_abs_err, ".2g"),
+            fmt_spec(row.max_rel_err, ".2g"), status]
 
 
 COMPARISON_HEADERS = ["model", "backend", "cell", "speed-up vs eager", "build s", "max abs err", "max rel err", "status"]

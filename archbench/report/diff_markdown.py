@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 
 from archbench.results.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
-from archbench.results.diff import CellDiff, DiffResult, cell_label
-from archbench.results.significance import coverage_percent
+from archbench.results.diff import CellDiff, DiffResult
 from archbench.timing.stats import NOISY_IQR_FRACTION
-from archbench.units import fmt_ms, fmt_sig
+from archbench.units import coverage_percent, fmt_ms, fmt_sig
 
 _ORDER = {"slower": 0, "faster": 1, "not comparable": 2, "noisy": 3, "unchanged": 4}
 
@@ -98,7 +97,7 @@ def diff_markdown(result: DiffResult) -> str:
     confidence = f"{result.confidence * 100:g}%"
     lines += [f"| cell | base ms | new ms | change ({confidence} CI) | p (Holm) | |", "|:--|--:|--:|--:|--:|:--|"]
     for cell in cells_by_verdict(result):
-        lines.append(f"| `{cell_label(cell.key)}` | {fmt_ms(cell.base_median_ms)} | {fmt_ms(cell.new_median_ms)} | "
+        lines.append(f"| `{cell.key.label()}` | {fmt_ms(cell.base_median_ms)} | {fmt_ms(cell.new_median_ms)} | "
                      f"{change_text(cell, result.confidence)} | {p_text(cell.p_holm)} | {verdict_text(cell)} |")
     lines.append("")
     lines += _set_aside_lines(result) + _failed_lines(result) + _only_lines(result) + _count_lines(result)
@@ -112,7 +111,7 @@ def _set_aside_lines(result: DiffResult) -> list[str]:
     if not cells:
         return []
     lines = [f"**Not judged** ({len(cells)}): their times cannot show a change, whatever the ratio:", ""]
-    lines += [f"- `{cell_label(c.key)}`: {verdict_text(c)} — {_cell(c.reason)}" for c in cells]
+    lines += [f"- `{c.key.label()}`: {verdict_text(c)} — {_cell(c.reason)}" for c in cells]
     return [*lines, ""]
 
 
@@ -123,7 +122,7 @@ def _failed_lines(result: DiffResult) -> list[str]:
     for failed in result.failed:
         mark = " — ✗ regression" if failed.newly_failed else ""
         why = f": {_cell(failed.error)}" if failed.error else ""
-        lines.append(f"- `{cell_label(failed.key)}`: {failed.base_status} → {failed.new_status}{why}{mark}")
+        lines.append(f"- `{failed.key.label()}`: {failed.base_status} → {failed.new_status}{why}{mark}")
     return [*lines, ""]
 
 
@@ -131,7 +130,7 @@ def _only_lines(result: DiffResult) -> list[str]:
     lines = []
     for side, keys in (("base", result.only_in_base), ("new run", result.only_in_new)):
         if keys:
-            lines += [f"**Only in the {side}** ({len(keys)}): " + ", ".join(f"`{cell_label(k)}`" for k in keys), ""]
+            lines += [f"**Only in the {side}** ({len(keys)}): " + ", ".join(f"`{k.label()}`" for k in keys), ""]
     return lines
 
 

@@ -8,18 +8,13 @@ medians with the interval from their CI ends. The other figure stays in the CSV/
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, NamedTuple
 
-from archbench.report.tables import (
-    RelativeSpeed,
-    input_order,
-    listed_models,
-    relative_speed,
-    table_keys,
-)
+from archbench.report.relative import paired_speed, relative_speed
+from archbench.report.tables import input_order, listed_models, table_keys
+from archbench.results.significance import RatioEstimate
 from archbench.rows import ResultRow
-from archbench.units import fmt_int, fmt_ms, fmt_scaled, fmt_sig
+from archbench.units import fmt_int, fmt_ms, fmt_scaled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,15 +44,10 @@ def headline_point(data: ReportData) -> HeadlinePoint | None:
     return HeadlinePoint(device, dtype, first_input, min(r.batch for r in here if r.input == first_input))
 
 
-def quoted_speed(reference: ResultRow, row: ResultRow) -> tuple[RelativeSpeed, bool]:
+def quoted_speed(reference: ResultRow, row: ResultRow) -> tuple[RatioEstimate, bool]:
     """The relative speed to quote (``m_ref / m``; > 1: faster) and whether it is the paired one."""
-    if math.isfinite(row.paired_ratio):
-        return RelativeSpeed(1 / row.paired_ratio, 1 / row.paired_ratio_high, 1 / row.paired_ratio_low, math.nan), True
-    return relative_speed(reference, row), False
-
-
-def _speed_text(speed: RelativeSpeed) -> str:
-    return f"×{fmt_sig(speed.ratio)} ({fmt_sig(speed.low)}–{fmt_sig(speed.high)})"
+    paired = paired_speed(row)
+    return (paired, True) if paired is not None else (relative_speed(reference, row), False)
 
 
 def headline_table(data: ReportData) -> tuple[pd.DataFrame, HeadlinePoint] | None:
@@ -88,7 +78,7 @@ def headline_table(data: ReportData) -> tuple[pd.DataFrame, HeadlinePoint] | Non
                 line[f"{mode} vs {reference}"] = "reference"
             elif row is not None and ref is not None and row.status == ref.status == "ok":
                 speed, paired = quoted_speed(ref, row)
-                line[f"{mode} vs {reference}"] = _speed_text(speed) + (" paired" if paired else "")
+                line[f"{mode} vs {reference}"] = speed.text(bound=False) + (" paired" if paired else "")
             else:
                 line[f"{mode} vs {reference}"] = "—"
         body[model] = line

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from archbench.files import atomic_write_text
 from archbench.locations import LATEX_NAME
-from archbench.report import tables
+from archbench.report import cells, relative, tables
+from archbench.report.cells import Footnotes
 from archbench.report.markdown import pretty_date
-from archbench.report.tables import Footnotes, TableKey
+from archbench.report.tables import TableKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,17 +126,17 @@ def cell_tables(data: ReportData, notes: Footnotes) -> list[str]:
     """Speed, relative speed, peak memory and FLOP rate, a table per device, mode and dtype."""
     lines = []
     for key in tables.table_keys(data.rows):
-        frame = tables.text_table(data, key, tables.time_cell, notes, flag_load=True)
+        frame = tables.text_table(data, key, cells.time_cell, notes, flag_load=True)
         lines.append(latex_table(frame, f"Median time per step in ms, with its CI (95% unless stated); {key.title()}. "
-                                        f"{tables.NOT_CONVERGED}: the time budget ran out before the CI met the "
-                                        f"precision target; {tables.LOAD_MARK}: measured under load (see the notes).",
+                                        f"{cells.NOT_CONVERGED}: the time budget ran out before the CI met the "
+                                        f"precision target; {cells.LOAD_MARK}: measured under load (see the notes).",
                                  _key_label(data, "speed", key)))
-    for key, frame in tables.relative_tables(data):
+    for key, frame in relative.relative_tables(data):
         lines.append(latex_table(frame, f"Speed relative to {data.study.reference}: ×(reference time / time), > 1: "
                                         "faster; paired (interleaved rounds) where measured, else from the two "
                                         f"medians' CI ends; {key.title()}.", _key_label(data, "relative", key)))
     for key in tables.table_keys(data.rows):
-        frame = tables.text_table(data, key, tables.throughput_cell, notes)
+        frame = tables.text_table(data, key, cells.throughput_cell, notes)
         lines.append(latex_table(frame, f"Throughput in samples/s (batch / median time); {key.title()}.",
                                  _key_label(data, "throughput", key)))
     for key, frame in tables.memory_tables(data, notes):
@@ -147,11 +148,11 @@ def cell_tables(data: ReportData, notes: Footnotes) -> list[str]:
 
 
 def notes_list(notes: Footnotes, data: ReportData) -> list[str]:
-    load = tables.load_note(data.rows)
+    load = cells.load_note(data.rows)
     if not notes.messages and not load:
         return []
     items = [f"\\item[{{[{number}]}}] {latex_text(message)}" for number, message in notes.items()]
-    items += [f"\\item[{{{latex_text(tables.LOAD_MARK)}}}] {latex_text(load.removeprefix(tables.LOAD_MARK).strip())}"] if load else []
+    items += [f"\\item[{{{latex_text(cells.LOAD_MARK)}}}] {latex_text(load.removeprefix(cells.LOAD_MARK).strip())}"] if load else []
     return [comment("The notes marked [n] in the tables."), r"\begin{description}", *items, r"\end{description}", ""]
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.files import atomic_write_text
-from archbench.report import tables
+from archbench.report import cells, relative, tables
 from archbench.report.backends import backends_section
-from archbench.report.tables import Footnotes
+from archbench.report.cells import Footnotes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +125,7 @@ def headline_section(data: ReportData) -> list[str]:
         return []
     frame, point = found
     loaded = sum(r.status == "ok" and r.under_load for r in data.rows)
-    caveat = (f" **{loaded} cell(s) were measured under load** ({tables.LOAD_MARK} in the speed tables): their "
+    caveat = (f" **{loaded} cell(s) were measured under load** ({cells.LOAD_MARK} in the speed tables): their "
               "times are probably inflated." if loaded else "")
     return ["## Headline", "",
             f"At {point.text()}: parameters, forward MACs per sample, the median step time and the speed relative "
@@ -154,9 +154,9 @@ def precision_section(data: ReportData) -> list[str]:
         widest = summary.widest
         lines[0] += (
             f" {summary.converged} of {summary.cells_ok} measured cells reached ±{100 * options.precision:g}% "
-            f"(the others are marked {tables.NOT_CONVERGED}). The CI half-width is {100 * summary.median_rel_half_width:.1f}% "
+            f"(the others are marked {cells.NOT_CONVERGED}). The CI half-width is {100 * summary.median_rel_half_width:.1f}% "
             f"of the median for the typical cell and {100 * summary.max_rel_half_width:.1f}% at worst "
-            f"({widest.model}, {tables.cell_context(widest, True)}, {widest.n_samples} samples); "
+            f"({widest.model}, {cells.cell_context(widest, True)}, {widest.n_samples} samples); "
             f"{summary.noisy} cell(s) are noisy (IQR > 10% of the median)."
         )
     return lines + [""]
@@ -221,12 +221,12 @@ def speed_section(data: ReportData, notes: Footnotes) -> list[str]:
     from archbench.timing.load import LOAD_THRESHOLD
 
     legend = ("Median time per step (95% CI unless the cell gives another coverage) · samples/s. Columns: input · "
-              f"batch size. {tables.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision "
+              f"batch size. {cells.NOT_CONVERGED}: the cell's time budget ran out before its CI was within the precision "
               "target; `OOM`/`error`: the cell failed (see the footnote); —: not measured.")
     lines = ["## Speed", "", f"{legend} {LOAD_NOTE.format(threshold=LOAD_THRESHOLD)} {load_summary(data.rows)}", ""]
     for key, frame in tables.speed_tables(data, notes):
         lines += [f"### {key.title()}", "", model_table(frame), ""]
-    note = tables.load_note(data.rows)
+    note = cells.load_note(data.rows)
     return lines + ([note, ""] if note else [])
 
 
@@ -236,7 +236,7 @@ def load_summary(rows) -> str:
     loaded = sum(r.under_load for r in timed)
     unchecked = sum(not math.isfinite(r.load_ratio) for r in timed)
     quiet = "No checked cell was measured under load." if unchecked else "No cell was measured under load."
-    said = (f"**{loaded} cell(s) were measured under load** (marked {tables.LOAD_MARK}, listed below): their times are "
+    said = (f"**{loaded} cell(s) were measured under load** (marked {cells.LOAD_MARK}, listed below): their times are "
             "probably inflated; measure them again on a quiet machine." if loaded else quiet)
     if unchecked:
         said += f" {unchecked} of {len(timed)} cell(s) were not checked (measured before archbench had the check)."
@@ -245,10 +245,10 @@ def load_summary(rows) -> str:
 
 def relative_section(data: ReportData) -> list[str]:
     lines = [f"## Relative speed (reference: `{data.study.reference}`)", "", RELATIVE_METHOD, ""]
-    relative = tables.relative_tables(data)
-    if not relative:
+    found = relative.relative_tables(data)
+    if not found:
         return lines + ["No cell was measured successfully for both a model and the reference.", ""]
-    for key, frame in relative:
+    for key, frame in found:
         lines += [f"### {key.title()}", "", model_table(frame), ""]
     return lines
 

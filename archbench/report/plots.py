@@ -46,7 +46,7 @@ def planned_plots(data: ReportData) -> list[tuple[str, str]]:
     return plots
 
 
-def _figure(n_rows: int, n_cols: int):
+def new_figure(n_rows: int, n_cols: int):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -56,7 +56,7 @@ def _figure(n_rows: int, n_cols: int):
     return fig, axes
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
     import matplotlib
 
     paths = []
@@ -124,7 +124,7 @@ def _panel_rows(axes, rows, devices, modes):
             yield ax, [r for r in rows if (r.device, r.dtype, r.mode) == (device, dtype, mode)]
 
 
-def _line_panels(data: ReportData, series: str, x, err, label):
+def line_panels(data: ReportData, series: str, x, err, label):
     """A figure with a panel per device/dtype (rows) and mode (columns) and, in each, a line per model
     (colour) and value of the row attribute ``series`` (marker and line style): ``x(row)`` against the
     row's ``y`` with error bars ``err(row) -> (y, below, above)``, labelled ``label(model, value)``.
@@ -133,7 +133,7 @@ def _line_panels(data: ReportData, series: str, x, err, label):
     _, devices, modes = _panels(data)
     models, colors = _styles(data)
     values = sorted({getattr(r, series) for r in rows}, key=tables.input_order if series == "input" else None)
-    fig, axes = _figure(len(devices), len(modes))
+    fig, axes = new_figure(len(devices), len(modes))
     panels = list(_panel_rows(axes, rows, devices, modes))
     any_loaded = False
     for ax, cell_rows in panels:
@@ -171,7 +171,7 @@ def _log_axes(ax, ticks, tick_labels, xlabel: str, ylabel: str, x_base: int = 10
     ax.grid(True, which="both" if minor_ticks else "major", alpha=0.3)
 
 
-def _throughput_error(row: ResultRow) -> tuple[float, float, float]:
+def throughput_error(row: ResultRow) -> tuple[float, float, float]:
     """Samples/s with the distances to the ends of its CI (the median's CI turned into samples/s)."""
     y = row.samples_per_s
     return y, max(0.0, y - row.batch / row.ci_high_ms * 1e3), max(0.0, row.batch / row.ci_low_ms * 1e3 - y)
@@ -188,7 +188,7 @@ def _time_error(row: ResultRow) -> tuple[float, float, float]:
 def throughput_figure(data: ReportData):
     """Samples/s (with the 95% CI as error bars) against batch size: a panel per device/dtype (rows)
     and mode (columns), a line per model (colour) and input (marker and line style)."""
-    fig, axes, panels = _line_panels(data, "input", lambda r: r.batch, _throughput_error,
+    fig, axes, panels = line_panels(data, "input", lambda r: r.batch, throughput_error,
                                      lambda model, shape: f"{model} · {shape}")
     for ax, cell_rows in panels:
         batches = sorted({r.batch for r in cell_rows})
@@ -218,7 +218,7 @@ def _mark_knees(ax, rows, colors) -> None:
 def _label_clear_of_error_bar(ax, text: str, row: ResultRow, color, *, above: bool) -> None:
     """``text`` over (or under) the end of ``row``'s throughput error bar, past the ring drawn on the point, so it
     covers neither the bar nor the ring; the y range grows to keep it inside the panel (log axes: by a factor)."""
-    y, below, over = _throughput_error(row)
+    y, below, over = throughput_error(row)
     end = y + over if above else y - below
     if not end > 0:  # a lower CI end at zero cannot sit on a log axis
         end = y
@@ -232,7 +232,7 @@ def _label_clear_of_error_bar(ax, text: str, row: ResultRow, color, *, above: bo
 def time_vs_input_figure(data: ReportData):
     """Median time per step (95% CI error bars) against the input's pixel count: a panel per
     device/dtype and mode, a line per model (colour) and batch size (marker and line style)."""
-    fig, axes, panels = _line_panels(data, "batch", _pixels, _time_error, lambda model, batch: f"{model} · batch {batch}")
+    fig, axes, panels = line_panels(data, "batch", _pixels, _time_error, lambda model, batch: f"{model} · batch {batch}")
     for ax, cell_rows in panels:
         shown = sorted({r.input for r in cell_rows}, key=tables.input_order)
         _log_axes(ax, [tables.input_order(s)[0] for s in shown], shown, "input (C×H×W)", "median time per step (ms)",
@@ -247,7 +247,7 @@ def params_vs_macs_figure(data: ReportData):
     arch = tables.architecture_table(data)
     arch = arch[arch[["params", "gmacs"]].notna().all(axis=1)]
     models, colors = _styles(data)
-    fig, axes = _figure(1, 1)
+    fig, axes = new_figure(1, 1)
     ax = axes[0][0]
     middle = math.sqrt(arch["gmacs"].min() * arch["gmacs"].max())  # the middle of the log x range
     for record in arch.to_dict("records"):
@@ -276,5 +276,5 @@ class PlotsFormat:
     def write(self, data: ReportData, out_dir: Path) -> list[Path]:
         written: list[Path] = []
         for stem, _caption in planned_plots(data):
-            written += _save(_FIGURES[stem](data), Path(out_dir), stem)
+            written += save_figure(_FIGURES[stem](data), Path(out_dir), stem)
         return written

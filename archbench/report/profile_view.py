@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archbench.files import atomic_write_text
-from archbench.units import fmt_ms, fmt_sig, si
+from archbench.units import fmt_ms, fmt_sig, fmt_spec, si
 
 if TYPE_CHECKING:
     from archbench.results.profiles import LayerProfile, ModelProfile
@@ -25,10 +25,6 @@ LEGEND = ("ms: median time per step (summed op self time of the subtree); 95% CI
           "moved (10^6); FLOP/B: work FLOPs per byte; GFLOP/s, GB/s: achieved; bound: the roof it sits under")
 
 
-def _pct(value: float) -> str:
-    return "—" if not math.isfinite(value) else f"{value:.1%}"
-
-
 def header_lines(p: ModelProfile) -> list[tuple[str, str]]:
     """``(what, value)`` lines above the table: every figure with its definition."""
     peaks = p.peaks
@@ -41,7 +37,7 @@ def header_lines(p: ModelProfile) -> list[tuple[str, str]]:
                              f"(archbench's timer alone: {fmt_ms(p.timer_median_ms)} ms over {len(p.timer_ms)} samples)"),
         ("step, profiled", f"{fmt_ms(p.profiled_median_ms)} ms median; profiling overhead {p.overhead:+.1%} "
                            "(median over rounds of profiled / unprofiled step − 1)"),
-        ("coverage", f"{_pct(p.coverage)} — the top-level modules' summed time / the unprofiled step, median over "
+        ("coverage", f"{fmt_spec(p.coverage, '.1%')} — the top-level modules' summed time / the unprofiled step, median over "
                      f"rounds (ops outside every module: {fmt_ms(_median(p.outside_ms))} ms)"),
         ("FLOPs", f"{p.flops:,} ({si(p.flops, 'FLOPs', 3)}) summed over modules, {check} against the summary's "
                   f"{'forward + backward' if p.mode == 'train' else 'forward'} FLOPs (2 per MAC)"),
@@ -66,7 +62,7 @@ def layer_cells(p: ModelProfile, layer: LayerProfile) -> list[str]:
     return [
         indent + (layer.name or "(model)"), layer.type, fmt_ms(layer.median_ms), f"{fmt_ms(low)}–{fmt_ms(high)}",
         fmt_ms(layer.own_median_ms) if not layer.leaf else "", fmt_ms(layer.forward_median_ms),
-        fmt_ms(layer.backward_median_ms) if p.mode == "train" else "—", _pct(layer.share_median),
+        fmt_ms(layer.backward_median_ms) if p.mode == "train" else "—", fmt_spec(layer.share_median, ".1%"),
         fmt_sig(layer.flops / 1e9), fmt_sig(layer.bytes / 1e6), fmt_sig(layer.intensity),
         fmt_sig(layer.achieved_tflops * 1e3), fmt_sig(layer.achieved_gbps), p.peaks.bound(layer.intensity),
     ]

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archbench.report.plots import _figure, _save
+from archbench.report.plots import new_figure, save_figure
 
 if TYPE_CHECKING:
     from archbench.results.profiles import LayerProfile, ModelProfile
@@ -38,7 +38,7 @@ def write_profile_plots(profile: ModelProfile, out_dir: Path) -> list[Path]:
 
 
 def roofline(profile: ModelProfile, out_dir: Path) -> list[Path]:
-    fig, axes = _figure(1, 1)
+    fig, axes = new_figure(1, 1)
     ax = axes[0][0]
     fig.set_size_inches(7.5, 5.2)
     layers = [layer for layer in profile.leaves() if plottable(layer)]
@@ -70,7 +70,7 @@ def roofline(profile: ModelProfile, out_dir: Path) -> list[Path]:
                  + (f"; {left_out} layer(s) without work or bytes not shown" if left_out else ""), fontsize=8)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(loc="lower right", fontsize=7)
-    return _save(fig, out_dir, ROOFLINE[0])
+    return save_figure(fig, out_dir, ROOFLINE[0])
 
 
 def _roofs(ax, peaks, lo: float, hi: float) -> None:
@@ -90,7 +90,7 @@ def _roofs(ax, peaks, lo: float, hi: float) -> None:
 
 def time_breakdown(profile: ModelProfile, out_dir: Path) -> list[Path]:
     layers = profile.leaves()[:TOP_N][::-1]  # slowest on top
-    fig, axes = _figure(1, 1)
+    fig, axes = new_figure(1, 1)
     ax = axes[0][0]
     fig.set_size_inches(7.5, 0.6 + 0.32 * max(len(layers), 3))
     medians = [layer.median_ms for layer in layers]
@@ -103,4 +103,4 @@ def time_breakdown(profile: ModelProfile, out_dir: Path) -> list[Path]:
     ax.set_xlabel(f"median ms per step over {profile.steps} profiled steps; whiskers: 95% CI of the median")
     ax.set_title(f"{profile.label()} — {profile.timing}", fontsize=8)
     ax.grid(True, axis="x", alpha=0.25)
-    return _save(fig, out_dir, TIME_BREAKDOWN[0])
+    return save_figure(fig, out_dir, TIME_BREAKDOWN[0])

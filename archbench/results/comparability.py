@@ -28,10 +28,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from archbench.results.significance import SYMBOLS, ci_coverage, coverage_percent
+from archbench.results.significance import SYMBOLS, ci_coverage
 from archbench.rows import ResultRow
 from archbench.timing.load import LOAD_THRESHOLD
 from archbench.timing.stats import CONFIDENCE, NOISY_IQR_FRACTION
+from archbench.units import coverage_percent
 
 CellVerdict = Literal["slower", "faster", "unchanged", "noisy", "not comparable"]
 CELL_VERDICTS: tuple[str, ...] = get_args(CellVerdict)

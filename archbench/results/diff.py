@@ -23,36 +23,31 @@ runs measured was set aside as not comparable (and none regressed), the outcome 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from archbench.env.differences import EnvDifference, env_differences, merge_sessions
 from archbench.errors import UsageError
+from archbench.files import jsonable
 from archbench.results.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
-from archbench.results.jsonfile import _clean
 from archbench.results.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
     RatioEstimate,
-    ci_coverage,
     holm,
     mann_whitney_u,
     ratio_ci,
+    ratio_of_rows,
     verdict,
 )
-from archbench.rows import REQUIRED_KEY_COLUMNS, CellKey, ResultRow
+from archbench.rows import CellKey, ResultRow
 from archbench.timing.stats import CONFIDENCE, median
 
 Outcome = Literal["regressed", "no regression", "not comparable"]
 Method = Literal["mann-whitney", "row CIs"]
-
-# What makes timings of two runs incomparable (``envinfo.environment`` keys), plus each device's name.
-ENV_FIELDS: tuple[str, ...] = ("torch", "torchvision", "cuda", "cudnn", "gpu_driver", "cpu_model", "threads",
-                               "tf32_matmul", "tf32_cudnn", "cudnn_benchmark")
-
 
 @dataclass(frozen=True)
 class RunData:
@@ -67,25 +62,15 @@ class RunData:
 
 
 @dataclass(frozen=True)
-class EnvDifference:
-    name: str
-    base: str
-    new: str
-
-
-@dataclass(frozen=True)
 class CellDiff:
-    """One cell measured in both runs. ``ratio``/``low``/``high``: NEW time / BASE time and its CI
-    (``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test, or a
+    """One cell measured in both runs. ``estimate``: NEW time / BASE time with its CI (``ratio``, ``low``,
+    ``high``, ``coverage``); ``p``/``p_holm``: Mann–Whitney p-value, raw and Holm-adjusted (NaN: no test, or a
     cell set aside); ``reason``: why the cell was set aside (empty when the statistics decided)."""
 
     key: CellKey
     base_median_ms: float
     new_median_ms: float
-    ratio: float
-    low: float
-    high: float
-    coverage: float
+    estimate: RatioEstimate
     p: float
     p_holm: float
     verdict: CellVerdict
@@ -93,6 +78,17 @@ class CellDiff:
     n_base: int
     n_new: int
     reason: str = ""
+
+    ratio = property(lambda self: self.estimate.ratio)
+    low = property(lambda self: self.estimate.low)
+    high = property(lambda self: self.estimate.high)
+    coverage = property(lambda self: self.estimate.coverage)
+
+    def to_json(self) -> dict[str, Any]:
+        """The key's fields, the medians, the estimate's figures, then the rest (NaN as in Python)."""
+        rest = {k: v for k, v in vars(self).items() if k not in ("key", "base_median_ms", "new_median_ms", "estimate")}
+        return {**self.key._asdict(), "base_median_ms": self.base_median_ms, "new_median_ms": self.new_median_ms,
+                **self.estimate._asdict(), **rest}
 
 
 @dataclass(frozen=True)
@@ -230,7 +226,7 @@ def _both_ok(base: ResultRow, new: ResultRow) -> bool:
 
 
 def _estimate(base: ResultRow, new: ResultRow, raw_samples: bool, confidence: float) -> RatioEstimate:
-    return ratio_ci(base.samples_ms, new.samples_ms, confidence) if raw_samples else _from_row_cis(base, new)
+    return ratio_ci(base.samples_ms, new.samples_ms, confidence) if raw_samples else ratio_of_rows(new, base)
 
 
 def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: float | None, p_holm: float | None,
@@ -243,10 +239,7 @@ def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: floa
         key=base.key(),
         base_median_ms=base_median,
         new_median_ms=new_median,
-        ratio=estimate.ratio,
-        low=estimate.low,
-        high=estimate.high,
-        coverage=estimate.coverage,
+        estimate=estimate,
         p=math.nan if p is None else p,
         p_holm=math.nan if p_holm is None else p_holm,
         verdict=screen.verdict or verdict(estimate.low, estimate.high, p_holm, alpha=alpha, min_effect=min_effect),
@@ -255,18 +248,6 @@ def _cell_diff(base: ResultRow, new: ResultRow, estimate: RatioEstimate, p: floa
         n_new=len(new.samples_ms) or new.n_samples,
         reason=screen.reason,
     )
-
-
-def _from_row_cis(base: ResultRow, new: ResultRow) -> RatioEstimate:
-    """The ratio of the medians and the interval from the CI ends; its coverage is at least the
-    product of the two CIs' coverages (both true medians inside their CIs implies the ratio inside)."""
-    return RatioEstimate(_ratio(new.median_ms, base.median_ms), _ratio(new.ci_low_ms, base.ci_high_ms),
-                         _ratio(new.ci_high_ms, base.ci_low_ms), ci_coverage(base) * ci_coverage(new))
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    """NaN where a stored figure is missing or not a positive time (the verdict is then "noisy")."""
-    return numerator / denominator if denominator > 0 and math.isfinite(denominator) else math.nan
 
 
 def _failed(base: ResultRow, new: ResultRow) -> FailedCell:
@@ -279,7 +260,7 @@ def _flops_changes(base_rows: Mapping[CellKey, ResultRow], new_rows: Mapping[Cel
     for key in common:
         before, after = base_rows[key].flops_per_step, new_rows[key].flops_per_step
         if math.isfinite(before) and math.isfinite(after) and before != after:
-            changes.append(CountChange(cell_label(key), "flops_per_step", before, after))
+            changes.append(CountChange(key.label(), "flops_per_step", before, after))
     return changes
 
 
@@ -306,144 +287,21 @@ def _notes(base: RunData, new: RunData, tested: int, compared: int) -> tuple[str
     return tuple(notes)
 
 
-def cell_label(key: CellKey) -> str:
-    """``resnet-18 infer cpu fp32 b8 3x224x224`` (+ ``channels-last``, ``compiled``, ``threads N``)."""
-    extras = [flag for flag, on in (("channels-last", key.channels_last), (key.backend, key.backend != "eager")) if on]
-    extras += [f"threads {key.threads}"] if key.threads else []
-    return " ".join([key.model, key.mode, key.device, key.dtype, f"b{key.batch}", key.input, *extras])
-
-
-# ------------------------------------------------------------------------------------ environment
-
-
-def env_fingerprint(env: Mapping[str, Any]) -> dict[str, str]:
-    """The recorded fields that change timings (:data:`ENV_FIELDS` and ``device <name>`` per device), as text."""
-    flat = {name: _text(env[name]) for name in ENV_FIELDS if name in env}
-    for device, name in (env.get("devices") or {}).items():
-        flat[f"device {device}"] = _text(name)
-    return flat
-
-
-def env_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[EnvDifference, ...]:
-    """Fields recorded in both fingerprints with different values (a field only one run recorded, e.g.
-    a device only one of them used, is not a difference)."""
-    before, after = env_fingerprint(base), env_fingerprint(new)
-    return tuple(EnvDifference(name, before[name], after[name]) for name in before
-                 if name in after and before[name] != after[name])
-
-
-def merge_sessions(envs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One fingerprint for a run measured in several sessions (``--resume``): a field the sessions
-    disagree on holds their values joined by `` | ``, so it differs from any single session's."""
-    if len(envs) == 1:
-        return dict(envs[0])
-    merged: dict[str, Any] = {}
-    for name in dict.fromkeys(k for env in envs for k in env):
-        values = list(dict.fromkeys(json.dumps(env.get(name), sort_keys=True, default=str) for env in envs))
-        merged[name] = envs[0].get(name) if len(values) == 1 else " | ".join(values)
-    return merged
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "—"
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-
 # ----------------------------------------------------------------------------------------- loading
 
 
 def load_run_data(ref: str, db_path: str | Path | None = None) -> RunData:
-    """A run to diff from ``ref``: a report folder (``archbench compare``'s: its results.json holds the
-    raw samples), a results CSV (``bench``'s, or ``compare``'s with its results.json), a results.json,
-    or a run of the results store at ``db_path`` (``latest``, ``latest~N`` or a run id; default store:
-    :func:`~archbench.results.store.default_db_path`)."""
-    from archbench.results.store import is_run_ref
+    """A run to diff from ``ref``, any source :func:`~archbench.results.sources.load_source` reads: a report
+    folder (``archbench compare``'s: its results.json holds the raw samples), a results CSV (``bench``'s, or
+    ``compare``'s with its results.json), a results.json, or a run of the results store at ``db_path``
+    (``latest``, ``latest~N`` or a run id)."""
+    from archbench.results.sources import load_source
 
-    path = Path(ref)
-    if path.is_dir():
-        return _from_report_dir(path)
-    if path.is_file():
-        return _from_report_json(path) if path.suffix == ".json" else _from_csv(path)
-    if is_run_ref(ref):
-        return _from_store(ref, db_path)
-    raise UsageError(f"'{ref}' is neither a results CSV, a report folder nor a run of the results store "
-                     "('latest', 'latest~N' or a run id): give an existing file or folder, or a run.")
-
-
-def _from_report_dir(path: Path) -> RunData:
-    from archbench.locations import JSON_NAME
-
-    if not (path / JSON_NAME).is_file():
-        raise UsageError(f"'{path}' is a folder without {JSON_NAME}: give the folder of an `archbench compare` "
-                         "report, or a results CSV.")
-    return _from_report_json(path / JSON_NAME, label=str(path))
-
-
-def _from_report_json(path: Path, label: str | None = None) -> RunData:
-    from archbench.results.jsonfile import read_json
-
-    return _from_report_data(read_json(path), label or str(path))
-
-
-def _from_report_data(data, label: str, warnings: tuple[str, ...] = ()) -> RunData:
+    source = load_source(ref, db_path)
+    data = source.data
     counts = {(s.model, s.input): {"params": s.params_total, "macs_per_sample": s.macs / s.batch} for s in data.stats}
-    return RunData(label, data.rows, merge_sessions(data.environments) if data.environments else {}, counts, warnings)
-
-
-_KEY_COLUMNS = (*REQUIRED_KEY_COLUMNS, "status", "median_ms")
-
-
-def _from_csv(path: Path) -> RunData:
-    from archbench.env.environment import environment_path
-    from archbench.results.jsonfile import FORMAT, load_results, sidecar_path
-    from archbench.rows import read_results_csv
-
-    _check_results_csv(path)
-    sidecar = sidecar_path(path)
-    if sidecar.is_file() and _json_format(sidecar) == FORMAT:
-        data, warnings = load_results(path)
-        return _from_report_data(data, str(path), warnings)
-    contents = read_results_csv(path)
-    return RunData(str(path), contents.rows, _bench_environment(environment_path(path)), {}, contents.warnings)
-
-
-def _check_results_csv(path: Path) -> None:
-    from archbench.files import csv_header
-
-    header = csv_header(path)
-    missing = [c for c in _KEY_COLUMNS if c not in header]
-    if missing:
-        raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}): give "
-                         "the CSV of `archbench bench` or the results.csv of an `archbench compare` report.")
-
-
-def _json_format(path: Path) -> str | None:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return payload.get("format") if isinstance(payload, dict) else None
-
-
-def _bench_environment(path: Path) -> dict[str, Any]:
-    """The fingerprint(s) ``bench`` keeps beside its CSV (one per session), merged; ``{}`` without one."""
-    from archbench.files import read_json_file
-    from archbench.results.schemas import environment_sessions
-
-    try:
-        sessions = environment_sessions(read_json_file(path, "an environment file"))
-    except UsageError:  # missing or unreadable: no environment
-        return {}
-    return merge_sessions(sessions) if sessions else {}
-
-
-def _from_store(ref: str, db_path: str | Path | None) -> RunData:
-    from archbench.results.store import Store, default_db_path, run_report_data
-
-    with Store.open(default_db_path() if db_path is None else db_path, readonly=True) as store:
-        run_id = store.resolve(ref)
-        return _from_report_data(run_report_data(store, run_id), f"run {run_id}")
+    env = merge_sessions(data.environments) if data.environments else {}
+    return RunData(source.name, data.rows, env, counts, source.warnings)
 
 
 # ------------------------------------------------------------------------------------------- JSON
@@ -451,7 +309,7 @@ def _from_store(ref: str, db_path: str | Path | None) -> RunData:
 
 def diff_to_json(result: DiffResult) -> dict[str, Any]:
     """The diff as JSON-able data (NaN as ``null``; cells with their key fields spelled out)."""
-    return _clean({
+    return jsonable({
         "base": result.base_label,
         "new": result.new_label,
         "outcome": result.outcome,
@@ -462,7 +320,7 @@ def diff_to_json(result: DiffResult) -> dict[str, Any]:
         "confidence": result.confidence,
         "environment_differences": [vars(d) for d in result.env_differences],
         "verdicts": result.verdict_counts(),
-        "cells": [{**c.key._asdict(), **{k: v for k, v in vars(c).items() if k != "key"}} for c in result.cells],
+        "cells": [c.to_json() for c in result.cells],
         "failed": [{**f.key._asdict(), "base_status": f.base_status, "new_status": f.new_status, "error": f.error,
                     "newly_failed": f.newly_failed} for f in result.failed],
         "only_in_base": [k._asdict() for k in result.only_in_base],

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.errors import UsageError
-from archbench.files import atomic_write_text, csv_header, read_json_file
+from archbench.files import atomic_write_text, jsonable, read_json_file
 from archbench.results.schemas import REPORT
-from archbench.rows import RESULT_ROW, ModelStats, ResultRow, read_results_csv
+from archbench.rows import ModelStats, check_results_csv, read_results_csv, row_from_json, row_to_json
 from archbench.schemas import validate
 from archbench.study import study_from_dict
 
@@ -25,33 +24,8 @@ FORMAT = "archbench-report"
 FORMAT_VERSION = 1
 
 
-def _clean(value: Any) -> Any:
-    """NaN/inf -> null (JSON has no NaN), tuples -> lists, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def row_to_json(row: ResultRow) -> dict[str, Any]:
-    return _clean(dataclasses.asdict(row))
-
-
-def row_from_json(data: Mapping[str, Any]) -> ResultRow:
-    """A row as :func:`row_to_json` wrote it; raises :class:`~archbench.schemas.SchemaError` (a ValueError)
-    naming the field of a row that is not of that shape."""
-    return _row(RESULT_ROW(data, ""))
-
-
-def _row(values: dict[str, Any]) -> ResultRow:
-    return ResultRow(**{**values, "samples_ms": tuple(values["samples_ms"])})
-
-
 def data_to_json(data: ReportData) -> dict[str, Any]:
-    return _clean({
+    return jsonable({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "study": data.study.to_dict(),
@@ -77,7 +51,7 @@ def data_from_json(payload: Mapping[str, Any], where: str = "results.json") -> R
     payload = validate(REPORT, payload, where)  # every field of the shape archbench wrote, or an error naming it
     return ReportData(
         study=study_from_dict(payload["study"]),
-        rows=tuple(_row(r) for r in payload["rows"]),
+        rows=tuple(row_from_json(r) for r in payload["rows"]),
         models=tuple(ModelInfo(**m) for m in payload["models"]),
         stats=tuple(ModelStats(**s) for s in payload["model_stats"]),
         stats_errors=tuple((e["model"], e["input"], e["error"]) for e in payload["model_stats_errors"]),
@@ -107,9 +81,6 @@ class JsonFormat:
 
 # ------------------------------------------------------------------------------------------ reading
 
-_KEY_COLUMNS = ("model", "device", "mode", "batch", "input", "dtype", "status", "median_ms")
-
-
 def sidecar_path(results_csv: Path) -> Path:
     """The JSON stored with a results CSV: same folder and stem (``results.csv`` -> ``results.json``)."""
     return results_csv.with_suffix(".json")
@@ -129,16 +100,10 @@ def load_results(results_csv: str | Path) -> tuple[ReportData, tuple[str, ...]]:
             f"'{results_csv}' has no {sidecar.name} beside it: `archbench report` needs the results.json that "
             "`archbench compare` writes next to results.csv (it holds the study, environment, date and counts)."
         )
-    _check_header(results_csv)
+    check_results_csv(results_csv)
     stored = read_json(sidecar)
     samples = {r.key(): r.samples_ms for r in stored.rows}
     contents = read_results_csv(results_csv)
     rows = tuple(dataclasses.replace(r, samples_ms=samples.get(r.key(), ())) for r in contents.rows)
     return dataclasses.replace(stored, rows=rows), contents.warnings
 
-
-def _check_header(results_csv: Path) -> None:
-    header = csv_header(results_csv)
-    missing = [c for c in _KEY_COLUMNS if c not in header]
-    if missing:
-        raise UsageError(f"'{results_csv}' is not an archbench results CSV (no column(s) {', '.join(missing)}).")

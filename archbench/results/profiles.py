@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from archbench.files import jsonable
 from archbench.timing.stats import median, median_ci
 
 SCHEMA = "archbench.profile/1"
@@ -110,9 +111,6 @@ class Peaks:
     def ridge(self) -> float:
         """FLOPs per byte where the bandwidth roof meets the compute roof."""
         return self.tflops * 1e12 / (self.gbps * 1e9) if self.gbps > 0 and math.isfinite(self.tflops) else math.nan
-
-    def attainable_tflops(self, intensity: float) -> float:
-        return min(self.tflops, intensity * self.gbps * 1e9 / 1e12)
 
     def bound(self, intensity: float) -> str:
         if not (math.isfinite(intensity) and math.isfinite(self.ridge)):
@@ -218,11 +216,10 @@ class ModelProfile:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("layers", "peaks")}
-        data["layers"] = [{f.name: _listed(getattr(layer, f.name)) for f in fields(layer)} for layer in self.layers]
+        data["layers"] = [{f.name: getattr(layer, f.name) for f in fields(layer)} for layer in self.layers]
         data["peaks"] = {f.name: getattr(self.peaks, f.name) for f in fields(self.peaks)}
-        data = {k: _listed(v) for k, v in data.items()}
         data["env"] = dict(self.env)
-        return _json_safe({"schema": SCHEMA, **data, "derived": self._derived()})
+        return jsonable({"schema": SCHEMA, **data, "derived": self._derived()})
 
     def _derived(self) -> dict[str, Any]:
         """Figures computed from the stored ones, for readers of the JSON (ignored when read back)."""
@@ -257,26 +254,11 @@ def _paired_median(values: Sequence[float], references: Sequence[float]) -> floa
     return median(ratios) if ratios else math.nan
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as ``null`` (JSON has none), recursively; read back as NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _with_nans(layer: LayerProfile) -> LayerProfile:
     from dataclasses import replace
 
     return replace(layer, **{name: tuple(map(_number, getattr(layer, name)))
                              for name in ("time_ms", "own_ms", "forward_ms", "backward_ms", "share")})
-
-
-def _listed(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _tupled(value: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Literal, NamedTuple, get_args
 
 from archbench.rows import ResultRow
 from archbench.timing.stats import CONFIDENCE, median, median_ci, median_ci_ranks
+from archbench.units import coverage_percent, fmt_sig
 
 EXACT_MAX_PAIRS = 400  # exact U distribution up to n1 * n2 pairs (20 x 20 samples); normal approximation above
 DEFAULT_ALPHA = 0.05
@@ -29,13 +30,40 @@ SYMBOLS: dict[str, str] = {"slower": "▲", "faster": "▼", "unchanged": "=", "
 
 
 class RatioEstimate(NamedTuple):
-    """A ratio of times (``> 1``: NEW takes longer) with its confidence interval and the interval's
-    coverage (exact for order-statistic intervals, from the normal approximation for large samples)."""
+    """A ratio (of times: ``> 1``, NEW takes longer; of speeds in the report) with its confidence interval and
+    the interval's coverage (exact for order-statistic intervals, from the normal approximation for large
+    samples, a lower bound for an interval from two CIs' ends: :func:`ratio_of_rows`). The one ratio-with-CI
+    type of archbench: a diff's cells, the report's relative speeds and interleaved runs' paired ratios."""
 
     ratio: float
     low: float
     high: float
     coverage: float
+
+    def inverse(self) -> RatioEstimate:
+        """The reciprocal ratio (a time ratio as a speed ratio), its interval's ends swapped."""
+        return RatioEstimate(1 / self.ratio, 1 / self.high, 1 / self.low, self.coverage)
+
+    def text(self, bound: bool = True) -> str:
+        """``×2.50 (2.34–2.74)``; with ``bound``, the coverage is added when below that of two 95% CIs."""
+        shown = f"; ≥{coverage_percent(self.coverage)}" if bound and self.coverage < CONFIDENCE**2 - 1e-12 else ""
+        return f"×{fmt_sig(self.ratio)} ({fmt_sig(self.low)}–{fmt_sig(self.high)}{shown})"
+
+
+def ratio_of_rows(numerator: ResultRow, denominator: ResultRow) -> RatioEstimate:
+    """The ratio of two rows' medians, with the interval from their CI ends: ``[num_low / den_high, num_high /
+    den_low]``. The interval holds the true ratio whenever both true medians lie in their CIs, so its coverage
+    is at least the product of the two CIs' coverages (90.25% for two 95% CIs), with no assumption about the
+    shape of either distribution; it is asymmetric, as a ratio of two uncertain numbers is. NaN where a stored
+    figure is missing or not a positive time."""
+    return RatioEstimate(_ratio(numerator.median_ms, denominator.median_ms),
+                         _ratio(numerator.ci_low_ms, denominator.ci_high_ms),
+                         _ratio(numerator.ci_high_ms, denominator.ci_low_ms),
+                         ci_coverage(numerator) * ci_coverage(denominator))
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 and math.isfinite(denominator) else math.nan
 
 
 # --------------------------------------------------------------------------------- Mann-Whitney U
@@ -264,8 +292,3 @@ def ci_coverage(row: ResultRow) -> float:
     if math.isfinite(row.ci_coverage):
         return row.ci_coverage
     return median_ci_ranks(row.n_samples)[2] if row.n_samples > 0 else math.nan
-
-
-def coverage_percent(coverage: float) -> str:
-    """``93.7%``: the coverage rounded down to 0.1% (a label never claims more than the interval has)."""
-    return f"{math.floor(coverage * 1000 + 1e-9) / 10:g}%"

@@ -1,7 +1,7 @@
 """Where a finished row is kept, and what a write error costs: one write path that cannot lose a row.
 
 A run keeps each finished row in two *sinks*: the results CSV (:class:`CsvSink`, appended by the sweep)
-and the results store (:class:`~archbench.results.store.StoreRecorder`, the sweep's listener). A write error
+and the results store (:class:`~archbench.results.recorder.StoreRecorder`, the sweep's listener). A write error
 in one — a full disk (``ENOSPC``), an I/O error, a file system that cannot sync, a value SQLite cannot
 hold — never takes the row from the other: the failing sink stops (the CSV cut back to its last whole
 row, so no half line stays), says why (:class:`WriteFailure`: the path and the errno), and the other goes
@@ -139,7 +139,7 @@ class Kept:
 
 def where_kept(unwritten: Iterable[ResultRow], csv_failure: WriteFailure | None, recorder: Any = None) -> Kept:
     """The rows the CSV lacks (``unwritten``) that the store did not record either are lost. ``recorder``:
-    the run's :class:`~archbench.results.store.StoreRecorder` (None: not recorded, e.g. ``--no-db``)."""
+    the run's :class:`~archbench.results.recorder.StoreRecorder` (None: not recorded, e.g. ``--no-db``)."""
     failures: list[WriteFailure | str] = [csv_failure] if csv_failure is not None else []
     store_failure = getattr(recorder, "failure", None)
     if store_failure:

@@ -23,7 +23,6 @@ from a report folder, a bench CSV or a run of the results store.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
 from archbench.errors import ModelRunError, OutputWriteError, UsageError
-from archbench.locations import MARKDOWN_NAME
+from archbench.listeners import notify as _notify
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import write_report
 from archbench.results.data import ModelInfo, ReportData
@@ -53,16 +52,9 @@ from archbench.runs.report_folder import (
     with_samples,
 )
 from archbench.study import Study, resolve_models
+from archbench.units import utc_now
 
 COUNT_DEVICE = "cpu"  # counts do not depend on the device; activation memory is measured on the CPU
-
-
-class CompareListener:
-    """Progress callbacks (all optional): :meth:`counting` while the models are counted, then those of
-    :class:`archbench.sweep.run.SweepListener` while the cells are measured."""
-
-    def counting(self, model: str, input: str) -> None:
-        """``model`` is being counted at ``input`` (batch 1)."""
 
 
 @dataclass(frozen=True)
@@ -83,23 +75,12 @@ class CompareResult:
     run_id: int | None = None  # the run's id in the results store (None: not recorded)
 
     @property
-    def report_md(self) -> Path:
-        return self.out_dir / MARKDOWN_NAME
-
-    @property
     def all_failed(self) -> bool:
         """Every cell of a finished run failed (no ``ok`` row)."""
         return not self.interrupted and bool(self.data.rows) and all(r.status != "ok" for r in self.data.rows)
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
-
-def _notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
 
 
 # -------------------------------------------------------------------------------------- planning
@@ -314,7 +295,7 @@ def render(source: str | Path, out_dir: str | Path | None = None, *, force: bool
     ``reports/bench-X.csv`` -> ``reports/bench-X/``), or a run of the results store at ``db_path``
     (default ``$ARCHBENCH_DB`` or ``reports/archbench.db``) named ``12``, ``latest`` or ``latest~N`` (into
     ``reports/run-<id>/`` by default). A path that exists wins over a run of the same name."""
-    from archbench.runs.merge import load_source
+    from archbench.results.sources import load_source
 
     loaded = load_source(str(source), db_path)
     if loaded.run_id is not None:

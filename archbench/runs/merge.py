@@ -1,71 +1,22 @@
 """One report from several runs: ``archbench report RUN_A RUN_B ...`` — a laptop run and a cluster run, two
 stores, a run and a CSV — merged without measuring (no torch import).
 
-Each source is read as ``archbench report`` reads one (a run of the store, a compare report's folder or
-``results.csv``, a bench CSV). A device that more than one source measured is labelled with its source in
-the merged rows (``cpu`` of run 12 -> ``cpu@run12``; of ``reports/laptop/`` -> ``cpu@laptop``), so each
-source keeps its own device column set — the target convention of :mod:`archbench.execute.workunits`; devices
-only one source measured keep their names. The study is the union of the sources' (models, grid), the
-reference the first source's, and each source's environment is listed under its label.
+Each source is read as ``archbench report`` reads one (:func:`archbench.results.sources.load_source`: a run
+of the store, a compare report's folder or ``results.csv``, a bench CSV). A device that more than one source
+measured is labelled with its source in the merged rows (``cpu`` of run 12 -> ``cpu@run12``; of
+``reports/laptop/`` -> ``cpu@laptop``), so each source keeps its own device column set — the target
+convention of :mod:`archbench.execute.workunits`; devices only one source measured keep their names. The
+study is the union of the sources' (models, grid), the reference the first source's, and each source's
+environment is listed under its label.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from archbench.errors import UsageError
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """A loaded source: its label, its report data and the warnings reading it gave."""
-
-    label: str
-    data: Any
-    warnings: tuple[str, ...] = ()
-    run_id: int | None = None  # a run of the store
-    path: Path | None = None  # a results CSV (bench's, or a compare report's)
-    bench: bool = False  # ``path`` is a bench CSV
-
-
-def load_source(text: str, db_path: str | Path | None) -> Source:
-    """The report data of one source (``archbench report``'s argument): a run of the store (``12``,
-    ``latest``, ``latest~N``), a compare report's folder or ``results.csv``, or a bench CSV."""
-    from archbench.locations import CSV_NAME
-    from archbench.results.jsonfile import load_results
-    from archbench.results.store import (
-        Store,
-        bench_csv_report_data,
-        default_db_path,
-        is_bench_csv,
-        is_run_ref,
-        run_report_data,
-    )
-
-    path = Path(text)
-    if path.is_dir():
-        path = path / CSV_NAME
-    elif not path.exists():
-        if not is_run_ref(text):
-            raise UsageError(f"'{text}' is neither a results CSV, a report folder nor a run of the results store "
-                             "(a run id such as 12, latest or latest~N).")
-        with Store.open(db_path or default_db_path(), readonly=True) as store:
-            run_id = store.resolve(text)
-            return Source(f"run{run_id}", run_report_data(store, run_id), run_id=run_id)
-    if is_bench_csv(path):
-        data, warnings = bench_csv_report_data(path)
-        return Source(_label(path.stem), data, warnings, path=path, bench=True)
-    data, warnings = load_results(path)
-    return Source(_label(path.parent.name if path.name == CSV_NAME else path.stem), data, warnings, path=path)
-
-
-def _label(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "source"
+from archbench.results.sources import Source
 
 
 def merge(sources: Sequence[Source], command: str = ""):

@@ -315,7 +315,7 @@ def _warnings(profiled: _Profiled, unprofiled) -> tuple[str, ...]:
 
 
 def _run_error(source: ModelSource, error: BaseException, shape, batch: int, mode: str, device: str) -> ModelRunError:
-    from archbench.costs.locate import one_line
+    from archbench.errors import one_line
     from archbench.oom import is_out_of_memory
     from archbench.parsing import format_input
 

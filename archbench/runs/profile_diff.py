@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from archbench.env.differences import EnvDifference, env_differences
 from archbench.errors import UsageError
-from archbench.results.diff import EnvDifference, env_differences
 from archbench.results.profiles import ModelProfile
 from archbench.results.significance import (
     DEFAULT_ALPHA,
@@ -119,9 +119,9 @@ def _testable(samples) -> bool:
 
 
 def profile_diff_to_json(result: ProfileDiff) -> dict:
-    from archbench.results.jsonfile import _clean
+    from archbench.files import jsonable
 
-    return _clean({
+    return jsonable({
         "base": result.base_label, "new": result.new_label, "outcome": result.outcome,
         "comparable": result.comparable, "min_effect": result.min_effect, "alpha": result.alpha,
         "environment_differences": [vars(d) for d in result.env_differences],

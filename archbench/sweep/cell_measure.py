@@ -36,6 +36,7 @@ from archbench.timing.options import MeasureOptions
 from archbench.timing.peak import DevicePeaks
 from archbench.timing.precision import runs_as_tf32, tf32_settings
 from archbench.timing.step import autocast_for, make_images, make_step
+from archbench.units import round_sig as _sig  # the rows' stored figures: 6 significant digits
 
 
 class RunCaches:
@@ -236,13 +237,6 @@ def _starting_window_at_sampling(tracker, phase: Callable[[str], None]) -> Calla
         phase(name)
 
     return on_phase
-
-
-def _sig(value: float, digits: int = 6) -> float:
-    """``value`` to ``digits`` significant digits (timer resolution is far coarser; keeps the CSV legible)."""
-    if not math.isfinite(value) or value == 0:
-        return value
-    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 def ok_row(identity: dict, m, batch: int, flops: float, peak_tflops: float, peak_mem_bytes: float, note: str) -> ResultRow:

@@ -405,7 +405,7 @@ def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
 
 
 def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.sweep.cell_measure import _sig  # the rows' significant digits
+    from archbench.units import round_sig as _sig  # the rows' significant digits
 
     if estimate is None:
         return {}

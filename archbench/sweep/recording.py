@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from archbench.errors import StoreError
-from archbench.results.store import Store, StoreRecorder, stored_device_peaks
+from archbench.results.recorder import StoreRecorder, stored_device_peaks
+from archbench.results.store import Store
 from archbench.rows import ResultRow
 from archbench.sweep.cell_measure import RunCaches
 

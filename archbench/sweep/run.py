@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import UsageError
 from archbench.interrupts import interrupts_deferred
+from archbench.listeners import notify as _notify
 from archbench.results.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
-from archbench.rows import REQUIRED_KEY_COLUMNS, CsvRows, ResultRow, check_same_sweep, read_results_csv
+from archbench.rows import ResultRow, check_same_sweep
+from archbench.rows import rows_to_resume as _previous_rows
 from archbench.sweep.cell_measure import RunCaches, free_memory, measure_cell, measure_device_peaks, warm_process
 from archbench.sweep.cells import Cell
 from archbench.sweep.interleave import Interleaving, grid_points, measure_point
@@ -60,12 +61,6 @@ class SweepListener:
 
     def warning(self, message: str) -> None:
         """Something the user should know before the cells run (a skipped unfinished line, too many threads)."""
-
-
-def _notify(listener: Any, method: str, *args: Any) -> None:
-    callback = getattr(listener, method, None) if listener is not None else None
-    if callback is not None:
-        callback(*args)
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -236,24 +231,6 @@ def threads_warnings(threads: Iterable[int]) -> tuple[str, ...]:
     cores = len(os.sched_getaffinity(0))
     return tuple(f"threads {n} is more than the {cores} core(s) this process may use: the threads share cores, so "
                  "the times measure oversubscription, not the model." for n in sorted(set(threads)) if n > cores)
-
-
-def _previous_rows(out_csv: Path, resume: bool) -> CsvRows:
-    """The rows already in ``out_csv`` (``resume``), with the warning about an unfinished last line."""
-    if not out_csv.exists() or out_csv.stat().st_size == 0:
-        return CsvRows(())
-    if not resume:
-        raise UsageError(f"'{out_csv}' already holds results", remedies=("resume", "out"))
-    from archbench.files import csv_header
-
-    header = csv_header(out_csv)
-    missing = [c for c in REQUIRED_KEY_COLUMNS if c not in header]
-    if missing:
-        raise UsageError(
-            f"'{out_csv}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); "
-            "resuming needs the results CSV an earlier bench run wrote."
-        )
-    return read_results_csv(out_csv)
 
 
 def check_buildable(cells: Iterable[Cell]) -> None:
