@@ -243,7 +243,8 @@ def test_an_entry_point_package_brings_its_formulas(tmp_path):
 
 @pytest.mark.slow
 def test_resnext_50_backward_flops_are_unchanged():
-    stats = summarize(get_spec("resnext-50"), input=(3, 32, 32), depth=0).stats
+    # counts only: on `meta` (no weights, no arithmetic), the same aten ops and shapes as on the CPU
+    stats = summarize(get_spec("resnext-50"), input=(3, 32, 32), depth=0, device="meta", cross_check=False).stats
     assert stats.flops_backward == 3_000_139_776
 
 
@@ -252,7 +253,7 @@ def test_resnext_50_backward_flops_are_unchanged():
 
 @pytest.mark.slow
 def test_densenet121_layer_rows_add_up_to_the_total_with_its_own_forward_row():
-    s = summarize(get_spec("densenet121"), depth=1)
+    s = summarize(get_spec("densenet121"), depth=1, device="meta", cross_check=False)  # counts only: no arithmetic
     rows = {row.name: row for row in s.layers}
     assert rows["(self)"].macs_with_norm == 1024 * 7 * 7  # the final adaptive_avg_pool2d, in the model's forward
     assert sum(row.macs_with_norm for row in s.layers) == s.stats.macs_with_norm
