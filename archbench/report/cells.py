@@ -71,11 +71,34 @@ def failure_message(row: ResultRow) -> str:
 
 
 def load_note(rows: Iterable[ResultRow]) -> str:
-    """One note for every cell measured under load (each marked ``‡`` in the speed tables), or ``""``."""
+    """One note for every cell measured under load (each marked ``‡`` in the speed tables), or ``""``: each way
+    the load was found said once, then the cells it found, short, with how much it slowed each."""
     loaded = [r for r in rows if r.status == "ok" and r.under_load]
     if not loaded:
         return ""
-    return f"{LOAD_MARK} Measured under load, so probably inflated: " + " ".join(load_message(r) for r in loaded)
+    groups: dict[str, list[str]] = {}
+    for row in loaded:
+        reason, figure = _load_reason(row)
+        groups.setdefault(reason, []).append(f"{_cell_name(row)}{f' ({figure})' if figure else ''}")
+    said = "; ".join(f"{reason}: {', '.join(names)}" for reason, names in groups.items())
+    return f"{LOAD_MARK} Measured under load, so probably inflated (measure these again on a quiet machine) — {said}."
+
+
+def _cell_name(row: ResultRow) -> str:
+    return f"{row.model} {row.device} {row.mode} b{row.batch} {row.input} {row.dtype}"
+
+
+def _load_reason(row: ResultRow) -> tuple[str, str]:
+    """How the load on ``row`` was found (said once for all such cells) and the cell's own figure."""
+    if row.rounds:  # interleaved: the load was read around each of its bursts
+        figure = f"×{row.load_ratio:.2f}" if math.isfinite(row.load_ratio) else "no quiet round"
+        return ("over a tenth of their interleaved bursts ran under CPU pressure (× their median over the quiet "
+                "rounds'; paired ratios leave the loaded rounds out when six quiet ones remain)",
+                f"{figure}, {row.loaded_rounds} of {row.rounds} rounds")
+    if row.load_ratio > LOAD_THRESHOLD:
+        return ("the calibration kernel ran slower around the cell than at the start of the sweep",
+                f"×{row.load_ratio:.2f}")
+    return "other processes kept the CPU cores the cell needed busy", ""
 
 
 def ci_text(row: ResultRow) -> str:
