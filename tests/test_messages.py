@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from conftest import REPO
 
 TWO_INPUTS = textwrap.dedent("""
@@ -41,3 +42,17 @@ def test_list_explains_seed(cli):
     result = cli("list", "mnist-cnn")
     assert result.exit_code == 0
     assert "seed 002" in result.stdout and "seed NNN: the source document a built-in spec was written from" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("check", "mnist-cnn", "--source", "x" * 5000), "--source 'xxxx"),
+    (("list", "--source", "x" * 5000), "--source 'xxxx"),
+    (("check", "mnist-cnn", "--specs", "x" * 5000), "cannot be read: File name too long (errno 36, ENAMETOOLONG)"),
+])
+def test_a_long_bad_value_is_echoed_short(cli, argv, message):
+    """Found by the fuzzer: a 5,000-character --source was echoed in full; a --specs folder whose name is too
+    long for the file system escaped as an OSError (a traceback)."""
+    result = cli(*argv)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
+    assert message in said and "…' (5,000 characters)" in said and len(said) < 600, said[:600]

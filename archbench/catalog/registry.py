@@ -33,7 +33,7 @@ from archbench.catalog.refs import (
     source_roots,
 )
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError
+from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError, quoted
 from archbench.usercode import exits_as_failures
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
@@ -90,7 +90,7 @@ def list_models(
     builder); ``"plugins"`` reads entry points only. ``"timm"`` counts each model's parameters on ``meta``
     (cached), calling ``on_model(name)`` before each."""
     if source not in SOURCES:
-        raise UsageError(f"source '{source}' is not one of: {', '.join(SOURCES)}.")
+        raise UsageError(f"source {quoted(source)} is not one of: {', '.join(SOURCES)}.")
     wanted = ("specs", "plugins", "torchvision") if source == "all" else (source,)
     specs: list[ModelSpec] = []
     if "specs" in wanted:

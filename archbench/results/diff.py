@@ -405,7 +405,8 @@ def _from_csv(path: Path) -> RunData:
         data, warnings = load_results(path)
         return _from_report_data(data, str(path), warnings)
     contents = read_results_csv(path)
-    return RunData(str(path), contents.rows, _bench_environment(environment_path(path)), {}, contents.warnings)
+    environment, env_warnings = _bench_environment(environment_path(path))
+    return RunData(str(path), contents.rows, environment, {}, (*contents.warnings, *env_warnings))
 
 
 def _check_results_csv(path: Path) -> None:
@@ -426,16 +427,19 @@ def _json_format(path: Path) -> str | None:
     return payload.get("format") if isinstance(payload, dict) else None
 
 
-def _bench_environment(path: Path) -> dict[str, Any]:
-    """The fingerprint(s) ``bench`` keeps beside its CSV (one per session), merged; ``{}`` without one."""
+def _bench_environment(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The fingerprint(s) ``bench`` keeps beside its CSV (one per session), merged; ``{}`` without one, and
+    with a warning naming the file when it is there but unreadable (the rows are compared without it)."""
     from archbench.files import read_json_file
     from archbench.results.schemas import environment_sessions
 
+    if not path.exists():
+        return {}, ()
     try:
         sessions = environment_sessions(read_json_file(path, "an environment file"))
-    except UsageError:  # missing or unreadable: no environment
-        return {}
-    return merge_sessions(sessions) if sessions else {}
+    except UsageError as exc:
+        return {}, (f"{exc} The rows are compared without their environment.",)
+    return (merge_sessions(sessions) if sessions else {}), ()
 
 
 def _from_store(ref: str, db_path: str | Path | None) -> RunData:
