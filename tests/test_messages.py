@@ -48,6 +48,8 @@ def test_list_explains_seed(cli):
     (("check", "mnist-cnn", "--source", "x" * 5000), "--source 'xxxx"),
     (("list", "--source", "x" * 5000), "--source 'xxxx"),
     (("check", "mnist-cnn", "--specs", "x" * 5000), "cannot be read: File name too long (errno 36, ENAMETOOLONG)"),
+    (("compare", "mnist-cnn", "--batch", "1", "--max-time", "0.05", "--no-db", "--out", "x" * 5000),
+     "cannot write the report to 'xxxx"),  # the plan line before it quoted the folder in full
 ])
 def test_a_long_bad_value_is_echoed_short(cli, argv, message):
     """Found by the fuzzer: a 5,000-character --source was echoed in full; a --specs folder whose name is too
@@ -55,4 +57,4 @@ def test_a_long_bad_value_is_echoed_short(cli, argv, message):
     result = cli(*argv)
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
-    assert message in said and "…' (5,000 characters)" in said and len(said) < 600, said[:600]
+    assert message in said and "…' (5,000 characters)" in said and "x" * 300 not in said and len(said) < 900, said[:900]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.timing.options import MeasureOptions
 
 QUICK = MeasureOptions(precision=0.10, max_time_s=1.0)
@@ -39,7 +40,8 @@ class Plan:
         head = f"{self.cells} cell{'s' * (self.cells != 1)}{grid}"
         if math.isfinite(self.budget_s):
             head += f", ≤ {self.budget_s:g} s each, ≤ {_duration(self.cells * self.budget_s)} of timing"
-        return head + (f", writing {self.out}" if self.out else "")
+        shown_out = self.out if len(self.out) <= PATH_ECHO_LIMIT else quoted(self.out, PATH_ECHO_LIMIT)
+        return head + (f", writing {shown_out}" if self.out else "")
 
 
 def _plural(name: str) -> str:
