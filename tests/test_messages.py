@@ -58,3 +58,25 @@ def test_a_long_bad_value_is_echoed_short(cli, argv, message):
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
     assert message in said and "…' (5,000 characters)" in said and "x" * 300 not in said and len(said) < 900, said[:900]
+
+
+@pytest.mark.parametrize("argv", [("history", "mnist-cnn"), ("report", "1"), ("diff", "1", "2"), ("collect", "1")])
+@pytest.mark.parametrize("db", ["1" * 5000, "b" * 300 + ".db"])
+def test_a_db_name_too_long_for_the_system_is_a_message(cli, argv, db):
+    """Found by the fuzzer (long profile): `history mnist-cnn --db <5,000 digits>` escaped as an OSError (errno
+    36) from the read-only store's is_dir(), `report 1 --db <300 characters>` from the profile look-up's."""
+    result = cli(*argv, "--db", db)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
+    assert said.startswith("error: --db: cannot use '") and "as a results store: " in said, said[:500]
+    assert "allows paths of at most" in said or "allows names of at most" in said
+    assert db not in said and len(said) < 600
+
+
+def test_the_store_opened_read_only_refuses_a_name_too_long_with_its_error():
+    """The library side of the finding above (the Python API reaches it without the CLI's --db check)."""
+    from archbench.errors import StoreError
+    from archbench.results.store import Store
+
+    with pytest.raises(StoreError, match=r"as a results store: the path is 5,0\d\d bytes long"):
+        Store.open("1" * 5000, readonly=True)

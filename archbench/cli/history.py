@@ -37,6 +37,10 @@ def db_path(text: str | None) -> Path:
     if not text.strip():
         raise UsageError("--db is empty: give a database file such as reports/archbench.db, or leave the option out "
                          "for the default.")
+    from archbench.locations import shape_problem
+
+    if reason := shape_problem(Path(text)):  # checked once here: a name too long would escape every is_file()
+        raise UsageError(f"--db: cannot use {quoted(text, PATH_ECHO_LIMIT)} as a results store: {reason}.")
     return Path(text)
 
 
