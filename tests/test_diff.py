@@ -253,6 +253,20 @@ def test_a_bench_csv_without_its_environment_says_so(tmp_path):
     assert any("no recorded environment" in note for note in result.notes)
 
 
+def test_an_unreadable_environment_file_is_a_warning_naming_it(tmp_path, cli):
+    """Found by the fuzzer: a bench CSV's env.json nested 3,000 deep was silently dropped by diff."""
+    base_csv, new_csv = tmp_path / "base.csv", tmp_path / "new.csv"
+    append_rows_csv(base_csv, BASE_ROWS)
+    append_rows_csv(new_csv, BASE_ROWS)
+    (tmp_path / "new.env.json").write_text("[" * 3000 + "]" * 3000)
+    for argv in (("diff", base_csv, new_csv), ("diff", base_csv, new_csv, "--json")):
+        result = cli(*argv)
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+        said = " ".join(result.stderr.split())
+        assert f"warning: {tmp_path / 'new.env.json'}: nested too deeply" in said, said
+        assert "compared without their environment" in said
+
+
 def test_failed_only_in_one_and_count_changes(tmp_path, cli):
     base_rows = [row("a", samples(1, 10.0, 0.01)), row("b", samples(2, 10.0, 0.01)), failed("c"),
                  row("gone", samples(3, 10.0, 0.01))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from conftest import REPO
 
 TWO_INPUTS = textwrap.dedent("""
@@ -41,3 +42,41 @@ def test_list_explains_seed(cli):
     result = cli("list", "mnist-cnn")
     assert result.exit_code == 0
     assert "seed 002" in result.stdout and "seed NNN: the source document a built-in spec was written from" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("check", "mnist-cnn", "--source", "x" * 5000), "--source 'xxxx"),
+    (("list", "--source", "x" * 5000), "--source 'xxxx"),
+    (("check", "mnist-cnn", "--specs", "x" * 5000), "cannot be read: File name too long (errno 36, ENAMETOOLONG)"),
+    (("compare", "mnist-cnn", "--batch", "1", "--max-time", "0.05", "--no-db", "--out", "x" * 5000),
+     "cannot write the report to 'xxxx"),  # the plan line before it quoted the folder in full
+])
+def test_a_long_bad_value_is_echoed_short(cli, argv, message):
+    """Found by the fuzzer: a 5,000-character --source was echoed in full; a --specs folder whose name is too
+    long for the file system escaped as an OSError (a traceback)."""
+    result = cli(*argv)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
+    assert message in said and "…' (5,000 characters)" in said and "x" * 300 not in said and len(said) < 900, said[:900]
+
+
+@pytest.mark.parametrize("argv", [("history", "mnist-cnn"), ("report", "1"), ("diff", "1", "2"), ("collect", "1")])
+@pytest.mark.parametrize("db", ["1" * 5000, "b" * 300 + ".db"])
+def test_a_db_name_too_long_for_the_system_is_a_message(cli, argv, db):
+    """Found by the fuzzer (long profile): `history mnist-cnn --db <5,000 digits>` escaped as an OSError (errno
+    36) from the read-only store's is_dir(), `report 1 --db <300 characters>` from the profile look-up's."""
+    result = cli(*argv, "--db", db)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, said[:500]
+    assert said.startswith("error: --db: cannot use '") and "as a results store: " in said, said[:500]
+    assert "allows paths of at most" in said or "allows names of at most" in said
+    assert db not in said and len(said) < 600
+
+
+def test_the_store_opened_read_only_refuses_a_name_too_long_with_its_error():
+    """The library side of the finding above (the Python API reaches it without the CLI's --db check)."""
+    from archbench.errors import StoreError
+    from archbench.results.store import Store
+
+    with pytest.raises(StoreError, match=r"as a results store: the path is 5,0\d\d bytes long"):
+        Store.open("1" * 5000, readonly=True)

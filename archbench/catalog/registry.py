@@ -25,7 +25,7 @@ from archbench.catalog.grammar import ModelReferenceError, UserCodeError, parse_
 from archbench.catalog.loading import load_builder, locate, one_line, source_roots
 from archbench.catalog.refs import resolve_model
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError
+from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError, quoted
 from archbench.usercode import exits_as_failures
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
@@ -82,7 +82,7 @@ def list_models(
     builder); ``"plugins"`` reads entry points only. ``"timm"`` counts each model's parameters on ``meta``
     (cached), calling ``on_model(name)`` before each."""
     if source not in SOURCES:
-        raise UsageError(f"source '{source}' is not one of: {', '.join(SOURCES)}.")
+        raise UsageError(f"source {quoted(source)} is not one of: {', '.join(SOURCES)}.")
     wanted = ("specs", "plugins", "torchvision") if source == "all" else (source,)
     specs: list[ModelSpec] = []
     if "specs" in wanted:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import SpecError, UsageError, WorkUnitError
+from archbench.errors import PATH_ECHO_LIMIT, SpecError, UsageError, WorkUnitError, quoted
+from archbench.locations import os_reason
 from archbench.parsing import InputShape, format_input, parse_input, read_toml_file
 
 SPECS_ENV = "ARCHBENCH_SPECS"
@@ -110,8 +111,13 @@ def user_spec_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
     env = [p for p in os.environ.get(SPECS_ENV, "").split(os.pathsep) if p.strip()]
     dirs = [Path(p).expanduser() for p in [*env, *extra]]
     for d in dirs:
-        if not d.is_dir():
-            raise UsageError(f"spec directory '{d}' does not exist (from --specs or {SPECS_ENV}).")
+        try:
+            found = d.is_dir()
+        except OSError as exc:  # a name too long, a folder that cannot be searched
+            raise UsageError(f"spec directory {quoted(d, PATH_ECHO_LIMIT)} cannot be read: {os_reason(exc)} (from "
+                             f"--specs or {SPECS_ENV}); give a folder of spec files.") from None
+        if not found:
+            raise UsageError(f"spec directory {quoted(d, PATH_ECHO_LIMIT)} does not exist (from --specs or {SPECS_ENV}).")
     return dirs
 
 

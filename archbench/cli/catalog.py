@@ -62,14 +62,14 @@ def model_name_warnings() -> Iterator[None]:
 
 def _select(pattern: str | None, source: str, specs: list[str] | None, choices: dict[str, tuple[str, ...]], on_model=None):
     if source not in choices:
-        raise UsageError(f"--source '{source}' is not one of: {', '.join(choices)}.")
+        raise UsageError(f"--source {quoted(source)} is not one of: {', '.join(choices)}.")
     models = [m for part in choices[source]
               for m in list_models(pattern, source=part, extra_dirs=specs or (), on_model=on_model)]
     if not models and pattern:
         if not any(ch in pattern for ch in "*?["):
             with model_name_warnings():
                 get_spec(pattern, extra_dirs=specs or ())  # an exact name: raises UnknownModelError with suggestions
-        raise UsageError(f"no model matches '{pattern}' (source: {source}); patterns use shell wildcards, e.g. 'wrn-*'.")
+        raise UsageError(f"no model matches {quoted(pattern)} (source: {quoted(source)}); patterns use shell wildcards, e.g. 'wrn-*'.")
     return models
 
 

@@ -215,7 +215,7 @@ def report_command(
     if not source.strip():
         raise UsageError("RUN|RESULTS.csv|DIR is empty: give a run id (or latest), a results CSV or a report folder.")
     if db is not None and Path(source).exists():
-        raise UsageError(f"--db names the store a run id refers to, and '{source}' is a file or folder: leave --db out.")
+        raise UsageError(f"--db names the store a run id refers to, and {quoted(source, PATH_ECHO_LIMIT)} is a file or folder: leave --db out.")
     from archbench.cli.profile import report_profile  # a profile (run, folder or profile.json) renders as one
 
     if report_profile(source, out_path(out_dir, "--out"), db_path(db)):

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, err, out, print_json
 from archbench.cli.history import DbOption, db_path
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.parsing import parse_fraction
 from archbench.results.significance import DEFAULT_MIN_EFFECT
 
@@ -57,8 +57,11 @@ def diff_command(
         return
     from archbench.results.diff import diff_runs, diff_to_json, load_run_data
 
-    result = diff_runs(load_run_data(base, store_path), load_run_data(new, store_path), min_effect=effect,
-                       allow_env_change=allow_env_change)
+    runs = load_run_data(base, store_path), load_run_data(new, store_path)
+    warned = tuple(dict.fromkeys(warning for run in runs for warning in run.warnings))
+    for warning in warned:  # what was wrong with a file read (an unreadable env.json...), whatever the format
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    result = diff_runs(*runs, min_effect=effect, allow_env_change=allow_env_change)
     if json:
         print_json(diff_to_json(result))
     elif markdown:
@@ -67,7 +70,7 @@ def diff_command(
         sys.stdout.write(diff_markdown(result))
         sys.stdout.flush()
     else:
-        _print_result(result)
+        _print_result(result, warned)
     code = exit_code(result, fail_on_env_change)
     _print_outcome(result, code)
     if code:
@@ -89,16 +92,16 @@ def _checked_db_path(text: str | None) -> Path:
     if text is None:
         return path
     if path.is_dir():
-        raise UsageError(f"--db '{text}' is a folder, not a database file: give a results store such as reports/archbench.db.")
+        raise UsageError(f"--db {quoted(text, PATH_ECHO_LIMIT)} is a folder, not a database file: give a results store such as reports/archbench.db.")
     if any(parent.is_file() for parent in path.parents):
-        raise UsageError(f"--db '{text}' lies below a file, so it cannot exist: give the path of a results store.")
+        raise UsageError(f"--db {quoted(text, PATH_ECHO_LIMIT)} lies below a file, so it cannot exist: give the path of a results store.")
     return path
 
 
 # ------------------------------------------------------------------------------------------- output
 
 
-def _print_result(result: DiffResult) -> None:
+def _print_result(result: DiffResult, warned: tuple[str, ...] = ()) -> None:
     from archbench.report.diff_markdown import (
         cells_by_verdict,
         ci_text,
@@ -128,7 +131,7 @@ def _print_result(result: DiffResult) -> None:
     out.print(table)
     for cell in set_aside(result):
         out.print(f"not judged: {escape(cell.key.label())}: {verdict_text(cell)}: {escape(cell.reason)}")
-    _print_lists(result)
+    _print_lists(result, warned)
     out.print(summary_line(result))
 
 
@@ -143,7 +146,7 @@ def _print_env_differences(result: DiffResult) -> None:
     out.print(table)
 
 
-def _print_lists(result: DiffResult) -> None:
+def _print_lists(result: DiffResult, warned: tuple[str, ...] = ()) -> None:
     from archbench.report.diff_markdown import count_text, rule_text
     for failed in result.failed:
         mark = " [red]✗ regression[/]" if failed.newly_failed else ""
@@ -155,7 +158,8 @@ def _print_lists(result: DiffResult) -> None:
     for change in result.count_changes:
         out.print(f"count changed: {escape(change.what)} {change.name}: {count_text(change.base)} → {count_text(change.new)}")
     for note in result.notes:
-        out.print(f"note: {escape(note)}")
+        if note not in warned:  # said on stderr already
+            out.print(f"note: {escape(note)}")
     out.print(escape(rule_text(result)))
 
 

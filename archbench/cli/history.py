@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from archbench.cli._common import JsonOption, err, out, print_json
-from archbench.errors import StoreError, UsageError
+from archbench.errors import PATH_ECHO_LIMIT, StoreError, UsageError, quoted
 
 if TYPE_CHECKING:
     from archbench.results.store import RunInfo, Store
@@ -37,6 +37,10 @@ def db_path(text: str | None) -> Path:
     if not text.strip():
         raise UsageError("--db is empty: give a database file such as reports/archbench.db, or leave the option out "
                          "for the default.")
+    from archbench.locations import shape_problem
+
+    if reason := shape_problem(Path(text)):  # checked once here: a name too long would escape every is_file()
+        raise UsageError(f"--db: cannot use {quoted(text, PATH_ECHO_LIMIT)} as a results store: {reason}.")
     return Path(text)
 
 
@@ -89,7 +93,7 @@ def history_command(
     with Store.open(db_path(db), readonly=True) as store:
         if model is not None and model not in (known := store.models()):
             shown = ", ".join(known) if known else "none yet"
-            raise StoreError(f"no run in '{store.path}' measured '{model}'. Models in the store: {shown}.")
+            raise StoreError(f"no run in {quoted(store.path, PATH_ECHO_LIMIT)} measured {quoted(model)}. Models in the store: {shown}.")
         runs = store.runs(model=model, device=device_name, limit=count)
     if json:
         print_json([r.to_json() for r in runs])

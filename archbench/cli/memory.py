@@ -18,7 +18,7 @@ from rich.table import Table
 
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.parsing import MAX_BATCH, parse_bytes, parse_choices, parse_input, parse_positive_ints, parse_set
 from archbench.units import fmt_int, mib
 
@@ -50,7 +50,7 @@ def max_batch_settings(batches, memory_limit: str | None, max_batch: str | None)
     if max_batch is not None:
         caps = parse_positive_ints(max_batch, "--max-batch")
         if len(caps) != 1:
-            raise UsageError(f"--max-batch '{max_batch}': give one batch size, e.g. --max-batch 4096.")
+            raise UsageError(f"--max-batch {quoted(max_batch)}: give one batch size, e.g. --max-batch 4096.")
         cap = caps[0]
     return MaxBatchSettings(limit, cap)
 

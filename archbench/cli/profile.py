@@ -60,7 +60,7 @@ def profile_command(
     shape = parse_input(input) if input is not None else None
     batches = parse_positive_ints(batch, "--batch")
     if len(batches) != 1:
-        raise UsageError(f"--batch '{batch}' must be one batch size for a profile.")
+        raise UsageError(f"--batch {quoted(batch)} must be one batch size for a profile.")
     (mode_value,) = _one(parse_choices(mode, "--mode", _MODES), "--mode", mode)
     (dtype_value,) = _one(parse_choices(dtype, "--dtype", DTYPES), "--dtype", dtype)
     if depth < 1:
@@ -75,7 +75,7 @@ def profile_command(
     if json and markdown:
         raise UsageError("--json and --markdown are exclusive: choose one output format.")
     if "," in device:
-        raise UsageError(f"--device '{device}' must be one device for a profile: cpu, cuda or cuda:N.")
+        raise UsageError(f"--device {quoted(device)} must be one device for a profile: cpu, cuda or cuda:N.")
     overrides = parse_set(set_)
     inputs_ref = inputs_reference(model_inputs)
     target = _checked_out(out_path(out_dir, "--out"), model)
@@ -126,7 +126,7 @@ def profile_command(
 
 def _one(values: list, option: str, text: str | None) -> list:
     if len(values) != 1:
-        raise UsageError(f"{option} '{text}': give one value for a profile.")
+        raise UsageError(f"{option} {quoted(text)}: give one value for a profile.")
     return values
 
 
@@ -182,7 +182,7 @@ def diff_profile_runs(base: str, new: str, db: Path, min_effect: float, allow_en
         return False
     if any(side is None for side in sides):
         which = base if sides[0] is None else new
-        raise UsageError(f"'{which}' is not a profile while the other side is: diff compares two profiles, or two runs "
+        raise UsageError(f"{quoted(which, PATH_ECHO_LIMIT)} is not a profile while the other side is: diff compares two profiles, or two runs "
                          "of cells.")
     from archbench.runs.profile_diff import diff_profiles, profile_diff_to_json
 

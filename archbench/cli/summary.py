@@ -13,7 +13,7 @@ import typer
 
 from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.parsing import format_input, parse_input, parse_positive_ints, parse_set
 
 
@@ -40,7 +40,7 @@ def summary_command(
     shape = parse_input(input) if input is not None else None
     batches = parse_positive_ints(batch, "--batch")
     if len(batches) != 1:
-        raise UsageError(f"--batch '{batch}' must be one batch size for a summary (use `archbench bench` for several).")
+        raise UsageError(f"--batch {quoted(batch)} must be one batch size for a summary (use `archbench bench` for several).")
     if depth < 0:
         raise UsageError(f"--depth {depth} must be 0 or more (0 shows no layer table).")
     if json and markdown:
@@ -52,7 +52,7 @@ def summary_command(
     from archbench.timing.devices import require_device
 
     if "," in device:
-        raise UsageError(f"--device '{device}' must be one device for a summary: cpu, cuda or cuda:N.")
+        raise UsageError(f"--device {quoted(device)} must be one device for a summary: cpu, cuda or cuda:N.")
     devices = [parse_device(device)]
     require_device(devices[0])
     with model_name_warnings():

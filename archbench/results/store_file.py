@@ -117,10 +117,17 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
 
 
 def connect_readonly(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    if path.is_dir():
-        raise StoreError(f"'{path}' is a folder, not a results store file.")
-    if not path.is_file():
-        raise StoreError(f"no results store at '{path}': nothing has been recorded there (each bench and compare run "
+    shown = quoted(path, PATH_ECHO_LIMIT)
+    if reason := shape_problem(path):  # a name too long for the file system: no such store, said as such
+        raise StoreError(f"cannot read {shown} as a results store: {reason}.")
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise StoreError(f"cannot read the results store {shown}: {brief_os_reason(exc)}.") from None
+    if is_dir:
+        raise StoreError(f"{shown} is a folder, not a results store file.")
+    if not is_file:
+        raise StoreError(f"no results store at {shown}: nothing has been recorded there (each bench and compare run "
                          "records into the store).")
     try:
         return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.timing.options import MeasureOptions
 
 QUICK = MeasureOptions(precision=0.10, max_time_s=1.0)
@@ -41,7 +42,8 @@ class Plan:
         if math.isfinite(self.budget_s):
             # a budget, not a bound: a cell whose step takes longer than a fifth of it still takes its 5 samples
             head += f", {self.budget_s:g} s budget per cell ({_duration(self.cells * self.budget_s)} of timing)"
-        return head + (f", writing {self.out}" if self.out else "")
+        shown_out = self.out if len(self.out) <= PATH_ECHO_LIMIT else quoted(self.out, PATH_ECHO_LIMIT)
+        return head + (f", writing {shown_out}" if self.out else "")
 
 
 def _plural(name: str) -> str:

@@ -28,11 +28,14 @@ from tests.test_cli_contract import (
     _with_option,
 )
 
-pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+pytestmark = pytest.mark.fuzz  # in the default run; pytest -m fuzz runs the fuzzer alone (see tests/fuzz/harness.py)
 
-# The contract test's bases, with compare at mnist-cnn's scale: a value that turns out valid measures one cell.
-BASES = {**BASE, "compare": ["compare", "mnist-cnn", "--mode", "infer", "--batch", "1", "--max-time", "0.05",
-                             "--out", "{out}"]}
+# The contract test's bases, with bench and compare at one cell of mnist-cnn: a value that turns out valid
+# measures one cell (bench's base, without --batch, measured its every default batch: 12 CPU seconds a case).
+BASES = {**BASE, "bench": ["bench", "mnist-cnn", "--mode", "infer", "--batch", "1", "--max-time", "0.05",
+                           "--out", "{out}.csv"],
+         "compare": ["compare", "mnist-cnn", "--mode", "infer", "--batch", "1", "--max-time", "0.05",
+                     "--out", "{out}"]}
 NUMBER_KINDS = {"N", "N[,N...]", "D", "N|auto", "MINUTES", "FRACTION", "SECONDS", "CxHxW", "CxHxW[,...]",
                 "RUN", "BASE", "NEW", "RUN|RESULTS.csv|DIR"}
 PATH_KINDS = {"FILE.csv", "DIR", "FILE.db", "UNIT.json", "RESULTS.csv", "FILE|NAME", "RUN|RESULTS.csv|DIR",
@@ -101,7 +104,7 @@ def option_cases(draw) -> tuple[list[str], frozenset[int], str, str]:
     return _with_option(template, option, value), exits, form, value
 
 
-@fuzz_settings(30)
+@fuzz_settings(20)  # ~1.4 s a case (a valid value measures a cell): the bulk of the default minute
 @given(case=option_cases())
 def test_option_values(cli, tmp_path, monkeypatch, case):
     template, exits, form, value = case

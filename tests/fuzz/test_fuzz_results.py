@@ -22,7 +22,7 @@ from tests.fuzz.conftest import BENCH_ARGS, COMPARE_ARGS
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 from tests.fuzz.mutations import DEEP, HUGE_INTS, WEIRD_STRINGS, Mutation, apply_edit, byte_damage, document_edits
 
-pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+pytestmark = pytest.mark.fuzz  # in the default run; pytest -m fuzz runs the fuzzer alone (see tests/fuzz/harness.py)
 
 CELL_VALUES = ["", "0", "-1", "nan", "inf", "-inf", "1e309", "True", "None", "null", "3x0x32", "1x28", "\x00",
                *map(str, HUGE_INTS), *WEIRD_STRINGS]

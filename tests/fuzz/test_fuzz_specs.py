@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 from tests.fuzz.mutations import Mutation, apply_edit, byte_damage, deep_toml_array, document_edits, to_toml
 
-pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+pytestmark = pytest.mark.fuzz  # in the default run; pytest -m fuzz runs the fuzzer alone (see tests/fuzz/harness.py)
 
 SPEC_KEYS = ["name", "family", "builder", "description", "input", "params", "args", "inputs", "overrides",
              "depth", "widen_factor", "blocks", "width", "groups", "dropout"]

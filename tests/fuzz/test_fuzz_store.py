@@ -21,7 +21,7 @@ from tests.fuzz.conftest import BENCH_ARGS
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 from tests.fuzz.mutations import HUGE_INTS, WEIRD_STRINGS
 
-pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+pytestmark = pytest.mark.fuzz  # in the default run; pytest -m fuzz runs the fuzzer alone (see tests/fuzz/harness.py)
 
 CELL_COLUMNS = ["model", "device", "mode", "batch", "input", "dtype", "channels_last", "compiled", "threads",
                 "status", "error", "n_samples", "median_ms", "iqr_ms", "ci_low_ms", "ci_high_ms", "samples_per_s",

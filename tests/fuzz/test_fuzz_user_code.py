@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.harness import Case, fuzz_settings, run_case
 
-pytestmark = pytest.mark.fuzz  # opt-in: pytest -m fuzz (see tests/fuzz/harness.py)
+pytestmark = pytest.mark.fuzz  # in the default run; pytest -m fuzz runs the fuzzer alone (see tests/fuzz/harness.py)
 
 TEMPLATE = '''\
 import sys
