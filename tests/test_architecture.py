@@ -23,3 +23,21 @@ def test_every_top_level_module_is_in_a_layer_of_the_import_contract():
     top |= {f"archbench.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert top - _layered_modules() == set(), "place these modules in a layer of [tool.importlinter] (pyproject.toml)"
     assert _layered_modules() - top == set(), "the contract names modules that do not exist"
+
+
+MAX_MODULE_LINES = 450  # one job per module: past this, it has started a second one
+MAX_UNIT_LINES = 2_500  # a top-level package one person holds in mind
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_no_module_grows_past_one_job():
+    too_long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := _lines(p)) > MAX_MODULE_LINES}
+    assert too_long == {}, f"split these by job (at most {MAX_MODULE_LINES} lines each)"
+
+
+def test_no_unit_grows_past_what_one_person_holds_in_mind():
+    units = {p.name: sum(_lines(f) for f in p.rglob("*.py")) for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert {name: n for name, n in units.items() if n > MAX_UNIT_LINES} == {}
