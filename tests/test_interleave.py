@@ -432,3 +432,17 @@ def test_quiet_rounds_ci_covers_the_true_ratio_on_a_contaminated_mixture():
         covered_all += everything.low <= 1.25 <= everything.high
     assert covered / trials >= 0.90
     assert covered_all < covered
+
+
+def test_the_slowdown_needs_three_quiet_bursts_to_compare_against():
+    """One or two quiet bursts (often a model's first, still settling) gave slowdowns below 1: not a figure."""
+    from archbench.sweep.interleave import Interleaved
+
+    def slowdown(bursts):
+        result = Interleaved("a", {}, {}, {}, {"a": len(bursts)}, (), {}, "precision", 1.0, 0.01,
+                             bursts={"a": tuple(bursts)})
+        return result.slowdown("a")
+
+    assert math.isnan(slowdown([(30.0, False), (20.0, True), (21.0, True), (19.0, True), (22.0, True)]))
+    assert slowdown([(10.0, False)] * 3 + [(20.0, True)] * 4) == 2.0
+    assert slowdown([(10.0, False)] * 5) == 1.0  # nothing loaded: not slowed

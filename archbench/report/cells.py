@@ -91,7 +91,7 @@ def _cell_name(row: ResultRow) -> str:
 def _load_reason(row: ResultRow) -> tuple[str, str]:
     """How the load on ``row`` was found (said once for all such cells) and the cell's own figure."""
     if row.rounds:  # interleaved: the load was read around each of its bursts
-        figure = f"×{row.load_ratio:.2f}" if math.isfinite(row.load_ratio) else "no quiet round"
+        figure = f"×{row.load_ratio:.2f}" if math.isfinite(row.load_ratio) else "too few quiet bursts to say how much"
         return ("over a tenth of their interleaved bursts ran under CPU pressure (× their median over the quiet "
                 "rounds'; paired ratios leave the loaded rounds out when six quiet ones remain)",
                 f"{figure}, {row.loaded_rounds} of {row.rounds} rounds")

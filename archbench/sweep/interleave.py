@@ -91,6 +91,9 @@ def grid_points(cells: Sequence[Cell]) -> list[tuple[Cell, ...]]:
     return [tuple(group) for group in points.values()]
 
 
+MIN_QUIET_BURSTS = 3  # quiet bursts of a model needed to say how much the loaded ones slowed it
+
+
 @dataclass(frozen=True, eq=False)
 class Interleaved:
     """What the rounds measured, per model name: warm-up and sampled times (ms; the first burst's samples
@@ -132,12 +135,13 @@ class Interleaved:
 
     def slowdown(self, name: str) -> float:
         """How much the load inflated ``name``'s median: the median of all its bursts over the median of its
-        quiet bursts (1.0 with no loaded burst; NaN with no quiet one to compare against)."""
+        quiet bursts (1.0 with no loaded burst; NaN with fewer than :data:`MIN_QUIET_BURSTS` quiet ones to compare
+        against — one or two, often the first burst of a model still settling, gave figures below 1)."""
         bursts = self.bursts.get(name, ())
         quiet = [m for m, was_loaded in bursts if not was_loaded]
         if len(quiet) == len(bursts):
             return 1.0
-        return median([m for m, _ in bursts]) / median(quiet) if quiet else float("nan")
+        return median([m for m, _ in bursts]) / median(quiet) if len(quiet) >= MIN_QUIET_BURSTS else float("nan")
 
 
 # ---------------------------------------------------------------------------------------- scheduler
