@@ -64,13 +64,19 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, align: Sequence[s
     styler = body.style.hide(axis="index").format(latex_text).format_index(latex_text, axis=1)
     latex = styler.to_latex(column_format="".join(align), hrules=True, caption=latex_text(caption), label=label,
                             position="htbp", position_float="centering")
-    if len(body.columns) > WIDE_COLUMNS:  # spans both columns of a two-column paper (one column: as `table`)
+    if natural_width(body) > COLUMN_CHARS:  # spans both columns of a two-column paper (one column: as `table`)
         latex = latex.replace("\\begin{table}", "\\begin{table*}").replace("\\end{table}", "\\end{table*}")
     return fit_to_column(latex)
 
 
-WIDE_COLUMNS = 5  # a table of more columns than this is a `table*`: scaled into one column of a two-column
-# paper, a 9-column table's figures would be too small to read
+COLUMN_CHARS = 70  # a little more than one column of a two-column paper holds at 10 pt; a wider table is a `table*`,
+# since scaled into one column its figures would be too small to read
+
+
+def natural_width(body: pd.DataFrame) -> int:
+    """The characters of a table's widest line: each column as wide as its widest cell or header, two apart."""
+    widths = [max([len(str(name)), *(len(str(v)) for v in body[name])]) for name in body.columns]
+    return sum(widths) + 2 * (len(widths) - 1)
 
 
 # A table wider than the text column is scaled down to \linewidth; a narrower one keeps its size (\width is
