@@ -28,8 +28,10 @@ def collect_run(store, ref: str, *, listener: Any = None) -> Collected:
     write its report once every cell is in. Idempotent: cells already gathered are skipped, a complete run is
     left as it is. Raises :class:`~archbench.errors.StoreError` for an unknown run, :class:`ExecutorError` for a
     run that has no jobs to collect."""
+    from archbench.locations import MARKDOWN_NAME
     from archbench.results.jsonfile import read_json
-    from archbench.runs.compare import MARKDOWN_NAME, PARTIAL_JSON, SHARDS_DIR, run_compare
+    from archbench.runs.compare import run_compare
+    from archbench.runs.report_folder import PARTIAL_JSON, SHARDS_DIR
 
     run_id = store.resolve(ref)
     info = store.run_info(run_id)
