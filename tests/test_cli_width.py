@@ -8,6 +8,7 @@ import dataclasses
 import re
 
 import pytest
+import torch
 from rich.console import Console
 from test_diff import runs  # noqa: F401 - the fixture: two report folders with a regression
 from test_report import data  # noqa: F401 - the fixture: a two-model report with failures
@@ -81,3 +82,54 @@ def test_list_and_diff_fit(cli, runs, width, monkeypatch):  # noqa: F811 - the i
     assert diffed.exit_code == 1
     assert_fits(diffed.stdout, width)
     assert "%" in diffed.stdout
+
+
+class _LongNamedBlocks(torch.nn.Module):
+    """Layers deep enough and named long enough that the summary's layer table is wider than 80 columns."""
+
+    def __init__(self):
+        super().__init__()
+        self.feature_extractor_backbone = torch.nn.Sequential(
+            torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.BatchNorm2d(64)),
+            torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1)))
+        self.classification_head_projection = torch.nn.Linear(64, 1000)
+
+    def forward(self, x):
+        return self.classification_head_projection(self.feature_extractor_backbone(x).flatten(1))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_summary_layer_table_fits_and_keeps_every_number_whole(width):
+    import archbench
+
+    summary = archbench.summarize(_LongNamedBlocks(), input_size=(3, 64, 64), depth=3)
+    text = rendered(summary, width)
+    assert_fits(text, width)
+    assert "7,077,888" in text  # the first convolution's MACs (64·3·9 per output, 64x64 outputs), whole
+    (header,) = [line for line in text.splitlines() if line.lstrip().startswith("layer ")]
+    assert ("output shape" in header) == (width == 200)  # shapes are the first column a narrow terminal drops
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_speedup_vs_eager_and_memory_tables_fit(width, monkeypatch, capsys):
+    from test_backends import _row
+
+    from archbench.cli.backends import print_backend_comparisons
+    from archbench.cli.memory import _tables
+    from archbench import estimate_memory
+
+    monkeypatch.setattr(_common.out, "width", width)
+    rows = [dataclasses.replace(_row("eager", 2.0, 1.9, 2.1), model=LONG_REF),
+            dataclasses.replace(_row("onnxruntime", 0.5, 0.45, 0.55, compile_s=7.25, max_abs_err=3e-6, max_rel_err=5e-7),
+                                model=LONG_REF)]
+    capsys.readouterr()
+    print_backend_comparisons(rows)
+    text = capsys.readouterr().out
+    assert_fits(text, width)
+    assert "×4.00 (3.45–4.67)" in text and "speed-up vs eager · infer · 3x8x8 · cpu · fp32" in text.replace("\n", " ")
+
+    first = estimate_memory(torch.nn.Conv2d(3, 8, 3), (3, 8, 8), optimizer="adamw")
+    estimates = [first.at(batch) for batch in (1, 8, 64, 512, 4_096, 32_768, 262_144)]
+    text = "".join(rendered(table, width) for table in _tables(estimates, {}, width))
+    assert_fits(text, width)
+    assert text.count("batch ") == 7 and ("batch 262,144" in text)

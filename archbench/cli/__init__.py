@@ -5,6 +5,7 @@ codes. The only package that prints. Nothing here imports torch at module level,
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     included), 130 Ctrl-C, 143 SIGTERM. SIGTERM stops a run as Ctrl-C does: finished cells are kept and
     the command that resumes it is printed."""
     _state["terminated"] = False
+    _quiet_third_party_notices(sys.argv[1:] if argv is None else argv)
     try:
         with sigterm_as_interrupt(on_signal=lambda: _state.update(terminated=True)):
             code = app(args=argv, prog_name="archbench", standalone_mode=False)  # returns typer.Exit's code
@@ -94,6 +96,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     if isinstance(code, int) and code:
         sys.exit(_interrupted_exit_code() if code == EXIT_INTERRUPTED else code)
+
+
+# Notices other libraries log while a model is built or compiled, which say nothing about the model and would
+# split the progress lines (torch's inductor, on a CPU-only machine: "No CUDA runtime is found, using
+# CUDA_HOME=..."). Errors still show; --debug shows everything.
+_QUIET_LOGGERS = ("torch.utils.cpp_extension",)
+
+
+def _quiet_third_party_notices(argv: list[str]) -> None:
+    if "--debug" not in argv and not os.environ.get("ARCHBENCH_DEBUG"):
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _interrupted_exit_code() -> int:

@@ -41,24 +41,43 @@ def parse_backends(text: str | None, compile_flag: bool, compile_mode: str | Non
 
 def print_backend_comparisons(rows) -> None:
     """bench's table of each non-eager cell against eager (nothing when every row is eager)."""
-    from rich.table import Table
-
+    from archbench.fitted import Column, fitted_table
     from archbench.report.backends import COMPARISON_HEADERS, backend_comparisons, comparison_cells
 
     found = backend_comparisons(rows)
     if not found:
         return
-    table = Table(title="speed-up vs eager (unpaired CI from the two cells' CI ends; build s outside the samples)",
-                  title_justify="left")
-    for header in COMPARISON_HEADERS:
-        table.add_column(header, justify="right" if header in ("speed-up vs eager", "build s", "max abs err",
-                                                               "max rel err") else "left")
+    # The cell and status fold; the error columns, then the build time, go first on a narrow terminal.
+    how = {"model": Column("model", shorten=24), "cell": Column("cell", text=True),
+           "speed-up vs eager": Column("speed-up vs eager", "right"), "build s": Column("build s", "right", drop=2),
+           "max abs err": Column("max abs err", "right", drop=1), "max rel err": Column("max rel err", "right", drop=1),
+           "status": Column("status", text=True)}
+    columns = [how.get(header, Column(header)) for header in COMPARISON_HEADERS]
+    body = []
     for item in found:
         cells = [escape(c) for c in comparison_cells(item, with_reason=False)]  # the reasons follow the table
         cells[-1] = cells[-1].replace("**numerics**", "[yellow]numerics[/]")
-        table.add_row(*cells)
+        body.append(cells)
+    shared = _drop_shared_cell_parts(body, COMPARISON_HEADERS.index("cell"))
+    table = fitted_table(columns, body, out.width, title=" · ".join(["speed-up vs eager", *shared]) + " (unpaired CI "
+                         "from the two cells' CI ends; build s outside the samples)", title_justify="left")
     out.print(table)
     for item in found:
         if item.numerics:
             err.print(f"[yellow]warning:[/] {escape(item.row.model)} {escape(item.row.backend)} batch {item.row.batch}: "
                       f"{escape(item.numerics)}")
+
+
+def _drop_shared_cell_parts(body: list[list[str]], index: int) -> list[str]:
+    """Take the parts every row's cell shares (``infer``, ``cpu``, ``fp32`` …) out of the cell column (the batch always
+    stays), in place; return them for the title, as bench's own table does."""
+    parts = [cells[index].split(" · ") for cells in body]
+    shared = [part for part in parts[0] if all(part in other for other in parts) and not _is_batch(part)]
+    for cells, own in zip(body, parts):
+        cells[index] = " · ".join(part for part in own if part not in shared) or "—"
+    return shared
+
+
+def _is_batch(part: str) -> bool:
+    """``b8``: the batch stays in the cell column, so a cell is never empty."""
+    return part.startswith("b") and part[1:].isdigit()

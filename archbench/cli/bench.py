@@ -349,10 +349,10 @@ def _ok_status(row) -> str:
 def rows_table(rows, title: str | None, width: int | None = None) -> Table:
     """Finished cells: median with its CI (95%, or its coverage when lower) and IQR, samples, throughput,
     FLOP/s, memory, status (``noisy``, ``under load``), fitted to ``width`` (default: stdout's): the
-    least needed columns go first (archbench.cli._fit).
+    least needed columns go first (archbench.fitted).
 
     Device, dtype and threads get a column only when they vary; otherwise they are named in the title."""
-    from archbench.cli._fit import Column, fitted_table
+    from archbench.fitted import Column, fitted_table
 
     axes = ("mode", "batch", "input", "device", "dtype", "threads")
     named = {"batch": "batch {}", "threads": "threads {}"}

@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from archbench.catalog.grammar import AmbiguousModelWarning, ModelReferenceError, code_reference
 from archbench.catalog.registry import SOURCES, get_spec, list_models
 from archbench.cli._common import JsonOption, SpecsOption, err, out, print_json
 from archbench.errors import UsageError, quoted
+from archbench.fitted import Column, fitted_table
 from archbench.units import fmt_int
 
 # What `check` builds: "all" is the specs and torchvision's zoo (their counts are stated; timm's and
@@ -100,7 +100,7 @@ def list_command(
             ]
         )
         return
-    from archbench.cli._fit import Column, fitted_table
+
 
     columns = [Column("name", shorten=28), Column("family", drop=2), Column("source", drop=1), Column("input"),
                Column("params", "right"), Column("description", text=True)]
@@ -147,9 +147,9 @@ def check_command(
             ]
         )
     else:
-        table = Table(title=f"parameter check: {len(results)} models", title_justify="left")
-        for name in ("model", "source", "expected", "built", "status"):
-            table.add_column(name, justify="right" if name in ("expected", "built") else "left")
+        columns = [Column("model", shorten=24), Column("source", shorten=32, drop=1), Column("expected", "right"),
+                   Column("built", "right"), Column("status", text=True)]
+        body = []
         for _, r in results:
             if r.ok:
                 status = "[green]OK[/]"
@@ -157,8 +157,9 @@ def check_command(
                 status = f"[yellow]UPDATED[/] ({r.difference:+,})" if r.difference is not None else "[yellow]UPDATED[/] (was none)"
             else:
                 status = f"[red]DRIFT[/] ({r.difference:+,})" if r.difference is not None else "[red]NO EXPECTED COUNT[/]"
-            table.add_row(r.model, r.source, fmt_int(r.expected_params), fmt_int(r.params), status)
-        out.print(table)
+            body.append([r.model, r.source, fmt_int(r.expected_params), fmt_int(r.params), status])
+        out.print(fitted_table(columns, body, out.width, title=f"parameter check: {len(results)} models",
+                               title_justify="left"))
         if updated:
             err.print(f"updated the expected count of {len(updated)} spec file(s): {', '.join(updated)}")
         if drift:

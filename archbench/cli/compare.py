@@ -356,7 +356,7 @@ def _rich_table(frame, title: str, first: str = "model") -> Table:
 def _grid_table(frames, title: str, width: int) -> Table:
     """A model × (input · batch) table that fits ``width``: the first of ``frames`` (fuller cells first) whose
     pivot fits, else the last one stacked — a line per model and grid point — so no cell is ever cut."""
-    from archbench.cli._fit import natural_width
+    from archbench.fitted import natural_width
 
     console = type(out)(width=width)
     for frame in frames:
@@ -374,7 +374,7 @@ def _grid_table(frames, title: str, width: int) -> Table:
 
 def architecture_rich_table(data, width: int | None = None) -> Table:
     """The counts of each model, fitted to ``width`` (default stdout's): the least needed columns go first."""
-    from archbench.cli._fit import Column, fitted_table
+    from archbench.fitted import Column, fitted_table
     from archbench.report.tables import architecture_table
     from archbench.units import fmt_int, fmt_scaled, fmt_sig
 

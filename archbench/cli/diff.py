@@ -117,7 +117,7 @@ def _print_result(result: DiffResult, warned: tuple[str, ...] = ()) -> None:
         _print_env_differences(result)
     confidence = f"{result.confidence * 100:g}%"
     out.print(f"{escape(result.base_label)} → {escape(result.new_label)}: time new/base per cell")
-    from archbench.cli._fit import Column, fitted_table
+    from archbench.fitted import Column, fitted_table
 
     columns = [Column("cell", text=True), Column("base ms", "right", drop=2), Column("new ms", "right", drop=2),
                Column("change", "right"), Column(f"{confidence} CI", "right"), Column("p (Holm)", "right", drop=1),

@@ -120,7 +120,7 @@ _STATE_NOTES = {
 def history_table(runs: list[RunInfo], path: Path, width: int | None = None) -> Table:
     """The runs, fitted to ``width`` (default stdout's): git, torch, devices and models give way first, and a
     long command is shortened in the middle rather than wrapped mid-token."""
-    from archbench.cli._fit import Column, fitted_table
+    from archbench.fitted import Column, fitted_table
 
     marks = dict.fromkeys(_STATE_MARKS.get(r.state, "") for r in runs if r.finished_utc is None)
     caption = "\n".join(_STATE_NOTES[m] for m in _STATE_NOTES if m in marks) or None

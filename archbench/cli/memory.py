@@ -156,7 +156,8 @@ def memory_command(
     if json:
         print_json(_json(estimates, measured, budget_bytes, fitting))
         return
-    out.print(_table(estimates, measured))
+    for table in _tables(estimates, measured, out.width):
+        out.print(table)
     err.print(f"activations: {mib(int(first.activation_bytes_per_sample))} per sample (measured at batches "
               f"{first.measured_batches[0]} and {first.measured_batches[1]}); the parts are those live at the step's "
               "largest moment. Not seen: memory kernels allocate outside tensors (oneDNN, cuDNN workspaces), the "
@@ -165,14 +166,28 @@ def memory_command(
         err.print(f"largest batch within {mib(budget_bytes)}: {fmt_int(fitting)} (estimate)")
 
 
-def _table(estimates, measured) -> Table:
+def _tables(estimates, measured, width: int) -> list[Table]:
+    """One table with a column per batch if it fits ``width``, else the batches spread over as few tables as
+    fit (a figure is never wrapped or cut)."""
+    from archbench.fitted import natural_width
+
+    console = type(out)(width=width)
+    for count in range(1, len(estimates) + 1):
+        ends = [round(len(estimates) * (k + 1) / count) for k in range(count)]  # sizes differ by one at most
+        tables = [_table(estimates[start:end], measured, title=start == 0) for start, end in zip([0, *ends], ends)]
+        if all(natural_width(t, console) <= width for t in tables):
+            break
+    return tables
+
+
+def _table(estimates, measured, title: bool = True) -> Table:
     first = estimates[0]
-    title = (f"archbench memory: {first.model} · {first.input} · {first.mode} · {first.dtype} · optimizer "
-             f"{first.optimizer}")
-    table = Table(box=box.SIMPLE_HEAD, title=escape(title), title_justify="left")
-    table.add_column("part")
+    heading = (f"archbench memory: {first.model} · {first.input} · {first.mode} · {first.dtype} · optimizer "
+               f"{first.optimizer}")
+    table = Table(box=box.SIMPLE_HEAD, title=escape(heading) if title else None, title_justify="left")
+    table.add_column("part", no_wrap=True)
     for e in estimates:
-        table.add_column(f"batch {e.batch:,}", justify="right")
+        table.add_column(f"batch {e.batch:,}", justify="right", no_wrap=True)
     for part, label in PART_LABELS.items():
         table.add_row(label, *(mib(e.parts[part]) for e in estimates))
     table.add_row("[bold]total (estimate)[/]", *(f"[bold]{mib(e.total)}[/]" for e in estimates))

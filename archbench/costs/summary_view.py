@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from archbench.fitted import Column, fitted_table
 from archbench.parsing import format_input
 from archbench.units import mib, si
 
@@ -126,7 +127,7 @@ def summary_renderable(s: ModelSummary) -> Group:
     parts: list = [header]
 
     if s.layers:
-        parts += [layer_table(s), Text(_FOOTNOTE, style="dim")]
+        parts += [LayerTable(s), Text(_FOOTNOTE, style="dim")]
 
     totals = Table(title="totals", title_justify="left", box=box.SIMPLE_HEAD)
     totals.add_column("quantity", style="bold")
@@ -147,21 +148,30 @@ def summary_renderable(s: ModelSummary) -> Group:
     return Group(*parts)
 
 
-def layer_table(s: ModelSummary) -> Table:
+# Dropped in this order when the terminal is narrow: output shapes, then types, then MACs with norm; a long
+# layer name is shortened in the middle. Numbers are never cut.
+_LAYER_COLUMNS = (Column("layer", shorten=32), Column("type", drop=2), Column("output shape", drop=3),
+                  Column("params", "right"), Column("MACs", "right"), Column("MACs with norm", "right", drop=1),
+                  Column("share", "right"))
+
+
+def layer_table(s: ModelSummary, width: int = 10_000) -> Table:
+    """The layer rows as a table that fits ``width`` columns."""
     depth = f" (depth ≤ {s.depth})" if s.depth is not None else ""
-    table = Table(title=f"layers{depth}", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("layer", no_wrap=True)
-    table.add_column("type")
-    table.add_column("output shape")
-    table.add_column("params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("MACs with norm", justify="right")
-    table.add_column("share", justify="right")
     total = s.stats.macs
-    for row in s.layers:
-        table.add_row("  " * (row.depth - 1) + escape(row.name), escape(row.type), shapes_text(row),
-                      f"{row.params:,}", macs_text(row), norm_text(row), share_text(row, total))
-    return table
+    body = [["  " * (row.depth - 1) + escape(row.name), escape(row.type), shapes_text(row), f"{row.params:,}",
+             macs_text(row), norm_text(row), share_text(row, total)] for row in s.layers]
+    return fitted_table(_LAYER_COLUMNS, body, width, title=f"layers{depth}", title_justify="left")
+
+
+class LayerTable:
+    """The layer table, fitted to the width it is rendered at (a summary is printed at any terminal width)."""
+
+    def __init__(self, s: ModelSummary) -> None:
+        self.summary = s
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield layer_table(self.summary, options.max_width)
 
 
 # ----------------------------------------------------------------------------------- Markdown

@@ -99,7 +99,6 @@ def _md_table(rows: list[list[str]]) -> list[str]:
 
 def profile_renderable(p: ModelProfile, limit: int | None = None):
     """A rich table of the modules (the model first, definition order), under the header lines."""
-    from rich import box
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -111,13 +110,32 @@ def profile_renderable(p: ModelProfile, limit: int | None = None):
         header.add_row(escape(what), escape(value))
     for warning in p.warnings:
         header.add_row("[yellow]warning[/]", escape(warning))
-    table = Table(box=box.SIMPLE_HEAD, title="Modules", title_justify="left", caption=LEGEND, caption_justify="left")
-    for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("module", "type", "bound") else "right", no_wrap=True)
-    layers = table_layers(p)
-    for layer in layers[:limit] if limit else layers:
-        table.add_row(*(escape(c) for c in layer_cells(p, layer)))
-    return Group(header, table)
+    return Group(header, ModuleTable(p, limit))
+
+
+# Which columns a narrow terminal drops first: the module's type, then the forward/backward/own split, then the
+# work and traffic totals, then the achieved rates. The time, its CI, the share and the bound always show.
+_DROP = {"type": 4, "own ms": 3, "fwd ms": 3, "bwd ms": 3, "GFLOPs": 2, "MB": 2, "GB/s": 2, "FLOP/B": 1,
+         "GFLOP/s": 1}
+
+
+class ModuleTable:
+    """The module table, fitted to the width it is rendered at (no figure cut)."""
+
+    def __init__(self, p: ModelProfile, limit: int | None = None) -> None:
+        self.profile, self.limit = p, limit
+
+    def __rich_console__(self, console, options):
+        from rich.markup import escape
+
+        from archbench.fitted import Column, fitted_table
+
+        columns = [Column(name, "left" if name in ("module", "type", "bound") else "right", drop=_DROP.get(name, 0),
+                          shorten=28 if name == "module" else 0) for name in COLUMNS]
+        layers = table_layers(self.profile)
+        body = [[escape(c) for c in layer_cells(self.profile, layer)] for layer in layers[:self.limit or None]]
+        yield fitted_table(columns, body, options.max_width, title="Modules", title_justify="left", caption=LEGEND,
+                           caption_justify="left")
 
 
 def write_profile_report(p: ModelProfile, out_dir: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Tables that fit the terminal: the CLI's one way to build a rich table for a given width.
+"""Tables that fit the terminal: the one way to build a rich table for a given width (the CLI, the summary).
 
 rich shrinks a table that is too wide by cutting cells (``1,2…``) — a number cut mid-way is worse than no
 number. So each column says how dispensable it is (``drop``: 0 = always shown, higher = dropped sooner),
