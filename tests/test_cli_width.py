@@ -114,9 +114,9 @@ def test_summary_layer_table_fits_and_keeps_every_number_whole(width):
 def test_speedup_vs_eager_and_memory_tables_fit(width, monkeypatch, capsys):
     from test_backends import _row
 
+    from archbench import estimate_memory
     from archbench.cli.backends import print_backend_comparisons
     from archbench.cli.memory import _tables
-    from archbench import estimate_memory
 
     monkeypatch.setattr(_common.out, "width", width)
     rows = [dataclasses.replace(_row("eager", 2.0, 1.9, 2.1), model=LONG_REF),
