@@ -189,3 +189,17 @@ def test_cli_profile_refuses_bad_options_before_measuring(cli, tmp_path):
         result = cli("profile", "mnist-cnn", *args, "--out", tmp_path / "x")
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_a_profile_timed_under_load_says_so_and_a_quiet_one_does_not():
+    from archbench.runs.profile import _Profiled, _warnings
+    from archbench.timing.loadsignal import WindowLoad
+    from archbench.timing.stats import Measurement
+
+    steady = Measurement(tuple(10.0 + 0.01 * i for i in range(20)), (), "precision", 1.0, 0.03)
+    profiled = _Profiled([], [], [], "precision")
+    loaded = _warnings(profiled, steady, WindowLoad(10.0, 0.62, 1.4), spare_cores=1)
+    assert any("busy with other work" in note and "62%" in note for note in loaded), loaded
+    assert _warnings(profiled, steady, WindowLoad(10.0, 0.01, 0.1), spare_cores=1) == ()
+    no_psi = _warnings(profiled, steady, WindowLoad(10.0, math.nan, 1.8), spare_cores=0)
+    assert any("1.8 core(s) busy" in note for note in no_psi), no_psi

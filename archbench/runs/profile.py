@@ -21,6 +21,8 @@ One profile, in order:
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
 from archbench.results.profiles import LayerProfile, ModelProfile, Peaks, shares
+from archbench.timing.loadsignal import LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import ci_within
 
@@ -175,10 +178,13 @@ def _profile(source, module, x, shape, batch, mode, dtype, device, channels_last
     summary_flops = stats.flops_forward + (stats.flops_backward if mode == "train" else 0)
     listed = _listed_modules(module, depth)
     step = make_step(module, x, mode, dtype, device)
+    probe = LoadProbe()
+    began = probe.now()
     phase("timing the unprofiled step")
     timer = measure(step, device, options.unprofiled)
     phase("profiling")
     profiled = _profiled_steps(step, module, listed, device, options, trace_path, phase)
+    load = probe.since(began)
     layers = _layers(module, listed, costs, profiled)
     return ModelProfile(
         model=source.name, input=format_input(shape), batch=x.batch or batch, mode=mode, dtype=dtype, device=device,
@@ -187,7 +193,7 @@ def _profile(source, module, x, shape, batch, mode, dtype, device, channels_last
         unprofiled_ms=tuple(profiled.unprofiled_ms), timer_ms=timer.samples_ms,
         outside_ms=tuple(s.outside_ms for s in profiled.steps),
         summary_flops=summary_flops, peaks=peaks, timing=_timing_label(device), stop_reason=profiled.stop_reason,
-        env=env, warnings=_warnings(profiled, timer),
+        env=env, warnings=_warnings(profiled, timer, load, spare_cores=max((os.cpu_count() or 1) - threads, 0)),
     )
 
 
@@ -258,8 +264,6 @@ def _quiet_profiler():
     """Kineto logs every profiler start and stop (and a missing GPU) on stderr at its default level; the
     library never prints. Its level is read when the process first starts a profiler, so this quiets a
     process whose first profiler is ours, unless the user set ``KINETO_LOG_LEVEL`` themselves."""
-    import os
-
     given = "KINETO_LOG_LEVEL" in os.environ
     if not given:
         os.environ["KINETO_LOG_LEVEL"] = "6"  # above USDT (5): nothing
@@ -304,8 +308,13 @@ def _parent(name: str, names: list[str]) -> str:
     return ""
 
 
-def _warnings(profiled: _Profiled, unprofiled) -> tuple[str, ...]:
+def _warnings(profiled: _Profiled, unprofiled, load: WindowLoad, spare_cores: int) -> tuple[str, ...]:
     notes = []
+    if load.loaded(spare_cores):
+        how = (f"some task waited for a CPU {load.stall:.0%} of the time" if math.isfinite(load.stall) else
+               f"other processes kept {load.other_cores:.1f} core(s) busy")
+        notes.append(f"the CPU was busy with other work while the step was timed and profiled ({how}): every time "
+                     "here is probably inflated, the small modules' most; profile again on a quiet machine")
     if profiled.stop_reason != "precision":
         notes.append(f"profiling stopped after {len(profiled.steps)} steps ({profiled.stop_reason.replace('_', ' ')}) "
                      "before the 95% CI of the median step was within the precision asked for")
