@@ -66,6 +66,20 @@ def _long_lived_objects_frozen() -> None:
     gc.freeze()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _interleaved_rounds_read_a_quiet_machine() -> Iterator[None]:
+    """Real interleaved runs in tests read the load around their bursts from a quiet, scripted machine: whether
+    the shared test machine happens to be busy must not decide whether a paired ratio exists (on a busy one it
+    is "not comparable"). The load decisions themselves are tested on scripted readings (tests/test_interleave.py,
+    tests/test_load.py)."""
+    from archbench.sweep import interleave
+    from archbench.timing.loadsignal import LoadProbe
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(interleave, "LoadProbe", lambda: LoadProbe(cpu_times=lambda: (0.0, 0.0), stall=lambda: 0.0))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _results_store_in_tmp(tmp_path_factory, monkeypatch) -> None:
     """Runs record into a store of the test session (subprocesses inherit it), never the repository's

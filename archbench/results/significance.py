@@ -248,18 +248,32 @@ def paired_ratio_ci(per_round_ratios: Sequence[float], confidence: float = CONFI
 MIN_QUIET_ROUNDS = 6  # the fewest rounds whose median CI reaches 95% coverage
 
 
-def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float]:
-    """The ratios of the rounds measured without CPU pressure, when there are enough of them for a 95% CI
-    (:data:`MIN_QUIET_ROUNDS`); otherwise all of them.
+def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float] | None:
+    """The ratios of the rounds measured without CPU pressure: all of them where no round was loaded; ``None``
+    where loaded rounds leave fewer than :data:`MIN_QUIET_ROUNDS` quiet ones — the ratio is then not
+    comparable (measured under load), never the loaded rounds' figure.
 
     Why drop rather than weight: a round that straddles a load change slows one model's burst and not the
     other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — not
     noise to average but a contaminated minority. The load signal is measured around each burst
     (:mod:`archbench.timing.loadsignal`), independently of the ratios, so selecting on it keeps the
-    order-statistic CI exact for the quiet rounds' distribution. Under a constant load every round is
-    loaded alike: all are kept, and the pairing still cancels the load."""
+    order-statistic CI exact for the quiet rounds' distribution. Why not keep loaded rounds when too few are
+    quiet: under a sustained load the models do not slow by one factor (benchmarks/busy_machine.py measured
+    ×0.94 for a quiet ×1.10 in mostly loaded runs), so even paired rounds under load are biased."""
     quiet = [ratio for ratio, was_loaded in zip(per_round_ratios, loaded) if not was_loaded]
-    return quiet if len(quiet) >= MIN_QUIET_ROUNDS else list(per_round_ratios)
+    if len(quiet) < len(per_round_ratios) and len(quiet) < MIN_QUIET_ROUNDS:
+        return None
+    return quiet
+
+
+NOT_COMPARABLE = RatioEstimate(math.nan, math.nan, math.nan, math.nan)  # a paired ratio measured under load
+
+
+def quiet_paired_ratio(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> RatioEstimate:
+    """:func:`paired_ratio_ci` of the quiet rounds (:func:`quiet_rounds`); :data:`NOT_COMPARABLE` (NaN) where
+    too few rounds were quiet."""
+    quiet = quiet_rounds(per_round_ratios, loaded)
+    return NOT_COMPARABLE if quiet is None else paired_ratio_ci(quiet)
 
 
 # ---------------------------------------------------------------------------------------- verdict
