@@ -67,16 +67,21 @@ def _long_lived_objects_frozen() -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _interleaved_rounds_read_a_quiet_machine() -> Iterator[None]:
-    """Real interleaved runs in tests read the load around their bursts from a quiet, scripted machine: whether
-    the shared test machine happens to be busy must not decide whether a paired ratio exists (on a busy one it
-    is "not comparable"). The load decisions themselves are tested on scripted readings (tests/test_interleave.py,
-    tests/test_load.py)."""
-    from archbench.sweep import interleave
+def _timed_cells_read_a_quiet_machine() -> Iterator[None]:
+    """Real runs in tests read the load around their interleaved bursts and over their sampling windows from a
+    quiet, scripted machine: whether the shared test machine happens to be busy must not decide whether a paired
+    ratio exists (on a busy one it is "not comparable") or a cell is flagged. The load decisions themselves are
+    tested on scripted readings (tests/test_interleave.py, tests/test_load.py); the whole-cell check still reads
+    the real machine (tests/test_load.py's busy loop)."""
+    from archbench.sweep import cell_measure, interleave
     from archbench.timing.loadsignal import LoadProbe
 
+    def quiet() -> LoadProbe:
+        return LoadProbe(cpu_times=lambda: (0.0, 0.0), stall=lambda: 0.0)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(interleave, "LoadProbe", lambda: LoadProbe(cpu_times=lambda: (0.0, 0.0), stall=lambda: 0.0))
+        patch.setattr(interleave, "LoadProbe", quiet)
+        patch.setattr(cell_measure, "LoadProbe", quiet)
         yield
 
 

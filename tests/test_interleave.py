@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from archbench.errors import StudyError
+from archbench.results.significance import MIN_QUIET_ROUNDS
 from archbench.rows import read_rows_csv
 from archbench.study import study_from_mapping
-from archbench.results.significance import MIN_QUIET_ROUNDS
 from archbench.sweep.interleave import WARMED_UP, Burst, Interleaving, _load_fields, _paired_fields, interleave
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import median_ci

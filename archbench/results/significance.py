@@ -249,31 +249,23 @@ MIN_QUIET_ROUNDS = 6  # the fewest rounds whose median CI reaches 95% coverage
 
 
 def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float] | None:
-    """The ratios of the rounds measured without CPU pressure: all of them where no round was loaded; ``None``
-    where loaded rounds leave fewer than :data:`MIN_QUIET_ROUNDS` quiet ones — the ratio is then not
-    comparable (measured under load), never the loaded rounds' figure.
+    """The ratios of the rounds measured without CPU pressure (all where none was loaded); ``None`` where loaded
+    rounds leave fewer than :data:`MIN_QUIET_ROUNDS` quiet ones: not comparable (measured under load).
 
     Why drop rather than weight: a round that straddles a load change slows one model's burst and not the
-    other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — not
-    noise to average but a contaminated minority. The load signal is measured around each burst
-    (:mod:`archbench.timing.loadsignal`), independently of the ratios, so selecting on it keeps the
-    order-statistic CI exact for the quiet rounds' distribution. Why not keep loaded rounds when too few are
-    quiet: under a sustained load the models do not slow by one factor (benchmarks/busy_machine.py measured
-    ×0.94 for a quiet ×1.10 in mostly loaded runs), so even paired rounds under load are biased."""
+    other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — a
+    contaminated minority, not noise. The load signal is measured around each burst, independently of the
+    ratios, so selecting on it keeps the order-statistic CI exact for the quiet rounds' distribution. Why not
+    keep loaded rounds: under a sustained load the models do not slow by one factor (benchmarks/busy_machine.py:
+    ×0.94 in mostly loaded runs for a quiet ×1.10), so even paired rounds under load are biased."""
     quiet = [ratio for ratio, was_loaded in zip(per_round_ratios, loaded) if not was_loaded]
-    if len(quiet) < len(per_round_ratios) and len(quiet) < MIN_QUIET_ROUNDS:
-        return None
-    return quiet
-
-
-NOT_COMPARABLE = RatioEstimate(math.nan, math.nan, math.nan, math.nan)  # a paired ratio measured under load
+    return None if len(quiet) < min(len(per_round_ratios), MIN_QUIET_ROUNDS) else quiet
 
 
 def quiet_paired_ratio(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> RatioEstimate:
-    """:func:`paired_ratio_ci` of the quiet rounds (:func:`quiet_rounds`); :data:`NOT_COMPARABLE` (NaN) where
-    too few rounds were quiet."""
+    """:func:`paired_ratio_ci` of the :func:`quiet_rounds`; NaN throughout where they are ``None``."""
     quiet = quiet_rounds(per_round_ratios, loaded)
-    return NOT_COMPARABLE if quiet is None else paired_ratio_ci(quiet)
+    return RatioEstimate(math.nan, math.nan, math.nan, math.nan) if quiet is None else paired_ratio_ci(quiet)
 
 
 # ---------------------------------------------------------------------------------------- verdict

@@ -41,7 +41,7 @@ from archbench.results.comparability import NOT_COMPARABLE_TEXT
 from archbench.results.significance import MIN_QUIET_ROUNDS, RatioEstimate, quiet_paired_ratio
 from archbench.rows import ResultRow
 from archbench.timing.load import BURST_STALL_THRESHOLD
-from archbench.timing.loadsignal import LoadProbe, WindowLoad
+from archbench.timing.loadsignal import LOADED_SHARE, LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
@@ -409,9 +409,6 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
         rows[name] = dataclasses.replace(row, rounds=result.rounds[name], **_paired_fields(result.paired(name)),
                                          **_load_fields(result, name))
     return [rows[cell.model] for cell in cells]
-
-
-LOADED_SHARE = 0.1  # a model with more than this share of its bursts under CPU pressure is flagged under load
 
 
 def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
