@@ -13,7 +13,9 @@ paired A/B design. Measuring model A's cells fully and then B's turns such drift
   model the ratio ``median(its burst) / median(the reference's burst)``. Rounds stop when the paired CI
   of every model against the reference is within the precision target, when the budget —
   ``max_time_s`` times the number of models, warm-ups included — would be overrun by another round (never
-  before ``min_samples`` rounds), or when a model reaches ``max_samples``.
+  before ``min_samples`` rounds), or when a model reaches ``max_samples``. Rounds under load leave a model's
+  paired ratio; while too few are quiet the budget stretches (up to :data:`EXTENDED_BUDGET` times), and a
+  ratio still short of quiet rounds is not comparable (measured under load): NaN, never the loaded figure.
 * :func:`measure_point` is the sweep's side: it builds each cell's step, reads its peak memory over its
   first burst, and turns the outcome into rows. A model that fails (out of memory, an error) drops out
   of the rounds with its error row; the others go on.
