@@ -153,6 +153,7 @@ class ResultRow:
     paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
     paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
     paired_ratio_high: float = math.nan
+    paired_reason: str = ""  # why an interleaved row has no paired ratio: "not comparable (measured under load)"
     max_batch_bound: str = ""  # batch "max": what stopped the search (oom | memory_limit | max_batch); "": batch given
     max_batch_probes: str = ""  # batch "max": the batches the search ran, in order ("64 ok, 128 oom, 96 ok")
     max_batch_predicted: int = 0  # batch "max": the batch the memory estimate predicted (0: none)

@@ -11,11 +11,14 @@ exits by itself after --max-load s, so nothing outlives the script). Under each 
 repetitions of each method, alternating:
 
 * **unpaired** (``--no-interleave``): each model's cell in turn; ratio of the two medians;
-* **interleaved, paired**: the default — alternating rounds; the paired ratio (its quiet rounds);
+* **interleaved, paired**: the default — alternating rounds; the paired ratio (its quiet rounds). A point
+  whose rounds are too rarely quiet goes on up to three times its budget, and is then "not comparable
+  (measured under load)" (NaN): counted apart — neither an error nor a ratio — and printed;
 * **interleaved rows' own unpaired**: the ratio of the same rows' medians.
 
 Printed per wave and method: every ratio, its error against the quiet reference, the median and worst
-error, and how often the CI covers the quiet ratio. Then the load check: cells flagged under the waves
+error, how often the CI covers the quiet ratio (of the ratios given), and how many were not comparable.
+Then the load check: cells flagged under the waves
 (of all cells measured under them; then of the cells the loaders ran during a quarter or more of — a 6 s cell
 under the 10 s/10 s wave can fall in an OFF phase — with each cell not flagged, the share of its time the
 loaders ran and its real slowdown) and on the quiet machine (of the quiet cells), and for each flagged
@@ -97,6 +100,7 @@ class SquareWave:
 class Method:
     ratios: list[float] = field(default_factory=list)
     covered: list[bool] = field(default_factory=list)
+    not_comparable: int = 0  # "not comparable (measured under load)": no ratio given, so neither right nor wrong
 
 
 def time_ratio_unpaired(reference, other) -> tuple[float, float, float]:
@@ -166,6 +170,8 @@ def main() -> None:
 
     quiet_rows = [sweep(True)[:2] for _ in range(args.quiet_runs)]
     quiet_ratios = [other.paired_ratio for _, other in quiet_rows]
+    if any(math.isnan(r) for r in quiet_ratios):
+        sys.exit("the quiet reference is not comparable (measured under load): this machine is not quiet; run it alone")
     quiet = statistics.median(quiet_ratios)
     first = quiet_rows[0][1]
     quiet_medians = {specs[0].name: statistics.median(r.median_ms for r, _ in quiet_rows),
@@ -204,17 +210,21 @@ def main() -> None:
                             if row.under_load:
                                 slowdowns.append((row.model, row.load_ratio, row.median_ms / quiet_medians[row.model]))
                     for name, (ratio, low, high) in found.items():
+                        if math.isnan(ratio):
+                            methods[name].not_comparable += 1
+                            continue
                         methods[name].ratios.append(ratio)
                         methods[name].covered.append(low <= quiet <= high)
         finally:
             load.stop()
         print(f"\nsquare wave {on_s:g} s on / {off_s:g} s off, {args.repetitions} repetitions:")
-        print(f"  {'method':<32} {'ratios':<52} {'median err':>10} {'worst err':>9} {'CI covers':>9}")
+        print(f"  {'method':<32} {'ratios':<52} {'median err':>10} {'worst err':>9} {'CI covers':>9} "
+              f"{'not comparable':>14}")
         for name, method in methods.items():
-            errors = [error(r, quiet) for r in method.ratios]
+            errors = [error(r, quiet) for r in method.ratios] or [math.nan]
             shown = ", ".join(f"{r:.3f}" for r in method.ratios)
             print(f"  {name:<32} {shown:<52} {statistics.median(errors):>10.1%} {max(errors):>9.1%} "
-                  f"{sum(method.covered):>4}/{len(method.covered)}")
+                  f"{sum(method.covered):>4}/{len(method.covered)} {method.not_comparable:>9}/{args.repetitions}")
 
     print(f"\nload check: {flagged}/{measured} cells flagged under the waves ({flagged / measured:.0%}); "
           f"{quiet_flags}/{quiet_cells} on the quiet machine")

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from archbench.errors import StudyError
+from archbench.results.significance import MIN_QUIET_ROUNDS
 from archbench.rows import read_rows_csv
 from archbench.study import study_from_mapping
-from archbench.sweep.interleave import WARMED_UP, Burst, Interleaving, interleave
+from archbench.sweep.interleave import WARMED_UP, Burst, Interleaving, _load_fields, _paired_fields, interleave
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import median_ci
 from archbench.timing.timer import measure
@@ -396,15 +397,60 @@ def test_rounds_under_a_square_wave_load_are_left_out_of_the_paired_ratio():
     assert result.slowdown("b") == pytest.approx(median(result.samples["b"]) / 48.0, rel=0.03)
 
 
-def test_a_constant_load_keeps_every_round_and_the_pairing_still_cancels_it():
+class LoadUntil(SquareWave):
+    """A load on from the start until ``until_s`` seconds of the clock, then gone for good."""
+
+    def __init__(self, until_s: float, **kwargs):
+        super().__init__(on_s=1.0, off_s=1.0, **kwargs)
+        self.until_s = until_s
+
+    def loaded(self) -> bool:
+        return self.now < self.until_s
+
+
+def test_rounds_go_on_past_the_budget_until_enough_are_quiet():
+    """Loaded for the first 5 s of a 6 s budget (3 s a model): at the budget too few rounds are quiet, so the
+    rounds go on — within three times the budget — until six are and the stopping rule is met on them."""
     options = MeasureOptions(precision=0.01, max_time_s=3.0)
-    machine = SquareWave(on_s=1e9, off_s=0.0)  # loaded all the time
+    machine = LoadUntil(until_s=5.0)
+    result = run(machine, machine.samplers(a=40.0, b=48.0), options, probe=machine.probe(), spare_cores=1)
+    quiet = result.loaded["b"].count(False)
+    assert quiet >= MIN_QUIET_ROUNDS and result.loaded_rounds("b") > 0
+    assert 6.0 < result.wall_s <= 3 * 6.0  # extended, never past three times the budget
+    estimate = result.paired("b")
+    assert estimate.low <= 1.2 <= estimate.high and abs(estimate.ratio / 1.2 - 1) < 0.02
+    # the rounds stopped as soon as the rule was met on the quiet rounds: one round fewer had too few, or a CI
+    # not yet within the precision at a budget already overrun
+    assert result.stop_reason in ("precision", "max_time")
+    assert _paired_fields(estimate).get("paired_reason") is None
+
+
+def test_a_load_that_never_lifts_leaves_the_ratio_not_comparable():
+    """Loaded all the time: under a sustained load the models need not slow alike, so the loaded rounds give no
+    ratio — after three times the budget the paired ratio is NaN, "not comparable (measured under load)", and
+    the row is flagged."""
+    from archbench.results.comparability import NOT_COMPARABLE_TEXT
+
+    options = MeasureOptions(precision=0.01, max_time_s=1.0)
+    machine = SquareWave(on_s=1e9, off_s=0.0)
     result = run(machine, machine.samplers(a=40.0, b=48.0), options, probe=machine.probe(), spare_cores=1)
     assert result.loaded_rounds("b") == result.rounds["b"] >= 6
     assert result.loaded_rounds("a") == result.rounds["a"]  # the reference: its own bursts, all loaded
+    assert result.stop_reason == "max_time" and 2 * 2.0 < result.wall_s <= 3 * 2.0 * 1.05  # the stretched budget spent
     estimate = result.paired("b")
-    assert estimate.low <= 1.2 <= estimate.high
+    assert math.isnan(estimate.ratio) and math.isnan(estimate.low) and math.isnan(estimate.high)
+    fields = _paired_fields(estimate)
+    assert math.isnan(fields["paired_ratio"]) and fields["paired_reason"] == NOT_COMPARABLE_TEXT
+    assert _load_fields(result, "b")["under_load"]
     assert math.isnan(result.slowdown("b"))  # no quiet burst to compare with
+
+
+def test_a_quiet_run_is_never_extended():
+    options = MeasureOptions(precision=0.001, max_time_s=1.0)  # a precision it cannot reach: stops at the budget
+    machine = SquareWave(on_s=0.0, off_s=1e9)  # never loaded
+    result = run(machine, machine.samplers(a=40.0, b=48.0), options, probe=machine.probe(), spare_cores=1)
+    assert result.stop_reason == "max_time" and result.wall_s <= 2.0
+    assert result.loaded_rounds("b") == 0 and math.isfinite(result.paired("b").ratio)
 
 
 def test_quiet_rounds_ci_covers_the_true_ratio_on_a_contaminated_mixture():
@@ -426,9 +472,9 @@ def test_quiet_rounds_ci_covers_the_true_ratio_on_a_contaminated_mixture():
                 ratio *= rng.uniform(0.5, 2.0)
             ratios.append(ratio)
             loaded.append(kind < 0.40)
-        estimate = paired_ratio_ci(quiet_rounds(ratios, loaded))
+        quiet = quiet_rounds(ratios, loaded)  # None (not comparable, rare here): counted as a miss
         everything = paired_ratio_ci(ratios)
-        covered += estimate.low <= 1.25 <= estimate.high
+        covered += quiet is not None and paired_ratio_ci(quiet).low <= 1.25 <= paired_ratio_ci(quiet).high
         covered_all += everything.low <= 1.25 <= everything.high
     assert covered / trials >= 0.90
     assert covered_all < covered

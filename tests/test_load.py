@@ -4,8 +4,10 @@ measured while a busy loop shares its core is flagged ``under_load``, the same c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -268,3 +270,80 @@ def test_psi_total_is_read_from_the_some_line(tmp_path):
     psi.write_text("some avg10=0.20 avg60=2.62 avg300=1.85 total=12746205\nfull avg10=0.00 total=0\n")
     assert cpu_stall_us(str(psi)) == 12746205
     assert math.isnan(cpu_stall_us(str(tmp_path / "absent")))
+
+
+# --------------------------------------------------------------- a cell timed alone: the load per window
+
+
+class WaveMachine:
+    """A scripted machine for a cell timed alone: a clock each sample advances by its own time; a load on
+    during ``[off_s, off_s + on_s)`` of every period that doubles a sample and makes the PSI counter grow at
+    ``stall`` per second (0.5: two busy processes beside a 1-thread cell on 2 cores — PSI averages the CPUs,
+    and one of them runs a single task); ``background`` the stall of a quiet machine; ``spikes``: clock
+    times at which a single window sees a short burst of pressure."""
+
+    def __init__(self, on_s: float, off_s: float, stall: float = 0.5, background: float = 0.02,
+                 spikes: tuple[float, ...] = ()):
+        self.on_s, self.off_s, self.stall_rate, self.background = on_s, off_s, stall, background
+        self.spikes = list(spikes)
+        self.now = 0.0
+        self.stall_us = 0.0
+        self.jitter = random.Random(1)
+
+    def loaded(self) -> bool:
+        return self.on_s > 0 and (self.now % (self.on_s + self.off_s)) >= self.off_s
+
+    def sample(self) -> float:
+        ms = 20.0 * (2.0 if self.loaded() else 1.0) * (1 + 0.02 * self.jitter.uniform(-1, 1))
+        rate = self.stall_rate if self.loaded() else self.background
+        if self.spikes and self.now >= self.spikes[0]:
+            self.spikes.pop(0)
+            rate = 3.0  # 60 ms of waiting inside this 20 ms sample's window: one window over the threshold
+        self.stall_us += rate * ms * 1e3
+        self.now += ms / 1e3
+        return ms
+
+    def windows(self):
+        from archbench.timing.loadsignal import LoadProbe, LoadWindows
+
+        probe = LoadProbe(clock=lambda: self.now, cpu_times=lambda: (0.0, 0.0), stall=lambda: self.stall_us, cores=2)
+        return LoadWindows(probe, spare_cores=1)
+
+    def measure(self, seconds: float):
+        from archbench.timing.options import MeasureOptions
+        from archbench.timing.timer import measure
+
+        load = self.windows()
+        start_stall, start = self.stall_us, self.now
+        measure(None, "cpu", MeasureOptions(precision=0.0001, max_time_s=seconds), sampler=self.sample,
+                clock=lambda: self.now, load=load)
+        whole_cell = (self.stall_us - start_stall) / 1e6 / (self.now - start)
+        return load, whole_cell
+
+
+def test_a_lone_cell_a_square_wave_overlaps_is_flagged_by_its_sampling_windows():
+    """A 5 s cell under a 2 s on / 2 s off wave: loaded 40% of its time. PSI over the whole cell reads 0.2
+    (below the whole-cell threshold: the cell went unflagged), while a quarter of its samples ran in loaded
+    windows."""
+    from archbench.timing.load import STALL_THRESHOLD
+
+    load, whole_cell = WaveMachine(on_s=2.0, off_s=2.0).measure(5.0)
+    assert whole_cell < STALL_THRESHOLD  # what the whole-cell reading saw
+    assert 0.2 < load.loaded_share < 0.35 and load.under_load
+    assert len(load.windows) > 30  # a tenth of a second each
+
+
+def test_a_lone_cell_the_wave_barely_touches_is_not_flagged_and_a_quiet_one_neither():
+    """Loaded windows below a tenth of the samples do not flag a cell: a quiet machine's background and a brief
+    spike or two (another process starting) are not load."""
+    quiet, _ = WaveMachine(on_s=0.0, off_s=1.0, spikes=(1.0, 3.0)).measure(5.0)
+    assert 0 < quiet.loaded_share < 0.05 and not quiet.under_load
+    grazed, _ = WaveMachine(on_s=0.2, off_s=4.0).measure(5.0)  # the load on during 0.2 s of a 5 s cell
+    assert 0 < grazed.loaded_share <= 0.1 and not grazed.under_load
+
+
+def test_a_lone_row_flagged_by_its_windows_stays_flagged():
+    row = ResultRow(model="m", device="cpu", mode="infer", batch=1, input="3x8x8", dtype="fp32", status="ok",
+                    under_load=True)
+    assert with_load(row, LoadReading(1.0, stall=0.0)).under_load
+    assert not with_load(dataclasses.replace(row, under_load=False), LoadReading(1.0, stall=0.0)).under_load

@@ -144,6 +144,28 @@ def test_relative_speed_tables_have_models_as_rows_and_cells_as_columns(data):
     assert list(infer.loc["slim"]) == ["×2.50 (2.34–2.74)", "—", "—"]
 
 
+def test_a_paired_ratio_measured_under_load_is_not_comparable_never_a_figure(data):
+    """An interleaved row whose rounds were too rarely quiet: "≠ not comparable (measured under load)" in the
+    relative-speed table and the headline, no ratio in the frame (nor the medians' unpaired one), the reason in
+    the load note."""
+    from archbench.report.headline import headline_table
+
+    rows = list(data.rows)
+    rows[1] = dataclasses.replace(rows[1], rounds=40, loaded_rounds=38, under_load=True, paired_reason=(
+        "not comparable (measured under load)"))
+    loaded = dataclasses.replace(data, rows=tuple(rows))
+    frame = relative_speeds(loaded)
+    first = frame.iloc[0]
+    assert first["text"] == "≠ not comparable (measured under load)" and math.isnan(first["ratio"])
+    assert frame.iloc[1]["text"] == "×0.400 (0.375–0.427)"  # train: measured on its own, unchanged
+    infer = dict((key.title(), table) for key, table in relative_tables(loaded))["cpu · infer · fp32"]
+    assert infer.loc["slim", "3x32x32 · b1"] == "≠ not comparable (measured under load)"
+    table, _ = headline_table(loaded)
+    assert table.loc["slim", "infer vs wide"] == "≠ not comparable (measured under load)"
+    assert "not comparable (measured under load)" in load_note(rows)
+    assert r"$\neq$ not comparable (measured under load)" in render_latex(loaded)
+
+
 def test_reference_can_be_another_model(data):
     data = dataclasses.replace(data, study=dataclasses.replace(data.study, reference="slim"))
     assert relative_speeds(data)["text"][0] == "×0.400 (0.364–0.427)"  # 4.0/10.0, 3.9/10.7 = 0.3645, 4.06/9.5

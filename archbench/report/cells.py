@@ -53,7 +53,8 @@ def load_message(row: ResultRow) -> str:
         inflated = f"its median is about ×{row.load_ratio:.2f} what the quiet rounds ran at" if math.isfinite(
             row.load_ratio) else "no round was quiet, so how much is unknown"
         why = (f"over a tenth of its bursts ran under CPU pressure, in {row.loaded_rounds} of its {row.rounds} rounds "
-               f"({inflated}); its paired ratio leaves those rounds out when six quiet ones remain")
+               f"({inflated}); its paired ratio leaves those rounds out"
+               + (", and fewer than six were quiet: not comparable (measured under load)" if row.paired_reason else ""))
     elif row.load_ratio > LOAD_THRESHOLD:
         why = f"the calibration kernel ran {row.load_ratio:.2f}× slower around this cell than at the start of the sweep"
     else:
@@ -92,8 +93,12 @@ def _load_reason(row: ResultRow) -> tuple[str, str]:
     """How the load on ``row`` was found (said once for all such cells) and the cell's own figure."""
     if row.rounds:  # interleaved: the load was read around each of its bursts
         figure = f"×{row.load_ratio:.2f}" if math.isfinite(row.load_ratio) else "too few quiet bursts to say how much"
+        if row.paired_reason:
+            return ("fewer than six of their interleaved rounds were quiet, even with three times the time budget: "
+                    "their ratio to the reference is not comparable (measured under load)",
+                    f"{figure}, {row.loaded_rounds} of {row.rounds} rounds")
         return ("over a tenth of their interleaved bursts ran under CPU pressure (× their median over the quiet "
-                "rounds'; paired ratios leave the loaded rounds out when six quiet ones remain)",
+                "rounds'; paired ratios leave the loaded rounds out)",
                 f"{figure}, {row.loaded_rounds} of {row.rounds} rounds")
     if row.load_ratio > LOAD_THRESHOLD:
         return ("the calibration kernel ran slower around the cell than at the start of the sweep",

@@ -2,7 +2,8 @@
 relative speed to quote — at the study's first device, dtype, input and batch. The detail tables follow.
 
 Which relative speed to quote: the **paired** ratio of interleaved rounds (its CI comes from per-round
-ratios, so the machine's drift falls out) when the row has one; otherwise the unpaired ratio of the two
+ratios, so the machine's drift falls out) when the row has one; "not comparable (measured under load)" when its
+rounds were too rarely quiet for one; otherwise the unpaired ratio of the two
 medians with the interval from their CI ends. The other figure stays in the CSV/JSON and the detail table.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from archbench.report.relative import paired_speed, relative_speed
+from archbench.report.relative import not_comparable_text, paired_speed, relative_speed
 from archbench.report.tables import input_order, listed_models, table_keys
 from archbench.results.significance import RatioEstimate
 from archbench.rows import ResultRow
@@ -76,6 +77,8 @@ def headline_table(data: ReportData) -> tuple[pd.DataFrame, HeadlinePoint] | Non
                 row.status if row is not None else "—")
             if model == reference:
                 line[f"{mode} vs {reference}"] = "reference"
+            elif row is not None and ref is not None and row.status == ref.status == "ok" and not_comparable_text(row):
+                line[f"{mode} vs {reference}"] = not_comparable_text(row)
             elif row is not None and ref is not None and row.status == ref.status == "ok":
                 speed, paired = quoted_speed(ref, row)
                 line[f"{mode} vs {reference}"] = speed.text(bound=False) + (" paired" if paired else "")

@@ -48,11 +48,13 @@ RELATIVE_METHOD = (
 )
 LOAD_NOTE = (
     "The load is read where the time is: CPU pressure (Linux PSI, `/proc/pressure/cpu`: the share of the time "
-    "some task waited for a CPU) around every burst of interleaved rounds, and over the whole of a cell measured "
-    "alone; a cell is flagged as measured under load when more than a tenth of its bursts (or, alone, a quarter "
-    "of its time) ran under pressure. Rounds with a burst under pressure are left out of the paired ratio when "
-    "six quiet ones remain. Without PSI, a calibration kernel timed before and after each cell (flagged above "
-    "{threshold:g}× the sweep's fastest) and the other processes' CPU time (`/proc/stat`) decide."
+    "some task waited for a CPU) around every burst of interleaved rounds, and over every tenth of a second of a "
+    "cell measured alone; a cell is flagged as measured under load when more than a tenth of its bursts (or, "
+    "alone, of its samples) ran under pressure. Rounds with a burst under pressure are left out of the paired "
+    "ratio; with fewer than six quiet rounds, even after up to three times the time budget, the relative speed "
+    "is not comparable (measured under load), never a figure. Without PSI, a calibration kernel timed before "
+    "and after each cell (flagged above {threshold:g}× the sweep's fastest) and the other processes' CPU time "
+    "(`/proc/stat`) decide."
 )
 
 

@@ -18,6 +18,7 @@ from archbench.report.tables import (
     table_columns,
     table_keys,
 )
+from archbench.results.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
 from archbench.results.significance import RatioEstimate, ratio_of_rows
 from archbench.rows import CellKey, ResultRow
 
@@ -41,6 +42,12 @@ def paired_speed(row) -> RatioEstimate | None:
     return RatioEstimate(row.paired_ratio, row.paired_ratio_low, row.paired_ratio_high, math.nan).inverse()
 
 
+def not_comparable_text(row) -> str:
+    """``≠ not comparable (measured under load)`` for an interleaved row whose rounds were too rarely quiet for
+    a paired ratio (its ``paired_reason``; the medians under load give no clean ratio either); else empty."""
+    return f"{CELL_SYMBOLS['not comparable']} {NOT_COMPARABLE_TEXT}" if getattr(row, "paired_reason", "") else ""
+
+
 def paired_text(row) -> str:
     """`` · ×1.84 (1.80–1.88) paired``: an interleaved row's speed against the reference from its median
     per-round time ratio (:func:`paired_speed`); empty for a row without one."""
@@ -48,6 +55,7 @@ def paired_text(row) -> str:
     return "" if speed is None else f" · {speed.text(bound=False)} paired"
 
 
+_NO_RATIO = RatioEstimate(math.nan, math.nan, math.nan, math.nan)
 _CELL = [name for name in CellKey._fields if name != "model"]  # a cell of the grid, whichever model ran it
 
 
@@ -75,11 +83,14 @@ def relative_speeds(data: ReportData) -> pd.DataFrame:
     pairs = pairs.assign(_key=[key_rank[k] for k in zip(pairs["device"], pairs["dtype"], pairs["mode"], pairs["backend"])])
     pairs = pairs.sort_values("_key", kind="stable").reset_index(drop=True)
     ref_times = pairs[[f"{name}_ref" for name in _TIMES]].set_axis(_TIMES, axis=1)
-    speeds = [relative_speed(ref, row) for ref, row in zip(ref_times.itertuples(index=False), pairs.itertuples(index=False))]
+    speeds = [relative_speed(ref, row) if not not_comparable_text(row) else _NO_RATIO
+              for ref, row in zip(ref_times.itertuples(index=False), pairs.itertuples(index=False))]
     measured = pd.DataFrame(speeds, columns=list(RatioEstimate._fields), index=pairs.index)
     # the one figure to quote: the paired ratio where the models were interleaved (the unpaired one stays in
     # the ratio/low/high columns, the CSV and the JSON)
-    texts = [paired_text(row).removeprefix(" · ") or speed.text() for speed, row in zip(speeds, pairs.itertuples(index=False))]
+    # (a row measured under load too often for a paired ratio: "not comparable", no figure at all)
+    texts = [not_comparable_text(row) or paired_text(row).removeprefix(" · ") or speed.text()
+             for speed, row in zip(speeds, pairs.itertuples(index=False))]
     return pairs.join(measured).assign(reference=reference, text=texts,
                                        column=[column_label(i, b) for i, b in zip(pairs["input"], pairs["batch"])])[RELATIVE_COLUMNS]
 

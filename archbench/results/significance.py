@@ -248,18 +248,24 @@ def paired_ratio_ci(per_round_ratios: Sequence[float], confidence: float = CONFI
 MIN_QUIET_ROUNDS = 6  # the fewest rounds whose median CI reaches 95% coverage
 
 
-def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float]:
-    """The ratios of the rounds measured without CPU pressure, when there are enough of them for a 95% CI
-    (:data:`MIN_QUIET_ROUNDS`); otherwise all of them.
+def quiet_rounds(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> list[float] | None:
+    """The ratios of the rounds measured without CPU pressure (all where none was loaded); ``None`` where loaded
+    rounds leave fewer than :data:`MIN_QUIET_ROUNDS` quiet ones: not comparable (measured under load).
 
     Why drop rather than weight: a round that straddles a load change slows one model's burst and not the
-    other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — not
-    noise to average but a contaminated minority. The load signal is measured around each burst
-    (:mod:`archbench.timing.loadsignal`), independently of the ratios, so selecting on it keeps the
-    order-statistic CI exact for the quiet rounds' distribution. Under a constant load every round is
-    loaded alike: all are kept, and the pairing still cancels the load."""
+    other's, so its ratio is wrong in an unknown direction, by up to the load's slowdown (2x here) — a
+    contaminated minority, not noise. The load signal is measured around each burst, independently of the
+    ratios, so selecting on it keeps the order-statistic CI exact for the quiet rounds' distribution. Why not
+    keep loaded rounds: under a sustained load the models do not slow by one factor (benchmarks/busy_machine.py:
+    ×0.94 in mostly loaded runs for a quiet ×1.10), so even paired rounds under load are biased."""
     quiet = [ratio for ratio, was_loaded in zip(per_round_ratios, loaded) if not was_loaded]
-    return quiet if len(quiet) >= MIN_QUIET_ROUNDS else list(per_round_ratios)
+    return None if len(quiet) < min(len(per_round_ratios), MIN_QUIET_ROUNDS) else quiet
+
+
+def quiet_paired_ratio(per_round_ratios: Sequence[float], loaded: Sequence[bool]) -> RatioEstimate:
+    """:func:`paired_ratio_ci` of the :func:`quiet_rounds`; NaN throughout where they are ``None``."""
+    quiet = quiet_rounds(per_round_ratios, loaded)
+    return RatioEstimate(math.nan, math.nan, math.nan, math.nan) if quiet is None else paired_ratio_ci(quiet)
 
 
 # ---------------------------------------------------------------------------------------- verdict

@@ -32,6 +32,7 @@ from archbench.timing.backends import (
 )
 from archbench.timing.compiled import compile_model, no_recompiles, run_compiling_call
 from archbench.timing.devices import unsupported_dtype
+from archbench.timing.loadsignal import LoadProbe, LoadWindows
 from archbench.timing.options import MeasureOptions
 from archbench.timing.peak import DevicePeaks
 from archbench.timing.precision import runs_as_tf32, tf32_settings
@@ -120,9 +121,13 @@ def measure_cell(
     try:
         tracker = MemoryTracker(cell.device)
         step = prepared.build(caches, phase)
+        probe = LoadProbe()  # the load over each tenth of a second of the sampling: under_load when it covered a tenth
+        load = LoadWindows(probe, spare_cores=max(probe.cores - cell.threads, 0))
         with no_recompiles(cell.compiled):
-            measurement = measure(step, cell.device, options, on_phase=_starting_window_at_sampling(tracker, phase))
-        return prepared.ok_row(identity, measurement, tracker.peak_bytes(), caches)
+            measurement = measure(step, cell.device, options, on_phase=_starting_window_at_sampling(tracker, phase),
+                                  load=load)
+        return dataclasses.replace(prepared.ok_row(identity, measurement, tracker.peak_bytes(), caches),
+                                   under_load=load.under_load)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its row, with the reason

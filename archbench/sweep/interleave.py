@@ -13,7 +13,9 @@ paired A/B design. Measuring model A's cells fully and then B's turns such drift
   model the ratio ``median(its burst) / median(the reference's burst)``. Rounds stop when the paired CI
   of every model against the reference is within the precision target, when the budget —
   ``max_time_s`` times the number of models, warm-ups included — would be overrun by another round (never
-  before ``min_samples`` rounds), or when a model reaches ``max_samples``.
+  before ``min_samples`` rounds), or when a model reaches ``max_samples``. Rounds under load leave a model's
+  paired ratio; while too few are quiet the budget stretches (up to :data:`EXTENDED_BUDGET` times), and a
+  ratio still short of quiet rounds is not comparable (measured under load): NaN, never the loaded figure.
 * :func:`measure_point` is the sweep's side: it builds each cell's step, reads its peak memory over its
   first burst, and turns the outcome into rows. A model that fails (out of memory, an error) drops out
   of the rounds with its error row; the others go on.
@@ -37,10 +39,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archbench.results.significance import RatioEstimate, paired_ratio_ci, quiet_rounds
+from archbench.results.comparability import NOT_COMPARABLE_TEXT
+from archbench.results.significance import MIN_QUIET_ROUNDS, RatioEstimate, quiet_paired_ratio
 from archbench.rows import ResultRow
 from archbench.timing.load import BURST_STALL_THRESHOLD
-from archbench.timing.loadsignal import LoadProbe, WindowLoad
+from archbench.timing.loadsignal import LOADED_SHARE, LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import CONFIDENCE, Measurement, ci_within, median
 from archbench.timing.timer import measure
@@ -120,10 +123,11 @@ class Interleaved:
         return Measurement(self.samples[name], self.warmups[name], self.stop_reason, self.wall_s, self.precision)
 
     def paired(self, name: str) -> RatioEstimate | None:
-        """Median per-round time ratio ``name`` / reference with its CI; None for the reference or without
-        a round both ran."""
+        """Median per-round time ratio ``name`` / reference with its CI, over the quiet rounds; NaN (not comparable:
+        :func:`~archbench.results.significance.quiet_rounds`) where loaded rounds left too few quiet ones; None for
+        the reference or without a round both ran."""
         ratios = self.ratios.get(name)
-        return paired_ratio_ci(quiet_rounds(ratios, self.loaded.get(name, ()))) if ratios else None
+        return quiet_paired_ratio(ratios, self.loaded.get(name, ())) if ratios else None
 
     def loaded_rounds(self, name: str) -> int:
         """Rounds of ``name`` in which a burst ran under CPU pressure (the reference, which has no ratios of its
@@ -209,7 +213,14 @@ class _Rounds:
         return times, window.loaded(self.spare_cores, BURST_STALL_THRESHOLD)
 
     def paired(self, name: str) -> RatioEstimate:
-        return paired_ratio_ci(quiet_rounds(self.ratios[name], self.loaded[name]))
+        return quiet_paired_ratio(self.ratios[name], self.loaded[name])
+
+    def short_of_quiet(self) -> bool:
+        """Some model has rounds under load and fewer than :data:`MIN_QUIET_ROUNDS` quiet ones against the reference."""
+        if self.reference not in self.active:
+            return False
+        return any(any(self.loaded[name]) and self.loaded[name].count(False) < MIN_QUIET_ROUNDS
+                   for name in self.active if name != self.reference)
 
     def precise(self, precision: float) -> bool:
         """Every model's paired CI against the reference is within ``precision`` of its ratio; without the
@@ -322,12 +333,20 @@ def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions
     phase(name, WARMED_UP)
 
 
+EXTENDED_BUDGET = 3.0  # a point short of quiet rounds goes on up to this many times its budget
+
+
 def _stop_reason(state: _Rounds, options: MeasureOptions, elapsed_s: float, budget_s: float, burst: Burst) -> str:
     """Why the rounds stop now, or ``""`` to play another: the timer's rule (:meth:`MeasureOptions.stop_reason`)
     over rounds — ``min_samples`` counts rounds, ``max_samples`` a model's samples, the budget is every
-    model's — or ``failed`` when no model is left."""
+    model's — or ``failed`` when no model is left. While loaded rounds leave a model short of quiet ones
+    (:meth:`_Rounds.short_of_quiet`; its paired CI is then never precise), the budget stretches to
+    :data:`EXTENDED_BUDGET` times itself: the rounds go on until enough are quiet and the rule is met on
+    them, or the stretched budget is spent (the ratio is then not comparable)."""
     if not state.active:
         return "failed"
+    if state.short_of_quiet():
+        budget_s *= EXTENDED_BUDGET
     return options.stop_reason(samples=max(len(state.samples[name]) for name in state.active), rounds=len(state.orders),
                                precise=state.precise, spent_s=lambda: elapsed_s, next_s=state.round_s(burst),
                                budget_s=budget_s)
@@ -394,25 +413,26 @@ def measure_point(cells: Sequence[Cell], options: MeasureOptions, interleaving: 
     return [rows[cell.model] for cell in cells]
 
 
-LOADED_SHARE = 0.1  # a model with more than this share of its bursts under CPU pressure is flagged under load
-
-
 def _load_fields(result: Interleaved, name: str) -> dict[str, object]:
     """The row's load fields from its bursts: ``under_load`` when over :data:`LOADED_SHARE` of them ran
-    under CPU pressure, ``load_ratio`` the estimated slowdown of its median (see
-    :meth:`Interleaved.slowdown`), ``loaded_rounds`` the rounds left out of (or, too few quiet, kept in)
-    its paired ratio."""
+    under CPU pressure (or its paired ratio is not comparable), ``load_ratio`` the estimated slowdown of its
+    median (see :meth:`Interleaved.slowdown`), ``loaded_rounds`` the rounds left out of its paired ratio."""
     bursts = result.bursts.get(name, ())
     share = sum(loaded for _, loaded in bursts) / len(bursts) if bursts else 0.0
-    return {"under_load": share > LOADED_SHARE, "load_ratio": round(result.slowdown(name), 3),
+    paired = result.paired(name)
+    not_comparable = paired is not None and paired.ratio != paired.ratio
+    return {"under_load": share > LOADED_SHARE or not_comparable, "load_ratio": round(result.slowdown(name), 3),
             "loaded_rounds": result.loaded_rounds(name)}
 
 
-def _paired_fields(estimate: RatioEstimate | None) -> dict[str, float]:
-    from archbench.units import round_sig as _sig  # the rows' significant digits
+def _paired_fields(estimate: RatioEstimate | None) -> dict[str, object]:
+    """The row's paired ratio and CI; NaN with ``paired_reason`` :data:`NOT_COMPARABLE_TEXT` where too few
+    rounds were quiet."""
+    from archbench.units import round_sig as _sig  # the rows' stored figures
 
     if estimate is None:
         return {}
+    reason = {"paired_reason": NOT_COMPARABLE_TEXT} if estimate.ratio != estimate.ratio else {}
     return {"paired_ratio": _sig(estimate.ratio), "paired_ratio_low": _sig(estimate.low),
-            "paired_ratio_high": _sig(estimate.high)}
+            "paired_ratio_high": _sig(estimate.high), **reason}
 

@@ -180,9 +180,10 @@ class LoadMonitor:
 
 def with_load(row: ResultRow, reading: LoadReading) -> ResultRow:
     """``row`` with its ``load_ratio`` and ``under_load`` flag (timed rows only: a failed cell has no
-    timing to discount)."""
+    timing to discount). A lone row already flagged by the load over its sampling windows
+    (:class:`archbench.timing.loadsignal.LoadWindows`, the finer reading) stays flagged."""
     if row.status != "ok" or not math.isfinite(reading.ratio):
         return row
     if row.rounds:  # interleaved: its bursts were read one by one (archbench.timing.loadsignal), a finer reading
         return row
-    return dataclasses.replace(row, load_ratio=round(reading.ratio, 3), under_load=reading.under_load)
+    return dataclasses.replace(row, load_ratio=round(reading.ratio, 3), under_load=row.under_load or reading.under_load)

@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from archbench.timing.load import SPARE_CORE_MARGIN, STALL_THRESHOLD, cpu_seconds, cpu_stall_us
+from archbench.timing.load import BURST_STALL_THRESHOLD, SPARE_CORE_MARGIN, STALL_THRESHOLD, cpu_seconds, cpu_stall_us
+
+LOADED_SHARE = 0.1  # more than this share of a cell's bursts (or sampling windows) under CPU pressure -> under load
 
 
 def runnable_others() -> int:
@@ -86,6 +88,55 @@ class LoadProbe:
         others = ((end.busy_s - start.busy_s) - (end.own_s - start.own_s)) / wall
         stall = (end.stall_us - start.stall_us) / 1e6 / wall
         return WindowLoad(wall, min(max(stall, 0.0), 1.0) if math.isfinite(stall) else math.nan, max(others, 0.0))
+
+
+@dataclass
+class LoadWindows:
+    """The load read over consecutive windows of a cell timed alone (:func:`archbench.timing.timer.measure`):
+    each window lasts ``window_s`` of the probe's clock (at least one sample) and is loaded when some task
+    waited for a CPU over :data:`~archbench.timing.load.BURST_STALL_THRESHOLD` of it — the interleaved bursts'
+    rule. A cell is under load when more than :data:`LOADED_SHARE` of its samples ran in loaded windows.
+
+    Why per window and not over the whole cell: a square wave's load covers part of the cell, and on a 2-core
+    machine a 1-thread cell beside two busy processes makes PSI read about half the time, not all of it (it
+    averages the CPUs, and one of them runs a single task) — a whole-cell average of 0.5 × 40% is below any
+    threshold that a quiet machine's background stays under, while 40% of the samples in loaded windows is not."""
+
+    probe: LoadProbe
+    spare_cores: float = 0.0
+    window_s: float = 0.1
+    windows: list[tuple[int, bool]] = field(default_factory=list)  # (samples in the window, loaded)
+    _start: Clocks | None = None
+    _count: int = 0
+
+    def start(self) -> None:
+        self._start, self._count = self.probe.now(), 0
+
+    def sampled(self) -> None:
+        """One more sample taken; the window closes once it has lasted ``window_s``."""
+        self._count += 1
+        if self._start is not None and self.probe.clock() - self._start.wall_s >= self.window_s:
+            self._close()
+
+    def finish(self) -> None:
+        if self._count:
+            self._close()
+        self._start = None
+
+    def _close(self) -> None:
+        window = self.probe.since(self._start)
+        self.windows.append((self._count, window.loaded(self.spare_cores, BURST_STALL_THRESHOLD)))
+        self.start()
+
+    @property
+    def loaded_share(self) -> float:
+        """The share of the samples taken in loaded windows (0 without any)."""
+        total = sum(count for count, _ in self.windows)
+        return sum(count for count, loaded in self.windows if loaded) / total if total else 0.0
+
+    @property
+    def under_load(self) -> bool:
+        return self.loaded_share > LOADED_SHARE
 
 
 @dataclass(frozen=True)

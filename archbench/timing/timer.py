@@ -12,6 +12,7 @@ import gc
 import time
 from collections.abc import Callable
 
+from archbench.timing.loadsignal import LoadWindows
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import Measurement, ci_within, median
 
@@ -69,6 +70,7 @@ def measure(
     on_phase: Callable[[str], None] | None = None,
     sampler: Callable[[], float] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    load: LoadWindows | None = None,
 ) -> Measurement:
     """Warm ``step`` up, then sample it until the median is known to ``options.precision`` (95% CI), the
     cell's ``max_time_s`` (warm-up included) is spent, or ``max_samples`` is reached.
@@ -79,7 +81,10 @@ def measure(
 
     At least ``min_samples`` samples and one warm-up iteration are always taken, even past
     ``max_time_s``; beyond those, no iteration is started that the budget could not finish (estimated
-    from the median so far): :meth:`MeasureOptions.stop_reason`, the one stopping rule."""
+    from the median so far): :meth:`MeasureOptions.stop_reason`, the one stopping rule.
+
+    ``load`` (None: not read) reads the load over windows of the sampling, between samples
+    (:class:`~archbench.timing.loadsignal.LoadWindows`: two file reads a tenth of a second)."""
     max_time_s, warmup = options.max_time_s, options.warmup
     sample = sampler if sampler is not None else make_sampler(step, device)
     began = clock()
@@ -117,14 +122,20 @@ def measure(
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as timeit / torch.utils.benchmark do: no collector pauses inside samples
+    if load is not None:
+        load.start()
     try:
         while True:
             samples.append(sample())
+            if load is not None:
+                load.sampled()
             stop_reason = options.stop_reason(samples=len(samples), precise=precise, spent_s=elapsed,
                                               next_s=median(samples[-5:]) / 1e3)
             if stop_reason:
                 break
     finally:
+        if load is not None:
+            load.finish()
         if gc_was_enabled:
             gc.enable()
     return Measurement(tuple(samples), tuple(warm), stop_reason, elapsed(), options.precision)
