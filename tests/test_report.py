@@ -449,10 +449,12 @@ def test_bench_table_labels_short_intervals_and_cells_under_load(data):
     from archbench.cli.bench import rows_table
 
     five = dataclasses.replace(data.rows[1], n_samples=5, ci_coverage=0.9375)
-    loaded = dataclasses.replace(data.rows[0], under_load=True, load_ratio=2.14)
-    text = _rendered(rows_table([loaded, five, data.rows[2]], title="t"))
+    loaded = dataclasses.replace(data.rows[0], under_load=True, load_ratio=2.14, rounds=12)
+    lone = dataclasses.replace(data.rows[0], batch=32, under_load=True, load_ratio=124.3, rounds=0)
+    text = _rendered(rows_table([loaded, five, data.rows[2], lone], title="t"))
     assert "3.90–4.06 [93.7%]" in text and "[N%]: the CI's exact coverage where it is below 95%" in text
     assert "under load ×2.1" in text and "under load: the CPU was busy with other work while the cell ran" in text
+    assert text.count("under load") == 3 and "×124" not in text  # a lone cell's figure is the kernel's, not its own
     assert "39.0–41.0 " in text  # a 95% interval carries no label
     quiet = _rendered(rows_table([data.rows[2]], title="t"))
     assert "[93.7%]" not in quiet and "under load" not in quiet
