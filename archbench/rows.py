@@ -374,13 +374,14 @@ def row_from_json(data: Mapping[str, Any]) -> ResultRow:
     return ResultRow(**{**values, "samples_ms": tuple(values["samples_ms"])})
 
 
-def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,
-                     max_time_s: float | None, min_samples: int) -> None:
+def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], options: Any) -> None:
     """A resumed sweep continues the sweep in ``path``: each of its rows must be a planned cell (a run may
-    plan more cells, never others) measured with the same options (rows of an older archbench that did not
-    record them are accepted). Raises :class:`UsageError` saying what differs and the stored value."""
+    plan more cells, never others) measured with the same ``options`` (the run's
+    :class:`~archbench.timing.options.MeasureOptions`: its precision, budget and min_samples; rows of an older
+    archbench that did not record them are accepted). Raises :class:`UsageError` saying what differs and the
+    stored value."""
     planned = set(planned_keys)
-    asked = {"precision": precision, "max_time_s": math.inf if max_time_s is None else max_time_s, "min_samples": min_samples}
+    asked = {"precision": options.precision, "max_time_s": options.budget_s, "min_samples": options.min_samples}
     for row in rows:
         if row.key() not in planned:
             raise UsageError(f"'{path}' holds another sweep: {_not_planned(row, planned)}. Resuming would mix two "

@@ -30,10 +30,10 @@ from typing import Any
 from archbench.catalog.source import ModelSource
 from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
 from archbench.results.profiles import LayerProfile, ModelProfile, Peaks, shares
+from archbench.rows import MODES
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import ci_within
 
-MODES = ("infer", "train")
 DEFAULT_DEPTH = 3
 TIMER_BUDGET_S = 4.0  # the existing timer's warm-up and samples before the rounds (the rounds are the reference)
 
@@ -41,7 +41,9 @@ TIMER_BUDGET_S = 4.0  # the existing timer's warm-up and samples before the roun
 @dataclass(frozen=True)
 class ProfileOptions:
     """How many profiled steps: at least ``min_steps``; then until the 95% CI of the median step op time
-    is within ``precision`` of it, ``max_steps`` are taken, or ``max_time_s`` of profiling is spent."""
+    is within ``precision`` of it, ``max_steps`` are taken, or ``max_time_s`` of profiling is spent —
+    :meth:`MeasureOptions.stop_reason` over the steps (:attr:`steps`), which also checks ``precision`` and
+    ``max_time_s``."""
 
     min_steps: int = 10
     max_steps: int = 50
@@ -53,10 +55,13 @@ class ProfileOptions:
         if not 1 <= int(self.min_steps) <= int(self.max_steps):
             raise UsageError(f"profiled steps: min_steps {self.min_steps} and max_steps {self.max_steps} must satisfy "
                              "1 <= min_steps <= max_steps.")
-        if not 0 < self.precision < 1:
-            raise UsageError(f"precision {self.precision!r} is not a fraction between 0 and 1.")
-        if not self.max_time_s > 0:
-            raise UsageError(f"max_time_s {self.max_time_s!r} is not a positive number of seconds.")
+        self.steps  # noqa: B018 - the one check of precision and max_time_s
+
+    @property
+    def steps(self) -> MeasureOptions:
+        """The stopping rule of the profiled steps: each step one sample."""
+        return MeasureOptions(precision=self.precision, max_time_s=self.max_time_s, min_samples=int(self.min_steps),
+                              max_samples=int(self.max_steps))
 
 
 def profile_model(
@@ -229,10 +234,10 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sample = make_sampler(step, device)
     steps, wall, unprofiled, began = [], [], [], clock()
-    reason = "max_steps"
+    rule = options.steps
     ranges = ModuleRanges(listed)
     with _quiet_profiler():
-        while len(steps) < options.max_steps:
+        while True:
             unprofiled.append(sample())
             with ranges, profile(activities=activities) as prof:
                 wall.append(sample())
@@ -242,14 +247,11 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
                 prof.export_chrome_trace(str(trace_path))
             steps.append(step_times(prof.events(), device_time=cuda))
             phase(f"profiling: {len(steps)} step(s)")
-            if len(steps) < options.min_steps:
-                continue
-            if ci_within([s.total_ms for s in steps], options.precision):
-                reason = "precision"
+            reason = rule.stop_reason(samples=len(steps), precise=lambda p: ci_within([s.total_ms for s in steps], p),
+                                      spent_s=lambda: clock() - began, next_s=0.0)
+            if reason:
                 break
-            if clock() - began > options.max_time_s:
-                reason = "max_time"
-                break
+    reason = "max_steps" if reason == "max_samples" else reason
     return _Profiled(steps, wall, unprofiled, reason)
 
 
