@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.catalog.source import ModelSource
-from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
+from archbench.errors import PATH_ECHO_LIMIT, ModelOutOfMemoryError, ModelRunError, UsageError, quoted
 from archbench.results.profiles import LayerProfile, ModelProfile, Peaks, shares
 from archbench.rows import MODES
 from archbench.timing.options import MeasureOptions
@@ -93,7 +93,7 @@ def profile_model(
     from archbench.timing.devices import require_device
 
     if mode not in MODES:
-        raise UsageError(f"mode '{mode}' is not one of {', '.join(MODES)}.")
+        raise UsageError(f"mode {quoted(mode)} is not one of {', '.join(MODES)}.")
     if depth is not None and depth < 1:
         raise UsageError(f"depth {depth} must be 1 or more (the model's children are depth 1), or None for every module.")
     require_device(device)
@@ -321,7 +321,7 @@ def _run_error(source: ModelSource, error: BaseException, shape, batch: int, mod
     from archbench.oom import is_out_of_memory
     from archbench.parsing import format_input
 
-    where = f"model '{source.name}' at input {format_input(shape)}, batch {batch}, {mode} mode, on {device}"
+    where = f"model {quoted(source.name, PATH_ECHO_LIMIT)} at input {format_input(shape)}, batch {batch}, {mode} mode, on {device}"
     if is_out_of_memory(error):
         return ModelOutOfMemoryError(f"{where} ran out of memory while being profiled: {one_line(error)}",
                                      remedies=("smaller",))
@@ -355,7 +355,7 @@ def stored_profile(store, run_id: int) -> ModelProfile | None:
     try:
         return ModelProfile.from_dict(data)
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"run {run_id} in '{store.path}' holds a profile archbench cannot read ({exc}).") from exc
+        raise StoreError(f"run {run_id} in {quoted(store.path, PATH_ECHO_LIMIT)} holds a profile archbench cannot read ({exc}).") from exc
 
 
 def load_profile(ref: str, db_path: str | Path | None = None) -> tuple[ModelProfile, str] | None:
@@ -379,7 +379,7 @@ def load_profile(ref: str, db_path: str | Path | None = None) -> tuple[ModelProf
         try:
             return ModelProfile.from_dict(data), str(path)
         except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"'{path}' is a profile archbench cannot read ({exc}).") from exc
+            raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} is a profile archbench cannot read ({exc}).") from exc
     if path.exists() or not is_run_ref(ref):
         return None
     db = default_db_path() if db_path is None else Path(db_path)
