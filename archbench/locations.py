@@ -25,6 +25,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from archbench.errors import PATH_ECHO_LIMIT, quoted
+
 # Room for the longest name archbench derives from a results file's name (".{name}.tmp", "{name}.env.json",
 # "{name}.lock", atomic writes' temporary names): a name that fits but whose sidecar does not would fail
 # halfway through a run.
@@ -132,9 +134,9 @@ def os_reason(exc: OSError) -> str:
 def _refusal(folder: Path, code: int | None) -> str | None:
     """A write refused by the file system (``EROFS``) or the permissions, in words; None for another error."""
     if code == errno.EROFS:
-        return f"'{folder}' is on a read-only file system"
+        return f"{quoted(folder, PATH_ECHO_LIMIT)} is on a read-only file system"
     if code in (errno.EACCES, errno.EPERM):
-        return f"'{folder}' is not writable (permission denied)"
+        return f"{quoted(folder, PATH_ECHO_LIMIT)} is not writable (permission denied)"
     return None
 
 
@@ -161,15 +163,15 @@ def create_problem(folder: Path) -> str | None:
     """Why no file can be created in the existing ``folder``, or None. Creates and removes a probe file."""
     try:
         if not stat.S_ISDIR(os.stat(folder).st_mode):
-            return f"'{folder}' is a file, not a folder"
+            return f"{quoted(folder, PATH_ECHO_LIMIT)} is a file, not a folder"
     except OSError as exc:
-        return f"'{folder}' cannot be looked into: {os_reason(exc)}"
+        return f"{quoted(folder, PATH_ECHO_LIMIT)} cannot be looked into: {os_reason(exc)}"
     if (kind := kernel_fs(folder)) is not None:
-        return f"'{folder}' is on the kernel's {kind} file system, which holds no files of its own"
+        return f"{quoted(folder, PATH_ECHO_LIMIT)} is on the kernel's {kind} file system, which holds no files of its own"
     try:
         fd, probe = tempfile.mkstemp(prefix=".archbench-probe-", dir=folder)
     except OSError as exc:
-        return _refusal(folder, exc.errno) or f"no file can be created in '{folder}': {os_reason(exc)}"
+        return _refusal(folder, exc.errno) or f"no file can be created in {quoted(folder, PATH_ECHO_LIMIT)}: {os_reason(exc)}"
     os.close(fd)
     try:
         os.unlink(probe)

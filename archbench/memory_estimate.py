@@ -38,7 +38,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
+from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError, quoted
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
 
@@ -158,7 +158,7 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer | None:
         return torch.optim.Adam(params, lr=1e-3)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=1e-3)
-    raise UsageError(f"optimizer '{name}' is not one of: {', '.join(OPTIMIZERS)}.")
+    raise UsageError(f"optimizer {quoted(name)} is not one of: {', '.join(OPTIMIZERS)}.")
 
 
 def training_step(model: nn.Module, inputs: Any, mode: str, dtype: str, device: str,
@@ -281,9 +281,9 @@ def estimate_step_memory(build: Callable[[], nn.Module], make_inputs: Callable[[
     """The :class:`MemoryEstimate` of ``build()``'s step on ``make_inputs(batch)`` (see the module docstring).
     A fresh model is built for each measured batch, so the caller's model and its gradients are untouched."""
     if optimizer not in OPTIMIZERS:
-        raise UsageError(f"optimizer '{optimizer}' is not one of: {', '.join(OPTIMIZERS)}.")
+        raise UsageError(f"optimizer {quoted(optimizer)} is not one of: {', '.join(OPTIMIZERS)}.")
     if mode == "infer" and optimizer != "none":
-        raise UsageError(f"optimizer '{optimizer}' with mode infer: an inference step has no optimizer.")
+        raise UsageError(f"optimizer {quoted(optimizer)} with mode infer: an inference step has no optimizer.")
     timelines = []
     b1, b2 = measured_batches
     for b in measured_batches:

@@ -118,8 +118,8 @@ def _locked(lock_path: Path, owned: Path) -> Iterator[None]:
             os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise UsageError(f"'{owned}' is in use by archbench ({_holder(lock_path)}): another run is writing there. "
-                             "Wait for it to finish, or choose another output location.") from None
+            raise UsageError(f"{quoted(owned, PATH_ECHO_LIMIT)} is in use by archbench ({_holder(lock_path)}): another run is writing "
+                             "there. Wait for it to finish, or choose another output location.") from None
         try:  # the file we locked may have been removed by its previous owner meanwhile: lock the new one
             same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
         except FileNotFoundError:

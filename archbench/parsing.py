@@ -36,7 +36,7 @@ def _number_text(text: object, option: str) -> str:
     item = str(text).strip()
     digit = _non_ascii_digit(item)
     if digit is not None:
-        raise UsageError(f"{option} value {quoted(item)} contains the non-ASCII digit '{digit}' (U+{ord(digit):04X}): "
+        raise UsageError(f"{option} value {quoted(item)} contains the non-ASCII digit {quoted(digit)} (U+{ord(digit):04X}): "
                          "write numbers with the digits 0-9.")
     return item
 
@@ -232,11 +232,11 @@ def parse_bytes(text: str, option: str) -> int:
     match = _BYTES_RE.match(str(text))
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _BYTE_UNITS:
-        raise UsageError(f"{option} '{text}' is not a memory size: expected a number and a unit, e.g. {option} 8GiB "
+        raise UsageError(f"{option} {quoted(text)} is not a memory size: expected a number and a unit, e.g. {option} 8GiB "
                          "or 512MiB (KiB/MiB/GiB/TiB binary, KB/MB/GB/TB decimal).")
     value = round(float(match.group(1)) * _BYTE_UNITS[unit])
     if not 0 < value <= MAX_BYTES:
-        raise UsageError(f"{option} '{text}' is not a memory size between 1 byte and 1 EiB.")
+        raise UsageError(f"{option} {quoted(text)} is not a memory size between 1 byte and 1 EiB.")
     return value
 
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from archbench.errors import ResourceLimitError
+from archbench.errors import PATH_ECHO_LIMIT, ResourceLimitError, quoted
 from archbench.units import mib
 
 THREADS_PER_CORE = 4
@@ -116,7 +116,7 @@ def meta_build_within_bounds(source: Any, devices: Iterable[str] = ()) -> Any:
         model = source.build("meta")
     except _TooManyModules:
         raise ResourceLimitError(
-            f"model '{source.name}' has more than {limit:,} submodules (building it was stopped there, before "
+            f"model {quoted(source.name, PATH_ECHO_LIMIT)} has more than {limit:,} submodules (building it was stopped there, before "
             f"allocating anything); archbench builds models of at most {limit:,} (set {MAX_MODULES_ENV} to allow "
             "more). Check its depth or number of blocks.") from None
     except Exception as exc:
@@ -124,8 +124,8 @@ def meta_build_within_bounds(source: Any, devices: Iterable[str] = ()) -> Any:
 
         if not is_out_of_memory(exc):
             raise
-        raise ResourceLimitError(f"model '{source.name}' cannot be built even without its weights: one of its tensors "
-                                 f"alone does not fit in this machine's memory ({oom_reason(exc)}). Choose a smaller "
+        raise ResourceLimitError(f"model {quoted(source.name, PATH_ECHO_LIMIT)} cannot be built even without its weights: one of its "
+                                 f"tensors alone does not fit in this machine's memory ({oom_reason(exc)}). Choose a smaller "
                                  "configuration.") from exc
     finally:
         handle.remove()
@@ -146,9 +146,9 @@ def _check_fits(name: str, model: Any, devices: Iterable[str]) -> None:
         if memory is not None and size > memory:
             params = sum(p.numel() for p in model.parameters())
             raise ResourceLimitError(
-                f"model '{name}' needs {mib(size)} for its parameters and buffers ({params:,} parameters), more than "
-                f"the {mib(memory)} of memory {_device_label(device)} has: it cannot be built there. Choose a "
-                "smaller configuration.")
+                f"model {quoted(name, PATH_ECHO_LIMIT)} needs {mib(size)} for its parameters and buffers ({params:,} parameters), more "
+                f"than the {mib(memory)} of memory {_device_label(device)} has: it cannot be built there. Choose a smaller "
+                "configuration.")
 
 
 def _device_label(device: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.files import atomic_path, csv_header
 from archbench.schemas import SchemaError, choice, dataclass_record, input_shape, integer, text
 
@@ -221,7 +221,7 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
     for name in CSV_COLUMNS:
         raw = data.get(name, "")
         if raw is None:
-            raise ValueError(f"column '{name}' is missing (the line has fewer fields than the header)")
+            raise ValueError(f"column {quoted(name)} is missing (the line has fewer fields than the header)")
         values[name] = _parse_value(name, _TYPES[name], raw)
     if values["status"] == "ok" and "note" not in data:  # archbench 0.1 kept an ok row's note in `error`
         values["note"], values["error"] = values["error"], ""
@@ -231,7 +231,7 @@ def row_from_csv_dict(data: dict[str, str]) -> ResultRow:
     try:
         return ResultRow(**{**RESULT_ROW(values, ""), "samples_ms": ()})
     except SchemaError as exc:
-        raise ValueError(f"column '{exc.field}': {exc.detail}") from None
+        raise ValueError(f"column {quoted(exc.field)}: {exc.detail}") from None
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
@@ -252,7 +252,7 @@ def _parse_value(name: str, kind: str, raw: str) -> Any:
         if kind == "float":
             return float(raw) if raw else math.nan
     except (KeyError, ValueError, OverflowError):
-        raise ValueError(f"column '{name}': {raw!r} is not a{'n' if kind == 'int' else ''} {kind}") from None
+        raise ValueError(f"column {quoted(name)}: {quoted(raw)} is not a{'n' if kind == 'int' else ''} {kind}") from None
 
 
 def append_rows_csv(path: str | Path, rows: Iterable[ResultRow]) -> None:
@@ -335,10 +335,10 @@ def rows_to_resume(path: str | Path, resume: bool) -> CsvRows:
     if not path.exists() or path.stat().st_size == 0:
         return CsvRows(())
     if not resume:
-        raise UsageError(f"'{path}' already holds results", remedies=("resume", "out"))
+        raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} already holds results", remedies=("resume", "out"))
     missing = [c for c in REQUIRED_KEY_COLUMNS if c not in csv_header(path)]
     if missing:
-        raise UsageError(f"'{path}' is not an archbench bench CSV (no column(s) {', '.join(missing)}); resuming "
+        raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} is not an archbench bench CSV (no column(s) {', '.join(missing)}); resuming "
                          "needs the results CSV an earlier bench run wrote.")
     return read_results_csv(path)
 
@@ -359,7 +359,7 @@ def check_results_csv(path: str | Path, remedy: str = "") -> None:
     header = csv_header(path)
     missing = [c for c in RESULTS_CSV_COLUMNS if c not in header]
     if missing:
-        raise UsageError(f"'{path}' is not an archbench results CSV (no column(s) {', '.join(missing)}){remedy}.")
+        raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} is not an archbench results CSV (no column(s) {', '.join(missing)}){remedy}.")
 
 
 def row_to_json(row: ResultRow) -> dict[str, Any]:
@@ -375,21 +375,22 @@ def row_from_json(data: Mapping[str, Any]) -> ResultRow:
     return ResultRow(**{**values, "samples_ms": tuple(values["samples_ms"])})
 
 
-def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], *, precision: float,
-                     max_time_s: float | None, min_samples: int) -> None:
+def check_same_sweep(path: str | Path, rows: Iterable[ResultRow], planned_keys: Iterable[tuple], options: Any) -> None:
     """A resumed sweep continues the sweep in ``path``: each of its rows must be a planned cell (a run may
-    plan more cells, never others) measured with the same options (rows of an older archbench that did not
-    record them are accepted). Raises :class:`UsageError` saying what differs and the stored value."""
+    plan more cells, never others) measured with the same ``options`` (the run's
+    :class:`~archbench.timing.options.MeasureOptions`: its precision, budget and min_samples; rows of an older
+    archbench that did not record them are accepted). Raises :class:`UsageError` saying what differs and the
+    stored value."""
     planned = set(planned_keys)
-    asked = {"precision": precision, "max_time_s": math.inf if max_time_s is None else max_time_s, "min_samples": min_samples}
+    asked = {"precision": options.precision, "max_time_s": options.budget_s, "min_samples": options.min_samples}
     for row in rows:
         if row.key() not in planned:
-            raise UsageError(f"'{path}' holds another sweep: {_not_planned(row, planned)}. Resuming would mix two "
+            raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} holds another sweep: {_not_planned(row, planned)}. Resuming would mix two "
                              "sweeps in one file: repeat the original command, or write to another file.")
         for name, value in asked.items():
             stored = getattr(row, name)
             if stored and not (isinstance(stored, float) and math.isnan(stored)) and not math.isclose(stored, value):
-                raise UsageError(f"'{path}' was measured with {name} = {stored:g} ({row.model}, {row.mode}, batch "
+                raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} was measured with {name} = {stored:g} ({row.model}, {row.mode}, batch "
                                  f"{row.batch}); this run asks for {value:g}. Resume with the original options, or "
                                  "write to another file.")
 

@@ -80,3 +80,29 @@ def test_the_store_opened_read_only_refuses_a_name_too_long_with_its_error():
 
     with pytest.raises(StoreError, match=r"as a results store: the path is 5,0\d\d bytes long"):
         Store.open("1" * 5000, readonly=True)
+
+
+def _echoed_short(call) -> str:
+    from archbench.errors import ArchbenchError
+
+    with pytest.raises(ArchbenchError) as caught:
+        call()
+    said = str(caught.value)
+    assert "…' (5,000 characters)" in said and "x" * 300 not in said and len(said) < 900, said[:900]
+    return said
+
+
+def test_library_messages_echo_a_long_user_value_short(tmp_path):
+    """The optimizer name, a mode, an unknown run store's path and a diff side's label are quoted short
+    (errors.quoted), whatever their length."""
+    from archbench.memory_estimate import estimate_step_memory
+    from archbench.results.diff import RunData, diff_runs
+    from archbench.sweep.cells import _check_values
+
+    long = "x" * 5000
+    said = _echoed_short(lambda: estimate_step_memory(lambda: None, lambda b: None, name="m", input="3x8x8", batch=1,
+                                                      optimizer=long))
+    assert said.startswith("optimizer 'xxx")
+    assert _echoed_short(lambda: _check_values([1], [long], ["fp32"], [None])).startswith("mode 'xxx")
+    empty = RunData(long, [])
+    assert "have no cell in common" in _echoed_short(lambda: diff_runs(empty, empty))

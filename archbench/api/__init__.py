@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from archbench import arguments as check
 from archbench.api import arguments as models_check
 from archbench.catalog.source import ModelSource, as_source
+from archbench.errors import quoted
 from archbench.study import (
     BENCH_BATCHES,
     DEFAULT_BATCHES,
@@ -203,7 +204,7 @@ def compare(
     interleave = check.flag(interleave, "interleave")
     reference = check.optional_text(reference, "reference")
     if reference is not None and reference not in named:
-        raise check.ArgumentError(f"argument reference: {reference!r} is not one of the models compared "
+        raise check.ArgumentError(f"argument reference: {quoted(reference)} is not one of the models compared "
                                   f"({', '.join(map(repr, named))}).")
     from archbench.runs.compare import run_compare
     from archbench.study import StudyOptions, adhoc_study
@@ -315,7 +316,7 @@ def _compared_models(models: Any) -> dict[str, Model]:
     for model in models_check.named_models(models, "models", allow_single=False).values():
         label = _name_of(model)
         if label in named:
-            raise check.ArgumentError(f"argument models: two models are named {label!r}: pass a mapping "
+            raise check.ArgumentError(f"argument models: two models are named {quoted(label)}: pass a mapping "
                                       "{name: model} to name them apart.")
         named[label] = model
     return named

@@ -61,7 +61,7 @@ def split_name(text: str) -> tuple[str | None, str]:
         return None, str(text).strip()
     name, ref = match.group(1), match.group(2).strip()
     if not ref:
-        raise ModelReferenceError(f"{quoted(str(text).strip())} names a model '{name}' but gives no reference after "
+        raise ModelReferenceError(f"{quoted(str(text).strip())} names a model {quoted(name)} but gives no reference after "
                                   f"'=': write NAME=REFERENCE, e.g. {name}=./nets/mynet.py:MyNet.")
     return name, ref
 
@@ -74,7 +74,7 @@ def parse_reference(text: str) -> Reference:
     head, sep, rest = text.partition(":")
     if sep and head in PREFIXES:
         if not rest.strip():
-            raise ModelReferenceError(f"'{text}' names no model after '{head}:': e.g. {head}:resnet50.")
+            raise ModelReferenceError(f"{quoted(text)} names no model after '{head}:': e.g. {head}:resnet50.")
         return Reference(text, head, rest.strip())  # type: ignore[arg-type]
     path, sep, attr = text.rpartition(":")
     if not sep:
@@ -103,7 +103,7 @@ def builder_reference(text: str, base_dir: Path | None = None) -> str:
     (relative to ``base_dir``, default the current directory)."""
     reference = parse_reference(text)
     if reference.kind == "name":
-        raise ModelReferenceError(f"'{text}' is a model name, not a builder: expected tv:NAME, timm:NAME, "
+        raise ModelReferenceError(f"{quoted(text)} is a model name, not a builder: expected tv:NAME, timm:NAME, "
                                   "hf:MODEL_TYPE, module:attr or PATH.py:attr.")
     return absolute_reference(reference, base_dir)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from archbench.catalog.grammar import ModelReferenceError, UserCodeError
 from archbench.catalog.loading import locate, one_line
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.oom import is_out_of_memory
 from archbench.usercode import code_roots, exits_as_failures, shown_path
 
@@ -36,15 +37,15 @@ class InputFactory:
 
     def __call__(self, batch: int, input_shape: tuple[int, ...], dtype: str, device: str) -> Any:
         try:
-            with exits_as_failures(f"input factory '{self.label}'"):
+            with exits_as_failures(f"input factory {quoted(self.label, PATH_ECHO_LIMIT)}"):
                 data = self.fn(batch, input_shape, dtype, device)
         except Exception as exc:  # noqa: BLE001 - the user's factory failed: located, as the README promises
             if is_out_of_memory(exc):
                 raise
-            raise UserCodeError(f"{locate(exc, self.roots)}: input factory '{self.label}' raised {one_line(exc)} "
+            raise UserCodeError(f"{locate(exc, self.roots)}: input factory {quoted(self.label, PATH_ECHO_LIMIT)} raised {one_line(exc)} "
                                 f"(called as make_inputs({batch}, {tuple(input_shape)}, {dtype!r}, {device!r}))") from exc
         if data is None:
-            raise UserCodeError(f"{self._where()}input factory '{self.label}' returned None: expected {RETURNS} "
+            raise UserCodeError(f"{self._where()}input factory {quoted(self.label, PATH_ECHO_LIMIT)} returned None: expected {RETURNS} "
                                 "(the model's forward is called with it).")
         return data
 
@@ -59,7 +60,7 @@ def input_factory(fn: Any, label: str, roots: tuple[Path, ...] = ()) -> InputFac
     if isinstance(fn, InputFactory):
         return fn
     if not callable(fn):
-        raise ModelReferenceError(f"'{label}' is {type(fn).__name__}, not an input factory: expected a function "
+        raise ModelReferenceError(f"{quoted(label, PATH_ECHO_LIMIT)} is {type(fn).__name__}, not an input factory: expected a function "
                                   f"{FORM} returning {RETURNS}.")
     try:
         signature = inspect.signature(fn)
@@ -69,7 +70,7 @@ def input_factory(fn: Any, label: str, roots: tuple[Path, ...] = ()) -> InputFac
         try:
             signature.bind(*_EXAMPLE_ARGS)
         except TypeError:
-            raise ModelReferenceError(f"input factory '{label}' takes {_name(fn)}{signature}: it must take the four "
+            raise ModelReferenceError(f"input factory {quoted(label, PATH_ECHO_LIMIT)} takes {_name(fn)}{signature}: it must take the four "
                                       f"arguments of {FORM} and return {RETURNS}.") from None
     return InputFactory(fn, label, roots or code_roots(fn))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from archbench import errors
 from archbench.catalog.grammar import FILE_MODULE_PREFIX, ModelReferenceError, UserCodeError, describe, parse_reference
-from archbench.errors import quoted
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.usercode import UserCodeExit, exit_one_line, exits_as_failures, shown_path
 
 
@@ -53,11 +53,11 @@ def load_model_object(ref: str) -> Any:
 
     obj, module = load_object(ref)
     if isinstance(obj, types.BuiltinFunctionType):  # os:system, math:sqrt: callable, never a model factory
-        raise ModelReferenceError(f"'{ref}' is a built-in function ({describe(obj)}), not an nn.Module subclass, a "
+        raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)} is a built-in function ({describe(obj)}), not an nn.Module subclass, a "
                                   f"factory returning one or an nn.Module instance.{_candidates_text(module)}")
     if isinstance(obj, nn.Module) or callable(obj):
         return obj
-    raise ModelReferenceError(f"'{ref}' is {_a(type(obj).__name__)}, not an nn.Module subclass, a factory returning "
+    raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)} is {_a(type(obj).__name__)}, not an nn.Module subclass, a factory returning "
                               f"one or an nn.Module instance.{_candidates_text(module)}")
 
 
@@ -68,7 +68,7 @@ def load_inputs_factory(ref: str) -> Callable[..., Any]:
 
     obj, module = load_object(ref)
     if not callable(obj):
-        raise ModelReferenceError(f"'{ref}' is {_a(type(obj).__name__)}, not an input factory: expected a function "
+        raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)} is {_a(type(obj).__name__)}, not an input factory: expected a function "
                                   f"{FORM} returning {RETURNS}.")
     return input_factory(obj, ref, source_roots(ref))
 
@@ -77,15 +77,15 @@ def load_object(ref: str) -> tuple[Any, types.ModuleType]:
     """Import the module or file of a code reference and return the object it names, and its module."""
     reference = parse_reference(ref)
     if not reference.is_code:
-        raise ModelReferenceError(f"'{ref}' does not name Python code: expected module:attr or PATH.py:attr.")
+        raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)} does not name Python code: expected module:attr or PATH.py:attr.")
     module = _import_file(Path(reference.target)) if reference.kind == "file" else _import_module(reference.target)
     where = reference.target
     if not reference.attr:
-        raise ModelReferenceError(f"'{ref}' names no attribute: write {where}:ATTR.{_candidates_text(module)}")
+        raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)} names no attribute: write {where}:ATTR.{_candidates_text(module)}")
     obj: Any = module
     for part in reference.attr.split("."):
         if not hasattr(obj, part):
-            raise ModelReferenceError(f"'{ref}': {where} has no attribute '{reference.attr}'."
+            raise ModelReferenceError(f"{quoted(ref, PATH_ECHO_LIMIT)}: {where} has no attribute {quoted(reference.attr)}."
                                       f"{_did_you_mean(reference.attr, module)}{_candidates_text(module)}")
         obj = getattr(obj, part)
     return obj, module
@@ -96,18 +96,18 @@ def _import_module(name: str) -> types.ModuleType:
     importlib.invalidate_caches()  # a module written since the interpreter started is found
     roots = _package_roots(name)
     try:
-        with exits_as_failures(f"importing '{name}'"):
+        with exits_as_failures(f"importing {quoted(name)}"):
             return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise ModelReferenceError(
-                f"cannot import module '{name}': no module named '{exc.name}' in the current directory "
+                f"cannot import module {quoted(name)}: no module named {quoted(exc.name)} in the current directory "
                 f"({os.getcwd()}) or on the Python path. Run from the directory that holds it, install it, or "
                 "name the file instead (./path/to/file.py:attr).") from None
-        raise UserCodeError(f"{locate(exc, roots)}: importing '{name}' failed: it imports '{exc.name}', which is "
+        raise UserCodeError(f"{locate(exc, roots)}: importing {quoted(name)} failed: it imports {quoted(exc.name)}, which is "
                             f"not installed ({one_line(exc)}).") from exc
     except Exception as exc:  # noqa: BLE001 - the user's module failed at import: say where and why
-        raise UserCodeError(f"{locate(exc, roots)}: importing '{name}' failed: {one_line(exc)}") from exc
+        raise UserCodeError(f"{locate(exc, roots)}: importing {quoted(name)} failed: {one_line(exc)}") from exc
 
 
 def _current_directory_importable() -> None:
@@ -121,7 +121,7 @@ def _import_file(path: Path) -> types.ModuleType:
     """Load a Python file as a module (once per path; its directory goes on ``sys.path``, as for
     ``python file.py``, so it can import its neighbours)."""
     if not path.exists():
-        raise ModelReferenceError(f"no such file: '{path}' (from the current directory {os.getcwd()}).")
+        raise ModelReferenceError(f"no such file: {quoted(path, PATH_ECHO_LIMIT)} (from the current directory {os.getcwd()}).")
     if not path.is_file() or path.suffix != ".py":
         raise ModelReferenceError(f"{quoted(path)} is not a Python file: a file reference is PATH.py:attr.")
     resolved = path.resolve()
@@ -142,8 +142,8 @@ def _import_file(path: Path) -> types.ModuleType:
         if not isinstance(exc, Exception):
             raise
         if isinstance(exc, ModuleNotFoundError):
-            raise UserCodeError(f"{locate(exc, (resolved,))}: loading {path} failed: it imports '{exc.name}', which "
-                                f"is not installed ({one_line(exc)}).") from exc
+            raise UserCodeError(f"{locate(exc, (resolved,))}: loading {path} failed: it imports "
+                                f"{quoted(exc.name)}, which is not installed ({one_line(exc)}).") from exc
         raise UserCodeError(f"{locate(exc, (resolved,))}: loading {path} failed: {one_line(exc)}") from exc
     return module
 

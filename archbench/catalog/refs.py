@@ -47,7 +47,7 @@ from archbench.catalog.grammar import (
 )
 from archbench.catalog.loading import load_inputs_factory, load_model_object
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import UnknownModelError
+from archbench.errors import UnknownModelError, quoted
 
 
 def resolve_model(ref: str, *, extra_dirs: Iterable[str | Path] = (), args: Mapping[str, Any] | None = None,
@@ -87,7 +87,7 @@ def _resolve_name(reference: Reference, extra_dirs: Iterable[str | Path]) -> Mod
     if others:
         picks = "; ".join(f"write {prefix}{name} for {_short(what)}" for _, what, prefix in others)
         also = " and ".join(what for _, what, _ in others)
-        warnings.warn(AmbiguousModelWarning(f"'{name}' names {taken} and {also}: {_short(taken)} is taken; {picks}."),
+        warnings.warn(AmbiguousModelWarning(f"{quoted(name)} names {taken} and {also}: {_short(taken)} is taken; {picks}."),
                       stacklevel=3)
     return spec
 
@@ -123,7 +123,7 @@ def _resolve_tv(reference: Reference, extra_dirs) -> ModelSpec:
     if name not in _torchvision_names():
         close = difflib.get_close_matches(name, _torchvision_names(), n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(f'tv:{c}' for c in close)}?" if close else ""
-        raise ModelReferenceError(f"torchvision has no classification model '{name}'.{hint}")
+        raise ModelReferenceError(f"torchvision has no classification model {quoted(name)}.{hint}")
     return replace(_torchvision_spec(name), name=reference.text)
 
 
@@ -144,7 +144,7 @@ def _resolve_plugin(reference: Reference, extra_dirs) -> ModelSpec:
 
     if reference.target not in plugins.names():
         known = ", ".join(plugins.names()) or "none is installed"
-        raise ModelReferenceError(f"no plugin family '{reference.target}' (entry-point group "
+        raise ModelReferenceError(f"no plugin family {quoted(reference.target)} (entry-point group "
                                   f"{plugins.GROUP}); plugin families: {known}.")
     return replace(plugins.spec(reference.target), name=reference.text)
 

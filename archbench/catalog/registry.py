@@ -25,7 +25,7 @@ from archbench.catalog.grammar import ModelReferenceError, UserCodeError, parse_
 from archbench.catalog.loading import load_builder, locate, one_line, source_roots
 from archbench.catalog.refs import resolve_model
 from archbench.catalog.spec import ModelSpec, load_catalog
-from archbench.errors import DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError, quoted
+from archbench.errors import PATH_ECHO_LIMIT, DuplicateFamilyError, ModelOutOfMemoryError, SpecError, UsageError, quoted
 from archbench.usercode import exits_as_failures
 
 Builder = Callable[..., Any]  # returns torch.nn.Module
@@ -46,7 +46,7 @@ def register_family(name: str) -> Callable[[Builder], Builder]:
 
     def decorator(fn: Builder) -> Builder:
         if name in _FAMILIES:
-            raise DuplicateFamilyError(f"family '{name}' is already registered (by {_FAMILIES[name].__module__}).")
+            raise DuplicateFamilyError(f"family {quoted(name)} is already registered (by {_FAMILIES[name].__module__}).")
         _FAMILIES[name] = fn
         return fn
 
@@ -144,22 +144,22 @@ def build_model(spec: ModelSpec, device: str = "cpu", overrides: Mapping[str, An
     _check_arguments(spec, builder)
     roots = _user_code_roots(spec)
     try:
-        with exits_as_failures(f"building model '{spec.name}'"):
+        with exits_as_failures(f"building model {quoted(spec.name, PATH_ECHO_LIMIT)}"):
             model = _call(builder, spec.args, device)
     except SpecError as exc:  # a family's own validation (e.g. an invalid WRN depth)
-        raise SpecError(f"{_where(spec)}model '{spec.name}': {exc}") from exc
+        raise SpecError(f"{_where(spec)}model {quoted(spec.name, PATH_ECHO_LIMIT)}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the user's code failed: located; a family's: its arguments
         if is_out_of_memory(exc):
-            raise ModelOutOfMemoryError(f"model '{spec.name}' with {dict(spec.args)} ran out of memory while being "
+            raise ModelOutOfMemoryError(f"model {quoted(spec.name, PATH_ECHO_LIMIT)} with {dict(spec.args)} ran out of memory while being "
                                         f"built on {device} (its weights alone): {oom_reason(exc)}") from exc
         if roots is not None:
-            raise UserCodeError(f"{locate(exc, roots)}: model '{spec.name}': {_builder_label(spec, builder)} raised "
+            raise UserCodeError(f"{locate(exc, roots)}: model {quoted(spec.name, PATH_ECHO_LIMIT)}: {_builder_label(spec, builder)} raised "
                                 f"{one_line(exc)}") from exc
         # torch's own errors too (a negative width: "Trying to create tensor with negative dimension")
-        raise SpecError(f"{_where(spec)}model '{spec.name}' cannot be built with {dict(spec.args)}: "
+        raise SpecError(f"{_where(spec)}model {quoted(spec.name, PATH_ECHO_LIMIT)} cannot be built with {dict(spec.args)}: "
                         f"{exc if isinstance(exc, (TypeError, ValueError)) else one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
-        raise ModelReferenceError(f"model '{spec.name}': {_builder_label(spec, builder)} returned "
+        raise ModelReferenceError(f"model {quoted(spec.name, PATH_ECHO_LIMIT)}: {_builder_label(spec, builder)} returned "
                                   f"{type(model).__name__}, not an nn.Module.")
     return model
 
@@ -174,7 +174,7 @@ def _copy_of_instance(spec: ModelSpec, instance: Any, device: str):
     from archbench.catalog.source import ModuleSource
 
     if spec.args:
-        raise SpecError(f"model '{spec.name}' is an nn.Module instance: it takes no arguments (given "
+        raise SpecError(f"model {quoted(spec.name, PATH_ECHO_LIMIT)} is an nn.Module instance: it takes no arguments (given "
                         f"{dict(spec.args)}). Name its class or a factory to pass arguments.")
     return ModuleSource(instance, spec.name).build(device)
 
@@ -197,7 +197,7 @@ def _user_code_roots(spec: ModelSpec):
 def _builder_label(spec: ModelSpec, builder: Builder) -> str:
     if spec.builder:
         return getattr(builder, "__qualname__", None) or spec.builder
-    return f"family '{spec.family}'"
+    return f"family {quoted(spec.family)}"
 
 
 def count_params(model) -> int:
@@ -209,9 +209,8 @@ def _family_for(spec: ModelSpec) -> Builder:
         return get_family(spec.family)
     except KeyError:
         raise SpecError(
-            f"{_where(spec)}model '{spec.name}' names unknown family '{spec.family}'; "
-            f"known families: {', '.join(family_names())}. A spec can name Python code instead: "
-            "builder = \"mypkg.models:MyNet\"."
+            f"{_where(spec)}model {quoted(spec.name, PATH_ECHO_LIMIT)} names unknown family {quoted(spec.family)}; "
+            f"known families: {', '.join(family_names())}. A spec can name Python code instead: builder = \"mypkg.models:MyNet\"."
         ) from None
 
 
@@ -253,17 +252,17 @@ def _check_arguments(spec: ModelSpec, builder: Builder) -> None:
             close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.75)
             guess = f" Did you mean '{close[0]}'?" if close else ""
             raise SpecError(
-                f"{where}model '{spec.name}': {_builder_label(spec, builder)} has no argument '{key}'.{guess} "
+                f"{where}model {quoted(spec.name, PATH_ECHO_LIMIT)}: {_builder_label(spec, builder)} has no argument {quoted(key)}.{guess} "
                 f"Valid arguments: {valid}."
             )
         if key in hints and not _matches(value, hints[key]):
             raise SpecError(
-                f"{where}model '{spec.name}': argument '{key}' = {value!r} should be "
-                f"{_type_name(hints[key])}."
+                f"{where}model {quoted(spec.name, PATH_ECHO_LIMIT)}: argument {quoted(key)} = {value!r} should be {_type_name(hints[key])}."
             )
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in spec.args]
     if missing:
-        raise SpecError(f"{_where(spec)}model '{spec.name}': missing argument(s) {', '.join(missing)}. Valid arguments: {valid}.")
+        raise SpecError(f"{_where(spec)}model {quoted(spec.name, PATH_ECHO_LIMIT)}: missing argument(s) {', '.join(missing)}. Valid "
+                        f"arguments: {valid}.")
 
 
 def _where(spec: ModelSpec, overrides: Mapping[str, Any] = types.MappingProxyType({})) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.parsing import InputShape, format_input
 
 DEFAULT_INPUT: InputShape = (3, 224, 224)
@@ -76,7 +77,7 @@ class ModuleSource:
         if not isinstance(model, nn.Module):
             from archbench.errors import SpecError
 
-            raise SpecError(f"model '{self.name}': its factory returned {type(model).__name__}, not an nn.Module.")
+            raise SpecError(f"model {quoted(self.name, PATH_ECHO_LIMIT)}: its factory returned {type(model).__name__}, not an nn.Module.")
         return model
 
     def _call_factory(self, device: str) -> Any:
@@ -89,13 +90,13 @@ class ModuleSource:
         from archbench.usercode import code_roots, exits_as_failures
 
         try:
-            with exits_as_failures(f"building model '{self.name}'"):
+            with exits_as_failures(f"building model {quoted(self.name, PATH_ECHO_LIMIT)}"):
                 return build_on(device, lambda: self.obj(**self.kwargs))
         except Exception as exc:  # noqa: BLE001 - the user's class or factory failed: located
             if is_out_of_memory(exc):
                 raise
-            raise UserCodeError(f"{locate(exc, code_roots(self.obj))}: model '{self.name}': {_default_name(self.obj)} raised "
-                                f"{one_line(exc)}") from exc
+            raise UserCodeError(f"{locate(exc, code_roots(self.obj))}: model {quoted(self.name, PATH_ECHO_LIMIT)}: "
+                                f"{_default_name(self.obj)} raised {one_line(exc)}") from exc
 
     def inputs_factory(self) -> Callable[..., Any] | None:
         return self.make_inputs

@@ -136,26 +136,26 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None, source:
         raise SpecError(f"{where}: missing required key(s) {', '.join(missing)}.")
     name = data["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise SpecError(f"{where}: name {name!r} is not kebab-case (lower-case letters, digits and dashes).")
+        raise SpecError(f"{where}: name {quoted(name)} is not kebab-case (lower-case letters, digits and dashes).")
     if ("family" in data) == ("builder" in data):
-        raise SpecError(f"{where}: model '{name}': give either family (a registered builder family) or builder "
+        raise SpecError(f"{where}: model {quoted(name)}: give either family (a registered builder family) or builder "
                         "(a Python reference such as \"mypkg.models:MyNet\"), not both or neither.")
     for key in ("family", "builder", "inputs", "description", "input"):
         if key in data and not isinstance(data[key], str):
-            raise SpecError(f"{where}: model '{name}': {key} must be a string, got {data[key]!r}.")
+            raise SpecError(f"{where}: model {quoted(name)}: {key} must be a string, got {data[key]!r}.")
     try:
         shape = parse_input(data["input"], option="input")
     except UsageError as exc:
-        raise SpecError(f"{where}: model '{name}': {exc}") from exc
+        raise SpecError(f"{where}: model {quoted(name)}: {exc}") from exc
     params = data.get("params")
     if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
-        raise SpecError(f"{where}: model '{name}': params must be a non-negative integer, got {params!r}.")
+        raise SpecError(f"{where}: model {quoted(name)}: params must be a non-negative integer, got {params!r}.")
     args = data.get("args", {})
     if not isinstance(args, dict):
-        raise SpecError(f"{where}: model '{name}': [args] must be a table of keyword arguments.")
+        raise SpecError(f"{where}: model {quoted(name)}: [args] must be a table of keyword arguments.")
     overrides = data.get("overrides", False)
     if not isinstance(overrides, bool):
-        raise SpecError(f"{where}: model '{name}': overrides must be true or false.")
+        raise SpecError(f"{where}: model {quoted(name)}: overrides must be true or false.")
     from archbench.catalog.grammar import family_of
 
     builder = _reference(where, name, "builder", data, path)
@@ -185,7 +185,7 @@ def _reference(where: str, name: str, key: str, data: Mapping[str, Any], path: P
     try:
         return parse(data[key], base_dir=path.parent if path else None)
     except ModelReferenceError as exc:
-        raise SpecError(f"{where}: model '{name}': {key}: {exc}") from None
+        raise SpecError(f"{where}: model {quoted(name)}: {key}: {exc}") from None
 
 
 def _load_dir(directory: Path, source: str) -> list[ModelSpec]:
@@ -216,11 +216,12 @@ def _add(catalog: dict[str, ModelSpec], spec: ModelSpec, builtin: bool) -> None:
         catalog[spec.name] = spec
     elif not builtin and previous.source == "specs":
         raise SpecError(
-            f"{spec.path}: model '{spec.name}' has the name of a built-in spec ({previous.path}). "
+            f"{spec.path}: model {quoted(spec.name, PATH_ECHO_LIMIT)} has the name of a built-in spec ({previous.path}). "
             "Rename it, or add `overrides = true` to replace the built-in one."
         )
     else:
-        raise SpecError(f"{spec.path}: model '{spec.name}' is already defined in {previous.path}; names must be unique.")
+        raise SpecError(f"{spec.path}: model {quoted(spec.name, PATH_ECHO_LIMIT)} is already defined in {previous.path}; names must be "
+                        "unique.")
 
 
 def set_expected_params(spec: ModelSpec, params: int) -> None:
@@ -228,7 +229,7 @@ def set_expected_params(spec: ModelSpec, params: int) -> None:
 
     Only that line changes, so comments and layout survive (tomllib cannot write TOML)."""
     if spec.path is None:
-        raise SpecError(f"model '{spec.name}' has no spec file to update (source: {spec.source}).")
+        raise SpecError(f"model {quoted(spec.name, PATH_ECHO_LIMIT)} has no spec file to update (source: {spec.source}).")
     text = spec.path.read_text(encoding="utf-8")
     pattern = re.compile(r"^(params\s*=\s*)[^#\n]*?(\s*#.*)?$", re.MULTILINE)  # the value; a trailing comment stays
     head, sep, tail = text.partition("\n[")  # only the top-level table, never a key inside [args]
@@ -246,7 +247,7 @@ def model_to_json(source: Any) -> dict[str, Any]:
 
     if not isinstance(source, ModelSpec):
         raise WorkUnitError(
-            f"model '{source.name}' is a Python object held by this process ({type(source).__name__}), which "
+            f"model {quoted(source.name, PATH_ECHO_LIMIT)} is a Python object held by this process ({type(source).__name__}), which "
             "cannot be sent to a worker process or a cluster job. Name it by a reference instead (a spec name, "
             "\"mypkg.models:MyNet\" or \"./nets/mynet.py:MyNet\"), or measure it in this process.")
     data = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
@@ -256,7 +257,7 @@ def model_to_json(source: Any) -> dict[str, Any]:
     try:
         json.dumps(data)
     except (TypeError, ValueError) as exc:
-        raise WorkUnitError(f"model '{source.name}': its builder arguments {dict(source.args)} cannot be written as "
+        raise WorkUnitError(f"model {quoted(source.name, PATH_ECHO_LIMIT)}: its builder arguments {dict(source.args)} cannot be written as "
                             f"JSON ({exc}), so the model cannot be rebuilt in another process.") from None
     return data
 

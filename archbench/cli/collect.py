@@ -68,7 +68,7 @@ def executor_settings(study_table: Mapping[str, Any] | None, *, executor: str | 
                                 ("--account", "account", account), ("--qos", "qos", qos)):
         if value is not None:
             if not value.strip() or any(c.isspace() for c in value.strip()):
-                raise UsageError(f"{option} {value!r}: expected a Slurm name without spaces.")
+                raise UsageError(f"{option} {quoted(value)}: expected a Slurm name without spaces.")
             changes[name] = value.strip()
     if gpus_per_job is not None:
         changes["gpus_per_job"] = _one_int(gpus_per_job, "--gpus-per-job", parse_positive_ints)
@@ -114,7 +114,7 @@ def _choice(value: str | None, option: str, choices: tuple[str, ...]) -> str | N
     if value is None:
         return None
     if value.strip() not in choices:
-        raise UsageError(f"{option} {value!r} is not one of: {', '.join(choices)}.")
+        raise UsageError(f"{option} {quoted(value)} is not one of: {', '.join(choices)}.")
     return value.strip()
 
 
@@ -122,7 +122,7 @@ def _sbatch_pair(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     key = key.strip().removeprefix("--")
     if not sep or not key or not value.strip() or any(c.isspace() for c in key):
-        raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE, an sbatch option without its dashes, e.g. --sbatch mem=32G.")
+        raise UsageError(f"--sbatch {quoted(item)}: expected KEY=VALUE, an sbatch option without its dashes, e.g. --sbatch mem=32G.")
     return key, value.strip()
 
 

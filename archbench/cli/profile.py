@@ -8,6 +8,7 @@ report folder (``profile.md``, ``profile.json``, ``roofline``/``time_breakdown``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import shlex
 import sys
@@ -17,14 +18,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, out, out_path, print_json
+from archbench.cli._common import JsonOption, SetOption, SpecsOption, err, measure_options, out, out_path, print_json
 from archbench.cli.catalog import InputsOption, inputs_reference, model_name_warnings
 from archbench.cli.history import DbOption, NoDbOption, open_recording_store, print_stored
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
-from archbench.parsing import parse_choices, parse_fraction, parse_input, parse_positive_ints, parse_seconds, parse_set
-from archbench.rows import DTYPES
-
-_MODES = ("infer", "train")
+from archbench.parsing import parse_choices, parse_input, parse_positive_ints, parse_set
+from archbench.rows import DTYPES, MODES
 
 
 def profile_command(
@@ -61,7 +60,7 @@ def profile_command(
     batches = parse_positive_ints(batch, "--batch")
     if len(batches) != 1:
         raise UsageError(f"--batch {quoted(batch)} must be one batch size for a profile.")
-    (mode_value,) = _one(parse_choices(mode, "--mode", _MODES), "--mode", mode)
+    (mode_value,) = _one(parse_choices(mode, "--mode", MODES), "--mode", mode)
     (dtype_value,) = _one(parse_choices(dtype, "--dtype", DTYPES), "--dtype", dtype)
     if depth < 1:
         raise UsageError(f"--depth {depth} must be 1 or more (1 times the model's children only).")
@@ -70,8 +69,7 @@ def profile_command(
              _one(parse_positive_ints(max_steps, "--max-steps"), "--max-steps", max_steps)[0])
     if steps[0] > steps[1]:
         raise UsageError(f"--min-steps {steps[0]} is above --max-steps {steps[1]}: give --min-steps <= --max-steps.")
-    precision_value = parse_fraction(precision, "--precision")
-    max_time_s = parse_seconds(max_time, "--max-time")
+    measured = measure_options(precision, max_time)  # --precision and --max-time, checked as bench checks them
     if json and markdown:
         raise UsageError("--json and --markdown are exclusive: choose one output format.")
     if "," in device:
@@ -94,11 +92,11 @@ def profile_command(
     from archbench.report.profile_view import TRACE_NAME, profile_markdown, profile_renderable, write_profile_report
     from archbench.report.roofline import ROOFLINE, TIME_BREAKDOWN
     from archbench.runs.profile import TIMER_BUDGET_S, ProfileOptions, profile_model, record_profile
-    from archbench.timing.options import MeasureOptions
 
-    unprofiled = MeasureOptions(precision_value, min(TIMER_BUDGET_S, max_time_s))  # the timer's warm-up and samples
-    options = ProfileOptions(min_steps=steps[0], max_steps=steps[1], precision=precision_value, max_time_s=max_time_s,
-                             unprofiled=unprofiled)
+    # the timer's warm-up and samples before the rounds get at most TIMER_BUDGET_S of the budget
+    unprofiled = dataclasses.replace(measured, max_time_s=min(TIMER_BUDGET_S, measured.max_time_s))
+    options = ProfileOptions(min_steps=steps[0], max_steps=steps[1], precision=measured.precision,
+                             max_time_s=measured.max_time_s, unprofiled=unprofiled)
     with owned_dir(target), err.status(f"profiling {spec.name} ...", spinner="dots") as status:
         profile = profile_model(spec, shape, batches[0], mode=mode_value, dtype=dtype_value, device=device_name,
                                 channels_last=channels_last, depth=depth, options=options, threads=n_threads,

@@ -28,6 +28,7 @@ from archbench.costs.formulas import (
     output_elements,
     torch_macs,
 )
+from archbench.errors import quoted
 
 _USER_FORMULAS: dict[Any, Formula] = {}
 _plugins_loaded = False
@@ -64,7 +65,7 @@ def _packet(op: Any):
         try:
             return getattr(getattr(torch.ops, namespace), name)
         except (AttributeError, RuntimeError) as error:
-            raise FormulaError(f"op {op!r} is not a registered torch op: load the library that defines it "
+            raise FormulaError(f"op {quoted(op)} is not a registered torch op: load the library that defines it "
                                "before registering its formula.") from error
     if isinstance(op, torch._ops.OpOverload):
         return op.overloadpacket

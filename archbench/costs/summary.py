@@ -89,7 +89,7 @@ from archbench.costs.layers import (
     uncalled_at_inference,
 )
 from archbench.costs.locate import ModuleTrace, describe_failure, one_line, remedies_for
-from archbench.errors import ModelOutOfMemoryError, ModelRunError
+from archbench.errors import PATH_ECHO_LIMIT, ModelOutOfMemoryError, ModelRunError, quoted
 from archbench.inputs import ModelInputs
 from archbench.oom import is_out_of_memory
 from archbench.parsing import format_input
@@ -320,7 +320,7 @@ def _training_step(spec: ModelSource, model: nn.Module, x: ModelInputs, override
 
 def _model_label(spec: ModelSource, overrides: dict) -> str:
     settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-    return f"model '{spec.name}'" + (f" ({settings})" if settings else "")
+    return f"model {quoted(spec.name, PATH_ECHO_LIMIT)}" + (f" ({settings})" if settings else "")
 
 
 def _coverage(forward, backward, not_run) -> Coverage:

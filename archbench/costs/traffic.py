@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_leaves
 from archbench.costs.counting import OpCounter, OpCounts, defer_dynamo_import, preserved_state
 from archbench.costs.formula_registry import op_name
 from archbench.costs.formulas import MACS, NORM_POOL, OTHER
+from archbench.timing.hooks import ForwardHooks
 
 _ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_",
                           "set_", "lift_fresh", "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel"})
@@ -55,7 +56,7 @@ def op_bytes(func, args, kwargs, out) -> int:
     return sum(map(tensor_bytes, read.values())) + sum(map(tensor_bytes, written.values()))
 
 
-class AutogradNodeModules:
+class AutogradNodeModules(ForwardHooks):
     """Context manager: while active, maps every autograd node a module's forward creates to the module's
     dotted name (innermost module wins; the model itself is ``""``). Walks, in each module's forward hook,
     the graph from its outputs back to the nodes its inputs carried when it was called."""
@@ -64,17 +65,6 @@ class AutogradNodeModules:
         self._names = {id(m): name for name, m in model.named_modules()}
         self.modules: dict[Any, str] = {}  # autograd node -> module name
         self._boundaries: list[set] = []
-        self._hooks: list = []
-
-    def __enter__(self) -> AutogradNodeModules:
-        self._hooks = [nn.modules.module.register_module_forward_pre_hook(self._enter),
-                       nn.modules.module.register_module_forward_hook(self._leave, always_call=True)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
 
     def _enter(self, module: nn.Module, inputs) -> None:
         if id(module) in self._names:

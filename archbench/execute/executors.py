@@ -246,8 +246,7 @@ class ShardedExecutor:
         work_dir = Path(work_dir) if work_dir is not None else default_work_dir(out_csv)
         caches = caches if caches is not None else RunCaches()
         stored = rows_to_resume(out_csv, resume)
-        check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=options.precision,
-                         max_time_s=options.max_time_s, min_samples=options.min_samples)
+        check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), options)
         if stored.torn_at is not None:  # rows appended next must start on a line of their own
             os.truncate(out_csv, stored.torn_at)
         if not stored.rows and not resume and work_dir.exists():

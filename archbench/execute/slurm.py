@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from archbench.errors import quoted
 from archbench.execute.executors import (
     MAX_REQUEUES,
     SLURM_STATE_EVERY_S,
@@ -85,7 +86,7 @@ class SlurmExecutor(ShardedExecutor):
         super().check(cells)
         unknown = sorted({t for c in cells if (t := split_target(c.device)[1]) and t not in self.targets})
         if unknown:
-            raise ExecutorError(f"cells of target '{unknown[0]}', which is not one of the targets "
+            raise ExecutorError(f"cells of target {quoted(unknown[0])}, which is not one of the targets "
                                 f"({', '.join(self.targets) or 'none'}).")
         if not self.submit:
             return
@@ -195,7 +196,7 @@ def _test_submission(slurm: SlurmOptions, cpus: int, gpu: bool, target: str) -> 
         raise ExecutorError(f"cannot ask Slurm whether it accepts the jobs ({' '.join(command)}): {exc}.") from None
     if proc.returncode != 0:
         said = "; ".join(line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip())
-        where = f" of target '{target}'" if target else ""
+        where = f" of target {quoted(target)}" if target else ""
         raise ExecutorError(f"Slurm refuses the jobs{where}: {said or f'sbatch exited with code {proc.returncode}'}")
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from archbench.catalog.spec import model_from_json, model_to_json
 from archbench.env.environment import ENVIRONMENT_CHECK
-from archbench.errors import WorkUnitError
+from archbench.errors import PATH_ECHO_LIMIT, WorkUnitError, quoted
 from archbench.files import atomic_write_text
 from archbench.parsing import parse_input
 from archbench.results.schemas import PEAK
@@ -147,19 +147,19 @@ def read_work_unit(path: str | Path) -> WorkUnit:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise WorkUnitError(f"cannot read the work unit '{path}': {exc.strerror or exc}.") from None
+        raise WorkUnitError(f"cannot read the work unit {quoted(path, PATH_ECHO_LIMIT)}: {exc.strerror or exc}.") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise WorkUnitError(f"'{path}' is not a work unit (not JSON: {exc}).") from None
+        raise WorkUnitError(f"{quoted(path, PATH_ECHO_LIMIT)} is not a work unit (not JSON: {exc}).") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WorkUnitError(f"'{path}' is not an archbench work unit (expected \"format\": \"{FORMAT}\"); work units "
-                            "are written by archbench's executors.")
+        raise WorkUnitError(f"{quoted(path, PATH_ECHO_LIMIT)} is not an archbench work unit (expected \"format\": "
+                            f"\"{FORMAT}\"); work units are written by archbench's executors.")
     try:
         return WorkUnit(cells=tuple(data["cells"]), models=tuple(data["models"]), options=data["options"],
                         interleave=data.get("interleave"), cwd=data.get("cwd", "."),
                         cpus=tuple(data["cpus"]) if data.get("cpus") is not None else None,
                         known_peaks=tuple(tuple(p) for p in data.get("known_peaks") or ()), label=data.get("label", ""))
     except (KeyError, TypeError) as exc:
-        raise WorkUnitError(f"'{path}' is not a complete work unit (missing or malformed {exc}).") from None
+        raise WorkUnitError(f"{quoted(path, PATH_ECHO_LIMIT)} is not a complete work unit (missing or malformed {exc}).") from None
 
 
 def shard_path(unit_path: str | Path) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from archbench.env.differences import EnvDifference, env_differences, merge_sessions
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.files import jsonable
 from archbench.results.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
 from archbench.results.significance import (
@@ -183,8 +183,9 @@ def diff_runs(base: RunData, new: RunData, *, min_effect: float = DEFAULT_MIN_EF
     base_rows, new_rows = _by_key(base.rows), _by_key(new.rows)
     common = [key for key in base_rows if key in new_rows]
     if not common:
-        raise UsageError(f"'{base.label}' and '{new.label}' have no cell in common (a cell is a model at one device, "
-                         "mode, batch, input, dtype and options): compare runs of the same models and grid.")
+        raise UsageError(f"{quoted(base.label, PATH_ECHO_LIMIT)} and {quoted(new.label, PATH_ECHO_LIMIT)} have no cell in common "
+                         "(a cell is a model at one device, mode, batch, input, dtype and options): compare runs of the same "
+                         "models and grid.")
     pairs = [(base_rows[k], new_rows[k]) for k in common if _both_ok(base_rows[k], new_rows[k])]
     tested = [(b, n) for b, n in pairs if _testable(b.samples_ms) and _testable(n.samples_ms)]
     pvalues = {b.key(): mann_whitney_u(n.samples_ms, b.samples_ms)[1] for b, n in tested}

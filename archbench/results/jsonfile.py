@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.files import atomic_write_text, jsonable, read_json_file
 from archbench.results.schemas import REPORT
 from archbench.rows import ModelStats, check_results_csv, read_results_csv, row_from_json, row_to_json
@@ -93,11 +93,11 @@ def load_results(results_csv: str | Path) -> tuple[ReportData, tuple[str, ...]]:
     results_csv = Path(results_csv)
     if not results_csv.is_file():
         problem = "is a folder, not a file" if results_csv.is_dir() else "does not exist"
-        raise UsageError(f"'{results_csv}' {problem}: give the results.csv of an `archbench compare` report.")
+        raise UsageError(f"{quoted(results_csv, PATH_ECHO_LIMIT)} {problem}: give the results.csv of an `archbench compare` report.")
     sidecar = sidecar_path(results_csv)
     if not sidecar.is_file():
         raise UsageError(
-            f"'{results_csv}' has no {sidecar.name} beside it: `archbench report` needs the results.json that "
+            f"{quoted(results_csv, PATH_ECHO_LIMIT)} has no {sidecar.name} beside it: `archbench report` needs the results.json that "
             "`archbench compare` writes next to results.csv (it holds the study, environment, date and counts)."
         )
     check_results_csv(results_csv)

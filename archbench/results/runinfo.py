@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.env.liveness import owner_state
-from archbench.errors import StoreError
+from archbench.errors import PATH_ECHO_LIMIT, StoreError, quoted
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def run_info_from_record(record: tuple, groups: list[tuple], path: Path) -> RunI
     from archbench.results.schemas import RUN
     from archbench.schemas import validate
 
-    where = f"the results store '{path}', run {record[0]}"
+    where = f"the results store {quoted(path, PATH_ECHO_LIMIT)}, run {record[0]}"
     names = ("id", "started_utc", "finished_utc", "command", "title", "out_path", "planned_cells", "env", "git_commit")
     values = dict(zip(names, record))
     host, pid, token = record[len(names):len(names) + 3]

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archbench.errors import StoreError, UsageError
+from archbench.errors import PATH_ECHO_LIMIT, StoreError, UsageError, quoted
 from archbench.files import csv_header
 from archbench.locations import CSV_NAME, JSON_NAME
 from archbench.results.store import Store, default_db_path, is_run_ref
@@ -51,12 +51,12 @@ def load_source(text: str, db_path: str | Path | None = None) -> Source:
     path = Path(text)
     if path.is_dir():
         if not (path / JSON_NAME).is_file():
-            raise UsageError(f"'{path}' is a folder without {JSON_NAME}: give the folder of an `archbench compare` "
+            raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} is a folder without {JSON_NAME}: give the folder of an `archbench compare` "
                              "report, or a results CSV.")
         name, path = str(path), path / CSV_NAME if (path / CSV_NAME).is_file() else path / JSON_NAME
     elif not path.exists():
         if not is_run_ref(text):
-            raise UsageError(f"'{text}' is neither a results CSV, a report folder nor a run of the results store "
+            raise UsageError(f"{quoted(text, PATH_ECHO_LIMIT)} is neither a results CSV, a report folder nor a run of the results store "
                              "(a run id such as 12, latest or latest~N): give an existing file or folder, or a run.")
         with Store.open(db_path or default_db_path(), readonly=True) as store:
             run_id = store.resolve(text)
@@ -89,7 +89,7 @@ def run_report_data(store: Store, run_id: int) -> ReportData:
     info = store.run_info(run_id)
     rows = tuple(store.rows(run_id))
     if not rows:
-        raise StoreError(f"run {run_id} in '{store.path}' has no finished cell: there is nothing to report.")
+        raise StoreError(f"run {run_id} in {quoted(store.path, PATH_ECHO_LIMIT)} has no finished cell: there is nothing to report.")
     peaks = {f"{device}/{dtype}": tflops for (device, dtype, _), tflops in store.peaks(run_id).items()}
     date = info.finished_utc or info.started_utc
     stored = store.report_json(run_id)
@@ -97,7 +97,7 @@ def run_report_data(store: Store, run_id: int) -> ReportData:
         return rows_report_data(rows, name=f"run-{run_id}", title=info.title or f"{' vs '.join(info.models)} (run {run_id})",
                                 environments=(info.env,), peaks_tflops=peaks, command=info.command, date=date,
                                 planned_cells=info.planned_cells)
-    data = data_from_json(stored, f"the results store '{store.path}', run {run_id}: report")
+    data = data_from_json(stored, f"the results store {quoted(store.path, PATH_ECHO_LIMIT)}, run {run_id}: report")
     return dataclasses.replace(data, rows=rows, peaks_tflops={**data.peaks_tflops, **peaks}, date=date)
 
 
@@ -150,7 +150,7 @@ def bench_csv_report_data(path: Path) -> tuple[ReportData, tuple[str, ...]]:
     check_results_csv(path, _REMEDY)
     contents = read_results_csv(path)
     if not contents.rows:
-        raise UsageError(f"'{path}' holds no rows: there is nothing to report.")
+        raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} holds no rows: there is nothing to report.")
     sessions, env_warning = read_environment(path)
     peaks = {key: value for s in sessions for key, value in (s.get("peaks_tflops") or {}).items()}
     environments = tuple({k: v for k, v in s.items() if k != "peaks_tflops"} for s in sessions)

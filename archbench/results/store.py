@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.env.liveness import INTERRUPTED, owner_state, this_process
-from archbench.errors import ECHO_LIMIT, StoreError, StoreNotWritableError, quoted
+from archbench.errors import ECHO_LIMIT, PATH_ECHO_LIMIT, StoreError, StoreNotWritableError, quoted
 from archbench.results.runinfo import RunInfo, run_info_from_record
 from archbench.results.store_file import (
     APPLICATION_ID,
@@ -131,16 +131,16 @@ class Store:
         version, application, tables = self._read(read_header)
         if version > SCHEMA_VERSION:
             raise StoreError(
-                f"'{self.path}' was written by a newer archbench (results store schema version {version}; this "
+                f"{quoted(self.path, PATH_ECHO_LIMIT)} was written by a newer archbench (results store schema version {version}; this "
                 f"archbench knows version {SCHEMA_VERSION}). It is left untouched: upgrade archbench to use it, or "
                 "record into another database file.")
         if application != APPLICATION_ID and tables:
             raise StoreError(
-                f"'{self.path}' is an SQLite database of another application (tables: {', '.join(tables[:5])}), "
+                f"{quoted(self.path, PATH_ECHO_LIMIT)} is an SQLite database of another application (tables: {', '.join(tables[:5])}), "
                 "not an archbench results store; archbench does not write into it. Give another database file.")
         if self.readonly:
             if not tables:
-                raise StoreError(f"'{self.path}' holds no archbench results (an empty database).")
+                raise StoreError(f"{quoted(self.path, PATH_ECHO_LIMIT)} holds no archbench results (an empty database).")
         else:
             retrying(self.path, self._db, lambda db: db.execute("PRAGMA journal_mode=WAL"))
             transaction(self.path, self._db, create_or_extend_schema)
@@ -311,7 +311,7 @@ class Store:
 
         records = self._read(lambda db: db.execute(
             "SELECT device, dtype, threads, tflops FROM device_peaks WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall())
-        where = f"the results store '{self.path}', run {run_id}"
+        where = f"the results store {quoted(self.path, PATH_ECHO_LIMIT)}, run {run_id}"
         peaks = [validate(PEAK, dict(zip(("device", "dtype", "threads", "tflops"), r)), where, StoreError, "device_peaks")
                  for r in records]
         return {(p["device"], p["dtype"], p["threads"]): p["tflops"] for p in peaks}
@@ -348,7 +348,7 @@ class Store:
         found = self._read(lambda db: db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone())
         if not found or not found[0]:
             return None
-        where = f"the results store '{self.path}', run {run_id}"
+        where = f"the results store {quoted(self.path, PATH_ECHO_LIMIT)}, run {run_id}"
         return parse_json(found[0], f"{where}: report", "a report", StoreError)
 
     def _stored_row(self, run_id: int, present: list, record: tuple) -> ResultRow:
@@ -359,7 +359,7 @@ class Store:
         from archbench.schemas import validate
 
         *values, blob, cell_id = record
-        where = f"the results store '{self.path}', run {run_id}"
+        where = f"the results store {quoted(self.path, PATH_ECHO_LIMIT)}, run {run_id}"
         row = validate(RESULT_ROW, {f.name: from_sql(f, v) for f, v in zip(present, values)}, where, StoreError,
                        f"cell {cell_id}")
         samples = validate(sample_blob, blob, where, StoreError, f"cell {cell_id}.samples_ms")
@@ -392,9 +392,9 @@ class Store:
         ref = ref if len(ref) <= ECHO_LIMIT else quoted(ref)
         recent = self.runs(limit=_RECENT_SHOWN)
         if not recent:
-            return StoreError(f"no run {ref} in '{self.path}': it holds no runs yet.")
+            return StoreError(f"no run {ref} in {quoted(self.path, PATH_ECHO_LIMIT)}: it holds no runs yet.")
         listed = ", ".join(f"{r.id} ({r.started_utc[:16].replace('T', ' ')})" for r in recent)
-        return StoreError(f"no run {ref} in '{self.path}'. Recent runs, newest first: {listed}.")
+        return StoreError(f"no run {ref} in {quoted(self.path, PATH_ECHO_LIMIT)}. Recent runs, newest first: {listed}.")
 
     def _update_run(self, run_id: int, assignments: str, values: tuple) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -413,11 +413,11 @@ class Store:
 
     def _write(self, work: Callable[[sqlite3.Connection], T], run_id: int | None = None) -> T:
         if self.readonly:
-            raise StoreError(f"'{self.path}' was opened read-only.")
+            raise StoreError(f"{quoted(self.path, PATH_ECHO_LIMIT)} was opened read-only.")
         try:
             return transaction(self.path, self._connection(), work)
         except OverflowError as exc:  # an integer beyond SQLite's 64 bits (sqlite3 checks it when binding)
-            raise StoreError(f"cannot write to the results store '{self.path}': {exc}.") from exc
+            raise StoreError(f"cannot write to the results store {quoted(self.path, PATH_ECHO_LIMIT)}: {exc}.") from exc
         except sqlite3.IntegrityError as exc:
             if run_id is not None and "FOREIGN KEY" in str(exc):
                 raise self._unknown_run(str(run_id)) from exc

@@ -84,16 +84,16 @@ def check_location(path: Path) -> None:
         raise StoreError(f"cannot use {shown} as the results store: {reason}.")
     if path.is_dir():
         raise StoreError(f"{shown} is a folder, not a database file: give a file name such as "
-                         f"'{path / DEFAULT_DB.name}'.")
+                         f"{quoted(path / DEFAULT_DB.name, PATH_ECHO_LIMIT)}.")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise StoreError(f"cannot create the results store {shown}: '{blocking}' is a file, not a folder.")
+        raise StoreError(f"cannot create the results store {shown}: {quoted(blocking, PATH_ECHO_LIMIT)} is a file, not a folder.")
     folder = nearest_existing(path.parent)
     if path.exists() and (reason := existing_file_problem(path, try_open=False)):  # unwritable: a warning, below
         raise StoreError(f"cannot use {shown} as the results store: {reason}.")
     if (kind := kernel_fs(folder)) is not None:
-        raise StoreError(f"cannot create the results store {shown}: '{folder}' is on the kernel's {kind} file system, "
-                         "which holds no files of its own.")
+        raise StoreError(f"cannot create the results store {shown}: {quoted(folder, PATH_ECHO_LIMIT)} is on the kernel's "
+                         f"{kind} file system, which holds no files of its own.")
     reason = create_problem(folder)
     if reason:
         raise StoreNotWritableError(f"cannot write the results store {shown}: {reason}.")
@@ -103,7 +103,7 @@ def create_location(path: Path) -> None:
     try:
         make_dirs(path.parent)
     except OSError as exc:
-        raise StoreNotWritableError(f"cannot create the results store '{path}': {brief_os_reason(exc)}.") from exc
+        raise StoreNotWritableError(f"cannot create the results store {quoted(path, PATH_ECHO_LIMIT)}: {brief_os_reason(exc)}.") from exc
 
 
 def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -236,8 +236,9 @@ def check_fits(path: Path, row: ResultRow) -> None:
     for f in CELL_FIELDS:
         value = getattr(row, f.name)
         if isinstance(value, int) and not -(2**63) <= value <= MAX_ID:
-            raise StoreError(f"cannot store the cell {row.model} {row.mode} batch {quoted(row.batch)} in '{path}': its "
-                             f"{f.name} {quoted(value)} does not fit SQLite's 64-bit INTEGER (at most {MAX_ID:,}).")
+            raise StoreError(f"cannot store the cell {row.model} {row.mode} batch {quoted(row.batch)} in "
+                             f"{quoted(path, PATH_ECHO_LIMIT)}: its {f.name} {quoted(value)} does not fit SQLite's 64-bit "
+                             f"INTEGER (at most {MAX_ID:,}).")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -247,16 +248,17 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_NOTADB"):
-        return StoreError(f"'{path}' is not an SQLite database ({exc}), so not an archbench results store; archbench "
-                          "does not write into it. Give another database file.")
+        return StoreError(f"{quoted(path, PATH_ECHO_LIMIT)} is not an SQLite database ({exc}), so not an archbench "
+                          "results store; archbench does not write into it. Give another database file.")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR", "SQLITE_FULL")):
-        return StoreNotWritableError(f"cannot write the results store '{path}': {exc} ({name}){_location_hint(path)}.")
+        return StoreNotWritableError(f"cannot write the results store {quoted(path, PATH_ECHO_LIMIT)}: {exc} ({name})"
+                                     f"{_location_hint(path)}.")
     if _is_busy(exc):
-        return StoreError(f"the results store '{path}' stayed locked by another process for over "
+        return StoreError(f"the results store {quoted(path, PATH_ECHO_LIMIT)} stayed locked by another process for over "
                           f"{WRITE_DEADLINE_S:.0f} s ({exc}).")
     if name.startswith("SQLITE_CORRUPT"):
-        return StoreError(f"the results store '{path}' is damaged ({exc}): move it aside to start a new one.")
-    return StoreError(f"the results store '{path}': {exc}.")
+        return StoreError(f"the results store {quoted(path, PATH_ECHO_LIMIT)} is damaged ({exc}): move it aside to start a new one.")
+    return StoreError(f"the results store {quoted(path, PATH_ECHO_LIMIT)}: {exc}.")
 
 
 def _location_hint(path: Path) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archbench.errors import PATH_ECHO_LIMIT, quoted
 from archbench.execute.executors import ExecutorError, settings_from_table
 from archbench.execute.slurm import MANIFEST, SlurmExecutor, read_manifest
 from archbench.execute.workunits import read_work_unit
@@ -47,7 +48,8 @@ def collect_run(store, ref: str, *, listener: Any = None) -> Collected:
                             "in its own process; resume it with the command that started it.")
     latest = store.latest_run_for(out_dir)
     if latest != run_id:
-        raise ExecutorError(f"run {run_id}'s folder '{out_dir}' belongs to a later run ({latest}) now: collect that one.")
+        raise ExecutorError(f"run {run_id}'s folder {quoted(out_dir, PATH_ECHO_LIMIT)} belongs to a later run ({latest}) now: "
+                            "collect that one.")
     study = read_json(out_dir / PARTIAL_JSON).study
     settings = settings_from_table(study.executor, study.targets)
     executor = SlurmExecutor(settings.slurm, detach=True, targets=settings.targets, submit=False)

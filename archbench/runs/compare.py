@@ -30,7 +30,7 @@ from typing import Any
 
 from archbench.catalog.source import ModelSource
 from archbench.catalog.spec import ModelSpec
-from archbench.errors import ModelRunError, OutputWriteError, UsageError
+from archbench.errors import ModelRunError, OutputWriteError, UsageError, quoted
 from archbench.listeners import notify as _notify
 from archbench.outputs import check_writable_dir, owned_dir
 from archbench.report import write_report
@@ -193,7 +193,7 @@ def run_compare(
     cells = plan_study(study, specs, read_rows_csv(partial) if resume and partial.exists() else (),
                        lambda cell, probe: _notify(listener, "batch_probed", cell, probe))
     if not cells:
-        raise UsageError(f"study '{study.name}' has no cells to measure.")
+        raise UsageError(f"study {quoted(study.name)} has no cells to measure.")
     executor.check(cells)
     check_buildable(cells)  # before the counts build each model for real
     with owned_dir(out_dir):

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from archbench.catalog.source import ModelSource
-from archbench.errors import ModelOutOfMemoryError, ModelRunError, UsageError
+from archbench.errors import PATH_ECHO_LIMIT, ModelOutOfMemoryError, ModelRunError, UsageError, quoted
 from archbench.results.profiles import LayerProfile, ModelProfile, Peaks, shares
+from archbench.rows import MODES
 from archbench.timing.loadsignal import LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
 from archbench.timing.stats import ci_within
 
-MODES = ("infer", "train")
 DEFAULT_DEPTH = 3
 TIMER_BUDGET_S = 4.0  # the existing timer's warm-up and samples before the rounds (the rounds are the reference)
 
@@ -44,7 +44,9 @@ TIMER_BUDGET_S = 4.0  # the existing timer's warm-up and samples before the roun
 @dataclass(frozen=True)
 class ProfileOptions:
     """How many profiled steps: at least ``min_steps``; then until the 95% CI of the median step op time
-    is within ``precision`` of it, ``max_steps`` are taken, or ``max_time_s`` of profiling is spent."""
+    is within ``precision`` of it, ``max_steps`` are taken, or ``max_time_s`` of profiling is spent —
+    :meth:`MeasureOptions.stop_reason` over the steps (:attr:`steps`), which also checks ``precision`` and
+    ``max_time_s``."""
 
     min_steps: int = 10
     max_steps: int = 50
@@ -56,10 +58,13 @@ class ProfileOptions:
         if not 1 <= int(self.min_steps) <= int(self.max_steps):
             raise UsageError(f"profiled steps: min_steps {self.min_steps} and max_steps {self.max_steps} must satisfy "
                              "1 <= min_steps <= max_steps.")
-        if not 0 < self.precision < 1:
-            raise UsageError(f"precision {self.precision!r} is not a fraction between 0 and 1.")
-        if not self.max_time_s > 0:
-            raise UsageError(f"max_time_s {self.max_time_s!r} is not a positive number of seconds.")
+        self.steps  # noqa: B018 - the one check of precision and max_time_s
+
+    @property
+    def steps(self) -> MeasureOptions:
+        """The stopping rule of the profiled steps: each step one sample."""
+        return MeasureOptions(precision=self.precision, max_time_s=self.max_time_s, min_samples=int(self.min_steps),
+                              max_samples=int(self.max_steps))
 
 
 def profile_model(
@@ -91,7 +96,7 @@ def profile_model(
     from archbench.timing.devices import require_device
 
     if mode not in MODES:
-        raise UsageError(f"mode '{mode}' is not one of {', '.join(MODES)}.")
+        raise UsageError(f"mode {quoted(mode)} is not one of {', '.join(MODES)}.")
     if depth is not None and depth < 1:
         raise UsageError(f"depth {depth} must be 1 or more (the model's children are depth 1), or None for every module.")
     require_device(device)
@@ -235,10 +240,10 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sample = make_sampler(step, device)
     steps, wall, unprofiled, began = [], [], [], clock()
-    reason = "max_steps"
+    rule = options.steps
     ranges = ModuleRanges(listed)
     with _quiet_profiler():
-        while len(steps) < options.max_steps:
+        while True:
             unprofiled.append(sample())
             with ranges, profile(activities=activities) as prof:
                 wall.append(sample())
@@ -248,14 +253,11 @@ def _profiled_steps(step, model, listed: dict[int, str], device: str, options: P
                 prof.export_chrome_trace(str(trace_path))
             steps.append(step_times(prof.events(), device_time=cuda))
             phase(f"profiling: {len(steps)} step(s)")
-            if len(steps) < options.min_steps:
-                continue
-            if ci_within([s.total_ms for s in steps], options.precision):
-                reason = "precision"
+            reason = rule.stop_reason(samples=len(steps), precise=lambda p: ci_within([s.total_ms for s in steps], p),
+                                      spent_s=lambda: clock() - began, next_s=0.0)
+            if reason:
                 break
-            if clock() - began > options.max_time_s:
-                reason = "max_time"
-                break
+    reason = "max_steps" if reason == "max_samples" else reason
     return _Profiled(steps, wall, unprofiled, reason)
 
 
@@ -328,7 +330,7 @@ def _run_error(source: ModelSource, error: BaseException, shape, batch: int, mod
     from archbench.oom import is_out_of_memory
     from archbench.parsing import format_input
 
-    where = f"model '{source.name}' at input {format_input(shape)}, batch {batch}, {mode} mode, on {device}"
+    where = f"model {quoted(source.name, PATH_ECHO_LIMIT)} at input {format_input(shape)}, batch {batch}, {mode} mode, on {device}"
     if is_out_of_memory(error):
         return ModelOutOfMemoryError(f"{where} ran out of memory while being profiled: {one_line(error)}",
                                      remedies=("smaller",))
@@ -362,7 +364,7 @@ def stored_profile(store, run_id: int) -> ModelProfile | None:
     try:
         return ModelProfile.from_dict(data)
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"run {run_id} in '{store.path}' holds a profile archbench cannot read ({exc}).") from exc
+        raise StoreError(f"run {run_id} in {quoted(store.path, PATH_ECHO_LIMIT)} holds a profile archbench cannot read ({exc}).") from exc
 
 
 def load_profile(ref: str, db_path: str | Path | None = None) -> tuple[ModelProfile, str] | None:
@@ -386,7 +388,7 @@ def load_profile(ref: str, db_path: str | Path | None = None) -> tuple[ModelProf
         try:
             return ModelProfile.from_dict(data), str(path)
         except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"'{path}' is a profile archbench cannot read ({exc}).") from exc
+            raise UsageError(f"{quoted(path, PATH_ECHO_LIMIT)} is a profile archbench cannot read ({exc}).") from exc
     if path.exists() or not is_run_ref(ref):
         return None
     db = default_db_path() if db_path is None else Path(db_path)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from archbench.env.differences import EnvDifference, env_differences
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.results.profiles import ModelProfile
 from archbench.results.significance import (
     DEFAULT_ALPHA,
@@ -83,8 +83,9 @@ def diff_profiles(base: ModelProfile, new: ModelProfile, base_label: str, new_la
     """Compare ``new`` against ``base`` module by module (see the module docstring). Raises
     :class:`UsageError` for profiles of different models, modes or inputs."""
     if (base.model, base.mode, base.input, base.batch) != (new.model, new.mode, new.input, new.batch):
-        raise UsageError(f"'{base_label}' profiles {base.label()} and '{new_label}' profiles {new.label()}: diff "
-                         "compares profiles of one model, mode, input and batch.")
+        raise UsageError(f"{quoted(base_label, PATH_ECHO_LIMIT)} profiles {base.label()} and "
+                         f"{quoted(new_label, PATH_ECHO_LIMIT)} profiles {new.label()}: diff compares profiles of one model, mode, input "
+                         "and batch.")
     base_layers = {layer.name: layer for layer in base.layers}
     new_layers = {layer.name: layer for layer in new.layers}
     common = [name for name in base_layers if name in new_layers]

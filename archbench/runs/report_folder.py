@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from archbench.errors import UsageError
+from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.locations import CSV_NAME, JSON_NAME, LATEX_NAME, MARKDOWN_NAME
 from archbench.results.data import ReportData
 from archbench.results.sinks import WriteFailure, keeps_rows
@@ -87,17 +87,18 @@ def check_report_owner(out_dir: Path, study: Study, *, force: bool) -> None:
         return
     stored = _stored_study(out_dir / JSON_NAME)
     if stored is not None and stored["name"] != study.name:
-        raise UsageError(f"'{out_dir}' holds the report of study '{stored['name']}', not '{study.name}'",
+        raise UsageError(f"{quoted(out_dir, PATH_ECHO_LIMIT)} holds the report of study {quoted(stored['name'])}, not {quoted(study.name)}",
                          remedies=("out", "force"))
     if stored is not None:
         changed = _differences(_what_is_measured(stored), _what_is_measured(study.to_dict()))
         if changed:
             raise UsageError(
-                f"'{out_dir}' holds a report of study '{study.name}' that measured other cells ({'; '.join(changed)})",
+                f"{quoted(out_dir, PATH_ECHO_LIMIT)} holds a report of study {quoted(study.name)} that measured other cells "
+                f"({'; '.join(changed)})",
                 remedies=("out", "force"))
     foreign = [n for n in (MARKDOWN_NAME, LATEX_NAME, CSV_NAME, JSON_NAME) if (out_dir / n).exists()]
     if stored is None and foreign and not partial_files(out_dir):
-        raise UsageError(f"'{out_dir}' already holds {', '.join(foreign)}, which is not an archbench report",
+        raise UsageError(f"{quoted(out_dir, PATH_ECHO_LIMIT)} already holds {', '.join(foreign)}, which is not an archbench report",
                          remedies=("out", "force"))
 
 
@@ -114,7 +115,8 @@ def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> Re
         shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)  # an earlier run's workers' results, not this run's
     if not partial:
         if resume:
-            raise UsageError(f"nothing to resume in '{out_dir}': no interrupted run of study '{study.name}' is there",
+            raise UsageError(f"nothing to resume in {quoted(out_dir, PATH_ECHO_LIMIT)}: no interrupted run of study "
+                             f"{quoted(study.name)} is there",
                              remedies=("no_resume",))
         return None
     if force:
@@ -122,16 +124,17 @@ def prepare_dir(out_dir: Path, study: Study, *, resume: bool, force: bool) -> Re
             path.unlink()
         return None
     if not resume:
-        raise UsageError(f"'{out_dir}' holds an interrupted run ({out_dir / PARTIAL_CSV})", remedies=("resume", "force"))
+        raise UsageError(f"{quoted(out_dir, PATH_ECHO_LIMIT)} holds an interrupted run ({out_dir / PARTIAL_CSV})",
+                         remedies=("resume", "force"))
     from archbench.results.jsonfile import read_json
 
     if not (out_dir / PARTIAL_JSON).exists():
-        raise UsageError(f"cannot resume in '{out_dir}': {PARTIAL_JSON} is missing", remedies=("force",))
+        raise UsageError(f"cannot resume in {quoted(out_dir, PATH_ECHO_LIMIT)}: {PARTIAL_JSON} is missing", remedies=("force",))
     stored = read_json(out_dir / PARTIAL_JSON)
     if _study_identity(stored.study) != _study_identity(study):
         raise UsageError(
-            f"the interrupted run in '{out_dir}' is of a different study definition (study '{stored.study.name}'; "
-            "models, grid or options changed). Resume it with its own definition", remedies=("force",)
+            f"the interrupted run in {quoted(out_dir, PATH_ECHO_LIMIT)} is of a different study definition (study "
+            f"{quoted(stored.study.name)}; models, grid or options changed). Resume it with its own definition", remedies=("force",)
         )
     return stored
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from archbench.errors import quoted
+
 EXECUTORS = ("local", "slurm")
 
 
@@ -47,7 +49,7 @@ def table_problem(table: Mapping[str, Any], allowed: Sequence[str]) -> str | Non
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            return f"unknown key '{key}'.{hint} Allowed: {', '.join(allowed)}."
+            return f"unknown key {quoted(key)}.{hint} Allowed: {', '.join(allowed)}."
         types = _TABLE_TYPES[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             return f"{key}: {value!r} is not {_kind_of(types)}."

@@ -49,7 +49,7 @@ from typing import Any
 
 from archbench.arguments import ArgumentError
 from archbench.catalog.grammar import ModelReferenceError, builder_reference, code_reference, parse_reference
-from archbench.errors import StudyError, UsageError
+from archbench.errors import PATH_ECHO_LIMIT, StudyError, UsageError, quoted
 from archbench.parsing import InputShape, parse_input, read_toml_file
 from archbench.resources import threads_problem
 from archbench.rows import DTYPES, MODES
@@ -89,7 +89,7 @@ def find_study(name_or_path: str | Path) -> Path:
         return builtin
     known = sorted(p.stem for p in studies_dir().glob("*.toml")) if studies_dir().is_dir() else []
     hint = f" Built-in studies: {', '.join(known)}." if known else ""
-    raise UsageError(f"--study '{name_or_path}': no such study file.{hint}")
+    raise UsageError(f"--study {quoted(name_or_path, PATH_ECHO_LIMIT)}: no such study file.{hint}")
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -114,12 +114,12 @@ def study_from_mapping(data: Mapping[str, Any], path: Path | None = None, name: 
     title = _string(where, "title", data.get("title", ""))
     reference = _string(where, "reference", data.get("reference", "")) or models[0]
     if reference not in models:
-        raise StudyError(f"{where}: reference: '{reference}' is not one of the study's models ({', '.join(models)}).")
+        raise StudyError(f"{where}: reference: {quoted(reference)} is not one of the study's models ({', '.join(models)}).")
     grid = _grid(where, data.get("grid", {}))
     options = _options(where, data.get("options", {}))
     study_name = name or (path.stem if path else "study")
     if not NAME_RE.match(study_name):
-        raise StudyError(f"{where}: the study name '{study_name}' (the file's stem) may hold only letters, digits, '.', '_' and '-'.")
+        raise StudyError(f"{where}: the study name {quoted(study_name)} (the file's stem) may hold only letters, digits, '.', '_' and '-'.")
     executor, targets = _executor_tables(where, data.get("executor", {}), data.get("targets", {}))
     return Study(study_name, tuple(models), grid, options, title, reference, path, entries, executor, targets)
 
@@ -190,7 +190,7 @@ def _reject_unknown(where: str, prefix: str, table: Mapping[str, Any], allowed: 
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
             raise StudyError(
-                f"{where}: unknown key '{prefix}{key}'.{hint} "
+                f"{where}: unknown key {quoted(prefix + key)}.{hint} "
                 f"Allowed{' in [' + prefix.rstrip('.') + ']' if prefix else ''}: {', '.join(allowed)}."
             )
 
@@ -213,7 +213,7 @@ def _choices(where: str, key: str, value: Any, choices: tuple[str, ...]) -> tupl
     items = _str_list(where, key, value)
     for item in items:
         if item not in choices:
-            raise StudyError(f"{where}: {key}: '{item}' is not one of {', '.join(choices)}.")
+            raise StudyError(f"{where}: {key}: {quoted(item)} is not one of {', '.join(choices)}.")
     return tuple(dict.fromkeys(items))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.catalog.grammar import ModelReferenceError, split_name
-from archbench.errors import StudyError, UnknownModelError, UsageError
+from archbench.errors import StudyError, UnknownModelError, UsageError, quoted
 from archbench.parsing import InputShape, format_input, parse_input
 from archbench.rows import MODES
 from archbench.timing.options import DEFAULT_MAX_SAMPLES, MeasureOptions
@@ -233,7 +233,7 @@ def adhoc_study(
     named = _named_models(models)
     models = tuple(named)
     if reference and reference not in models:
-        raise UsageError(f"--reference '{reference}' is not one of the models compared ({', '.join(models)}).")
+        raise UsageError(f"--reference {quoted(reference)} is not one of the models compared ({', '.join(models)}).")
     grid = Grid(tuple(devices), tuple(inputs) if inputs is not None else None, tuple(batches), tuple(modes), tuple(dtypes))
     study_name = name or "-vs-".join(_folder_label(m) for m in models)
     entries = tuple(StudyModel(m, ref, dict(args or {}), model_inputs) for m, ref in named.items())
@@ -248,7 +248,7 @@ def _named_models(models: Iterable[str]) -> dict[str, str]:
         name, ref = split_name(given)
         name = name or ref
         if named.get(name, ref) != ref:
-            raise UsageError(f"two models are named '{name}' ({named[name]} and {ref}): give each its own name, "
+            raise UsageError(f"two models are named {quoted(name)} ({named[name]} and {ref}): give each its own name, "
                              f"e.g. {name}-2={ref}.")
         named[name] = ref
     return named

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archbench.catalog.source import ModelSource
-from archbench.errors import UsageError
+from archbench.errors import UsageError, quoted
 from archbench.parsing import InputShape, format_input
 from archbench.resources import check_threads
 from archbench.rows import DTYPES, MODES, CellKey, cell_key, normal_backend
@@ -103,10 +103,10 @@ def plan_cells(
 def _check_values(batches, modes, dtypes, threads) -> None:
     for mode in modes:
         if mode not in MODES:
-            raise UsageError(f"mode '{mode}' is not one of: {', '.join(MODES)}.")
+            raise UsageError(f"mode {quoted(mode)} is not one of: {', '.join(MODES)}.")
     for dtype in dtypes:
         if dtype not in DTYPES:
-            raise UsageError(f"dtype '{dtype}' is not one of: {', '.join(DTYPES)}.")
+            raise UsageError(f"dtype {quoted(dtype)} is not one of: {', '.join(DTYPES)}.")
     for batch in batches:
         if int(batch) <= 0:
             raise UsageError(f"batch {batch} is not a positive integer.")

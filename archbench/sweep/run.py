@@ -124,8 +124,7 @@ def run_sweep(
     cells = tuple(cells)
     stored = _previous_rows(out_csv, resume)
     caches = caches if caches is not None else RunCaches()
-    check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), precision=options.precision,
-                     max_time_s=options.max_time_s, min_samples=options.min_samples)
+    check_same_sweep(out_csv, stored.rows, (c.key() for c in cells), options)
     if stored.torn_at is not None:  # rows appended next must start on a line of their own
         os.truncate(out_csv, stored.torn_at)
     warnings = stored.warnings

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from archbench.timing.hooks import ForwardHooks
+
 RANGE_PREFIX = "archbench::"
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OUTSIDE = "(outside modules)"  # work of the step no module's forward made: the loss, gradient accumulation
@@ -47,26 +49,15 @@ class StepTimes:
         return dict(total)
 
 
-class ModuleRanges:
+class ModuleRanges(ForwardHooks):
     """Context manager: a ``record_function`` range around every forward of the named modules
     (``{module: dotted name}``), through global forward hooks installed only while it is active."""
 
     def __init__(self, names: dict[int, str]) -> None:
         self._names = names  # id(module) -> dotted name ("" for the model itself)
         self._open: list[Any] = []
-        self._hooks: list = []
 
-    def __enter__(self) -> ModuleRanges:
-        from torch import nn
-
-        self._hooks = [nn.modules.module.register_module_forward_pre_hook(self._enter),
-                       nn.modules.module.register_module_forward_hook(self._leave, always_call=True)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
+    def _closed(self) -> None:
         while self._open:  # a forward that raised leaves its ranges open
             self._close(self._open.pop())
 

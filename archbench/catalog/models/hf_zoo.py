@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from archbench.catalog.spec import ModelSpec
-from archbench.errors import SpecError
+from archbench.errors import SpecError, quoted
 from archbench.parsing import InputShape
 
 PREFIX = "hf:"
@@ -71,7 +71,7 @@ def parse_target(text: str, base_dir: Path | None = None) -> Target:
         return Target("repo", text, text)
     if _TYPE.match(text):
         return Target("type", text, text)
-    raise ModelReferenceError(f"'{PREFIX}{text}' is not a Hugging Face model reference: expected {_FORMS}.")
+    raise ModelReferenceError(f"{quoted(PREFIX + text)} is not a Hugging Face model reference: expected {_FORMS}.")
 
 
 def _is_folder(text: str, base_dir: Path | None) -> bool:
@@ -152,7 +152,7 @@ def cached_snapshot(repo: str) -> Path:
         return found[-1]
     what = "has no snapshot with a config.json" if folder.is_dir() else "is not there"
     raise ModelReferenceError(
-        f"'{PREFIX}{repo}': no config.json for '{repo}' in the local Hugging Face cache: {folder} {what} (cache "
+        f"{quoted(PREFIX + repo)}: no config.json for {quoted(repo)} in the local Hugging Face cache: {folder} {what} (cache "
         f"{cache}, from {chosen_by}; HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub). archbench "
         f"never downloads: fetch it first (hf download {repo} config.json), point HF_HUB_CACHE or HF_HOME at "
         f"the cache that holds it, or name a folder with its config.json ({PREFIX}./folder).")
@@ -185,7 +185,7 @@ def _known_type(transformers: Any, name: str) -> str:
         return name
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     hint = f" Did you mean: {', '.join(PREFIX + c for c in close)}?" if close else ""
-    raise ModelReferenceError(f"transformers {transformers.__version__} has no model type '{name}'.{hint} "
+    raise ModelReferenceError(f"transformers {transformers.__version__} has no model type {quoted(name)}.{hint} "
                               f"`archbench list --source hf` lists the vision ones; {PREFIX}ORG/NAME names a model "
                               "in the local Hugging Face cache.")
 
@@ -193,7 +193,7 @@ def _known_type(transformers: Any, name: str) -> str:
 def _folder_config(transformers: Any, target: Target, folder: Path) -> Any:
     from archbench.catalog.grammar import ModelReferenceError
 
-    where = f"'{PREFIX}{target.given}'" + (f" ({folder})" if str(folder) != target.given else "")
+    where = f"{quoted(PREFIX + target.given)}" + (f" ({folder})" if str(folder) != target.given else "")
     if not folder.is_dir():
         raise ModelReferenceError(f"{where}: no such folder (from the current directory {os.getcwd()}).")
     if not (folder / "config.json").is_file():
@@ -236,7 +236,7 @@ def _check_fields(transformers: Any, config: Any, overrides: Mapping[str, Any]) 
         own = sorted(k for k in _fields(config) if not k.startswith("_") and k not in _common_fields(transformers))
         close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.75)
         guess = f" Did you mean '{close[0]}'?" if close else ""
-        raise SpecError(f"'{key}' is not a field of {type(config).__name__} (transformers {transformers.__version__})."
+        raise SpecError(f"{quoted(key)} is not a field of {type(config).__name__} (transformers {transformers.__version__})."
                         f"{guess} Its fields: {', '.join(own)} (and num_labels, as every config).")
 
 
@@ -294,7 +294,7 @@ def spec(text: str, name: str | None = None, base_dir: Path | None = None) -> Mo
     config = load_config(target)
     shape = image_input(config)
     if shape is None:
-        raise ModelReferenceError(f"'{PREFIX}{text}': {type(config).__name__} states no image_size or num_channels: "
+        raise ModelReferenceError(f"{quoted(PREFIX + text)}: {type(config).__name__} states no image_size or num_channels: "
                                   f"{PREFIX} builds image models (the forward takes pixel_values).")
     with _transformers() as transformers:
         description = _description(transformers, target, config)
@@ -328,8 +328,8 @@ def _model_class(transformers: Any, target: Target, config: Any) -> type:
             return found
     from archbench.catalog.grammar import ModelReferenceError
 
-    raise ModelReferenceError(f"'{PREFIX}{target.given}': transformers {transformers.__version__} has no model class "
-                              f"for {type(config).__name__} (model type '{config.model_type}').")
+    raise ModelReferenceError(f"{quoted(PREFIX + target.given)}: transformers {transformers.__version__} has no model class "
+                              f"for {type(config).__name__} (model type {quoted(config.model_type)}).")
 
 
 def _transformers_class(transformers: Any, name: str) -> type | None:

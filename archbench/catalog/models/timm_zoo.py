@@ -17,6 +17,7 @@ from typing import Any
 
 from archbench.catalog.metadata_cache import read_cache, write_cache
 from archbench.catalog.spec import ModelSpec
+from archbench.errors import quoted
 
 FAMILY = "timm"
 PREFIX = "timm:"
@@ -50,7 +51,7 @@ def spec(model: str, name: str | None = None) -> ModelSpec:
     if model not in names():
         close = difflib.get_close_matches(model, names(), n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(PREFIX + c for c in close)}?" if close else ""
-        raise ModelReferenceError(f"timm {timm.__version__} has no model '{model}'.{hint} "
+        raise ModelReferenceError(f"timm {timm.__version__} has no model {quoted(model)}.{hint} "
                                   "`archbench list --source timm 'PATTERN'` lists them.")
     cfg = timm.get_pretrained_cfg(model)
     shape = tuple(cfg.input_size) if cfg is not None and cfg.input_size else (3, 224, 224)
