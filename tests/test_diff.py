@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from archbench.diff.runs import RunData, diff_runs, load_run_data
 from archbench.env.differences import env_differences, merge_sessions
 from archbench.env.environment import append_environment
 from archbench.report.csvfile import CsvFormat
 from archbench.results.data import ModelInfo, ReportData
-from archbench.results.diff import RunData, diff_runs, load_run_data
 from archbench.results.jsonfile import JsonFormat
 from archbench.rows import ModelStats, ResultRow, append_rows_csv
 from archbench.study import adhoc_study

@@ -429,7 +429,7 @@ def test_a_load_that_never_lifts_leaves_the_ratio_not_comparable():
     """Loaded all the time: under a sustained load the models need not slow alike, so the loaded rounds give no
     ratio — after three times the budget the paired ratio is NaN, "not comparable (measured under load)", and
     the row is flagged."""
-    from archbench.results.comparability import NOT_COMPARABLE_TEXT
+    from archbench.diff.comparability import NOT_COMPARABLE_TEXT
 
     options = MeasureOptions(precision=0.01, max_time_s=1.0)
     machine = SquareWave(on_s=1e9, off_s=0.0)

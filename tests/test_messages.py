@@ -95,8 +95,8 @@ def _echoed_short(call) -> str:
 def test_library_messages_echo_a_long_user_value_short(tmp_path):
     """The optimizer name, a mode, an unknown run store's path and a diff side's label are quoted short
     (errors.quoted), whatever their length."""
+    from archbench.diff.runs import RunData, diff_runs
     from archbench.memory_estimate import estimate_step_memory
-    from archbench.results.diff import RunData, diff_runs
     from archbench.sweep.cells import _check_values
 
     long = "x" * 5000

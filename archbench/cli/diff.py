@@ -1,4 +1,4 @@
-"""``archbench diff BASE NEW``: a regression gate. Compares two runs cell by cell (archbench.results.diff) and
+"""``archbench diff BASE NEW``: a regression gate. Compares two runs cell by cell (archbench.diff.runs) and
 prints the environment differences, then a table (or Markdown for a pull request, or JSON).
 
 Exit codes: 1 when a cell regressed (slower by asv's rule, or failing where it ran in BASE) and the runs
@@ -27,7 +27,7 @@ from archbench.parsing import parse_fraction
 from archbench.results.significance import DEFAULT_MIN_EFFECT
 
 if TYPE_CHECKING:
-    from archbench.results.diff import DiffResult
+    from archbench.diff.runs import DiffResult
 
 _STYLES = {"slower": "red", "faster": "green", "unchanged": "", "noisy": "yellow", "not comparable": "magenta"}
 EXIT_REGRESSED = 1
@@ -55,7 +55,7 @@ def diff_command(
 
     if diff_profile_runs(base, new, store_path, effect, allow_env_change, markdown, json):
         return
-    from archbench.results.diff import diff_runs, diff_to_json, load_run_data
+    from archbench.diff.runs import diff_runs, diff_to_json, load_run_data
 
     runs = load_run_data(base, store_path), load_run_data(new, store_path)
     warned = tuple(dict.fromkeys(warning for run in runs for warning in run.warnings))

@@ -1,4 +1,4 @@
-"""``archbench diff --markdown``: a :class:`~archbench.results.diff.DiffResult` as Markdown, ready for a pull
+"""``archbench diff --markdown``: a :class:`~archbench.diff.runs.DiffResult` as Markdown, ready for a pull
 request comment (▲ slower / ▼ faster / = unchanged / ? noisy / ≠ not comparable), and the cell texts the CLI's
 table shares."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from archbench.results.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
-from archbench.results.diff import CellDiff, DiffResult
+from archbench.diff.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
+from archbench.diff.runs import CellDiff, DiffResult
 from archbench.timing.stats import NOISY_IQR_FRACTION
 from archbench.units import coverage_percent, fmt_ms, fmt_sig
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from archbench.diff.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
 from archbench.report.frame import rows_frame
 from archbench.report.tables import (
     TableKey,
@@ -18,7 +19,6 @@ from archbench.report.tables import (
     table_columns,
     table_keys,
 )
-from archbench.results.comparability import CELL_SYMBOLS, NOT_COMPARABLE_TEXT
 from archbench.results.significance import RatioEstimate, ratio_of_rows
 from archbench.rows import CellKey, ResultRow
 

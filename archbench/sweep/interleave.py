@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archbench.results.comparability import NOT_COMPARABLE_TEXT
+from archbench.diff.comparability import NOT_COMPARABLE_TEXT
 from archbench.results.significance import MIN_QUIET_ROUNDS, RatioEstimate, quiet_paired_ratio
 from archbench.rows import ResultRow
 from archbench.timing.load import BURST_STALL_THRESHOLD

@@ -10,7 +10,7 @@ Cells are matched by :meth:`ResultRow.key`. For each cell measured successfully 
 * ``verdict`` — asv's rule (:func:`~archbench.results.significance.verdict`): slower / faster only when
   significant and the whole CI lies beyond ``±min_effect``; unchanged when it lies within; else noisy.
   Cells whose measurements cannot support a verdict are set aside first
-  (:func:`~archbench.results.comparability.screen_cell`, with a ``reason``): measured under load in either
+  (:func:`~archbench.diff.comparability.screen_cell`, with a ``reason``): measured under load in either
   run -> ``not comparable``; flagged noisy, or a CI covering less than the nominal -> ``noisy``. They
   are left out of the Holm family (no decision rests on their test) and are never a regression.
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from archbench.diff.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
 from archbench.env.differences import EnvDifference, env_differences, merge_sessions
 from archbench.errors import PATH_ECHO_LIMIT, UsageError, quoted
 from archbench.files import jsonable
-from archbench.results.comparability import CELL_VERDICTS, CellVerdict, Screen, screen_cell
 from archbench.results.significance import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
