@@ -14,7 +14,10 @@ unchanged (callers classify them).
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Hashable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +187,38 @@ def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, fail
     hooks are gone, so the meta twin does not copy them)."""
     if failure is None:  # raised outside any module call (e.g. before the model's forward ran)
         return f"the forward pass failed on {format_shapes(tensor_shapes(inputs))}: {one_line(error)}."
-    return with_working_inputs(model, inputs, failure).message()
+    cached = _PROBES.get()
+    if cached is None:
+        return with_working_inputs(model, inputs, failure).message()
+    found, model_key = cached
+    key = (model_key, _inputs_key(model, inputs), failure)
+    if key not in found:
+        found[key] = with_working_inputs(model, inputs, failure)
+    return found[key].message()
+
+
+# What a run probed: (its dict of failures with their working sizes, the key of the model being run).
+_PROBES: ContextVar[tuple[dict, Hashable] | None] = ContextVar("archbench_probes", default=None)
+
+
+@contextlib.contextmanager
+def probes_kept(found: dict, model_key: Hashable) -> Iterator[None]:
+    """Inside the block, :func:`describe_failure` keeps the working sizes it probes in ``found`` (a run's, see
+    :class:`archbench.sweep.cell_measure.RunCaches`) and reuses them for the same failure of the same model
+    (``model_key``: what the model was built from, e.g. its source) on the same inputs: each failed cell of a
+    model that cannot run on an input otherwise re-probed every size for the same answer."""
+    token = _PROBES.set((found, model_key))
+    try:
+        yield
+    finally:
+        _PROBES.reset(token)
+
+
+def _inputs_key(model: nn.Module, inputs: tuple) -> tuple:
+    """The inputs as the probes see them (shapes, dtypes, devices) and the model's parameter dtypes."""
+    tensors = tuple((tuple(t.shape), t.dtype, str(t.device)) if isinstance(t, torch.Tensor) else (type(t).__name__,)
+                    for t in tree_leaves(inputs))
+    return tensors, tuple(sorted({str(p.dtype) for p in model.parameters()}))
 
 
 # --------------------------------------------------------------------------------------- probing
