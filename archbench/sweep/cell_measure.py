@@ -232,8 +232,9 @@ class PreparedCell:
         """Out of memory -> ``status="oom"``; anything else -> ``status="error"``, located in the model."""
         if is_out_of_memory(exc):
             return ResultRow(**identity, status="oom", error=oom_message(exc, self.cell))
-        message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, self.model, self.inputs, self.cell,
-                                                                                     self.probes)
+        if isinstance(exc, ArchbenchError):
+            return ResultRow(**identity, status="error", error=str(exc))
+        message = located_message(exc, self.model, self.inputs, self.cell, self.probes)
         return ResultRow(**identity, status="error", error=message)
 
 
