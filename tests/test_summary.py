@@ -195,6 +195,26 @@ def test_mnist_at_32x32_names_the_only_input_that_runs(cli):
     assert "not the cause" not in result.stderr
 
 
+def test_a_run_probes_a_failing_models_working_inputs_once_per_input():
+    """Each failed cell (and each failed FLOP count) of one model on one input gives the same located message;
+    the run probes the working sizes once per input (batch 1, batch 2), not once per cell and count."""
+    from archbench.catalog.source import ModuleSource
+    from archbench.sweep.cell_measure import RunCaches, measure_cell
+    from archbench.sweep.cells import Cell
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))  # runs at 3x28x28 only
+    source = ModuleSource(net, "fixed-28", (3, 28, 28))
+    caches = RunCaches()
+
+    def cell(mode: str, batch: int) -> Cell:
+        return Cell(source.name, source, "cpu", mode, batch, (3, 32, 32), threads=1)
+
+    rows = [measure_cell(cell(mode, batch), caches=caches) for batch in (1, 2) for mode in ("infer", "train")]
+    assert all(r.status == "error" and "Inputs that run: 3x28x28." in r.error for r in rows), [r.error for r in rows]
+    assert len(caches.probes) == 2
+    assert measure_cell(cell("train", 2), caches=RunCaches()).error == rows[-1].error  # as a run of its own says
+
+
 def _seed_resnet_draft() -> nn.Module:
     """Seed 002's first draft: stem, then layer1 (16 -> 16) and layer2 (16 -> 32, stride 2) of ResBlocks
     whose shortcut is the bare ``out += residual``, before its author padded it."""

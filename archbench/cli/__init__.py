@@ -5,6 +5,7 @@ codes. The only package that prints. Nothing here imports torch at module level,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -65,6 +66,13 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 
+@functools.cache
+def _command():
+    """The click command typer makes of :data:`app`, made once per process: making it reads every command's
+    signature and type hints (~0.1 s), which a program calling :func:`main` many times paid on every call."""
+    return typer.main.get_command(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one error base class -> one short message and exit code.
 
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_third_party_notices(sys.argv[1:] if argv is None else argv)
     try:
         with sigterm_as_interrupt(on_signal=lambda: _state.update(terminated=True)):
-            code = app(args=argv, prog_name="archbench", standalone_mode=False)  # returns typer.Exit's code
+            code = _command()(args=argv, prog_name="archbench", standalone_mode=False)  # returns typer.Exit's code
     except ArchbenchError as exc:
         if _state["debug"]:
             raise

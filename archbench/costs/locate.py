@@ -14,7 +14,12 @@ unchanged (callers classify them).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
+import types
+from collections.abc import Hashable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +189,38 @@ def describe_failure(model: nn.Module, inputs: tuple, error: BaseException, fail
     hooks are gone, so the meta twin does not copy them)."""
     if failure is None:  # raised outside any module call (e.g. before the model's forward ran)
         return f"the forward pass failed on {format_shapes(tensor_shapes(inputs))}: {one_line(error)}."
-    return with_working_inputs(model, inputs, failure).message()
+    cached = _PROBES.get()
+    if cached is None:
+        return with_working_inputs(model, inputs, failure).message()
+    found, model_key = cached
+    key = (model_key, _inputs_key(model, inputs), failure)
+    if key not in found:
+        found[key] = with_working_inputs(model, inputs, failure)
+    return found[key].message()
+
+
+# What a run probed: (its dict of failures with their working sizes, the key of the model being run).
+_PROBES: ContextVar[tuple[dict, Hashable] | None] = ContextVar("archbench_probes", default=None)
+
+
+@contextlib.contextmanager
+def probes_kept(found: dict, model_key: Hashable) -> Iterator[None]:
+    """Inside the block, :func:`describe_failure` keeps the working sizes it probes in ``found`` (a run's, see
+    :class:`archbench.sweep.cell_measure.RunCaches`) and reuses them for the same failure of the same model
+    (``model_key``: what the model was built from, e.g. its source) on the same inputs: each failed cell of a
+    model that cannot run on an input otherwise re-probed every size for the same answer."""
+    token = _PROBES.set((found, model_key))
+    try:
+        yield
+    finally:
+        _PROBES.reset(token)
+
+
+def _inputs_key(model: nn.Module, inputs: tuple) -> tuple:
+    """The inputs as the probes see them (shapes, dtypes, devices) and the model's parameter dtypes."""
+    tensors = tuple((tuple(t.shape), t.dtype, str(t.device)) if isinstance(t, torch.Tensor) else (type(t).__name__,)
+                    for t in tree_leaves(inputs))
+    return tensors, tuple(sorted({str(p.dtype) for p in model.parameters()}))
 
 
 # --------------------------------------------------------------------------------------- probing
@@ -199,7 +235,7 @@ def with_working_inputs(model: nn.Module, inputs: tuple, failure: Failure) -> Fa
         return failure
     batch, channels, height, width = images[0].shape
     try:
-        twin = meta_twin(model)
+        twin = _shape_only_batch_norms(meta_twin(model))
         probe = _Prober(twin, batch, channels, failure)
         # eval mode first: meta BatchNorm in training mode runs a slow Python decomposition
         if not any(probe.same_failure(height, width, training) for training in (False, True)):
@@ -212,6 +248,26 @@ def with_working_inputs(model: nn.Module, inputs: tuple, failure: Failure) -> Fa
     names = tuple(f"{channels}x{s}x{s}" for s in working[:_WORKING_TO_NAME])
     smallest = probe.smallest_working(working[0])
     return _replace(failure, working_inputs=names, smallest_input=f"{channels}x{smallest}x{smallest}" if smallest else None)
+
+
+def _shape_only_batch_norms(twin: nn.Module) -> nn.Module:
+    """``twin`` with its standard BatchNorm layers checking shapes only. On ``meta`` torch runs BatchNorm as its
+    Python decomposition (~17 ms a call, most of a probe's time in a ResNet), and a probe asks only where the
+    model fails: each layer keeps its own input checks, checks the channels against its parameters and
+    statistics as ``torch.batch_norm`` does, and returns an output shaped like its input."""
+    for module in twin.modules():
+        if type(module).forward is nn.BatchNorm2d.forward:  # BatchNorm1d/2d/3d's own forward, not a subclass's
+            module.forward = types.MethodType(_batch_norm_shape, module)
+    return twin
+
+
+def _batch_norm_shape(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    self._check_input_dim(x)
+    if self.training and x.shape[0] * math.prod(x.shape[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
+    if (self.weight is not None or self.running_mean is not None) and x.shape[1] != self.num_features:
+        raise RuntimeError(f"running_mean should contain {x.shape[1]} elements not {self.num_features}")
+    return torch.empty_like(x)
 
 
 def _replace(failure: Failure, **changes) -> Failure:

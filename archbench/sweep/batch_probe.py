@@ -87,8 +87,9 @@ class Prober:
         torch.set_num_threads(int(setup.get("threads") or 1))
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
-        warm_process(self.device)  # thread pools, oneDNN/cuDNN handles: before the limit's baseline
-        self._warm_up()
+        warm_process(self.device, counters=False)  # thread pools, oneDNN/cuDNN handles: before the limit's baseline
+        self._warm_up()  # ends with a collection
+        gc.freeze()  # this process's heap from now on is torch's and the warm-up's: each probe's collection skips it
         self.limit = enforce_limit(self.device, setup.get("limit_bytes"))
 
     def _warm_up(self) -> None:

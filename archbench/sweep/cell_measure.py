@@ -9,10 +9,11 @@ torch is imported inside functions only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +49,16 @@ class RunCaches:
     def __init__(self, peaks: DevicePeaks | None = None):
         self.peaks = peaks if peaks is not None else DevicePeaks()
         self.flop_counts: dict[tuple, tuple[float, float, str]] = {}  # (source, input[, batch]) -> fwd, bwd, note
+        self.probes: dict = {}  # a failing model's working input sizes (archbench.costs.locate.probes_kept)
 
 
-def warm_process(device: str) -> None:
+def warm_process(device: str, *, counters: bool = True) -> None:
     """Run a tiny convolutional forward/backward once, and count its FLOPs as a cell's are counted, so
     one-time process set-up is not charged to the first cell's time or peak memory: the thread pool,
     oneDNN / cuDNN handles, the CUDA context, and what the counters load on their first call (torch's
     dispatch-mode machinery imports torch._dynamo, sympy and triton's Python package: ~170 MB resident on
-    CPU, which the first cell's peak memory used to include, its baseline being read before it counts)."""
+    CPU, which the first cell's peak memory used to include, its baseline being read before it counts).
+    ``counters=False`` for a process that never counts (a max-batch probe worker): ~3 s of CPU saved."""
     import torch
     from torch import nn
 
@@ -65,7 +68,8 @@ def warm_process(device: str) -> None:
     net(x).sum().backward()
     with torch.inference_mode():
         net.eval()(x)
-    _warm_counters(net.train(), device)
+    if counters:
+        _warm_counters(net.train(), device)
     del net, x
     free_memory()
 
@@ -80,6 +84,24 @@ def _warm_counters(net, device: str) -> None:
         model_stats(ModuleSource(net, "warm-up", (3, 8, 8)), (3, 8, 8), 2, device, model=net)
     except Exception:  # noqa: BLE001 - a warm-up only: a counter that fails says so in each cell's own row
         pass
+
+
+@contextlib.contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """Inside the block, what is alive when it starts (torch, the counters' imports, the process's warm-up)
+    sits in the collector's permanent generation: the ``gc.collect()`` a cell runs before timing and before
+    reading peak memory then walks what the cells made, not the ~0.35 M objects of the imports (~0.35 s a
+    collection, several a cell, on a 2-core machine). Garbage is collected first, so nothing dead is kept;
+    the heap is unfrozen when the block ends. A heap someone already froze (a test session) is left to them."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def free_memory() -> None:
@@ -160,16 +182,21 @@ class PreparedCell:
     flops_note: str = ""
     compile_s: float = math.nan
     output_error: Any = None  # a non-eager backend's infer output against eager's (archbench.timing.backends)
+    probes: dict | None = None  # the run's probed input sizes (RunCaches.probes), for a failure's message
 
     def build(self, caches: RunCaches, phase: Callable[[str], None]) -> Callable[[], None]:
         import torch
 
+        from archbench.costs.locate import probes_kept
+
         cell = self.cell
+        self.probes = caches.probes
         phase("building")
         self.model = cell.source.build(cell.device)
         self.inputs = cell_inputs(cell)
         phase("counting FLOPs")
-        self.flops, self.flops_note = flops_per_step(cell, self.model, caches)
+        with probes_kept(caches.probes, cell.source):
+            self.flops, self.flops_note = flops_per_step(cell, self.model, caches)
         if cell.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         kind = backend_kind(cell.backend)
@@ -210,7 +237,9 @@ class PreparedCell:
         """Out of memory -> ``status="oom"``; anything else -> ``status="error"``, located in the model."""
         if is_out_of_memory(exc):
             return ResultRow(**identity, status="oom", error=oom_message(exc, self.cell))
-        message = str(exc) if isinstance(exc, ArchbenchError) else located_message(exc, self.model, self.inputs, self.cell)
+        if isinstance(exc, ArchbenchError):
+            return ResultRow(**identity, status="error", error=str(exc))
+        message = located_message(exc, self.model, self.inputs, self.cell, self.probes)
         return ResultRow(**identity, status="error", error=message)
 
 
@@ -284,10 +313,16 @@ def flops_per_step(cell: Cell, model, caches: RunCaches) -> tuple[float, str]:
     step at batch 1 (BatchNorm over a single value) is counted at the cell's batch instead."""
     counts = caches.flop_counts
     key = (cell.source, cell.input)
+
+    def counted_at(batch: int) -> tuple[float, float, str]:  # a failed count is not repeated for the next cell
+        if (*key, "counted at", batch) not in counts:
+            counts[(*key, "counted at", batch)] = _count_per_sample(cell, model, batch)
+        return counts[(*key, "counted at", batch)]
+
     if key not in counts:
-        counted = _count_per_sample(cell, model, 1)
+        counted = counted_at(1)
         if math.isnan(counted[0]) and cell.batch > 1:
-            retry = _count_per_sample(cell, model, cell.batch)
+            retry = counted_at(cell.batch)
             counted = retry if not math.isnan(retry[0]) else counted
         if math.isnan(counted[0]):
             counts[(*key, cell.batch)] = counted  # may work at another batch: not cached for the model
@@ -324,20 +359,22 @@ def oom_message(exc: BaseException, cell: Cell) -> str:
             f"{oom_reason(exc)}")
 
 
-def located_message(exc: BaseException, model, inputs, cell: Cell) -> str:
+def located_message(exc: BaseException, model, inputs, cell: Cell, probes: dict | None = None) -> str:
     """The failing module, from :func:`archbench.costs.locate.forward_located` re-running the forward; the
-    original error when the forward alone succeeds (the failure is in the loss or backward)."""
+    original error when the forward alone succeeds (the failure is in the loss or backward). ``probes``: the
+    run's input sizes probed so far (:class:`RunCaches`), reused for the same failure of the cell's model."""
     plain = f"{type(exc).__name__}: {exc}"
     if model is None or inputs is None:
         return plain
     try:
         import torch
 
-        from archbench.costs.locate import forward_located
+        from archbench.costs.locate import forward_located, probes_kept
     except ImportError:
         return plain
+    kept = probes_kept(probes, cell.source) if probes is not None else contextlib.nullcontext()
     try:
-        with torch.no_grad(), autocast_for(cell.device, cell.dtype)():
+        with kept, torch.no_grad(), autocast_for(cell.device, cell.dtype)():
             x = ModelInputs.of(inputs)
             forward_located(model, *x.args, **x.kwargs)
     except ModelRunError as located:

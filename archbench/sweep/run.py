@@ -30,7 +30,14 @@ from archbench.listeners import notify as _notify
 from archbench.results.sinks import CsvSink, WriteFailure, csv_failure_warning, keeps_rows
 from archbench.rows import ResultRow, check_same_sweep
 from archbench.rows import rows_to_resume as _previous_rows
-from archbench.sweep.cell_measure import RunCaches, free_memory, measure_cell, measure_device_peaks, warm_process
+from archbench.sweep.cell_measure import (
+    RunCaches,
+    free_memory,
+    long_lived_frozen,
+    measure_cell,
+    measure_device_peaks,
+    warm_process,
+)
 from archbench.sweep.cells import Cell
 from archbench.sweep.interleave import Interleaving, grid_points, measure_point
 from archbench.timing.devices import require_device
@@ -145,10 +152,11 @@ def run_sweep(
     peaks: dict[str, float] = {}
     interrupted = stopped = False
     csv = CsvSink(out_csv)
-    with _sweep_settings(todo):
+    with _sweep_settings(todo), contextlib.ExitStack() as heap:
         try:
             for device in dict.fromkeys(c.device for c in todo):
                 warm_process(device)
+            heap.enter_context(long_lived_frozen())  # the cells' collections skip the imports' objects
             measure_device_peaks(todo, caches.peaks)
             load = LoadMonitor() if todo else None
             for threads in dict.fromkeys(c.threads for c in todo):
