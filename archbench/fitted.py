@@ -55,11 +55,15 @@ def natural_width(table: Table, console: Console) -> int:
     return Measurement.get(console, console.options.update(width=10_000), table).maximum
 
 
+def fits(table: Table, width: int) -> bool:
+    """Whether ``table`` shows whole within ``width`` columns."""
+    return natural_width(table, Console(width=width)) <= width
+
+
 def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int, **kwargs) -> Table:
     """A table of ``rows`` (one text per column) that fits ``width`` columns: all columns if they fit, else
     with long names shortened, then with the most dispensable columns dropped, level by level; if even the
     essential columns are too wide, free text folds onto more lines (rich does that within ``width``)."""
-    console = Console(width=width)
     candidates = [(list(range(len(columns))), False), (list(range(len(columns))), True)]
     kept = list(range(len(columns)))
     for level in sorted({c.drop for c in columns if c.drop > 0}, reverse=True):
@@ -67,6 +71,6 @@ def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
         candidates.append((kept, True))
     for kept, shortened in candidates:
         table = _table([columns[i] for i in kept], [[row[i] for i in kept] for row in rows], shortened, **kwargs)
-        if natural_width(table, console) <= width:
+        if fits(table, width):
             return table
     return table

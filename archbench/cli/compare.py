@@ -356,12 +356,11 @@ def _rich_table(frame, title: str, first: str = "model") -> Table:
 def _grid_table(frames, title: str, width: int) -> Table:
     """A model × (input · batch) table that fits ``width``: the first of ``frames`` (fuller cells first) whose
     pivot fits, else the last one stacked — a line per model and grid point — so no cell is ever cut."""
-    from archbench.fitted import natural_width
+    from archbench.fitted import fits
 
-    console = type(out)(width=width)
     for frame in frames:
         table = _rich_table(frame, title)
-        if natural_width(table, console) <= width:
+        if fits(table, width):
             return table
     stacked = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("model", "input · batch", "value"):

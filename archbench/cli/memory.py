@@ -169,13 +169,12 @@ def memory_command(
 def _tables(estimates, measured, width: int) -> list[Table]:
     """One table with a column per batch if it fits ``width``, else the batches spread over as few tables as
     fit (a figure is never wrapped or cut)."""
-    from archbench.fitted import natural_width
+    from archbench.fitted import fits
 
-    console = type(out)(width=width)
     for count in range(1, len(estimates) + 1):
         ends = [round(len(estimates) * (k + 1) / count) for k in range(count)]  # sizes differ by one at most
         tables = [_table(estimates[start:end], measured, title=start == 0) for start, end in zip([0, *ends], ends)]
-        if all(natural_width(t, console) <= width for t in tables):
+        if all(fits(t, width) for t in tables):
             break
     return tables
 
