@@ -2,13 +2,11 @@
 (A benchmark, not a test: it prints figures. Run it alone: anything else running is more load.)
 
 The experiment of issue 24, built in. Two models (default: resnext-50 as the reference, wrn-16-8;
-3x32x32, batch 1, infer, CPU, 1 thread, precision 1%, --max-time s per model) are first compared on the
-quiet machine, interleaved: the **quiet reference** ratio (time of wrn-16-8 / time of resnext-50) and its
-CI, and each model's quiet median. Then, under each square-wave load of --waves (``ON/OFF`` seconds, default
-``2/2`` and ``10/10``): --loaders busy processes (default 2: one per core of this machine) that this script
-starts, stops (SIGSTOP) and resumes (SIGCONT) on the schedule, and kills when the wave ends (each also
-exits by itself after --max-load s, so nothing outlives the script). Under each wave, --repetitions
-repetitions of each method, alternating:
+3x32x32, batch 1, infer, CPU, 1 thread, precision 1%, --max-time s per model) are compared under each
+square-wave load of --waves (``ON/OFF`` seconds, default ``2/2`` and ``10/10``): --loaders busy processes
+(default 2: one per core of this machine) that this script starts, stops (SIGSTOP) and resumes (SIGCONT)
+on the schedule, and kills when the repetition ends (each also exits by itself after --max-load s, so
+nothing outlives the script). Under each wave, --repetitions repetitions of each method:
 
 * **unpaired** (``--no-interleave``): each model's cell in turn; ratio of the two medians;
 * **interleaved, paired**: the default — alternating rounds; the paired ratio (its quiet rounds). A point
@@ -16,8 +14,16 @@ repetitions of each method, alternating:
   (measured under load)" (NaN): counted apart — neither an error nor a ratio — and printed;
 * **interleaved rows' own unpaired**: the ratio of the same rows' medians.
 
-Printed per wave and method: every ratio, its error against the quiet reference, the median and worst
-error, how often the CI covers the quiet ratio (of the ratios given), and how many were not comparable.
+**The quiet reference is measured around every repetition**: an interleaved run on the quiet machine
+(--quiet-factor times the budget) before the first repetition and after each one, and a repetition's
+reference is the mean of the two quiet runs around it. Why: on a shared VM the quiet ratio itself moves
+(with what the host's other tenants do, which no counter inside the VM shows) — 1.044 to 1.113 within six
+minutes of one session — so a single reference taken minutes earlier mixes that drift into every error.
+The quiet runs' own scatter (each against the median of all of them) is printed first: the floor that no
+method under load can beat at that budget. Errors are also printed against the median of all quiet runs.
+
+Printed per wave and method: every ratio, its error against its quiet reference, the median and worst
+error, how often the CI covers the quiet reference (of the ratios given), and how many were not comparable.
 Then the load check: cells flagged under the waves
 (of all cells measured under them; then of the cells the loaders ran during a quarter or more of — a 6 s cell
 under the 10 s/10 s wave can fall in an OFF phase — with each cell not flagged, the share of its time the
@@ -26,7 +32,7 @@ interleaved cell the printed slowdown (``load_ratio``: the estimated inflation o
 real slowdown (its median under the wave / its quiet median).
 
 Usage: python benchmarks/busy_machine.py [--models resnext-50,wrn-16-8] [--repetitions 5] [--waves 2/2,10/10]
-       [--max-time 6] [--precision 0.01] [--threads 1] [--loaders 2] [--quiet-runs 2]
+       [--max-time 6] [--precision 0.01] [--threads 1] [--loaders 2] [--quiet-factor 2]
 """
 
 from __future__ import annotations
@@ -128,7 +134,7 @@ def main() -> None:
     parser.add_argument("--loaders", type=int, default=os.cpu_count() or 2, help="busy processes of the load")
     parser.add_argument("--max-time", type=float, default=6.0, help="seconds per model (warm-up included)")
     parser.add_argument("--precision", type=float, default=0.01)
-    parser.add_argument("--quiet-runs", type=int, default=2, help="interleaved runs on the quiet machine")
+    parser.add_argument("--quiet-factor", type=float, default=2.0, help="the quiet runs' budget, times --max-time")
     parser.add_argument("--max-load", type=float, default=1800.0, help="seconds after which a loader exits")
     args = parser.parse_args()
 
@@ -138,21 +144,22 @@ def main() -> None:
     specs = [get_spec(name) for name in args.models.split(",")]
     cells = plan_cells(specs, ["cpu"], [args.batch], [shape], ["infer"], ["fp32"], threads=args.threads)
     options = MeasureOptions(args.precision, args.max_time)
+    quiet_options = MeasureOptions(args.precision, args.max_time * args.quiet_factor)
     caches = RunCaches()
     interleaving = Interleaving(specs[0].name)
     folder = Path(tempfile.mkdtemp())
     runs = iter(range(10**6))
 
-    def timed_sweep(some_cells, interleaved: bool):
+    def timed_sweep(some_cells, interleaved: bool, how: MeasureOptions = options):
         start = time.monotonic()
-        result = run_sweep(some_cells, folder / f"run-{next(runs)}.csv", resume=False, options=options, caches=caches,
+        result = run_sweep(some_cells, folder / f"run-{next(runs)}.csv", resume=False, options=how, caches=caches,
                            interleave=interleaving if interleaved else None)
         for row in result.rows:
             if row.status != "ok":
                 sys.exit(f"a cell failed: {row.error}")
         return result.rows, (start, time.monotonic())
 
-    def sweep(interleaved: bool, load: SquareWave | None = None):
+    def sweep(interleaved: bool, load: SquareWave):
         """The two rows, and the share of each one's time the loaders ran (unpaired: each cell its own sweep,
         so each has its own window; interleaved: both share one)."""
         if interleaved:
@@ -161,83 +168,125 @@ def main() -> None:
         else:
             ((reference,), first), ((other,), second) = timed_sweep(cells[:1], False), timed_sweep(cells[1:], False)
             windows = [first, second]
-        shares = [load.on_share(*w) if load is not None else 0.0 for w in windows]
-        return reference, other, shares
+        return reference, other, [load.on_share(*w) for w in windows]
+
+    quiet_runs: list[tuple] = []  # (reference row, other row) of every quiet run, in order
+
+    def quiet_run() -> float:
+        (reference, other), _ = timed_sweep(cells, True, quiet_options)
+        if math.isnan(other.paired_ratio):
+            sys.exit("a quiet run is not comparable (measured under load): this machine is not quiet; run it alone")
+        quiet_runs.append((reference, other))
+        return other.paired_ratio
 
     print(f"torch {torch.__version__}, cpu ({os.cpu_count()} cores), threads {args.threads}: {specs[1].name} / "
           f"{specs[0].name} (time ratio), infer batch {args.batch} {args.input}, precision ±{args.precision:.0%}, "
-          f"{args.max_time:g} s per model; {args.loaders} loader process(es)")
+          f"{args.max_time:g} s per model ({args.max_time * args.quiet_factor:g} s in the quiet runs); "
+          f"{args.loaders} loader process(es)")
 
-    quiet_rows = [sweep(True)[:2] for _ in range(args.quiet_runs)]
-    quiet_ratios = [other.paired_ratio for _, other in quiet_rows]
-    if any(math.isnan(r) for r in quiet_ratios):
-        sys.exit("the quiet reference is not comparable (measured under load): this machine is not quiet; run it alone")
-    quiet = statistics.median(quiet_ratios)
-    first = quiet_rows[0][1]
-    quiet_medians = {specs[0].name: statistics.median(r.median_ms for r, _ in quiet_rows),
-                     specs[1].name: statistics.median(o.median_ms for _, o in quiet_rows)}
-    quiet_flags = sum(r.under_load + o.under_load for r, o in quiet_rows)
-    quiet_cells = 2 * len(quiet_rows)
-    print(f"quiet reference: ×{quiet:.4f} (runs: {', '.join(f'×{r:.4f}' for r in quiet_ratios)}; first run's CI "
-          f"{first.paired_ratio_low:.4f}–{first.paired_ratio_high:.4f}); quiet medians "
-          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in quiet_medians.items()))
-
-    flagged = measured = 0
-    overlapped = flagged_overlapped = 0  # cells the loaders ran during a quarter or more of, and of those flagged
-    unflagged: list[tuple[str, float, float]] = []  # (model, ON share, real slowdown) of cells not flagged
-    slowdowns: list[tuple[str, float, float]] = []
+    found_by_wave: dict[str, list[tuple[dict, int]]] = {}  # wave -> (ratios of the methods, index of the quiet run before)
+    tally = Tally()
     for wave in args.waves.split(","):
         on_s, off_s = (float(v) for v in wave.split("/"))
-        methods = {"unpaired": Method(), "interleaved, paired": Method(), "interleaved rows' own unpaired": Method()}
-        load = SquareWave(on_s, off_s, args.loaders, args.max_load)
-        try:
-            for _ in range(args.repetitions):
+        found_by_wave[wave] = []
+        if not quiet_runs:
+            quiet_run()
+        for _ in range(args.repetitions):
+            load = SquareWave(on_s, off_s, args.loaders, args.max_load)
+            found: dict[str, tuple[float, float, float]] = {}
+            try:
                 for interleaved in (False, True):
                     reference, other, shares = sweep(interleaved, load)
-                    measured += 2
-                    flagged += reference.under_load + other.under_load
-                    for row, share in zip((reference, other), shares):
-                        overlapped += share >= OVERLAP
-                        flagged_overlapped += share >= OVERLAP and row.under_load
-                        if not row.under_load:
-                            unflagged.append((row.model, share, row.median_ms / quiet_medians[row.model]))
+                    tally.count(reference, other, shares, interleaved)
                     plain = time_ratio_unpaired(reference, other)
-                    if not interleaved:
-                        found = {"unpaired": plain}
+                    if interleaved:
+                        found.update({"interleaved, paired": time_ratio_paired(other),
+                                      "interleaved rows' own unpaired": plain})
                     else:
-                        found = {"interleaved, paired": time_ratio_paired(other), "interleaved rows' own unpaired": plain}
-                        for row in (reference, other):
-                            if row.under_load:
-                                slowdowns.append((row.model, row.load_ratio, row.median_ms / quiet_medians[row.model]))
-                    for name, (ratio, low, high) in found.items():
-                        if math.isnan(ratio):
-                            methods[name].not_comparable += 1
-                            continue
-                        methods[name].ratios.append(ratio)
-                        methods[name].covered.append(low <= quiet <= high)
-        finally:
-            load.stop()
-        print(f"\nsquare wave {on_s:g} s on / {off_s:g} s off, {args.repetitions} repetitions:")
-        print(f"  {'method':<32} {'ratios':<52} {'median err':>10} {'worst err':>9} {'CI covers':>9} "
-              f"{'not comparable':>14}")
-        for name, method in methods.items():
-            errors = [error(r, quiet) for r in method.ratios] or [math.nan]
-            shown = ", ".join(f"{r:.3f}" for r in method.ratios)
-            print(f"  {name:<32} {shown:<52} {statistics.median(errors):>10.1%} {max(errors):>9.1%} "
-                  f"{sum(method.covered):>4}/{len(method.covered)} {method.not_comparable:>9}/{args.repetitions}")
+                        found["unpaired"] = plain
+            finally:
+                load.stop()
+            found_by_wave[wave].append((found, len(quiet_runs) - 1))
+            quiet_run()
 
-    print(f"\nload check: {flagged}/{measured} cells flagged under the waves ({flagged / measured:.0%}); "
-          f"{quiet_flags}/{quiet_cells} on the quiet machine")
-    print(f"  of the cells the loaders ran during {OVERLAP:.0%} or more of: {flagged_overlapped}/{overlapped} flagged "
-          f"({flagged_overlapped / max(overlapped, 1):.0%})")
-    for model, share, real in unflagged:
-        print(f"  not flagged: {model:<14} loaders ran {share:4.0%} of its time, real slowdown ×{real:.2f}")
-    if slowdowns:
-        within = sum(0.5 <= printed / real <= 2 for _, printed, real in slowdowns if printed == printed)
-        print(f"printed slowdown vs real (median under the wave / quiet median), flagged interleaved cells: "
-              f"{within}/{len(slowdowns)} within 2×")
-        for model, printed, real in slowdowns:
-            print(f"  {model:<14} printed ×{printed:.2f}   real ×{real:.2f}")
+    quiet_ratios = [other.paired_ratio for _, other in quiet_runs]
+    overall = statistics.median(quiet_ratios)
+    floor = [error(r, overall) for r in quiet_ratios]
+    tally.quiet_medians = {specs[0].name: statistics.median(r.median_ms for r, _ in quiet_runs),
+                           specs[1].name: statistics.median(o.median_ms for _, o in quiet_runs)}
+    print(f"quiet runs: {', '.join(f'×{r:.4f}' for r in quiet_ratios)}; median ×{overall:.4f}; each against the "
+          f"median: median error {statistics.median(floor):.1%}, worst {max(floor):.1%} (the machine's own floor)")
+    for wave, repetitions in found_by_wave.items():
+        report_wave(wave, repetitions, quiet_ratios, overall)
+    tally.report(quiet_runs)
+
+
+class Tally:
+    """The load check's counts over the cells measured under the waves, and each flagged interleaved cell's
+    printed slowdown against its real one (its median under the wave / the quiet runs' median)."""
+
+    def __init__(self):
+        self.flagged = self.measured = self.overlapped = self.flagged_overlapped = 0
+        self.rows: list[tuple] = []  # (row, ON share, interleaved) of every cell under a wave
+        self.quiet_medians: dict[str, float] = {}
+
+    def count(self, reference, other, shares, interleaved: bool) -> None:
+        for row, share in zip((reference, other), shares):
+            self.measured += 1
+            self.flagged += row.under_load
+            self.overlapped += share >= OVERLAP
+            self.flagged_overlapped += share >= OVERLAP and row.under_load
+            self.rows.append((row, share, interleaved))
+
+    def report(self, quiet_runs) -> None:
+        quiet_flags = sum(r.under_load + o.under_load for r, o in quiet_runs)
+        print(f"\nload check: {self.flagged}/{self.measured} cells flagged under the waves "
+              f"({self.flagged / self.measured:.0%}); {quiet_flags}/{2 * len(quiet_runs)} on the quiet machine")
+        print(f"  of the cells the loaders ran during {OVERLAP:.0%} or more of: {self.flagged_overlapped}/"
+              f"{self.overlapped} flagged ({self.flagged_overlapped / max(self.overlapped, 1):.0%})")
+        for row, share, _ in self.rows:
+            if not row.under_load:
+                print(f"  not flagged: {row.model:<14} loaders ran {share:4.0%} of its time, real slowdown "
+                      f"×{row.median_ms / self.quiet_medians[row.model]:.2f}")
+        slowdowns = [(row.model, row.load_ratio, row.median_ms / self.quiet_medians[row.model])
+                     for row, _, interleaved in self.rows if interleaved and row.under_load]
+        if slowdowns:
+            within = sum(0.5 <= printed / real <= 2 for _, printed, real in slowdowns if printed == printed)
+            print(f"printed slowdown vs real (median under the wave / quiet median), flagged interleaved cells: "
+                  f"{within}/{len(slowdowns)} within 2×")
+            for model, printed, real in slowdowns:
+                print(f"  {model:<14} printed ×{printed:.2f}   real ×{real:.2f}")
+
+
+def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: list[float], overall: float) -> None:
+    """Each method's ratios under one wave, their errors against each repetition's quiet reference (the mean
+    of the quiet runs before and after it) and against the median of all quiet runs, and CI coverage."""
+    on_s, off_s = wave.split("/")
+    print(f"\nsquare wave {on_s} s on / {off_s} s off, {len(repetitions)} repetitions "
+          f"(quiet references: {', '.join(f'×{bracket(quiet_ratios, before):.4f}' for _, before in repetitions)}):")
+    print(f"  {'method':<31} {'ratios':<37} {'median err':>10} {'worst err':>9} {'CI covers':>9} "
+          f"{'not comparable':>14} {'worst vs all quiet':>18}")
+    for name in ("unpaired", "interleaved, paired", "interleaved rows' own unpaired"):
+        ratios, errors, overall_errors, covered = [], [], [], []
+        for found, before in repetitions:
+            ratio, low, high = found[name]
+            if math.isnan(ratio):
+                continue
+            reference = bracket(quiet_ratios, before)
+            ratios.append(ratio)
+            errors.append(error(ratio, reference))
+            overall_errors.append(error(ratio, overall))
+            covered.append(low <= reference <= high)
+        errors = errors or [math.nan]
+        shown = ", ".join(f"{r:.3f}" for r in ratios)
+        print(f"  {name:<31} {shown:<37} {statistics.median(errors):>10.1%} {max(errors):>9.1%} "
+              f"{sum(covered):>4}/{len(covered)} {len(repetitions) - len(ratios):>9}/{len(repetitions)} "
+              f"{max(overall_errors or [math.nan]):>18.1%}")
+
+
+def bracket(quiet_ratios: list[float], before: int) -> float:
+    """A repetition's quiet reference: the mean of the quiet runs just before and just after it."""
+    return (quiet_ratios[before] + quiet_ratios[before + 1]) / 2
 
 
 if __name__ == "__main__":

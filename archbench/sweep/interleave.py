@@ -3,19 +3,19 @@ are timed in alternating rounds, so whatever makes the machine slower for a whil
 throttled clock) slows all of them alike and falls out of their ratio — hyperfine's ``--reference``, a
 paired A/B design. Measuring model A's cells fully and then B's turns such drift into a false difference.
 
-* :func:`grid_points` groups planned cells by grid point (compiled cells stay alone: they are timed model
-  by model).
+* :func:`grid_points` groups planned cells by grid point (compiled cells stay alone).
 * :func:`interleave` is the scheduler (no torch; sampler and clock injectable). Each model is built and
   warmed up in turn with the timer's warm-up policy (:func:`archbench.timing.timer.measure`), then takes
   a first burst of samples — its peak-memory window, with no other model running. Then rounds: in each,
   the models run in a random order (a seeded :class:`random.Random`; the orders are kept), each a short
   burst (``burst.samples`` samples, or fewer once they add up to ``burst.seconds``). A round gives each
-  model the ratio ``median(its burst) / median(the reference's burst)``. Rounds stop when the paired CI
-  of every model against the reference is within the precision target, when the budget —
+  model the ratio ``min(its burst) / min(the reference's burst)`` (:func:`round_ratio`). Rounds stop when
+  the paired CI of every model against the reference is within the precision target, when the budget —
   ``max_time_s`` times the number of models, warm-ups included — would be overrun by another round (never
   before ``min_samples`` rounds), or when a model reaches ``max_samples``. Rounds under load leave a model's
-  paired ratio; while too few are quiet the budget stretches (up to :data:`EXTENDED_BUDGET` times), and a
-  ratio still short of quiet rounds is not comparable (measured under load): NaN, never the loaded figure.
+  paired ratio and do not spend the budget (up to :data:`EXTENDED_BUDGET` times it in all), so a point on a
+  busy machine gets as many quiet rounds as on a quiet one; a ratio still short of quiet rounds is not
+  comparable (measured under load): NaN, never the loaded figure.
 * :func:`measure_point` is the sweep's side: it builds each cell's step, reads its peak memory over its
   first burst, and turns the outcome into rows. A model that fails (out of memory, an error) drops out
   of the rounds with its error row; the others go on.
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archbench.diff.comparability import NOT_COMPARABLE_TEXT
-from archbench.results.significance import MIN_QUIET_ROUNDS, RatioEstimate, quiet_paired_ratio
+from archbench.results.significance import RatioEstimate, quiet_paired_ratio
 from archbench.rows import ResultRow
 from archbench.timing.load import BURST_STALL_THRESHOLD
 from archbench.timing.loadsignal import LOADED_SHARE, LoadProbe, WindowLoad
@@ -59,10 +59,12 @@ WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memor
 @dataclass(frozen=True)
 class Burst:
     """One model's turn in a round: ``samples`` samples, or fewer once they add up to ``seconds`` (at
-    least one) — a 2 ms step takes 5 samples a turn, a 200 ms step one."""
+    least one) — a 2 ms step takes 5 samples a turn, a 100 ms step three, a 300 ms step one. Five samples
+    where the time allows: a round's ratio takes each burst's fastest (:func:`round_ratio`), and the fastest
+    of five sheds more of a shared VM's jitter than the fastest of two (``benchmarks/busy_machine.py``)."""
 
     samples: int = 5
-    seconds: float = 0.1
+    seconds: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class _Rounds:
         self.rounds = dict.fromkeys(names, 0)
         self.orders: list[tuple[str, ...]] = []
         self.failures: dict[str, Exception] = {}
+        self.loaded_s = 0.0  # the probe's seconds spent in rounds under load: not charged to the budget
 
     @property
     def active(self) -> list[str]:
@@ -184,8 +187,9 @@ class _Rounds:
         order = self.active
         rng.shuffle(order)
         self.orders.append(tuple(order))
-        medians: dict[str, float] = {}
+        bursts: dict[str, list[float]] = {}
         loaded = False
+        started = self.probe.clock() if self.probe is not None else 0.0
         for name in order:
             try:
                 times, burst_loaded = self.timed_burst(self.samplers[name], burst)
@@ -194,13 +198,15 @@ class _Rounds:
                 continue
             self.samples[name] += times
             self.rounds[name] += 1
-            medians[name] = median(times)
-            self.bursts[name].append((medians[name], burst_loaded))
+            bursts[name] = times
+            self.bursts[name].append((median(times), burst_loaded))
             loaded = loaded or burst_loaded
-        if self.reference in medians:
-            for name, value in medians.items():
+        if loaded:
+            self.loaded_s += self.probe.clock() - started
+        if self.reference in bursts:
+            for name, times in bursts.items():
                 if name != self.reference:
-                    self.ratios[name].append(value / medians[self.reference])
+                    self.ratios[name].append(round_ratio(times, bursts[self.reference]))
                     self.loaded[name].append(loaded)
 
     def timed_burst(self, sample: Sampler, burst: Burst, times: Sequence[float] = ()) -> tuple[list[float], bool]:
@@ -214,13 +220,6 @@ class _Rounds:
 
     def paired(self, name: str) -> RatioEstimate:
         return quiet_paired_ratio(self.ratios[name], self.loaded[name])
-
-    def short_of_quiet(self) -> bool:
-        """Some model has rounds under load and fewer than :data:`MIN_QUIET_ROUNDS` quiet ones against the reference."""
-        if self.reference not in self.active:
-            return False
-        return any(any(self.loaded[name]) and self.loaded[name].count(False) < MIN_QUIET_ROUNDS
-                   for name in self.active if name != self.reference)
 
     def precise(self, precision: float) -> bool:
         """Every model's paired CI against the reference is within ``precision`` of its ratio; without the
@@ -240,6 +239,18 @@ class _Rounds:
                            {k: tuple(v) for k, v in self.ratios.items()}, dict(self.rounds), tuple(self.orders),
                            dict(self.failures), stop_reason, wall_s, precision,
                            {k: tuple(v) for k, v in self.loaded.items()}, {k: tuple(v) for k, v in self.bursts.items()})
+
+
+def round_ratio(times: Sequence[float], reference_times: Sequence[float]) -> float:
+    """A round's time ratio: the fastest sample of a model's burst over the fastest of the reference's.
+
+    Why the fastest and not the median: what slows a sample on a shared machine (a neighbour's time slice,
+    the hypervisor, a cache another tenant flushed) only ever adds time, so the fastest of a burst is the
+    one least touched by it. On this project's 2-core VM, with PSI reading zero throughout, bursts' medians
+    still spread by 10-35% (interquartile) and rounds' median ratios by ±10%; over equal sampling time the
+    ratio of bursts' minima (five samples) scattered 25% less from window to window than the ratio of
+    their medians (``benchmarks/busy_machine.py``, and the issue 24 note)."""
+    return min(times) / min(reference_times)
 
 
 def _within(estimate: RatioEstimate, precision: float) -> bool:
@@ -333,23 +344,24 @@ def _warm_up(state: _Rounds, name: str, sample: Sampler, options: MeasureOptions
     phase(name, WARMED_UP)
 
 
-EXTENDED_BUDGET = 3.0  # a point short of quiet rounds goes on up to this many times its budget
+EXTENDED_BUDGET = 3.0  # rounds under load stretch a point's budget up to this many times itself
 
 
 def _stop_reason(state: _Rounds, options: MeasureOptions, elapsed_s: float, budget_s: float, burst: Burst) -> str:
     """Why the rounds stop now, or ``""`` to play another: the timer's rule (:meth:`MeasureOptions.stop_reason`)
     over rounds — ``min_samples`` counts rounds, ``max_samples`` a model's samples, the budget is every
-    model's — or ``failed`` when no model is left. While loaded rounds leave a model short of quiet ones
-    (:meth:`_Rounds.short_of_quiet`; its paired CI is then never precise), the budget stretches to
-    :data:`EXTENDED_BUDGET` times itself: the rounds go on until enough are quiet and the rule is met on
-    them, or the stretched budget is spent (the ratio is then not comparable)."""
+    model's — or ``failed`` when no model is left. Rounds under load (their ratios left out) do not spend
+    the budget, up to :data:`EXTENDED_BUDGET` times it in all: under a load that comes and goes, the quiet
+    rounds get the time they would have had on a quiet machine (and so its precision); under one that never
+    lifts, the stretched budget is spent and the ratio is not comparable."""
     if not state.active:
         return "failed"
-    if state.short_of_quiet():
-        budget_s *= EXTENDED_BUDGET
+    next_s = state.round_s(burst)
+    spent_s = elapsed_s - state.loaded_s
+    if elapsed_s + next_s > EXTENDED_BUDGET * budget_s:  # the stretch is spent: the whole time counts
+        spent_s, budget_s = elapsed_s, EXTENDED_BUDGET * budget_s
     return options.stop_reason(samples=max(len(state.samples[name]) for name in state.active), rounds=len(state.orders),
-                               precise=state.precise, spent_s=lambda: elapsed_s, next_s=state.round_s(burst),
-                               budget_s=budget_s)
+                               precise=state.precise, spent_s=lambda: spent_s, next_s=next_s, budget_s=budget_s)
 
 
 # ---------------------------------------------------------------------------------- a grid point
