@@ -150,7 +150,7 @@ class ResultRow:
     note: str = ""  # on ok rows: what a figure leaves out and why (e.g. FLOPs not counted, no % of peak)
     rounds: int = 0  # interleaved rounds the model was timed in (0: measured on its own; archbench.sweep.interleave)
     loaded_rounds: int = 0  # of those, rounds with a burst measured under CPU pressure (archbench.timing.loadsignal)
-    paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference
+    paired_ratio: float = math.nan  # interleaved, not the reference: median per-round time ratio model / reference (bursts' fastest)
     paired_ratio_low: float = math.nan  # its distribution-free 95% CI (order statistics of the per-round ratios)
     paired_ratio_high: float = math.nan
     paired_reason: str = ""  # why an interleaved row has no paired ratio: "not comparable (measured under load)"

@@ -191,16 +191,18 @@ def main() -> None:
         found_by_wave[wave] = []
         if not quiet_runs:
             quiet_run()
-        for _ in range(args.repetitions):
+        for repetition in range(args.repetitions):
             load = SquareWave(on_s, off_s, args.loaders, args.max_load)
-            found: dict[str, tuple[float, float, float]] = {}
+            found: dict[str, tuple[float, float, float, float]] = {}  # method -> ratio, low, high, loaders' share
             try:
-                for interleaved in (False, True):
+                # the methods take turns at going first: the wave starts ON, and a method that always went
+                # second could always start in an OFF phase
+                for interleaved in (False, True) if repetition % 2 == 0 else (True, False):
                     reference, other, shares = sweep(interleaved, load)
                     tally.count(reference, other, shares, interleaved)
-                    plain = time_ratio_unpaired(reference, other)
+                    plain = (*time_ratio_unpaired(reference, other), statistics.mean(shares))
                     if interleaved:
-                        found.update({"interleaved, paired": time_ratio_paired(other),
+                        found.update({"interleaved, paired": (*time_ratio_paired(other), shares[0]),
                                       "interleaved rows' own unpaired": plain})
                     else:
                         found["unpaired"] = plain
@@ -260,7 +262,8 @@ class Tally:
 
 def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: list[float], overall: float) -> None:
     """Each method's ratios under one wave, their errors against each repetition's quiet reference (the mean
-    of the quiet runs before and after it) and against the median of all quiet runs, and CI coverage."""
+    of the quiet runs before and after it) and against the median of all quiet runs, and CI coverage; below
+    each method, the share of its time the loaders ran, repetition by repetition."""
     on_s, off_s = wave.split("/")
     print(f"\nsquare wave {on_s} s on / {off_s} s off, {len(repetitions)} repetitions "
           f"(quiet references: {', '.join(f'×{bracket(quiet_ratios, before):.4f}' for _, before in repetitions)}):")
@@ -268,8 +271,9 @@ def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: li
           f"{'not comparable':>14} {'worst vs all quiet':>18}")
     for name in ("unpaired", "interleaved, paired", "interleaved rows' own unpaired"):
         ratios, errors, overall_errors, covered = [], [], [], []
+        shares = [found[name][3] for found, _ in repetitions]
         for found, before in repetitions:
-            ratio, low, high = found[name]
+            ratio, low, high, _ = found[name]
             if math.isnan(ratio):
                 continue
             reference = bracket(quiet_ratios, before)
@@ -282,6 +286,7 @@ def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: li
         print(f"  {name:<31} {shown:<37} {statistics.median(errors):>10.1%} {max(errors):>9.1%} "
               f"{sum(covered):>4}/{len(covered)} {len(repetitions) - len(ratios):>9}/{len(repetitions)} "
               f"{max(overall_errors or [math.nan]):>18.1%}")
+        print(f"  {'':<31} loaders ran {', '.join(f'{share:.0%}' for share in shares)} of its time")
 
 
 def bracket(quiet_ratios: list[float], before: int) -> float:

@@ -37,8 +37,8 @@ TIMING_CONVENTION = (
 RELATIVE_METHOD = (
     "×r = m_ref / m (r > 1: faster than the reference, r < 1: slower), one figure per cell — the one to quote. "
     "Where the models were timed in alternating rounds (the default) it is the **paired** ratio: 1 / the median "
-    "of the per-round time ratios model / reference, each from one round's short bursts of both, so a machine's "
-    "drift falls on both; its 95% CI is the distribution-free one of a median (order statistics at binomial ranks; "
+    "of the per-round time ratios model / reference, each from one round's short bursts of both (their fastest samples), so a "
+    "machine's drift falls on both; its 95% CI is the distribution-free one of a median (order statistics at binomial ranks; "
     "the range of the ratios below 6 rounds). Otherwise it is the ratio of the median step times, with the "
     "interval taken from the CI ends, (ref_low / high – ref_high / low): it holds the true ratio "
     "whenever both true medians lie in their CIs, so it covers at least the product of the two coverages "
@@ -51,8 +51,8 @@ LOAD_NOTE = (
     "some task waited for a CPU) around every burst of interleaved rounds, and over every tenth of a second of a "
     "cell measured alone; a cell is flagged as measured under load when more than a tenth of its bursts (or, "
     "alone, of its samples) ran under pressure. Rounds with a burst under pressure are left out of the paired "
-    "ratio; with fewer than six quiet rounds, even after up to three times the time budget, the relative speed "
-    "is not comparable (measured under load), never a figure. Without PSI, a calibration kernel timed before "
+    "ratio and do not spend the time budget (up to three times it); with fewer than six quiet rounds the "
+    "relative speed is not comparable (measured under load), never a figure. Without PSI, a calibration kernel timed before "
     "and after each cell (flagged above {threshold:g}× the sweep's fastest) and the other processes' CPU time "
     "(`/proc/stat`) decide."
 )

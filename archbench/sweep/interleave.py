@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archbench.diff.comparability import NOT_COMPARABLE_TEXT
-from archbench.results.significance import RatioEstimate, quiet_paired_ratio
+from archbench.results.significance import MIN_QUIET_ROUNDS, RatioEstimate, quiet_paired_ratio
 from archbench.rows import ResultRow
+from archbench.sweep.bursts import DEFAULT_BURST, Burst, Sampler, round_ratio, take_burst
 from archbench.timing.load import BURST_STALL_THRESHOLD
 from archbench.timing.loadsignal import LOADED_SHARE, LoadProbe, WindowLoad
 from archbench.timing.options import MeasureOptions
@@ -52,19 +53,7 @@ if TYPE_CHECKING:
     from archbench.sweep.cell_measure import RunCaches
     from archbench.sweep.cells import Cell
 
-Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
 WARMED_UP = "warmed up"  # the phase after a model's first burst: its peak-memory window closes
-
-
-@dataclass(frozen=True)
-class Burst:
-    """One model's turn in a round: ``samples`` samples, or fewer once they add up to ``seconds`` (at
-    least one) — a 2 ms step takes 5 samples a turn, a 100 ms step three, a 300 ms step one. Five samples
-    where the time allows: a round's ratio takes each burst's fastest (:func:`round_ratio`), and the fastest
-    of five sheds more of a shared VM's jitter than the fastest of two (``benchmarks/busy_machine.py``)."""
-
-    samples: int = 5
-    seconds: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -74,7 +63,7 @@ class Interleaving:
     point gets the same orders in every run)."""
 
     reference: str
-    burst: Burst = Burst()
+    burst: Burst = DEFAULT_BURST
     seed: int = 0
 
     def rng(self, cells: Sequence[Cell]) -> random.Random:
@@ -221,6 +210,12 @@ class _Rounds:
     def paired(self, name: str) -> RatioEstimate:
         return quiet_paired_ratio(self.ratios[name], self.loaded[name])
 
+    def short_of_quiet(self) -> bool:
+        """Some model has rounds under load and fewer than :data:`MIN_QUIET_ROUNDS` quiet ones."""
+        return self.reference in self.active and any(
+            any(self.loaded[name]) and self.loaded[name].count(False) < MIN_QUIET_ROUNDS
+            for name in self.active if name != self.reference)
+
     def precise(self, precision: float) -> bool:
         """Every model's paired CI against the reference is within ``precision`` of its ratio; without the
         reference (or with it alone), every remaining model's own median CI."""
@@ -241,29 +236,9 @@ class _Rounds:
                            {k: tuple(v) for k, v in self.loaded.items()}, {k: tuple(v) for k, v in self.bursts.items()})
 
 
-def round_ratio(times: Sequence[float], reference_times: Sequence[float]) -> float:
-    """A round's time ratio: the fastest sample of a model's burst over the fastest of the reference's.
-
-    Why the fastest and not the median: what slows a sample on a shared machine (a neighbour's time slice,
-    the hypervisor, a cache another tenant flushed) only ever adds time, so the fastest of a burst is the
-    one least touched by it. On this project's 2-core VM, with PSI reading zero throughout, bursts' medians
-    still spread by 10-35% (interquartile) and rounds' median ratios by ±10%; over equal sampling time the
-    ratio of bursts' minima (five samples) scattered 25% less from window to window than the ratio of
-    their medians (``benchmarks/busy_machine.py``, and the issue 24 note)."""
-    return min(times) / min(reference_times)
-
-
 def _within(estimate: RatioEstimate, precision: float) -> bool:
     half = max(estimate.ratio - estimate.low, estimate.high - estimate.ratio)
     return estimate.coverage >= CONFIDENCE and half <= precision * estimate.ratio
-
-
-def take_burst(sample: Sampler, burst: Burst, times: Sequence[float] = ()) -> list[float]:
-    """``times`` continued with samples until there are ``burst.samples`` or they add up to ``burst.seconds``."""
-    times = list(times)
-    while len(times) < burst.samples and sum(times) < burst.seconds * 1e3:
-        times.append(sample())
-    return times
 
 
 @contextlib.contextmanager
@@ -286,7 +261,7 @@ def interleave(
     reference: str | None,
     rng: random.Random,
     *,
-    burst: Burst = Burst(),
+    burst: Burst = DEFAULT_BURST,
     clock: Callable[[], float] = time.perf_counter,
     on_phase: Callable[[str, str], None] | None = None,
     on_failure: Callable[[str, Exception], None] | None = None,
@@ -351,13 +326,14 @@ def _stop_reason(state: _Rounds, options: MeasureOptions, elapsed_s: float, budg
     """Why the rounds stop now, or ``""`` to play another: the timer's rule (:meth:`MeasureOptions.stop_reason`)
     over rounds — ``min_samples`` counts rounds, ``max_samples`` a model's samples, the budget is every
     model's — or ``failed`` when no model is left. Rounds under load (their ratios left out) do not spend
-    the budget, up to :data:`EXTENDED_BUDGET` times it in all: under a load that comes and goes, the quiet
-    rounds get the time they would have had on a quiet machine (and so its precision); under one that never
-    lifts, the stretched budget is spent and the ratio is not comparable."""
+    the budget, nor does anything while loaded rounds leave a model short of quiet ones, up to
+    :data:`EXTENDED_BUDGET` times the budget in all: under a load that comes and goes, the quiet rounds get
+    the time they would have had on a quiet machine (and so its precision); under one that never lifts, the
+    stretched budget is spent and the ratio is not comparable."""
     if not state.active:
         return "failed"
     next_s = state.round_s(burst)
-    spent_s = elapsed_s - state.loaded_s
+    spent_s = 0.0 if state.short_of_quiet() else elapsed_s - state.loaded_s
     if elapsed_s + next_s > EXTENDED_BUDGET * budget_s:  # the stretch is spent: the whole time counts
         spent_s, budget_s = elapsed_s, EXTENDED_BUDGET * budget_s
     return options.stop_reason(samples=max(len(state.samples[name]) for name in state.active), rounds=len(state.orders),
