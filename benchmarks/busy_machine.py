@@ -5,7 +5,8 @@ The experiment of issue 24, built in. Two models (default: resnext-50 as the ref
 3x32x32, batch 1, infer, CPU, 1 thread, precision 1%, --max-time s per model) are compared under each
 square-wave load of --waves (``ON/OFF`` seconds, default ``2/2`` and ``10/10``): --loaders busy processes
 (default 2: one per core of this machine) that this script starts, stops (SIGSTOP) and resumes (SIGCONT)
-on the schedule, and kills when the repetition ends (each also exits by itself after --max-load s, so
+on the schedule, and kills when the method's run ends (each method of each repetition gets a wave of
+its own, starting ON) (each also exits by itself after --max-load s, so
 nothing outlives the script). Under each wave, --repetitions repetitions of each method:
 
 * **unpaired** (``--no-interleave``): each model's cell in turn; ratio of the two medians;
@@ -191,23 +192,23 @@ def main() -> None:
         found_by_wave[wave] = []
         if not quiet_runs:
             quiet_run()
-        for repetition in range(args.repetitions):
-            load = SquareWave(on_s, off_s, args.loaders, args.max_load)
+        for _ in range(args.repetitions):
             found: dict[str, tuple[float, float, float, float]] = {}  # method -> ratio, low, high, loaders' share
-            try:
-                # the methods take turns at going first: the wave starts ON, and a method that always went
-                # second could always start in an OFF phase
-                for interleaved in (False, True) if repetition % 2 == 0 else (True, False):
+            for interleaved in (False, True):
+                # each method under a wave of its own, starting ON: run after another method, it could fall
+                # wholly in an OFF phase of a 10 s / 10 s wave and measure nothing of the load
+                load = SquareWave(on_s, off_s, args.loaders, args.max_load)
+                try:
                     reference, other, shares = sweep(interleaved, load)
-                    tally.count(reference, other, shares, interleaved)
-                    plain = (*time_ratio_unpaired(reference, other), statistics.mean(shares))
-                    if interleaved:
-                        found.update({"interleaved, paired": (*time_ratio_paired(other), shares[0]),
-                                      "interleaved rows' own unpaired": plain})
-                    else:
-                        found["unpaired"] = plain
-            finally:
-                load.stop()
+                finally:
+                    load.stop()
+                tally.count(reference, other, shares, interleaved)
+                plain = (*time_ratio_unpaired(reference, other), statistics.mean(shares))
+                if interleaved:
+                    found.update({"interleaved, paired": (*time_ratio_paired(other), shares[0]),
+                                  "interleaved rows' own unpaired": plain})
+                else:
+                    found["unpaired"] = plain
             found_by_wave[wave].append((found, len(quiet_runs) - 1))
             quiet_run()
 
