@@ -5,14 +5,15 @@ The experiment of issue 24, built in. Two models (default: resnext-50 as the ref
 3x32x32, batch 1, infer, CPU, 1 thread, precision 1%, --max-time s per model) are compared under each
 square-wave load of --waves (``ON/OFF`` seconds, default ``2/2`` and ``10/10``): --loaders busy processes
 (default 2: one per core of this machine) that this script starts, stops (SIGSTOP) and resumes (SIGCONT)
-on the schedule, and kills when the method's run ends (each method of each repetition gets a wave of
-its own, starting ON) (each also exits by itself after --max-load s, so
-nothing outlives the script). Under each wave, --repetitions repetitions of each method:
+on the schedule, and kills when the method's run ends: each method of each repetition gets a wave of its
+own, starting ON (each loader also exits by itself after --max-load s, so nothing outlives the script).
+Under each wave, --repetitions repetitions of each method:
 
 * **unpaired** (``--no-interleave``): each model's cell in turn; ratio of the two medians;
-* **interleaved, paired**: the default — alternating rounds; the paired ratio (its quiet rounds). A point
-  whose rounds are too rarely quiet goes on up to three times its budget, and is then "not comparable
-  (measured under load)" (NaN): counted apart — neither an error nor a ratio — and printed;
+* **interleaved, paired**: the default — alternating rounds; the paired ratio (its quiet rounds). Rounds
+  under load do not spend the point's budget (up to three times it in all); a point still short of six
+  quiet rounds is "not comparable (measured under load)" (NaN): counted apart — neither an error nor a
+  ratio — and printed;
 * **interleaved rows' own unpaired**: the ratio of the same rows' medians.
 
 **The quiet reference is measured around every repetition**: an interleaved run on the quiet machine
