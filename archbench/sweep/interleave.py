@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import math
 import os
 import random
 import time
@@ -225,9 +226,9 @@ class _Rounds:
         return all(ci_within(self.samples[name], precision) for name in self.active)
 
     def round_s(self, burst: Burst) -> float:
-        """A round's expected seconds, from each model's recent samples."""
+        """A round's expected seconds, from each model's recent samples (a burst as :func:`take_burst` takes it)."""
         seconds = [median(self.samples[name][-5:]) / 1e3 for name in self.active if self.samples[name]]
-        return sum(min(burst.samples * s, max(burst.seconds, s)) for s in seconds)
+        return sum(s * min(burst.samples, max(1, math.ceil(burst.seconds / s))) for s in seconds if s > 0)
 
     def result(self, stop_reason: str, wall_s: float, precision: float) -> Interleaved:
         return Interleaved(self.reference, dict(self.warmups), {k: tuple(v) for k, v in self.samples.items()},
