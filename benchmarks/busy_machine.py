@@ -26,10 +26,11 @@ method under load can beat at that budget. Errors are also printed against the m
 
 Printed per wave and method: every ratio, its error against its quiet reference, the median and worst
 error, how often the CI covers the quiet reference (of the ratios given), and how many were not comparable.
-Then the load check: cells flagged under the waves
-(of all cells measured under them; then of the cells the loaders ran during a quarter or more of — a 6 s cell
-under the 10 s/10 s wave can fall in an OFF phase — with each cell not flagged, the share of its time the
-loaders ran and its real slowdown) and on the quiet machine (of the quiet cells), and for each flagged
+Then the load check: cells flagged of those measured under the waves — the loaders ran during a quarter
+or more of their **sampling** (what the check reads: a cell's build and warm-up are not timed, and under
+the 10 s/10 s wave the second model's sampling can fall wholly in an OFF phase after an ON one covered its
+warm-up); then of all the cells run while a wave was on; with each cell not flagged, the share of its
+sampling the loaders ran and its real slowdown — and on the quiet machine (of the quiet cells), and for each flagged
 interleaved cell the printed slowdown (``load_ratio``: the estimated inflation of its median) beside its
 real slowdown (its median under the wave / its quiet median).
 
@@ -58,7 +59,7 @@ from archbench.sweep.interleave import Interleaving
 from archbench.sweep.run import RunCaches, run_sweep
 from archbench.timing.options import MeasureOptions
 
-OVERLAP = 0.25  # a cell the loaders ran during this share of its time or more counts as measured under load
+OVERLAP = 0.25  # a cell the loaders ran during this share of its sampling or more counts as measured under load
 BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n"
 
 
@@ -162,14 +163,17 @@ def main() -> None:
         return result.rows, (start, time.monotonic())
 
     def sweep(interleaved: bool, load: SquareWave):
-        """The two rows, and the share of each one's time the loaders ran (unpaired: each cell its own sweep,
-        so each has its own window; interleaved: both share one)."""
+        """The two rows, and the share of each one's sampling time the loaders ran (what the load check reads:
+        not the build or the warm-up). A row's samples end with its sweep; interleaved, the two rows' samples
+        alternate, so both share the window of all their samples."""
         if interleaved:
-            (reference, other), window = timed_sweep(cells, True)
-            windows = [window, window]
+            (reference, other), (_, end) = timed_sweep(cells, True)
+            sampled = sum(reference.samples_ms) + sum(other.samples_ms)
+            windows = [(end - sampled / 1e3, end)] * 2
         else:
-            ((reference,), first), ((other,), second) = timed_sweep(cells[:1], False), timed_sweep(cells[1:], False)
-            windows = [first, second]
+            ((reference,), (_, first)), ((other,), (_, second)) = (timed_sweep(cells[:1], False),
+                                                                   timed_sweep(cells[1:], False))
+            windows = [(first - sum(reference.samples_ms) / 1e3, first), (second - sum(other.samples_ms) / 1e3, second)]
         return reference, other, [load.on_share(*w) for w in windows]
 
     quiet_runs: list[tuple] = []  # (reference row, other row) of every quiet run, in order
@@ -244,13 +248,14 @@ class Tally:
 
     def report(self, quiet_runs) -> None:
         quiet_flags = sum(r.under_load + o.under_load for r, o in quiet_runs)
-        print(f"\nload check: {self.flagged}/{self.measured} cells flagged under the waves "
-              f"({self.flagged / self.measured:.0%}); {quiet_flags}/{2 * len(quiet_runs)} on the quiet machine")
-        print(f"  of the cells the loaders ran during {OVERLAP:.0%} or more of: {self.flagged_overlapped}/"
-              f"{self.overlapped} flagged ({self.flagged_overlapped / max(self.overlapped, 1):.0%})")
+        print(f"\nload check: {self.flagged_overlapped}/{self.overlapped} cells flagged of those measured under the "
+              f"waves (the loaders ran during {OVERLAP:.0%} or more of their sampling: "
+              f"{self.flagged_overlapped / max(self.overlapped, 1):.0%}); {quiet_flags}/{2 * len(quiet_runs)} on the "
+              f"quiet machine")
+        print(f"  of all {self.measured} cells run while a wave was on: {self.flagged} flagged")
         for row, share, _ in self.rows:
             if not row.under_load:
-                print(f"  not flagged: {row.model:<14} loaders ran {share:4.0%} of its time, real slowdown "
+                print(f"  not flagged: {row.model:<14} loaders ran {share:4.0%} of its sampling, real slowdown "
                       f"×{row.median_ms / self.quiet_medians[row.model]:.2f}")
         slowdowns = [(row.model, row.load_ratio, row.median_ms / self.quiet_medians[row.model])
                      for row, _, interleaved in self.rows if interleaved and row.under_load]
@@ -265,7 +270,7 @@ class Tally:
 def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: list[float], overall: float) -> None:
     """Each method's ratios under one wave, their errors against each repetition's quiet reference (the mean
     of the quiet runs before and after it) and against the median of all quiet runs, and CI coverage; below
-    each method, the share of its time the loaders ran, repetition by repetition."""
+    each method, the share of its sampling time the loaders ran, repetition by repetition."""
     on_s, off_s = wave.split("/")
     print(f"\nsquare wave {on_s} s on / {off_s} s off, {len(repetitions)} repetitions "
           f"(quiet references: {', '.join(f'×{bracket(quiet_ratios, before):.4f}' for _, before in repetitions)}):")
@@ -288,7 +293,7 @@ def report_wave(wave: str, repetitions: list[tuple[dict, int]], quiet_ratios: li
         print(f"  {name:<31} {shown:<37} {statistics.median(errors):>10.1%} {max(errors):>9.1%} "
               f"{sum(covered):>4}/{len(covered)} {len(repetitions) - len(ratios):>9}/{len(repetitions)} "
               f"{max(overall_errors or [math.nan]):>18.1%}")
-        print(f"  {'':<31} loaders ran {', '.join(f'{share:.0%}' for share in shares)} of its time")
+        print(f"  {'':<31} loaders ran {', '.join(f'{share:.0%}' for share in shares)} of its sampling")
 
 
 def bracket(quiet_ratios: list[float], before: int) -> float:
