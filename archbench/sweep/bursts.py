@@ -12,17 +12,17 @@ Sampler = Callable[[], float]  # runs one iteration, returns its milliseconds
 @dataclass(frozen=True)
 class Burst:
     """One model's turn in a round: ``samples`` samples, or fewer once they add up to ``seconds`` (at
-    least one) — a 2 ms step takes 5 samples a turn, a 20 ms step three, a 60 ms step one.
+    least one) — a 2 ms step takes 5 samples a turn, a 100 ms step three, a 300 ms step one. Five samples
+    where the time allows: a round's ratio takes each burst's fastest (:func:`round_ratio`), and the fastest
+    of five sheds more of a shared VM's jitter than the fastest of two (``benchmarks/busy_machine.py``).
 
-    Short in time, so that a round's two bursts run on the same machine: a shared VM's speed changes from
-    one tenth of a second to the next, and what the two bursts of a round do not share lands in the round's
-    ratio. ResNeXt-50 / WRN-16-8 (about 60 ms a step, 6 s each, quiet, 8 runs of each): rounds of one-sample
-    bursts gave ratios scattering 1.5% from run to run (CI half-width 2.3%), of two-sample bursts 2.2%
-    (3.6%), of four-sample bursts (0.25 s) 3.2% (8.1%). Up to five samples where they fit in that time: a
-    round's ratio takes each burst's fastest (:func:`round_ratio`), which sheds a fast step's jitter."""
+    Why not shorter: bursts of 0.05 s (one 60 ms sample of ResNeXt-50 / WRN-16-8, 6 s each, quiet, 8 runs)
+    halved the ratio's scatter from run to run (1.5% against 3.2%), but neighbouring rounds then share the
+    machine's state, and the order-statistic CI, which takes rounds as independent, covered the runs' common
+    median in 6 of 8 runs (7-8 of 8 with these bursts). Shorter bursts want a CI over blocks of rounds first."""
 
     samples: int = 5
-    seconds: float = 0.05
+    seconds: float = 0.25
 
 
 DEFAULT_BURST = Burst()
